@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from ogdata.errors import DataValidationError, DatasetNotFoundError, MetadataError
+from ogdata.errors import DatasetNotFoundError, DataValidationError, MetadataError
 from ogdata.spaces import space_from_json
 from ogdata.storage.format import DATA_DIR, read_metadata
 
@@ -134,6 +134,13 @@ class Dataset:
         if desc and list(arr.shape) != list(desc["shape"]):
             raise MetadataError(f"{self.path}: array {name!r} has shape {list(arr.shape)} but metadata says "
                                 f"{desc['shape']}; the dataset is inconsistent — re-download it")
+        if sl is None and desc and desc.get("compressor") is None and "shard_rows" in desc:
+            from ogdata.storage.shards import read_array
+
+            fast = read_array(self.path / DATA_DIR / name, tuple(arr.shape), arr.dtype, desc["chunk_rows"],
+                              desc["shard_rows"])
+            if fast is not None:
+                return fast
         return arr[:] if sl is None else arr[sl]
 
     def _has(self, name: str) -> bool:

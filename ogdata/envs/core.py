@@ -17,6 +17,7 @@ from typing import Any
 import gymnasium
 import numpy as np
 from gymnasium import spaces
+from pettingzoo import ParallelEnv
 
 from ogdata.errors import EnvError, InvalidActionError
 
@@ -176,7 +177,7 @@ class MarketVectorEnv(gymnasium.vector.VectorEnv):
         return obs, rew, term, trunc, info
 
 
-class MarketParallelEnv:
+class MarketParallelEnv(ParallelEnv):
     """PettingZoo ParallelEnv face of a multi-agent core with B=1."""
 
     metadata = {"render_modes": [], "name": "ogdata_market", "is_parallelizable": True}

@@ -103,96 +103,85 @@ class MarketMakingCore(VectorMarket):
                            f"{math.ceil(self.intensity * self.terminal_time)} or lower the intensity")
         self.max_steps = self.n_steps
         self._sig_sqdt = self.sigma * math.sqrt(self.dt)
-        self._move_scale = 1.0 / self._sig_sqdt if self._sig_sqdt > 0 else 1.0
+        self._inv_kappa = 1.0 / self.kappa
+        self._reach0 = math.log(self._lam_dt) / self.kappa if self._lam_dt > 0 else -math.inf
         self._phi_dt = self.running_penalty * self.dt
         self._idx = np.arange(self.n_agents)[None, :, None]
+        self._sgn = np.array([1.0, -1.0])
+        self._tau_table = (self.n_steps - np.arange(self.n_steps + 1)) / self.n_steps
         self._lo = -float(self.max_inventory)
         self._hi = float(self.max_inventory)
         self.action_space = spaces.Box(0.0, self.max_depth, shape=(2,), dtype=np.float32)
         B, n = self.num_envs, self.n_agents
         self._S = np.full(B, self.initial_price)
-        self._cash = np.zeros((B, n))
+        self._W = np.zeros((B, n))                      # mark-to-market wealth = PnL
         self._q = np.zeros((B, n))
         self._moves = np.zeros((B, self.n_lags))
         self._last_fills = np.zeros((B, n, 2))
         self._last_pen = np.zeros((B, n))
 
-    # -- observations ------------------------------------------------------------------
-    def _obs_maker(self) -> np.ndarray:
-        """(B, n, obs_dim) float32, a fresh array."""
-        B, n = self.num_envs, self.n_agents
-        multi = self.multi_agent
-        c = 2 if multi else 1
-        obs = np.empty((B, n, c + 1 + self.n_lags), dtype=np.float32)
-        obs[..., 0] = self._q * (1.0 / self._hi)
-        if multi:
-            obs[..., 1] = (self._q.sum(axis=1) * (1.0 / (n * self._hi)))[:, None]
-        obs[..., c] = (np.maximum(self.n_steps - self._t, 0) * (1.0 / self.n_steps))[:, None]
-        obs[..., c + 1:] = self._moves[:, None, :]
-        return obs
+    # -- shared pieces ---------------------------------------------------------------------
+    def _time_left(self) -> np.ndarray:
+        """(T − t)/T per market, clamped at 0 for a market stepped past its end."""
+        return self._tau_table[np.minimum(self._t, self.n_steps)]
 
-    def _info(self) -> dict[str, np.ndarray]:
-        wealth = self._cash + self._q * self._S[:, None]
-        return {"cash": self._cash, "inventory": self._q, "pnl": wealth, "wealth": wealth,
-                "fills": self._last_fills, "penalty": self._last_pen, "mid": self._S}
-
-    # -- core API ----------------------------------------------------------------------
     def _reset_arrays(self, mask: np.ndarray) -> None:
         m = mask
         self._S = np.where(m, self.initial_price, self._S)
-        self._cash = np.where(m[:, None], 0.0, self._cash)
+        self._W = np.where(m[:, None], 0.0, self._W)
         self._q = np.where(m[:, None], 0.0, self._q)
         self._moves = np.where(m[:, None], 0.0, self._moves)
         self._last_fills = np.where(m[:, None, None], 0.0, self._last_fills)
         self._last_pen = np.where(m[:, None], 0.0, self._last_pen)
 
     def _advance(self, d: np.ndarray):
-        """One step of the physics on depths d (B, n, 2); returns per-maker (ΔW, q', done)."""
+        """One step of the physics on depths d (B, n, 2); returns per-maker (ΔW, q', done).
+
+        State arrays are replaced, never written in place, so obs/info handed out stay valid.
+        """
         B, n = self.num_envs, self.n_agents
         rng = self.rng
         q = self._q
-        u = rng.random((B, 2))
+        d = d.astype(np.float64)                       # one dtype throughout: mixed ops are slower
+        # The order arriving on a side reaches depth h = (E + ln(λ·dt))/κ, E ~ Exp(1), so a quote
+        # at depth δ fills with probability P(h > δ) = λ·dt·exp(−κδ); no arrival ⇔ h < 0.
+        h = rng.exponential(self._inv_kappa, (B, 2))
+        h += self._reach0
         z = rng.standard_normal(B)
+        # a maker at its bound withdraws that side: bid needs q < q_max, ask needs -q < q_max
+        live = q[:, :, None] * self._sgn < self._hi                              # (B, n, 2)
         if n == 1:
-            d1 = d[:, 0, :]
-            fill = u < self._lam_dt * np.exp(-self.kappa * d1)
-            fill[:, 0] &= q[:, 0] < self._hi
-            fill[:, 1] &= q[:, 0] > self._lo
-            fills = fill[:, None, :]
+            fills = (d < h[:, None, :]) & live
         else:
-            blocked = np.stack([q >= self._hi, q <= self._lo], axis=-1)       # (B, n, 2)
-            eff = np.where(blocked, np.inf, d)
+            eff = np.where(live, d, np.inf)
             best = eff.min(axis=1)                                              # (B, 2)
-            hit = u < self._lam_dt * np.exp(-self.kappa * best)                 # exp(-inf) = 0
             keys = np.where(eff == best[:, None, :], rng.random((B, n, 2)), -1.0)
-            win = keys.argmax(axis=1)                                           # random among ties
-            fills = (self._idx == win[:, None, :]) & hit[:, None, :]
+            win = keys.argmax(axis=1)                                           # uniform among ties
+            fills = (self._idx == win[:, None, :]) & (best < h)[:, None, :]
         fills = fills.astype(np.float64)
-        fb, fa = fills[..., 0], fills[..., 1]
-        S = self._S[:, None]
-        dS = self._sig_sqdt * z
-        q1 = q + fb - fa
-        earned = fb * d[..., 0] + fa * d[..., 1]
-        self._cash = self._cash + fa * (S + d[..., 1]) - fb * (S - d[..., 0])
+        dq = fills @ self._sgn                                                  # bought − sold
+        earned = np.vecdot(fills, d)                                            # depth captured
+        dS = z * self._sig_sqdt
+        q1 = q + dq
+        dw = earned + q1 * dS[:, None]                                          # ΔW = δ·fills + q'ΔS
+        self._W = self._W + dw
         self._q = q1
         self._S = self._S + dS
-        self._moves = np.concatenate([(dS * self._move_scale)[:, None], self._moves[:, :-1]], axis=1)
+        # standardised mid moves ΔS/(σ√dt) = z (0 when σ = 0), newest first
+        new = z if self.sigma > 0 else np.zeros_like(z)
+        self._moves = np.concatenate([new[:, None], self._moves[:, :-1]], axis=1)
         self._last_fills = fills
         self._t += 1
         done = self._t >= self.n_steps
-        return earned + q1 * dS[:, None], q1, done
+        return dw, q1, done
 
-    def _penalise(self, dw: np.ndarray, q1: np.ndarray, done: np.ndarray) -> np.ndarray:
-        """Rewards (B, n) from wealth changes and inventories (per maker or firm-level)."""
-        if self.mode == "cooperative" and self.n_agents > 1:
-            Q2 = q1.sum(axis=1) ** 2
-            pen = (self._phi_dt + self.terminal_penalty * done) * Q2
-            rew = dw.sum(axis=1) - pen
-            self._last_pen = np.broadcast_to(pen[:, None], q1.shape)
-            return np.broadcast_to(rew[:, None], q1.shape)
-        pen = (self._phi_dt + self.terminal_penalty * done)[:, None] * (q1 * q1)
-        self._last_pen = pen
-        return dw - pen
+    def _penalised(self, dw: np.ndarray, x: np.ndarray, done: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(dw − penalty, penalty) for inventories x (any shape with B first): φ·x²·dt, + α·x² at the end."""
+        x2 = x * x
+        pen = self._phi_dt * x2
+        if done.any():
+            pen = pen + (self.terminal_penalty * done).reshape((-1,) + (1,) * (x.ndim - 1)) * x2
+        return dw - pen, pen
 
 
 class MarketMaking(MarketMakingCore):
@@ -210,18 +199,24 @@ class MarketMaking(MarketMakingCore):
         low[:2], high[:2] = (-1.0, 0.0), (1.0, 1.0)
         self.observation_space = spaces.Box(low, high, dtype=np.float32)
 
+    def _obs_info(self):
+        q = self._q[:, 0]
+        wealth = self._W[:, 0]
+        obs = np.concatenate([self._q * (1.0 / self._hi), self._time_left()[:, None], self._moves],
+                             axis=1, dtype=np.float32)
+        info = {"cash": wealth - q * self._S, "inventory": q, "pnl": wealth, "wealth": wealth,
+                "fills": self._last_fills[:, 0], "penalty": self._last_pen[:, 0], "mid": self._S}
+        return obs, info
+
     def _reset(self, mask):
         self._reset_arrays(mask)
-        return self._obs_maker()[:, 0], self._info1()
-
-    def _info1(self):
-        info = self._info()
-        return {k: (v[:, 0] if v.ndim > 1 else v) for k, v in info.items()}
+        return self._obs_info()
 
     def _step(self, actions):
         dw, q1, done = self._advance(actions[:, None, :])
-        rew = self._penalise(dw, q1, done)[:, 0]
-        return self._obs_maker()[:, 0], rew, done.copy(), np.zeros_like(done), self._info1()
+        rew, self._last_pen = self._penalised(dw, q1, done)
+        obs, info = self._obs_info()
+        return obs, rew[:, 0], done, np.zeros_like(done), info
 
 
 class MultiMarketMaking(MarketMakingCore):
@@ -245,29 +240,41 @@ class MultiMarketMaking(MarketMakingCore):
         slow[n] = 0.0
         self.state_space = spaces.Box(slow, shigh, dtype=np.float32)
 
-    def _infom(self):
-        info = self._info()
-        info["firm_inventory"] = self._q.sum(axis=1)
-        info["firm_pnl"] = info["pnl"].sum(axis=1)
-        return info
+    def _obs_info(self):
+        B, n = self.num_envs, self.n_agents
+        Q = self._q.sum(axis=1)
+        obs = np.empty((B, n, 3 + self.n_lags), dtype=np.float32)
+        obs[..., 0] = self._q * (1.0 / self._hi)
+        obs[..., 1] = (Q * (1.0 / (n * self._hi)))[:, None]
+        obs[..., 2] = self._time_left()[:, None]
+        obs[..., 3:] = self._moves[:, None, :]
+        wealth = self._W
+        info = {"cash": wealth - self._q * self._S[:, None], "inventory": self._q, "pnl": wealth,
+                "wealth": wealth, "fills": self._last_fills, "penalty": self._last_pen, "mid": self._S,
+                "firm_inventory": Q, "firm_pnl": wealth.sum(axis=1)}
+        return obs, info
 
     def _reset(self, mask):
         self._reset_arrays(mask)
-        return self._obs_maker(), self._infom()
+        return self._obs_info()
 
     def _step(self, actions):
         dw, q1, done = self._advance(actions)
-        rew = self._penalise(dw, q1, done)
-        done2 = np.broadcast_to(done[:, None], q1.shape).copy()
-        return self._obs_maker(), np.ascontiguousarray(rew), done2, np.zeros_like(done2), self._infom()
+        shape = q1.shape
+        if self.mode == "cooperative":
+            team, pen = self._penalised(dw.sum(axis=1), q1.sum(axis=1), done)
+            rew = np.repeat(team[:, None], self.n_agents, axis=1)
+            self._last_pen = np.repeat(pen[:, None], self.n_agents, axis=1)
+        else:
+            rew, self._last_pen = self._penalised(dw, q1, done)
+        done2 = np.repeat(done[:, None], self.n_agents, axis=1)
+        obs, info = self._obs_info()
+        return obs, rew, done2, np.zeros(shape, dtype=bool), info
 
     def state(self) -> np.ndarray:
-        B, n = self.num_envs, self.n_agents
-        s = np.empty((B, n + 1 + self.n_lags), dtype=np.float32)
-        s[:, :n] = self._q * (1.0 / self._hi)
-        s[:, n] = np.maximum(self.n_steps - self._t, 0) * (1.0 / self.n_steps)
-        s[:, n + 1:] = self._moves
-        return s
+        """[q_1..q_n / q_max, time left, mid moves] (B, n + 1 + n_lags) float32."""
+        return np.concatenate([self._q * (1.0 / self._hi), self._time_left()[:, None], self._moves],
+                              axis=1, dtype=np.float32)
 
 
 # -- reference policies ---------------------------------------------------------------------

@@ -24,7 +24,7 @@ def episode_returns(core, policy, episodes: int, seed: int = 0) -> dict[str, np.
     B = core.num_envs
     rounds = -(-episodes // B)
     rets, lens, finals = [], [], {}
-    for r in range(rounds):
+    for _r in range(rounds):
         obs, _ = core.reset(seed=int(rng.integers(2**63)))
         ret = np.zeros(B)
         length = np.zeros(B, dtype=np.int64)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from gymnasium import spaces
 
-from ogdata.errors import DataValidationError, DatasetNotFoundError, MetadataError
+from ogdata.errors import DatasetNotFoundError, DataValidationError, MetadataError
 
 EP_KEY = "ogdata/episode_lengths"
 META_ATTR = "ogdata_metadata"

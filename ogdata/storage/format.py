@@ -66,9 +66,8 @@ def validate_metadata(meta: Any, where: str = "metadata") -> None:
             raise MetadataError(f"{where}: {k} must be a non-negative integer, got {meta[k]!r}")
     if not isinstance(meta["arrays"], dict) or "actions" not in meta["arrays"]:
         raise MetadataError(f"{where}: 'arrays' must describe at least 'actions'")
-    from ogdata.storage.manifest import check_manifest_paths
-
     from ogdata.errors import IntegrityError
+    from ogdata.storage.manifest import check_manifest_paths
 
     try:
         check_manifest_paths(meta["manifest"])

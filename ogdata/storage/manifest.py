@@ -38,13 +38,20 @@ def dataset_files(root: str | os.PathLike) -> list[str]:
     return sorted(out)
 
 
-def build_manifest(root: str | os.PathLike) -> dict[str, dict[str, object]]:
-    """{relpath: {"sha256", "size"}} for every tracked file; hashes run in threads (hashlib drops the GIL)."""
+def build_manifest(root: str | os.PathLike, known: Mapping[str, tuple[str, int]] | None = None
+                   ) -> dict[str, dict[str, object]]:
+    """{relpath: {"sha256", "size"}} for every tracked file; hashes run in threads (hashlib drops the GIL).
+
+    `known` holds digests computed while writing (same bytes), used when the size still matches.
+    """
     root = Path(root)
+    known = known or {}
     files = dataset_files(root)
+    todo = [r for r in files if r not in known or known[r][1] != (root / r).stat().st_size]
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as ex:
-        digests = list(ex.map(lambda r: sha256_file(root / r), files))
-    return {r: {"sha256": d, "size": (root / r).stat().st_size} for r, d in zip(files, digests)}
+        fresh = dict(zip(todo, ex.map(lambda r: sha256_file(root / r), todo)))
+    return {r: {"sha256": fresh[r] if r in fresh else known[r][0], "size": (root / r).stat().st_size}
+            for r in files}
 
 
 def check_manifest_paths(manifest: Mapping[str, object]) -> None:

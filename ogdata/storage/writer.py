@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,9 @@ import zarr
 from gymnasium import spaces
 from zarr.codecs import BloscCodec
 
-from ogdata.errors import DataValidationError, DatasetExistsError
+from ogdata.errors import DatasetExistsError, DataValidationError
 from ogdata.spaces import space_to_json
+from ogdata.storage import shards
 from ogdata.storage.format import DATA_DIR, FORMAT, FORMAT_VERSION, METADATA_FILE, write_json_atomic
 from ogdata.storage.manifest import build_manifest
 
@@ -120,10 +122,20 @@ def _compressor_for(sample: np.ndarray):
 
 
 class ColumnStore:
-    """Append-only zarr arrays, written in whole shards so nothing is rewritten."""
+    """Append-only zarr arrays, written in whole shards so nothing is rewritten.
+
+    Uncompressed arrays are written shard by shard by `ogdata.storage.shards` on two
+    threads (writing and hashing overlap; both release the GIL); compressed ones go
+    through zarr.
+    """
 
     def __init__(self, root: Path):
+        self.root = root
         self.group = zarr.open_group(str(root / DATA_DIR), mode="w", zarr_format=3)
+        self.pool = ThreadPoolExecutor(max_workers=2)
+        self.pending: list[tuple[str, Future]] = []
+        self.next_shard: dict[str, int] = {}
+        self.chunk_rows: dict[str, int] = {}
         self.arrays: dict[str, Any] = {}
         self.buffers: dict[str, list[np.ndarray]] = {}
         self.buffered: dict[str, int] = {}
@@ -141,6 +153,8 @@ class ColumnStore:
             compressors=[comp] if comp is not None else None, fill_value=0)
         self.buffers[name], self.buffered[name], self.length[name] = [], 0, 0
         self.shard_rows[name] = shard
+        self.chunk_rows[name] = chunk
+        self.next_shard[name] = 0
 
     def append(self, name: str, data: np.ndarray) -> None:
         data = np.ascontiguousarray(data)
@@ -158,8 +172,18 @@ class ColumnStore:
         n = len(buf) if final else (len(buf) // self.shard_rows[name]) * self.shard_rows[name]
         if n:
             arr, start = self.arrays[name], self.length[name]
-            arr.resize((start + n,) + arr.shape[1:])
-            arr[start:start + n] = buf[:n]
+            if arr.compressors:
+                arr.resize((start + n,) + arr.shape[1:])
+                arr[start:start + n] = buf[:n]
+            else:
+                rows = self.shard_rows[name]
+                for a in range(0, n, rows):
+                    f = shards.shard_file(self.root / DATA_DIR / name, self.next_shard[name], buf.ndim)
+                    self.next_shard[name] += 1
+                    rel = f.relative_to(self.root).as_posix()
+                    self.pending.append((rel, self.pool.submit(
+                        shards.write_shard, f, buf[a:a + rows], self.chunk_rows[name],
+                        rows // self.chunk_rows[name])))
             self.length[name] = start + n
         rest = buf[n:]
         self.buffers[name] = [rest] if len(rest) else []
@@ -170,12 +194,20 @@ class ColumnStore:
         if name not in self.arrays:
             self._create(name, np.zeros((0,) + tuple(row_shape), dtype=dtype))
 
-    def close(self) -> dict[str, dict[str, Any]]:
+    def close(self) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[str, int]]]:
+        """Flush everything; returns (array descriptions, {relpath: (sha256, size)} of raw shards)."""
         for name in self.arrays:
             self._flush(name, final=True)
-        return {name: {"shape": list(a.shape), "dtype": a.dtype.name,
-                       "compressor": (a.compressors[0].cname.value if a.compressors else None)}
-                for name, a in self.arrays.items()}
+        digests = {rel: fut.result() for rel, fut in self.pending}
+        self.pool.shutdown()
+        desc = {}
+        for name, a in self.arrays.items():
+            if not a.compressors and a.shape[0] != self.length[name]:
+                a.resize((self.length[name],) + a.shape[1:])  # metadata only: the shards are written
+            desc[name] = {"shape": list(a.shape), "dtype": a.dtype.name,
+                          "compressor": (a.compressors[0].cname.value if a.compressors else None),
+                          "chunk_rows": self.chunk_rows[name], "shard_rows": self.shard_rows[name]}
+        return desc, digests
 
 
 def check_finite(name: str, a: np.ndarray) -> None:
@@ -212,8 +244,8 @@ def base_metadata(observation_space: spaces.Space, action_space: spaces.Space, *
 
 def finish(stage: StagedDirectory, store: ColumnStore, meta: dict[str, Any], n: int, e: int) -> Path:
     """Close the arrays, write metadata with its manifest, and commit the staging directory."""
-    meta["arrays"] = store.close()
+    meta["arrays"], known = store.close()
     meta["num_transitions"], meta["num_episodes"] = int(n), int(e)
-    meta["manifest"] = build_manifest(stage.path)
+    meta["manifest"] = build_manifest(stage.path, known=known)
     write_json_atomic(stage.path / METADATA_FILE, meta)
     return stage.commit()

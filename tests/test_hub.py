@@ -1,0 +1,430 @@
+"""ogdata.hub against a real Hub-compatible server on loopback.
+
+Reads go through unmodified huggingface_hub to olah 0.5.4 (tests/hub_server.py). Uploads go
+through the LOCAL WRITE STAND-IN added to olah's app (four POST routes; it is not the Hub's
+API, only a stand-in for it); what was uploaded is checked only by downloading it back through
+olah. Each test uses its own environment id, so the session's one server is shared safely.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+import types
+
+import numpy as np
+import pytest
+from conftest import make_flat_episodes
+from hub_server import hub_fixture  # noqa: F401  (the session-scoped `hub` fixture)
+from huggingface_hub import DatasetCard, HfApi, hf_hub_download, snapshot_download
+
+import ogdata
+from ogdata import config, hub
+from ogdata.errors import DatasetNotFoundError, HubError, IntegrityError, MetadataError, OfflineError
+
+ORG = "ogtest"
+TOKEN = "hf_SECRETtokenNEVERprinted123"
+
+
+@pytest.fixture
+def online(hub, monkeypatch):  # noqa: F811
+    """HF_ENDPOINT at the loopback server (restarted if a previous test killed it)."""
+    hub.start()
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setenv("OGDATA_HUB_ORG", ORG)
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    return hub
+
+
+def make_ds(tmp_path, dataset_id, seed=0, lengths=(5, 7, 4), **meta):
+    env_id, folder = dataset_id.split("/")
+    arrays = make_flat_episodes(np.random.default_rng(seed), list(lengths))
+    metadata = {"dataset_id": dataset_id, "env_id": env_id, "tier": folder.split("-v")[0],
+                "recipe": {"policy": "test", "seed": seed}, **meta}
+    return ogdata.create_dataset(tmp_path / f"{env_id}-{folder}-{seed}", metadata=metadata, **arrays)
+
+
+def same_arrays(a, b):
+    xa, xb = a.arrays(), b.arrays()
+    return xa.keys() == xb.keys() and all(np.array_equal(xa[k], xb[k]) for k in xa)
+
+
+def api(online):
+    return HfApi(endpoint=online.url, token="unused")
+
+
+def leftovers(dataset_id):
+    """Anything in the env's cache directory besides the installed dataset and lock files."""
+    env_dir = config.datasets_dir() / dataset_id.split("/")[0]
+    if not env_dir.exists():
+        return []
+    return sorted(p.name for p in env_dir.iterdir() if not p.name.endswith(".lock") and p.name != dataset_id.split("/")[1])
+
+
+# ----------------------------------------------------------------------------- round trips
+
+def test_publish_then_download_roundtrip(online, tmp_path, capsys, caplog):
+    did = "toy-roundtrip/good-v0"
+    src = make_ds(tmp_path, did, measures={"tq": 0.75, "saco": 0.25})
+    with caplog.at_level(logging.DEBUG):
+        sha = hub.publish(src.path, token=TOKEN)
+    out = capsys.readouterr()
+    assert TOKEN not in out.out + out.err + caplog.text
+
+    path = hub.download(did)
+    assert path == hub.local_path(did) == config.datasets_dir() / "toy-roundtrip" / "good-v0"
+    got = ogdata.load(path)
+    assert same_arrays(got, src) and got.metadata["manifest"] == src.metadata["manifest"]
+    src_rec = hub.read_source(path)
+    assert src_rec["commit"] == sha and src_rec["revision"] == "main" and src_rec["rebuilt"] is False
+    assert src_rec["repo_id"] == f"{ORG}/toy-roundtrip" and src_rec["endpoint"] == online.url
+    assert leftovers(did) == []
+    # the tier card came along and parses as a Hub dataset card
+    card = DatasetCard((path / "README.md").read_text())
+    assert card.data.pretty_name == f"ogdata {did}" and card.data.configs[0]["config_name"] == "good-v0"
+    # the repo-root env card, read back through olah, lists the tier
+    root = DatasetCard(open(hf_hub_download(f"{ORG}/toy-roundtrip", "README.md", repo_type="dataset",
+                                            endpoint=online.url, local_dir=tmp_path / "root")).read())
+    assert [c["config_name"] for c in root.data.configs] == ["good-v0"]
+    assert "[toy-roundtrip/good-v0](good-v0/README.md)" in root.text
+    # olah's repo_info sees the card data too
+    assert api(online).dataset_info(f"{ORG}/toy-roundtrip").card_data.license == "apache-2.0"
+    # a second call is served from the cache: the same directory, untouched
+    mtime = (path / "metadata.json").stat().st_mtime_ns
+    assert hub.download(did) == path and (path / "metadata.json").stat().st_mtime_ns == mtime
+
+
+def test_load_downloads_on_first_use(online, tmp_path):
+    did = "toy-load/random-v0"
+    src = make_ds(tmp_path, did)
+    hub.publish(src.path)
+    assert not hub.local_path(did).exists()
+    ds = ogdata.load(did)
+    assert ds.path == hub.local_path(did) and same_arrays(ds, src)
+
+
+def test_one_tier_alone_and_list_remote(online, tmp_path):
+    good, medium = "toy-tiers/good-v0", "toy-tiers/medium-v0"
+    hub.publish(make_ds(tmp_path, good, seed=1).path)
+    src_medium = make_ds(tmp_path, medium, seed=2, lengths=(3, 3))
+    hub.publish(src_medium.path)
+    assert hub.list_remote(env_ids=["toy-tiers", "toy-absent"]) == [good, medium]
+
+    p = hub.download(medium)
+    assert same_arrays(ogdata.load(p), src_medium)
+    assert not hub.local_path(good).exists()  # only the tier asked for
+    # a plain huggingface_hub user can fetch one tier alone
+    d = snapshot_download(f"{ORG}/toy-tiers", repo_type="dataset", allow_patterns=["good-v0/*"],
+                          endpoint=online.url, local_dir=tmp_path / "plain")
+    tops = {p.name for p in (tmp_path / "plain").iterdir() if not p.name.startswith(".")}
+    assert tops == {"good-v0"} and os.path.isfile(os.path.join(d, "good-v0", "metadata.json"))
+    root = DatasetCard(open(hf_hub_download(f"{ORG}/toy-tiers", "README.md", repo_type="dataset",
+                                            endpoint=online.url, local_dir=tmp_path / "root")).read())
+    assert [c["config_name"] for c in root.data.configs] == ["good-v0", "medium-v0"]
+
+
+def test_republish_and_pinned_revisions(online, tmp_path):
+    did = "toy-revs/poor-v0"
+    first = make_ds(tmp_path, did, seed=3, lengths=(4, 4))
+    sha1 = hub.publish(first.path)
+    second = make_ds(tmp_path, did, seed=4, lengths=(6,))
+    sha2 = hub.publish(second.path)
+    assert sha1 != sha2
+    # files of the old version that the new one does not have are gone from the tier folder
+    files = api(online).list_repo_files(f"{ORG}/toy-revs", repo_type="dataset", revision=sha2)
+    assert sorted(f for f in files if f.startswith("poor-v0/")) == sorted(
+        ["poor-v0/README.md", "poor-v0/metadata.json"] + [f"poor-v0/{r}" for r in second.metadata["manifest"]])
+
+    assert same_arrays(ogdata.load(hub.download(did)), second)
+    p = hub.download(did, revision=sha1)  # a pinned older commit replaces the cached copy
+    assert same_arrays(ogdata.load(p), first) and hub.read_source(p)["commit"] == sha1
+    assert hub.download(did, revision=sha1[:10]) == p  # already there: no download
+    p = hub.download(did, force=True)
+    assert same_arrays(ogdata.load(p), second) and hub.read_source(p)["commit"] == sha2
+    assert leftovers(did) == []
+
+
+# ----------------------------------------------------------------------------------- faults
+
+def test_missing_revision_repo_or_tier(online, tmp_path):
+    did = "toy-missing/good-v0"
+    hub.publish(make_ds(tmp_path, did).path)
+    with pytest.raises(DatasetNotFoundError, match="no-such-branch"):
+        hub.download(did, revision="no-such-branch")
+    with pytest.raises(DatasetNotFoundError, match="does not exist"):
+        hub.download("toy-nobody-published-this/good-v0")
+    with pytest.raises(DatasetNotFoundError, match=r"has no medium-v0/ folder .*good-v0"):
+        hub.download("toy-missing/medium-v0")
+    assert not hub.local_path(did).exists() and leftovers(did) == []
+
+
+def test_corrupted_file_on_server(online, tmp_path):
+    did = "toy-corrupt/good-v0"
+    src = make_ds(tmp_path, did)
+    hub.publish(src.path)
+    victim = "data/rewards/c/0"
+    data = bytearray((src.path / victim).read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, one byte flipped: only the checksum can tell
+    api(online).upload_file(path_or_fileobj=bytes(data), path_in_repo=f"good-v0/{victim}",
+                            repo_id=f"{ORG}/toy-corrupt", repo_type="dataset", commit_message="bit rot")
+    with pytest.raises(IntegrityError, match="rewards/c/0") as e:
+        hub.download(did)
+    assert "nothing was installed" in str(e.value)
+    assert not hub.local_path(did).exists() and leftovers(did) == []
+
+
+@pytest.mark.parametrize("i, evil", enumerate(["../../outside.bin", "/etc/evil", "data/../../../x", "data\\..\\x"]))
+def test_manifest_naming_a_path_outside_the_dataset_is_rejected(online, tmp_path, i, evil):
+    env = f"toy-evil-{i}"
+    did = f"{env}/good-v0"
+    src = make_ds(tmp_path, did)
+    meta = dict(src.metadata)
+    meta["manifest"] = {**meta["manifest"], evil: {"sha256": "0" * 64, "size": 3}}
+    client = api(online)
+    client.create_repo(f"{ORG}/{env}", repo_type="dataset", exist_ok=True)
+    client.upload_folder(folder_path=src.path, path_in_repo="good-v0", repo_id=f"{ORG}/{env}", repo_type="dataset")
+    client.upload_file(path_or_fileobj=json.dumps(meta).encode(), path_in_repo="good-v0/metadata.json",
+                       repo_id=f"{ORG}/{env}", repo_type="dataset")
+    with pytest.raises(IntegrityError, match="outside the dataset"):
+        hub.download(did)
+    assert not config.datasets_dir().exists()  # rejected before anything was written
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"x/../../y": {"sha256": "0" * 64}}, "outside the dataset"),
+    ({"data/a*": {"sha256": "0" * 64}}, "glob or control"),
+    ({"metadata.json": {"sha256": "0" * 64}}, "reserved"),
+    ({"data/a": {"sha256": "0" * 64, "size": -1}}, "invalid size"),
+    ({"data/a": {"sha256": "abc"}}, "sha256"),
+])
+def test_check_remote_metadata_rejects(tmp_path, bad, match):
+    meta = dict(make_ds(tmp_path, "toy-check/good-v0").metadata)
+    hub.check_remote_metadata(meta, "toy-check/good-v0")  # the genuine one passes
+    with pytest.raises(IntegrityError, match=match):
+        hub.check_remote_metadata({**meta, "manifest": bad}, "toy-check/good-v0")
+    with pytest.raises(IntegrityError, match="describes"):
+        hub.check_remote_metadata(meta, "toy-check/medium-v0")
+    with pytest.raises(MetadataError):
+        hub.check_remote_metadata({**meta, "format": "minari"}, "toy-check/good-v0")
+
+
+def _kill_after_first_file(monkeypatch, server, restart_after=None):
+    """Let the first file through, then SIGKILL the server (optionally restarting it later)."""
+    import huggingface_hub._snapshot_download as sd
+
+    real, gate, done = sd.hf_hub_download, threading.Lock(), []
+
+    def one_at_a_time(*args, **kwargs):
+        with gate:
+            out = real(*args, **kwargs)
+            if not done:
+                done.append(kwargs.get("filename", args[1] if len(args) > 1 else None))
+                server.kill()
+                if restart_after is not None:
+                    threading.Timer(restart_after, server.start).start()
+            return out
+
+    monkeypatch.setattr(sd, "hf_hub_download", one_at_a_time)
+    return done
+
+
+def test_server_killed_mid_download_then_retry(online, tmp_path, monkeypatch):
+    did = "toy-killed/good-v0"
+    src = make_ds(tmp_path, did)
+    hub.publish(src.path)
+    import huggingface_hub.utils._http as hf_http
+
+    with pytest.MonkeyPatch.context() as mp:
+        done = _kill_after_first_file(mp, online)
+        # huggingface_hub backs off 1+2+4+8+8 s per file against a dead server; skip only the waiting
+        mp.setattr(hf_http, "time", types.SimpleNamespace(sleep=lambda s: None))
+        with pytest.raises(HubError, match="interrupted.*run the same download again"):
+            hub.download(did)
+    assert len(done) == 1 and not online.alive
+    assert not hub.local_path(did).exists()
+    partial = config.datasets_dir() / "toy-killed" / ".good-v0.partial" / "good-v0"
+    assert partial.is_dir()  # finished files are kept for the retry
+    online.start()
+    path = hub.download(did)
+    assert same_arrays(ogdata.load(path, verify=True), src)
+    assert leftovers(did) == []
+
+
+def test_server_crash_and_restart_during_download_is_ridden_out(online, tmp_path, monkeypatch):
+    did = "toy-restart/good-v0"
+    src = make_ds(tmp_path, did)
+    hub.publish(src.path)
+    done = _kill_after_first_file(monkeypatch, online, restart_after=0.3)
+    path = hub.download(did)  # huggingface_hub's own backoff waits for the server to come back
+    assert len(done) == 1 and online.alive
+    assert same_arrays(ogdata.load(path, verify=True), src)
+
+
+def test_four_processes_download_one_id(online, tmp_path):
+    did = "toy-race/good-v0"
+    src = make_ds(tmp_path, did, lengths=(9, 9, 9, 9))
+    hub.publish(src.path)
+    code = f"from ogdata import hub; print(hub.download({did!r}))"
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=dict(os.environ)) for _ in range(4)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [o[1].decode()[-2000:] for o in outs]
+    paths = {o[0].decode().strip().splitlines()[-1] for o in outs}
+    assert paths == {str(hub.local_path(did))}
+    assert same_arrays(ogdata.load(hub.local_path(did), verify=True), src)
+    assert leftovers(did) == []
+
+
+# ---------------------------------------------------------------------------------- offline
+
+def test_offline_with_and_without_cache(online, tmp_path, monkeypatch):
+    did = "toy-offline/good-v0"
+    hub.publish(make_ds(tmp_path, did).path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OfflineError, match="HF_HUB_OFFLINE.*not installed.*nor in the catalogue"):
+        hub.download(did)
+    assert not config.datasets_dir().exists()
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    path = hub.download(did)
+    # with a cache, offline mode never touches the network (the endpoint is even dead)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    assert hub.download(did) == path
+    assert hub.download(did, revision=hub.read_source(path)["commit"]) == path
+    with pytest.raises(OfflineError, match="the installed copy is commit"):
+        hub.download(did, revision="some-other-branch")
+    assert ogdata.load(did).path == path
+
+
+def _fake_generator(monkeypatch, calls):
+    """A stand-in for ogdata.generate whose rebuild writes a small dataset for the id."""
+
+    def rebuild(dataset_id, out_path):
+        calls.append((dataset_id, str(out_path)))
+        env_id, folder = dataset_id.split("/")
+        arrays = make_flat_episodes(np.random.default_rng(7), [3, 4])
+        ogdata.create_dataset(out_path, metadata={"dataset_id": dataset_id, "env_id": env_id,
+                                                  "tier": folder.split("-v")[0], "recipe": {"seed": 7}}, **arrays)
+
+    monkeypatch.setitem(sys.modules, "ogdata.generate", types.SimpleNamespace(rebuild=rebuild))
+
+
+@pytest.mark.parametrize("how", ["offline", "unreachable"])
+def test_rebuild_from_recipe_when_the_hub_is_out_of_reach(monkeypatch, capsys, how):
+    did = "toy-rebuild/replay-v0"
+    monkeypatch.setattr(hub, "catalogue", lambda: {did: {"dataset_id": did, "recipe": {"seed": 7}}})
+    calls = []
+    _fake_generator(monkeypatch, calls)
+    if how == "offline":
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    else:
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    path = hub.download(did)
+    assert len(calls) == 1 and calls[0][0] == did
+    assert "Rebuilding toy-rebuild/replay-v0 from its recipe" in capsys.readouterr().err
+    src = hub.read_source(path)
+    assert src["rebuilt"] is True and src["source"] == "rebuilt" and src["recipe"] == {"seed": 7}
+    ogdata.storage.verify(path)
+    assert hub.download(did) == path and len(calls) == 1  # installed now: not rebuilt again
+    assert leftovers(did) == []
+    assert hub.verify(did)["recipe"] == "match"
+
+
+def test_rebuild_without_a_generator_says_so(monkeypatch):
+    did = "toy-nogen/good-v0"
+    monkeypatch.setattr(hub, "catalogue", lambda: {did: {"dataset_id": did, "recipe": {}}})
+    monkeypatch.setitem(sys.modules, "ogdata.generate", None)  # import fails
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OfflineError, match="in the catalogue.*generator is not available"):
+        hub.download(did)
+
+
+def test_unreachable_hub_without_catalogue_entry(monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    t0 = time.monotonic()
+    with pytest.raises(OfflineError, match="unreachable"):
+        hub.download("toy-nowhere/good-v0")
+    with pytest.raises(OfflineError, match="unreachable"):
+        hub.list_remote(env_ids=["toy-nowhere"])
+    assert time.monotonic() - t0 < 20  # fails at the first API call, without per-file backoff
+
+
+# ------------------------------------------------------------------- publish errors, verify, CLI
+
+def test_publish_failure_does_not_leak_the_token(tmp_path, monkeypatch, capsys, caplog):
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    src = make_ds(tmp_path, "toy-leak/good-v0")
+    with caplog.at_level(logging.DEBUG), pytest.raises(OfflineError) as e:
+        hub.publish(src.path, token=TOKEN)
+    out = capsys.readouterr()
+    assert TOKEN not in str(e.value) + out.out + out.err + caplog.text
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    assert hub.run_publish(str(src.path)) == 1
+    out = capsys.readouterr()
+    assert "unreachable" in out.err and TOKEN not in out.out + out.err
+
+
+def test_publish_refuses_a_corrupt_local_copy(tmp_path):
+    src = make_ds(tmp_path, "toy-badlocal/good-v0")
+    (src.path / "data" / "actions" / "c" / "0" / "0").write_bytes(b"junk")
+    with pytest.raises(IntegrityError, match="actions/c/0/0"):
+        hub.publish(src.path, repo_id="ogtest/never")
+
+
+def test_verify_against_manifest_and_catalogue_recipe(tmp_path, monkeypatch, capsys):
+    did = "toy-verify/medium-v0"
+    src = make_ds(tmp_path, did, seed=5)
+    monkeypatch.setattr(hub, "catalogue", lambda: {})
+    assert hub.verify(src.path)["recipe"] == "no catalogue"
+    assert hub.run_verify(str(src.path)) == 0 and "no catalogue" in capsys.readouterr().out
+    monkeypatch.setattr(hub, "catalogue", lambda: {"other/good-v0": {"recipe": {}}})
+    assert hub.verify(src.path)["recipe"] == "not in catalogue"
+    monkeypatch.setattr(hub, "catalogue", lambda: {did: {"dataset_id": did, "recipe": {"policy": "test", "seed": 5}}})
+    assert hub.verify(src.path) == {"path": str(src.path), "dataset_id": did,
+                                    "files": len(src.metadata["manifest"]), "recipe": "match"}
+    monkeypatch.setattr(hub, "catalogue", lambda: {did: {"dataset_id": did, "recipe": {"policy": "test", "seed": 6}}})
+    with pytest.raises(IntegrityError, match=r"recipe differs .*\['seed'\]"):
+        hub.verify(src.path)
+    assert hub.run_verify(str(src.path)) == 1 and "seed" in capsys.readouterr().err
+    (src.path / "data" / "rewards" / "c" / "0").write_bytes(b"x")
+    assert hub.run_verify(str(src.path)) == 1 and "rewards/c/0" in capsys.readouterr().err
+    assert hub.run_verify("toy-verify/good-v0") == 1 and "not installed" in capsys.readouterr().err
+
+
+def test_catalogue_file_shapes(tmp_path, monkeypatch):
+    d = tmp_path / "catalogue"
+    d.mkdir()
+    (d / "a.json").write_text(json.dumps({"dataset_id": "env-a/good-v0", "recipe": {"seed": 1}}))
+    (d / "env-b.json").write_text(json.dumps({"env_id": "env-b", "tiers": {"poor-v0": {"recipe": {"seed": 2}}}}))
+    (d / "c.json").write_text(json.dumps([{"dataset_id": "env-c/random-v1", "policy": "random"}]))
+    monkeypatch.setattr(hub, "_CATALOGUE_DIR", d)
+    cat = hub.catalogue()
+    assert sorted(cat) == ["env-a/good-v0", "env-b/poor-v0", "env-c/random-v1"]
+    assert hub.catalogue_recipe(cat["env-b/poor-v0"]) == {"seed": 2}
+    assert hub.catalogue_recipe(cat["env-c/random-v1"]) == {"policy": "random"}
+    (d / "bad.json").write_text("{")
+    with pytest.raises(MetadataError, match="bad.json"):
+        hub.catalogue()
+
+
+def test_cli_glue_download_and_list(online, tmp_path, capsys):
+    did = "toy-cli/good-v0"
+    hub.publish(make_ds(tmp_path, did).path)
+    assert hub.run_download([did, "toy-cli/medium-v0"]) == 1  # the second one does not exist
+    out = capsys.readouterr()
+    assert f"{did} -> {hub.local_path(did)} ({ORG}/toy-cli@" in out.out
+    assert "toy-cli/medium-v0" in out.err and "not found" in out.err
+    assert hub.installed() == [did]
+    assert hub.run_list(remote=False) == 0
+    out = capsys.readouterr().out
+    assert did in out and "@" in out
+    assert hub.list_remote(env_ids=["toy-cli"]) == [did]
