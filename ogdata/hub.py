@@ -554,14 +554,17 @@ def list_remote(org: str | None = None, env_ids: Iterable[str] | None = None) ->
             pass
     else:
         envs = set(env_ids)
+    from huggingface_hub.hf_api import RepoFolder
+
     folder_re = re.compile(r"^(good|medium|poor|replay|random)-v\d+$")
     api = _api()
     out = []
     for env in sorted(envs):
         repo_id = f"{org}/{env}"
         try:
+            api.dataset_info(repo_id)  # existence, and a quick failure when the Hub is down (no backoff)
             folders = [e.path for e in api.list_repo_tree(repo_id, repo_type=REPO_TYPE)
-                       if folder_re.match(e.path) and not hasattr(e, "size")]
+                       if isinstance(e, RepoFolder) and folder_re.match(e.path)]
             if not folders:
                 continue
             found = api.get_paths_info(repo_id, [f"{f}/{METADATA_FILE}" for f in folders], repo_type=REPO_TYPE)

@@ -972,18 +972,24 @@ def oaco(dataset, reference, bins: int = DEFAULT_BINS, limits: dict | None = Non
 # Everything together
 # ----------------------------------------------------------------------------------------
 
+_SCORE_KEYS = ("behaviour_normalised_score", "normalised_score", "normalized_score", "behaviour_score", "score")
+
+
 def behaviour_score(metadata: dict[str, Any]) -> float | None:
-    """The behaviour policy's normalised score, if the recipe or metadata records one."""
-    recipe = metadata.get("recipe") or {}
-    cands = [metadata, recipe, recipe.get("behaviour") or {}, recipe.get("behaviour_policy") or {},
-             recipe.get("policy") or {}]
-    for c in cands:
-        if not isinstance(c, dict):
-            continue
-        for k in ("normalised_score", "behaviour_normalised_score", "behaviour_score", "normalized_score"):
-            v = c.get(k)
-            if isinstance(v, (int, float)) and np.isfinite(v):
-                return float(v)
+    """The behaviour policy's normalised score, if the metadata or its recipe records one.
+
+    Looks at the top level, then breadth-first through the recipe (nested dicts, depth <= 3),
+    preferring the most specific key name.
+    """
+    level: list[Any] = [metadata, metadata.get("recipe")]
+    for _depth in range(4):
+        for key in _SCORE_KEYS:
+            for d in level:
+                v = d.get(key) if isinstance(d, dict) else None
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+                    return float(v)
+        level = [v for d in level if isinstance(d, dict) for k, v in d.items()
+                 if isinstance(v, dict) and k not in ("measures", "manifest", "arrays")]
     return None
 
 

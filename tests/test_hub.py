@@ -101,7 +101,7 @@ def test_publish_then_download_roundtrip(online, tmp_path, capsys, caplog):
 
 
 def test_load_downloads_on_first_use(online, tmp_path):
-    did = "toy-load/random-v0"
+    did = f"{ogdata.list_envs()[0]}/random-v0"  # load() accepts ids of registered environments only
     src = make_ds(tmp_path, did)
     hub.publish(src.path)
     assert not hub.local_path(did).exists()
@@ -284,7 +284,7 @@ def test_four_processes_download_one_id(online, tmp_path):
 # ---------------------------------------------------------------------------------- offline
 
 def test_offline_with_and_without_cache(online, tmp_path, monkeypatch):
-    did = "toy-offline/good-v0"
+    did = f"{ogdata.list_envs()[-1]}/good-v7"  # a registered env, so ogdata.load(id) accepts it
     hub.publish(make_ds(tmp_path, did).path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(OfflineError, match="HF_HUB_OFFLINE.*not installed.*nor in the catalogue"):

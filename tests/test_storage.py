@@ -408,7 +408,7 @@ def test_raw_shards_are_standard_zarr(tmp_path, monkeypatch):
     arrs = make_flat_episodes(rng, [97] * 23, obs_dim=5)
     ds = ogdata.create_dataset(tmp_path / "d", **arrs)
     desc = ds.metadata["arrays"]["observations"]
-    assert desc["compressor"] is None and desc["shape"][0] > 3 * desc["shard_rows"]
+    assert desc["compressor"] is None and desc["shape"][0] > 2 * desc["shard_rows"]
     z = zarr.open_group(str(tmp_path / "d" / "data"), mode="r")
     fresh = ogdata.load(tmp_path / "d").arrays()
     for k in KEYS:

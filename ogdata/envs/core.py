@@ -64,25 +64,31 @@ class VectorMarket:
         """Step every market once; returns (obs, rewards, terminated, truncated, info)."""
         return self._step(self.check_actions(actions))
 
-    def check_actions(self, actions) -> np.ndarray:
-        """Validate a batch of actions: clip Box actions, reject NaN, wrong shapes and bad discrete values."""
+    def _action_check_setup(self):
         sp = self.action_space
         lead = (self.num_envs, len(self.agents)) if self.multi_agent else (self.num_envs,)
-        a = np.asarray(actions)
         want = lead + tuple(sp.shape or ())
-        if a.shape != want:
-            if a.size == int(np.prod(want)):
-                a = a.reshape(want)
-            else:
-                raise InvalidActionError(
-                    f"action batch has shape {a.shape}, expected {want} "
-                    f"(num_envs{', agents' if self.multi_agent else ''}, *action_space.shape)")
+        low = high = None
         if isinstance(sp, spaces.Box):
-            a = a.astype(sp.dtype, copy=False)
-            if not np.isfinite(a).all():
-                raise InvalidActionError("action contains NaN or inf; pass finite values "
-                                         f"within [{sp.low.min()}, {sp.high.max()}]")
-            return np.clip(a, sp.low, sp.high)
+            low, high = sp.low.astype(sp.dtype), sp.high.astype(sp.dtype)
+        self._act_check = (sp, want, int(np.prod(want)), low, high)
+        return self._act_check
+
+    def check_actions(self, actions) -> np.ndarray:
+        """Validate a batch of actions: clip Box actions, reject NaN, wrong shapes and bad discrete values."""
+        sp, want, size, low, high = getattr(self, "_act_check", None) or self._action_check_setup()
+        if low is not None:  # Box: the hot path, kept to a handful of numpy calls
+            a = np.asarray(actions, dtype=sp.dtype)
+            if a.shape != want:
+                a = self._reshape(a, want, size)
+            if not np.isfinite(np.add.reduce(a, axis=None, dtype=np.float64)):
+                if not np.isfinite(a).all():
+                    raise InvalidActionError("action contains NaN or inf; pass finite values "
+                                             f"within [{sp.low.min()}, {sp.high.max()}]")
+            return np.minimum(np.maximum(a, low), high)
+        a = np.asarray(actions)
+        if a.shape != want:
+            a = self._reshape(a, want, size)
         if isinstance(sp, spaces.Discrete):
             if a.dtype.kind == "f":
                 if not np.isfinite(a).all():
@@ -90,12 +96,21 @@ class VectorMarket:
                                              f"in [{sp.start}, {sp.start + sp.n - 1}]")
                 if (a != np.round(a)).any():
                     raise InvalidActionError(f"discrete action {a[a != np.round(a)][:3]} is not an integer")
+            elif a.dtype.kind not in "iub":
+                raise InvalidActionError(f"discrete actions must be integers, got dtype {a.dtype}")
             a = a.astype(np.int64, copy=False)
-            if ((a < sp.start) | (a >= sp.start + sp.n)).any():
+            if a.size and (a.min() < sp.start or a.max() >= sp.start + sp.n):
                 raise InvalidActionError(f"discrete action out of range: got {a.min()}..{a.max()}, "
                                          f"expected integers in [{sp.start}, {sp.start + sp.n - 1}]")
             return a
         raise InvalidActionError(f"unsupported action space {sp}")
+
+    def _reshape(self, a: np.ndarray, want: tuple[int, ...], size: int) -> np.ndarray:
+        if a.size == size:
+            return a.reshape(want)
+        raise InvalidActionError(
+            f"action batch has shape {a.shape}, expected {want} "
+            f"(num_envs{', agents' if self.multi_agent else ''}, *action_space.shape)")
 
     def state(self) -> np.ndarray:
         """Global state (B, *state_shape) for centralised critics (multi-agent cores)."""

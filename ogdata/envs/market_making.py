@@ -27,12 +27,21 @@ summed inventory Q = Σ q_i. Competitive: each maker gets its own ΔW_i − φ·
 
 Observation (float32) of a maker: [q/q_max, (multi-agent: Q/(n·q_max)), time left (T−t)/T,
 the last `n_lags` mid moves ΔS/(σ√dt), newest first, zeros before the start]. Global state
-(multi-agent): [q_1..q_n / q_max, time left, mid moves]. Episodes last exactly n_steps
-steps and end with terminated=True (the horizon is part of the problem).
+(multi-agent): [q_1..q_n / q_max, time left, mid moves]. info: cash, inventory, pnl (= wealth),
+fills [bid, ask] of the step, penalty (the inventory penalty charged in the reward; the firm's
+in cooperative mode), mid; multi-agent adds firm_inventory and firm_pnl. Episodes last exactly
+n_steps steps and end with terminated=True (the horizon is part of the problem).
 
-References: "market-making/avellaneda-stoikov" (the finite-horizon closed form, each maker
-on its own inventory), "market-making/fixed-symmetric" (constant symmetric depths) and,
-for the multi-agent ids, "multi-market-making/cooperative-as" (AS on the firm's inventory).
+Defaults (the Avellaneda–Stoikov paper / mbt-gym): S_0 = 100, σ = 2, T = 1, n_steps = 200
+(dt = 0.005), λ = 100, κ = 1.5, δ_max = 4, q_max = 20, φ = 0.2, α = 1, n_lags = 4.
+The random numbers a step draws do not depend on the actions, so two policies run from
+the same seed see the same market (common random numbers for paired comparisons).
+
+Ids: `market-making-as` (single agent), `multi-market-making-2`, `multi-market-making-3`
+(cooperative; `mode="competitive"` as a kwarg). References: "market-making/avellaneda-stoikov"
+(the finite-horizon closed form, each maker on its own inventory), "market-making/fixed-symmetric"
+(constant symmetric depths) and "multi-market-making/cooperative-as" (AS on the firm's summed
+inventory, the multi-agent expert).
 """
 
 from __future__ import annotations
@@ -106,7 +115,6 @@ class MarketMakingCore(VectorMarket):
         self._inv_kappa = 1.0 / self.kappa
         self._reach0 = math.log(self._lam_dt) / self.kappa if self._lam_dt > 0 else -math.inf
         self._phi_dt = self.running_penalty * self.dt
-        self._idx = np.arange(self.n_agents)[None, :, None]
         self._sgn = np.array([1.0, -1.0])
         self._tau_table = (self.n_steps - np.arange(self.n_steps + 1)) / self.n_steps
         self._lo = -float(self.max_inventory)
@@ -153,13 +161,14 @@ class MarketMakingCore(VectorMarket):
         if n == 1:
             fills = (d < h[:, None, :]) & live
         else:
-            eff = np.where(live, d, np.inf)
-            best = eff.min(axis=1)                                              # (B, 2)
-            keys = np.where(eff == best[:, None, :], rng.random((B, n, 2)), -1.0)
-            win = keys.argmax(axis=1)                                           # uniform among ties
-            fills = (self._idx == win[:, None, :]) & (best < h)[:, None, :]
+            # match on an agent-major (n, B, 2) layout: reductions over the leading axis are fast
+            eff = np.where(live.transpose(1, 0, 2), d.transpose(1, 0, 2), np.inf)
+            best = np.minimum.reduce(eff, axis=0)                               # (B, 2) best depth
+            keys = np.where(eff == best, rng.random((n, B, 2)), -1.0)           # random tie-break
+            won = keys == np.maximum.reduce(keys, axis=0)
+            fills = (won & (best < h)).transpose(1, 0, 2)                       # best = inf: no quote
         fills = fills.astype(np.float64)
-        dq = fills @ self._sgn                                                  # bought − sold
+        dq = fills[..., 0] - fills[..., 1]                                      # bought − sold
         earned = np.vecdot(fills, d)                                            # depth captured
         dS = z * self._sig_sqdt
         q1 = q + dq

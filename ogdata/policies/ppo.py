@@ -68,6 +68,7 @@ class PPOConfig:
     init_log_std: float = -0.5
     normalise_reward: bool = True
     checkpoints: int = 20             # evenly spaced, plus the untrained policy at iteration 0
+    early_checkpoints: int = 6        # extra ones at iterations 1, 2, 4, ... (where scores move fastest)
     eval_episodes: int = 32
     eval_noise: float | None = None   # None: the tiers' default rollout noise
     seed: int = 0
@@ -270,7 +271,7 @@ class PPOTrainer:
                                    cfg.init_log_std)
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=1e-5)
         n_iters = max(1, cfg.total_steps // (B * T))
-        ck_iters = sorted(set(np.round(np.linspace(0, n_iters, cfg.checkpoints + 1)).astype(int).tolist()))
+        ck_iters = checkpoint_iterations(n_iters, cfg.checkpoints, cfg.early_checkpoints)
         result = TrainResult(cfg)
         t0 = time.perf_counter()
         lead = (B, n) if self.multi else (B,)
@@ -451,6 +452,13 @@ class PPOTrainer:
             })
             entry["path"] = str(stem)
         return entry
+
+
+def checkpoint_iterations(n_iters: int, evenly: int, early: int) -> list[int]:
+    """Iterations at which to checkpoint: 0, `evenly` evenly spaced up to n_iters, and 1, 2, 4, ... (`early`)."""
+    its = set(np.round(np.linspace(0, n_iters, evenly + 1)).astype(int).tolist())
+    its |= {2 ** k for k in range(early) if 2 ** k < n_iters}
+    return sorted(its)
 
 
 def _space_json(sp) -> dict[str, Any]:

@@ -1,0 +1,77 @@
+"""The catalogue: one recipe per environment (JSON, committed), naming every tier's dataset.
+
+A recipe `ogdata/catalogue/<env-id>.json` says how each tier of that env is generated:
+the behaviour-policy checkpoints (committed under ogdata/policies/weights/<env-id>/) with
+their normalised scores and the thresholds that chose them, the rollout noise, the
+transition count and the seed. `ogdata.generate.rebuild(dataset_id, out)` replays a recipe,
+so a catalogue dataset can be rebuilt offline when the Hub is out of reach.
+Recipes are written by scripts/train_behaviour.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ogdata.errors import InvalidIdError, MetadataError, closest
+from ogdata.ids import TIERS, parse_id
+
+CATALOGUE_DIR = Path(__file__).resolve().parent
+WEIGHTS_DIR = CATALOGUE_DIR.parent / "policies" / "weights"
+RECIPE_FORMAT = "ogdata-recipe"
+
+
+def recipe_path(env_id: str) -> Path:
+    return CATALOGUE_DIR / f"{env_id}.json"
+
+
+def catalogue_envs() -> list[str]:
+    """Env ids that have a committed recipe."""
+    return sorted(p.stem for p in CATALOGUE_DIR.glob("*.json"))
+
+
+def catalogue_ids() -> list[str]:
+    """Every catalogue dataset id, `<env-id>/<tier>-v<N>`."""
+    out = []
+    for env in catalogue_envs():
+        r = recipe(env)
+        out += [f"{env}/{t}-v{int(r.get('version', 0))}" for t in TIERS if t in r.get("tiers", {})]
+    return sorted(out)
+
+
+def recipe(env_id: str) -> dict[str, Any]:
+    """The committed recipe of an env (a clear error naming the fix if there is none)."""
+    p = recipe_path(env_id)
+    if not p.is_file():
+        raise InvalidIdError(f"no catalogue recipe for environment {env_id!r}.{closest(env_id, catalogue_envs())} "
+                             f"Train its behaviour policies with `python scripts/train_behaviour.py --env {env_id}` "
+                             f"(envs with recipes: {catalogue_envs()})")
+    try:
+        r = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise MetadataError(f"{p}: not valid JSON ({e}); restore it from git") from e
+    if r.get("format") != RECIPE_FORMAT or r.get("env_id") != env_id:
+        raise MetadataError(f"{p}: not an {RECIPE_FORMAT} recipe for {env_id!r}")
+    return r
+
+
+def tier_recipe(dataset_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(env recipe, tier recipe) of a catalogue dataset id; errors if the version does not match."""
+    did = parse_id(dataset_id)
+    r = recipe(did.env_id)
+    if int(r.get("version", 0)) != did.version:
+        raise InvalidIdError(f"{dataset_id}: the catalogue has version v{r.get('version', 0)} of "
+                             f"{did.env_id}, not v{did.version}")
+    if did.tier not in r.get("tiers", {}):
+        raise InvalidIdError(f"{dataset_id}: the recipe of {did.env_id} has no {did.tier!r} tier")
+    return r, r["tiers"][did.tier]
+
+
+def weights_path(ref: str) -> Path:
+    """A committed checkpoint stem, given relative to ogdata/policies/weights/."""
+    return WEIGHTS_DIR / ref
+
+
+__all__ = ["CATALOGUE_DIR", "WEIGHTS_DIR", "catalogue_envs", "catalogue_ids", "recipe", "recipe_path",
+           "tier_recipe", "weights_path"]

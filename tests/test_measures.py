@@ -1,0 +1,348 @@
+"""TQ, SACo / OACo and return statistics against hand-computed values on tiny datasets."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from gymnasium import spaces
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import ogdata
+from ogdata import measures as M
+from ogdata.errors import DataValidationError, MetadataError, ReferenceMissingError
+
+# ---------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------
+
+
+def _write(path, obs, act, rew, lengths, **kw):
+    n = len(act)
+    term = np.zeros(n if rew.ndim == 1 else rew.shape, bool)
+    trunc = np.zeros_like(term)
+    ends = np.cumsum(lengths) - 1
+    trunc[ends] = True
+    return ogdata.create_dataset(path, observations=obs, actions=act, rewards=rew, terminations=term,
+                                 truncations=trunc, episode_lengths=np.asarray(lengths), **kw)
+
+
+def _chain(policy, episodes, T, rng):
+    """Toy deterministic chain: position 0..T, action 1 = right, 0 = left (floored at 0); reward = new position."""
+    obs, act, rew = [], [], []
+    for _ in range(episodes):
+        s = 0
+        o = [s]
+        for _t in range(T):
+            a = 1 if policy == "expert" else int(rng.integers(2))
+            s = s + 1 if a == 1 else max(s - 1, 0)
+            act.append(a)
+            rew.append(float(s))
+            o.append(s)
+        obs.extend(o)
+    return (np.asarray(obs, np.float32)[:, None], np.asarray(act, np.int64), np.asarray(rew, np.float32),
+            [T] * episodes)
+
+
+def _pairs(obs, act, lengths):
+    """The set of (obs, action) pairs, taking the obs each action was taken in (T+1 layout)."""
+    out, o, t = set(), 0, 0
+    for L in lengths:
+        for k in range(L):
+            out.add((float(obs[o + k, 0]), int(act[t + k])))
+        o += L + 1
+        t += L
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# TQ and statistics
+# ---------------------------------------------------------------------------------------
+
+
+def test_tq_hand_values_and_references():
+    assert M.tq(np.array([1.0, 2.0, 3.0]), 0.0, 4.0) == pytest.approx(0.5)
+    assert M.tq([5.0, 5.0], 5.0, 9.0) == 0.0
+    assert M.tq([9.0], 5.0, 9.0) == 1.0
+    assert M.tq([-1.0], 0.0, 2.0) == pytest.approx(-0.5)          # below random is allowed (negative)
+    with pytest.raises(ReferenceMissingError, match="differ"):
+        M.tq([1.0], 3.0, 3.0)
+    with pytest.raises(ReferenceMissingError, match="random_return"):
+        M.tq([1.0], None, None)
+    with pytest.raises(DataValidationError, match="empty"):
+        M.tq([], 0.0, 1.0)
+
+
+def test_tq_is_zero_for_random_and_one_for_expert_datasets(tmp_path):
+    rng = np.random.default_rng(0)
+    rnd = _write(tmp_path / "random", *_chain("random", 20, 8, rng))
+    exp = _write(tmp_path / "expert", *_chain("expert", 3, 8, rng))
+    r_random, r_expert = rnd.episode_returns().mean(), exp.episode_returns().mean()
+    assert r_expert == 1 + 2 + 3 + 4 + 5 + 6 + 7 + 8                  # expert walks right every step
+    assert M.tq(rnd, r_random, r_expert) == pytest.approx(0.0, abs=1e-12)
+    assert M.tq(exp, r_random, r_expert) == pytest.approx(1.0)
+    # references recorded in metadata are used when none are passed
+    ogdata.storage.update_metadata(exp.path, reference_returns={"random": float(r_random), "expert": 36.0})
+    assert M.tq(ogdata.load(exp.path)) == pytest.approx(1.0)
+
+
+def test_discounted_returns_and_tq(tmp_path):
+    rew = np.array([1, 1, 1, 2, 2], np.float64)
+    assert M.discounted_returns(rew, [3, 2], 0.5).tolist() == [1.75, 3.0]
+    obs = np.zeros((7, 1), np.float32)
+    ds = _write(tmp_path / "d", obs, np.zeros(5, np.int64), rew.astype(np.float32), [3, 2])
+    assert M.tq(ds, 0.0, 10.0, discount=0.5) == pytest.approx((1.75 + 3.0) / 2 / 10)
+    with pytest.raises(ReferenceMissingError, match="same discount"):
+        M.tq(ds, discount=0.5)
+    with pytest.raises(ValueError, match="per-step rewards"):
+        M.tq([1.0, 2.0], 0.0, 1.0, discount=0.9)
+
+
+def test_return_stats_hand_values():
+    x = np.array([1.0, 2.0, 3.0, 4.0, 10.0])
+    s = M.return_stats(x)
+    assert s["mean"] == 4.0 and s["median"] == 3.0 and s["min"] == 1.0 and s["max"] == 10.0
+    assert s["q25"] == 2.0 and s["q75"] == 4.0 and s["iqr"] == 2.0
+    assert s["std"] == pytest.approx(math.sqrt(50 / 4))                       # deviations -3,-2,-1,0,6
+    m2, m3, m4 = 50 / 5, (-27 - 8 - 1 + 216) / 5, (81 + 16 + 1 + 1296) / 5
+    assert s["skew"] == pytest.approx(m3 / m2**1.5)
+    assert s["kurtosis"] == pytest.approx(m4 / m2**2 - 3)
+    flat = M.return_stats([2.0, 2.0])
+    assert flat["skew"] is None and flat["kurtosis"] is None and flat["std"] == 0.0
+    assert M.return_stats([])["mean"] is None
+    json.dumps(flat, allow_nan=False)
+
+
+def test_action_stats():
+    d = M.action_stats(np.array([0, 0, 1, 1]), spaces.Discrete(4))
+    assert d["dims"][0]["entropy"] == pytest.approx(math.log(2))
+    assert d["dims"][0]["normalised_entropy"] == pytest.approx(0.5)
+    assert d["dims"][0]["frequencies"] == [0.5, 0.5, 0.0, 0.0]
+    c = M.action_stats(np.array([[0.0, 1.0], [2.0, 1.0]]))
+    assert c["mean"] == [1.0, 1.0] and c["std"] == [1.0, 0.0] and c["min"] == [0.0, 1.0]
+    with pytest.raises(DataValidationError, match="outside the action space"):
+        M.action_stats(np.array([0, 5]), spaces.Discrete(3))
+
+
+# ---------------------------------------------------------------------------------------
+# binning
+# ---------------------------------------------------------------------------------------
+
+
+def test_bin_edges_upper_limit_and_clipping():
+    lim = M.Limits((M.Part("x", "continuous", np.array([0.0]), np.array([1.0])),), bins=4)
+    x = np.array([0.0, 0.1, 0.25, 0.5, 0.99, 1.0, -5.0, 7.0], np.float32)
+    # x == high goes in the last bin; values outside the reference's limits are clipped to the edge bins
+    assert M.bin_codes(x[:, None], lim)[:, 0].tolist() == [0, 0, 1, 2, 3, 3, 0, 3]
+    # float64 data is binned in float64
+    assert M.bin_codes(x.astype(np.float64)[:, None], lim)[:, 0].tolist() == [0, 0, 1, 2, 3, 3, 0, 3]
+
+
+def test_constant_dimension_is_one_bin_and_discrete_is_not_binned():
+    lim = M.Limits((M.Part("o", "continuous", np.array([2.0, 0.0]), np.array([2.0, 10.0])),
+                    M.Part("a", "discrete", np.array([1.0]), np.array([3.0]))), bins=10)
+    assert lim.radices().tolist() == [1, 10, 3]
+    codes = M.bin_codes([np.array([[2.0, 5.0], [3.0, 10.0]]), np.array([3, 1])], lim)
+    assert codes.tolist() == [[0, 5, 2], [0, 9, 0]]
+    with pytest.raises(DataValidationError, match="outside the discrete range"):
+        M.bin_codes([np.array([[2.0, 5.0]]), np.array([4])], lim)
+    with pytest.raises(DataValidationError, match="NaN"):
+        M.bin_codes([np.array([[2.0, np.nan]]), np.array([1])], lim)
+
+
+def test_limits_json_roundtrip_and_validation():
+    lim = M.Limits.from_arrays([np.array([[0.5, -1.0], [1.5, 3.0]], np.float32), np.array([0, 2])], bins=7,
+                               discrete=[None, (0, 4)], keys=["observations", "actions"])
+    back = M.Limits.from_json(json.loads(json.dumps(lim.to_json())))
+    assert back.bins == 7 and back.radices().tolist() == [7, 7, 5]
+    assert back.parts[0].low.tolist() == [0.5, -1.0] and back.parts[0].high.tolist() == [1.5, 3.0]
+    with pytest.raises(MetadataError, match="recompute"):
+        M.Limits.from_json({"bins": 5, "parts": [{"key": "o", "kind": "continuous", "low": [1], "high": [0]}]})
+
+
+# ---------------------------------------------------------------------------------------
+# exact counting
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("radix,width", [(10, 3), (100, 9), (100, 10), (100, 36), (300, 5), (70000, 3)])
+def test_packing_is_exact_against_np_unique(radix, width):
+    rng = np.random.default_rng(radix + width)
+    pool = rng.integers(0, radix, size=(400, width))
+    codes = pool[rng.integers(0, len(pool), size=3000)]
+    c = M.UniqueCounter([radix] * width).add_codes(codes)
+    assert c.single == (radix**width <= 2**64)
+    assert c.count() == len(np.unique(codes, axis=0))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(1, 300), min_size=1, max_size=24), st.integers(0, 2**32 - 1),
+       st.integers(1, 400))
+def test_counts_equal_np_unique_property(radices, seed, n):
+    rng = np.random.default_rng(seed)
+    r = np.asarray(radices)
+    pool = rng.integers(0, r, size=(max(1, n // 3), len(r)))
+    codes = pool[rng.integers(0, len(pool), size=n)]
+    assert M.UniqueCounter(r).add_codes(codes).count() == len(np.unique(codes, axis=0))
+
+
+def test_hash_collisions_are_resolved_exactly():
+    rng = np.random.default_rng(1)
+    rows = rng.integers(0, 4, size=(500, 3)).astype(np.uint64)
+    truth = len(np.unique(rows, axis=0))
+    h = np.zeros(500, np.uint64)                        # every row collides
+    assert M._dedup(h, rows, need_rows=False) == truth
+    h = (rng.integers(0, 3, 500)).astype(np.uint64)     # three colliding groups
+    hu, ru = M._dedup(h, rows)
+    assert len(hu) == truth == len(np.unique(ru, axis=0))
+
+
+def test_streaming_compaction_and_growth_stay_exact():
+    rng = np.random.default_rng(2)
+    pool = rng.integers(0, 100, size=(6000, 20))
+    codes = pool[rng.integers(0, len(pool), size=40000)]
+    c = M.UniqueCounter([100] * 20, budget_bytes=1)     # tiny buffer: compacts and grows many times
+    for part in np.array_split(codes, 17):
+        c.add_codes(part)
+    assert c.count() == len(np.unique(codes, axis=0))
+    assert c.count() == len(np.unique(codes, axis=0))   # counting again is free and stable
+    with pytest.raises(RuntimeError, match="counted already"):
+        c.add_codes(codes[:1])
+
+
+def test_duplicates_add_nothing_arrays():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5000, 12)).astype(np.float32)
+    lim = M.Limits.from_arrays([x], bins=5)
+    u = M.count_unique(x, lim)
+    assert M.count_unique(np.concatenate([x, x[rng.permutation(len(x))], x[:7]]), lim) == u
+    assert u == len(np.unique(M.bin_codes(x, lim), axis=0))
+
+
+def test_hyperloglog_mode_within_documented_error():
+    rng = np.random.default_rng(4)
+    codes = rng.integers(0, 100, size=(100_000, 36))          # ~all distinct
+    truth = len(np.unique(codes, axis=0))
+    est = M.UniqueCounter([100] * 36, exact=False).add_codes(codes).count()
+    assert abs(est - truth) / truth < 4 * M.HLL_STANDARD_ERROR
+    again = M.UniqueCounter([100] * 36, exact=False).add_codes(np.concatenate([codes, codes[:5000]])).count()
+    assert again == est                                        # duplicates never change the registers
+    small = rng.integers(0, 3, size=(2000, 4))                 # small-range (linear counting) regime
+    assert abs(M.UniqueCounter([3] * 4, exact=False).add_codes(small).count() - 81) <= 2
+
+
+# ---------------------------------------------------------------------------------------
+# SACo on datasets
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def chain(tmp_path):
+    rng = np.random.default_rng(5)
+    rnd = _chain("random", 30, 8, rng)
+    exp = _chain("expert", 5, 8, rng)
+    replay = tuple(np.concatenate([a, b]) for a, b in zip(rnd[:3], exp[:3])) + (rnd[3] + exp[3],)
+    return {"random": (_write(tmp_path / "random", *rnd), rnd), "expert": (_write(tmp_path / "expert", *exp), exp),
+            "replay": (_write(tmp_path / "replay", *replay), replay)}
+
+
+def test_saco_on_toy_chain_matches_hand_counts(chain):
+    ref, ref_arrays = chain["replay"]
+    u_ref = len(_pairs(ref_arrays[0], ref_arrays[1], ref_arrays[3]))
+    for tier in ("random", "expert"):
+        ds, arrs = chain[tier]
+        cov = M.coverage(ds, ref)
+        # positions 0..8 are integers: 100 bins over [0, 8] put each in its own bin
+        assert cov["unique_state_actions"] == len(_pairs(arrs[0], arrs[1], arrs[3]))
+        assert cov["reference_unique_state_actions"] == u_ref
+    assert M.coverage(chain["expert"][0], ref)["unique_state_actions"] == 8      # (0,R), (1,R), ... (7,R)
+    assert M.saco(chain["random"][0], ref) > M.saco(chain["expert"][0], ref)
+    assert M.saco(ref, ref) == 1.0
+
+
+def test_dataset_and_its_copy_concatenated_have_same_u(chain, tmp_path):
+    ds, (obs, act, rew, lengths) = chain["random"]
+    twice = _write(tmp_path / "twice", np.concatenate([obs, obs]), np.concatenate([act, act]),
+                   np.concatenate([rew, rew]), lengths + lengths)
+    ref = chain["replay"][0]
+    assert M.coverage(twice, ref)["unique_state_actions"] == M.coverage(ds, ref)["unique_state_actions"]
+
+
+def test_limits_come_from_reference_are_stored_and_reused(chain):
+    ref = chain["replay"][0]
+    lim = M.bin_limits(ref)
+    # limits span the observations actions were taken in (the final position 8 of an episode is not one)
+    assert lim["joint"]["parts"][0]["low"] == [0.0] and lim["joint"]["parts"][0]["high"] == [7.0]
+    assert lim["joint"]["parts"][1] == {"key": "actions", "kind": "discrete", "low": [0], "high": [1]}
+    M.record_measures(chain["expert"][0], ref, random_return=0.0, expert_return=36.0)
+    ref2 = ogdata.load(ref.path)
+    assert ref2.measures["saco_limits"]["joint"] == lim["joint"]
+    stored = ogdata.load(chain["expert"][0].path).measures
+    assert stored["tq"] == 1.0 and stored["unique_state_actions"] == 8
+    # stored limits are what later datasets use: coarsen them and the count follows
+    coarse = json.loads(json.dumps(lim))
+    coarse["joint"]["parts"][0]["high"] = [800.0]                    # positions 0..7 all fall in bin 0
+    ogdata.storage.update_metadata(ref.path, measures={"saco_limits": coarse})
+    assert M.coverage(chain["random"][0], ogdata.load(ref.path))["unique_state_actions"] == 2
+
+
+def test_saco_errors(chain, tmp_path):
+    ds = chain["random"][0]
+    with pytest.raises(ReferenceMissingError, match="replay"):
+        M.coverage(ds, None)
+    other = _write(tmp_path / "other", *chain["expert"][1], metadata={"env_id": "some-other-env"})
+    ogdata.storage.update_metadata(ds.path, env_id="chain")
+    with pytest.raises(DataValidationError, match="one environment"):
+        M.coverage(ogdata.load(ds.path), other)
+
+
+def test_profile_is_json_serialisable(chain):
+    ds, ref = chain["random"][0], chain["replay"][0]
+    p = M.profile(ds, ref, random_return=0.0, expert_return=36.0)
+    json.dumps(p, allow_nan=False)
+    assert p["num_transitions"] == 240 and p["num_episodes"] == 30
+    assert p["tq"] == pytest.approx(ds.episode_returns().mean() / 36.0)
+    assert p["action_stats"]["type"] == "discrete" and 0 < p["saco"] <= 1
+    q = M.profile(ds)
+    assert q["saco"] is None and q["tq"] is None
+
+
+def test_multi_agent_joint_saco_and_per_agent_oaco(tmp_path):
+    # episode 1 (4 steps): state s, joint action (a0, a1); agent obs o0, o1
+    st1 = [0, 1, 0, 1, 0]
+    a1 = [[0, 1], [1, 1], [0, 1], [1, 1]]
+    o1 = [[0, 1], [0, 1], [1, 1], [1, 1], [0, 0]]
+    # episode 2 only in the reference
+    st2 = [1, 1, 1, 1, 1]
+    a2 = [[0, 0]] * 4
+    o2 = [[1, 0]] * 5
+
+    def mk(path, sts, acts, obss):
+        n = sum(len(a) for a in acts)
+        return _write(path, np.asarray(sum(obss, []), np.float32)[:, :, None], np.asarray(sum(acts, []), np.int64),
+                      np.zeros((n, 2), np.float32), [len(a) for a in acts],
+                      states=np.asarray(sum(sts, []), np.float32)[:, None], agents=["a", "b"],
+                      action_space=spaces.Discrete(2))
+
+    ds = mk(tmp_path / "d", [st1], [a1], [o1])
+    ref = mk(tmp_path / "r", [st1, st2], [a1, a2], [o1, o2])
+    cov = M.coverage(ds, ref)
+    # joint (s, a0, a1): (0,0,1), (1,1,1) -> 2; the reference adds (1,0,0) -> 3
+    assert cov["unique_state_actions"] == 2 and cov["reference_unique_state_actions"] == 3
+    # agent a (o, a): (0,0), (0,1), (1,0), (1,1) -> 4 of 4; agent b: (1,1) -> 1 of {(1,1), (0,0)}
+    assert cov["unique_obs_actions"] == {"a": 4, "b": 1}
+    assert cov["reference_unique_obs_actions"] == {"a": 4, "b": 2}
+    assert cov["saco"] == pytest.approx(2 / 3)
+    assert cov["oaco"] == pytest.approx((1.0 + 0.5) / 2) == M.oaco(ds, ref)
+    p = M.profile(ds, ref, random_return=-1.0, expert_return=1.0)
+    json.dumps(p, allow_nan=False)
+    assert set(p["action_stats"]["per_agent"]) == {"a", "b"} and p["tq"] == pytest.approx(0.5)
+    with pytest.raises(DataValidationError, match="multi-agent"):
+        M.oaco(_single(tmp_path), _single(tmp_path, "s2"))
+
+
+def _single(tmp_path, name="s1"):
+    return _write(tmp_path / name, np.zeros((3, 1), np.float32), np.zeros(2, np.int64), np.zeros(2, np.float32), [2])
