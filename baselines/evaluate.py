@@ -55,20 +55,25 @@ def heldout(env_id: str, env_kwargs: dict[str, Any] | None = None) -> HeldOut:
     return HeldOut(spec.id, kwargs, "fresh-seeds")
 
 
+FINANCE_KEYS = ("wealth", "inventory", "shortfall", "position", "turnover", "costs")
+
+
 def rollout(core, policy: Callable[[np.ndarray], np.ndarray], seed: int) -> dict[str, np.ndarray]:
-    """One episode in each of the core's B markets; returns per-market `returns`, `lengths` and the
-    per-step paths of the finance keys of `info` (wealth, inventory, shortfall, costs, turnover),
-    shape (B, T+1), frozen at their final value once a market's episode has ended.
+    """One episode in each of the core's B markets; returns per-market `returns`, `lengths`, the
+    `alive` mask (B, T) and the per-step paths of the finance keys of `info` (wealth, inventory,
+    shortfall, position, turnover, costs), shape (B, T+1), frozen at their final value once a
+    market's episode has ended.
 
     Multi-agent: the return sums, per step, the mean reward across agents; per-agent info
     (B, n) is summed over agents (the firm's figure) unless a `firm_<key>` is given.
     """
     B = core.num_envs
     obs, info = core.reset(seed=int(seed))
-    keys = ("wealth", "inventory", "shortfall", "costs", "turnover")
-    paths: dict[str, list[np.ndarray]] = {k: [_firm(info, k, B)] for k in keys if _firm(info, k, B) is not None}
+    first = {k: _firm(info, k, B) for k in FINANCE_KEYS}
+    paths: dict[str, list[np.ndarray]] = {k: [v] for k, v in first.items() if v is not None}
     ret, length = np.zeros(B), np.zeros(B, dtype=np.int64)
     alive = np.ones(B, dtype=bool)
+    alive_steps = []
     while alive.any():
         obs, rew, term, trunc, info = core.step(policy(obs))
         if core.multi_agent:
@@ -76,11 +81,12 @@ def rollout(core, policy: Callable[[np.ndarray], np.ndarray], seed: int) -> dict
             term, trunc = np.asarray(term).all(axis=1), np.asarray(trunc).all(axis=1)
         ret += np.where(alive, rew, 0.0)
         length += alive
+        alive_steps.append(alive.copy())
         for k, p in paths.items():
             v = _firm(info, k, B)
             p.append(np.where(alive, v, p[-1]) if v is not None else p[-1])
         alive &= ~(np.asarray(term) | np.asarray(trunc))
-    out = {"returns": ret, "lengths": length}
+    out = {"returns": ret, "lengths": length, "alive": np.stack(alive_steps, axis=1)}
     out.update({k: np.stack(v, axis=1) for k, v in paths.items()})
     return out
 
@@ -138,7 +144,15 @@ class Evaluator:
 
     def returns(self, policy: Callable[[np.ndarray], np.ndarray]) -> dict[str, np.ndarray]:
         parts = [rollout(self.core, policy, s) for s in self.seeds]
-        return {k: np.concatenate([p[k] for p in parts])[: self.episodes] for k in parts[0]}
+        out = {}
+        for k in parts[0]:
+            arrs = [p[k] for p in parts]
+            if arrs[0].ndim == 2:  # pad rounds of different lengths: paths keep their last value, alive False
+                T = max(a.shape[1] for a in arrs)
+                arrs = [np.concatenate([a, np.repeat(a[:, -1:] if k != "alive" else np.zeros_like(a[:, -1:]),
+                                                     T - a.shape[1], axis=1)], axis=1) for a in arrs]
+            out[k] = np.concatenate(arrs)[: self.episodes]
+        return out
 
     def __call__(self, policy: Callable[[np.ndarray], np.ndarray]) -> dict[str, Any]:
         """Score `policy(obs_batch) -> action_batch`: mean/std return, normalised score, finance figures."""
@@ -154,12 +168,15 @@ class Evaluator:
             "heldout": self.setting.how,
         }
         if "wealth" in res:
-            traded = None
-            if "turnover" in res:  # cumulative or per-step turnover in info: per-step traded fraction
-                traded = np.diff(res["turnover"], axis=1) * res["wealth"][:, :-1]
-            fin = finance.summary(res["wealth"], self.periods_per_year, traded_value=traded,
+            alive = res["alive"]
+            turnover = None
+            if "turnover" in res:  # per-step one-way turnover (portfolio)
+                turnover = np.where(alive, res["turnover"][:, 1:], np.nan)
+            elif "position" in res:  # a position as a fraction of wealth (trading): |Δposition| traded
+                turnover = np.where(alive, np.abs(np.diff(res["position"], axis=1)), np.nan)
+            fin = finance.summary(res["wealth"], self.periods_per_year, turnover=turnover,
                                   inventory=res.get("inventory"))
-            if "shortfall" in res:
+            if "shortfall" in res:  # execution: shortfall of the parent order in bp of its arrival value
                 w0 = res["wealth"][:, 0]
                 fin["implementation_shortfall_bp"] = float(np.mean(res["shortfall"][:, -1] / w0 * 1e4)) if (
                     w0 > 0).all() else float("nan")

@@ -109,28 +109,32 @@ def inventory_risk(inventory):
     return {k: _out(v, inventory) for k, v in out.items()}
 
 
-def summary(wealth, periods_per_year: float = TRADING_DAYS, traded_value=None, inventory=None) -> dict:
-    """Mean over paths of every applicable figure, plus which kind of path it was."""
+def summary(wealth, periods_per_year: float = TRADING_DAYS, turnover=None, inventory=None) -> dict:
+    """Mean over paths of every applicable figure, plus which kind of path it was.
+
+    turnover: per-step one-way turnover as a fraction of wealth, (B, T) (NaN where a path had
+    already ended); reported as its mean per step and annualised (× P)."""
     w = _paths(wealth)
     out: dict[str, float | str] = {"periods_per_year": float(periods_per_year)}
-    if (w[:, 0] > 0).all() and (w > 0).all():
+    if (w > 0).all():
         r = simple_returns(w)
         out["wealth_kind"] = "capital"
         out["annualised_return"] = float(np.mean(annualised_return(w, periods_per_year)))
         out["annualised_volatility"] = float(np.mean(annualised_volatility(r, periods_per_year)))
         out["max_drawdown"] = float(np.mean(max_drawdown(w)))
-        if traded_value is not None:
-            out["turnover"] = float(np.nanmean(turnover(traded_value, w)))
     else:
         r = np.diff(w, axis=1)
         out["wealth_kind"] = "pnl"
         out["mean_final_pnl"] = float(np.mean(w[:, -1] - w[:, 0]))
         out["pnl_volatility"] = float(np.mean(annualised_volatility(r, periods_per_year)))
         out["max_drawdown_abs"] = float(np.mean(max_drawdown(w, relative=False)))
-    out["sharpe"] = float(np.nanmean(sharpe_ratio(r, periods_per_year))) if np.isfinite(
-        sharpe_ratio(r, periods_per_year)).any() else float("nan")
-    so = sortino_ratio(r, periods_per_year)
-    out["sortino"] = float(np.nanmean(so)) if np.isfinite(so).any() else float("nan")
+    for name, fn in (("sharpe", sharpe_ratio), ("sortino", sortino_ratio)):
+        v = fn(r, periods_per_year)
+        out[name] = float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+    if turnover is not None:
+        t = np.asarray(turnover, dtype=np.float64)
+        out["turnover"] = float(np.nanmean(t))
+        out["annual_turnover"] = out["turnover"] * float(periods_per_year)
     if inventory is not None:
         out.update({k: float(np.mean(v)) for k, v in inventory_risk(inventory).items()})
     return out

@@ -36,6 +36,14 @@ def mlp(inp: int, out: int, hidden: int, layers: int) -> nn.Sequential:
         mods += [nn.Linear(a, b), nn.ReLU()]
     return nn.Sequential(*mods, nn.Linear(dims[-1], out))
 
+def adam(params, lr: float) -> torch.optim.Adam:
+    """Adam with the fused kernel where torch has it (CPU since 2.4): ~4x less optimiser overhead."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, lr=lr)
+
 
 class ICQL:
     name = "icql"
@@ -49,7 +57,7 @@ class ICQL:
         self.q_target = mlp(spec.obs_dim + spec.n_agents, spec.act_dim, config.hidden,
                             config.layers).to(self.device).requires_grad_(False)
         self.q_target.load_state_dict(self.q.state_dict())
-        self.optim = torch.optim.Adam(self.q.parameters(), lr=config.lr)
+        self.optim = adam(self.q.parameters(), lr=config.lr)
         self.steps = 0
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

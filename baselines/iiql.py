@@ -43,6 +43,14 @@ def mlp(inp: int, out: int, hidden: int, layers: int) -> nn.Sequential:
         mods += [nn.Linear(a, b), nn.ReLU()]
     return nn.Sequential(*mods, nn.Linear(dims[-1], out))
 
+def adam(params, lr: float) -> torch.optim.Adam:
+    """Adam with the fused kernel where torch has it (CPU since 2.4): ~4x less optimiser overhead."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, lr=lr)
+
 
 class Twin(nn.Module):
     """k critics as one batched MLP (weights (k, in, out)): one matmul per layer for all of them."""
@@ -109,9 +117,9 @@ class IIQL:
             self.actor = GaussianActor(d + n, a, h, L).to(self.device)
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.value = mlp(d + n, 1, h, L).to(self.device)
-        self.critic_optim = torch.optim.Adam(list(self.critic.parameters()) + list(self.value.parameters()),
+        self.critic_optim = adam(list(self.critic.parameters()) + list(self.value.parameters()),
                                              lr=config.critic_lr)
-        self.actor_optim = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
+        self.actor_optim = adam(self.actor.parameters(), lr=config.actor_lr)
 
     def _q(self, net: Twin, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """(k, M) values of the data's actions."""

@@ -41,8 +41,22 @@ def dataset_kind(ds) -> tuple[bool, str]:
 
 def applicable(ds) -> list[str]:
     """The algorithms that can train on `ds`, in table order."""
-    ma, kind = dataset_kind(ds)
-    return [a.name for a in ALGORITHMS.values() if a.multi_agent == ma and kind in a.action_types]
+    return applicable_to(*dataset_kind(ds))
+
+
+def applicable_to(multi_agent: bool, kind: str) -> list[str]:
+    """The algorithms for multi- or single-agent data with "discrete" or "continuous" actions."""
+    return [a.name for a in ALGORITHMS.values() if a.multi_agent == multi_agent and kind in a.action_types]
+
+
+def env_kind(env_id: str, env_kwargs: dict | None = None) -> tuple[bool, str]:
+    """(multi_agent, action kind) of an environment, without any dataset."""
+    from gymnasium import spaces
+
+    from ogdata.envs import make_core
+
+    core = make_core(env_id, num_envs=1, **(env_kwargs or {}))
+    return core.multi_agent, "discrete" if isinstance(core.action_space, spaces.Discrete) else "continuous"
 
 
 def check(name: str, ds) -> AlgoInfo:
@@ -54,6 +68,7 @@ def check(name: str, ds) -> AlgoInfo:
     ma, kind = dataset_kind(ds)
     if info.multi_agent != ma or kind not in info.action_types:
         what = f"{'multi' if ma else 'single'}-agent {kind}-action"
-        raise InvalidIdError(f"{name} cannot train on {ds.dataset_id or ds.path}, a {what} dataset; "
+        mine = f"{'multi' if info.multi_agent else 'single'}-agent, {' or '.join(info.action_types)} actions"
+        raise InvalidIdError(f"{name} ({mine}) cannot train on {ds.dataset_id or ds.path}, a {what} dataset; "
                              f"these can: {', '.join(applicable(ds))}")
     return info

@@ -16,11 +16,11 @@ __version__ = "0.1.0"
 
 
 def verify(path_or_id: str) -> dict:
-    """Check every file of a dataset (local path or cached id) against its manifest."""
-    from ogdata.dataset import load as _load
-    from ogdata.storage import verify as _verify
+    """Check every file of a dataset (path or installed id) against its manifest and, for catalogue
+    ids, its metadata against the catalogue recipe. Raises IntegrityError naming what differs."""
+    from ogdata import hub
 
-    return _verify(_load(path_or_id, download=False).path)
+    return hub.verify(path_or_id)
 
 
 def download(dataset_id: str, revision: str | None = None, force: bool = False):
@@ -32,9 +32,9 @@ def download(dataset_id: str, revision: str | None = None, force: bool = False):
 
 def list_datasets(remote: bool = False) -> list[str]:
     """Dataset ids known locally, in the catalogue, and (remote=True) on the Hub."""
-    from ogdata.listing import list_datasets as _ld
+    from ogdata import hub
 
-    return _ld(remote=remote)
+    return hub.list_datasets(remote=remote)
 
 
 __all__ = ["Dataset", "DatasetWriter", "Episode", "OgdataError", "create_dataset", "download", "from_hdf5",

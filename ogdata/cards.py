@@ -42,6 +42,20 @@ PRICE_SOURCES: dict[str, dict[str, str]] = {
         "text": "All prices and order flow are simulated by the environment from its documented "
                 "parameters; no third-party market data is included. Released under Apache-2.0, like ogdata.",
     },
+    "synthetic-skfolio": {
+        "license": "apache-2.0",
+        "name": "synthetic, calibrated on skfolio's S&P 500 stocks",
+        "text": "Prices are simulated by the environment; only the model's parameters were calibrated on the "
+                "training-period returns of the 20 S&P 500 stocks in `skfolio.datasets` (skfolio, BSD-3-Clause). "
+                "No third-party price data is included. Released under Apache-2.0, like ogdata.",
+    },
+    "synthetic-arch": {
+        "license": "apache-2.0",
+        "name": "synthetic, calibrated on arch's S&P 500 index",
+        "text": "Prices are simulated by the environment; only the model's parameters were calibrated on the "
+                "training-period returns of the S&P 500 index in `arch.data` (arch, NCSA licence). No "
+                "third-party price data is included. Released under Apache-2.0, like ogdata.",
+    },
     "unknown-real": {
         "license": "other",
         "name": "real market data (source not recorded)",
@@ -103,10 +117,16 @@ def _num(x: Any) -> str:
 
 
 def _cell(x: Any) -> str:
+    if x is None:
+        return "—"
     if isinstance(x, int | float | bool):
         return _num(x)
     if isinstance(x, str):
         s = x
+    elif isinstance(x, list) and all(isinstance(v, int | float) and not isinstance(v, bool) for v in x):
+        s = "[" + ", ".join(_num(v) for v in x) + "]" if len(x) <= 8 else f"({len(x)} values)"
+    elif isinstance(x, list) and x and all(isinstance(v, list) for v in x):
+        s = f"({len(x)} × {len(x[0])} values)"
     else:
         s = json.dumps(x, sort_keys=True, default=str)
     return s.replace("|", "\\|").replace("\n", " ")
@@ -130,10 +150,21 @@ def _table(header: list[str], rows: Iterable[Iterable[Any]]) -> str:
     return "\n".join(lines)
 
 
-def recipe_digest(recipe: Mapping[str, Any] | None) -> str:
-    """sha256 of the recipe's canonical JSON: the card names the recipe it was rendered from."""
-    text = json.dumps(recipe or {}, sort_keys=True, separators=(",", ":"), default=str)
+def recipe_digest(identity: Mapping[str, Any] | None) -> str:
+    """sha256 of a recipe identity (ogdata.hub.recipe_identity / catalogue_identity), canonical JSON.
+
+    The card prints it, so a test can tell a card rendered from an older recipe."""
+    text = json.dumps(identity or {}, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+_DIGEST_RE = re.compile(r"^Recipe identity sha256: `([0-9a-f]{64})`", re.M)
+
+
+def card_recipe_digest(card_text: str) -> str | None:
+    """The recipe digest a rendered card names (None if it names none)."""
+    m = _DIGEST_RE.search(card_text)
+    return m.group(1) if m else None
 
 
 def _spec(env_id: str | None):
@@ -147,18 +178,29 @@ def _spec(env_id: str | None):
         return None
 
 
+# which package's prices each family of real-price environments reads (ogdata/envs/prices.py)
+_FAMILY_SOURCE = {"portfolio": "skfolio", "trading": "arch"}
+
+
 def price_source(meta: Mapping[str, Any]) -> str:
     """Which entry of PRICE_SOURCES a dataset's prices come from (recorded, or read off its env)."""
     recorded = meta.get("price_source") or (meta.get("recipe") or {}).get("price_source")
     if isinstance(recorded, str) and recorded in PRICE_SOURCES:
         return recorded
     spec = _spec(meta.get("env_id"))
-    hay = json.dumps([recorded, meta.get("env_kwargs"), meta.get("env_id"),
-                      dict(spec.kwargs) if spec else None, spec.core if spec else None], default=str).lower()
+    kwargs = {**(dict(spec.kwargs) if spec else {}), **(meta.get("env_kwargs") or {})}
+    hay = json.dumps([recorded, kwargs, meta.get("env_id"), spec.core if spec else None], default=str).lower()
     if "skfolio" in hay:
         return "skfolio"
     if re.search(r"(?<![a-z])arch(?![a-z])", hay):
         return "arch"
+    family = spec.family if spec is not None else ""
+    if kwargs.get("prices") is not None:  # the user's own price array
+        return "unknown-real"
+    if kwargs.get("source") == "real":
+        return _FAMILY_SOURCE.get(family, "unknown-real")
+    if family in _FAMILY_SOURCE and kwargs.get("source") is not None:
+        return f"synthetic-{_FAMILY_SOURCE[family]}"
     if spec is not None and "realdata" in spec.extras:
         return "unknown-real"
     return "synthetic"
@@ -195,6 +237,32 @@ def _measure(meta: Mapping[str, Any], *names: str) -> Any:
                 v = m[k]
                 return v.get("value") if isinstance(v, Mapping) else v
     return None
+
+
+# measures keys that repeat what the card says elsewhere
+_DUPLICATES = {"dataset_id", "env_id", "tier", "num_transitions", "num_episodes", "multi_agent",
+               "reference_returns"}
+
+
+def _return_stat(meta: Mapping[str, Any], stat: str) -> Any:
+    m = meta.get("measures") or {}
+    for key in ("return_stats", "returns"):
+        if isinstance(m.get(key), Mapping) and stat in m[key]:
+            return m[key][stat]
+    return m.get(f"return_{stat}")
+
+
+def _headline(meta: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """TQ, SACo, mean return ± std and the normalised score of the mean return."""
+    rows = [("TQ", _measure(meta, "tq")), ("SACo", _measure(meta, "saco"))]
+    mean, std = _return_stat(meta, "mean"), _return_stat(meta, "std")
+    if mean is not None:
+        rows.append(("episode return, mean ± std", f"{_num(float(mean))} ± {_num(float(std or 0.0))}"))
+        refs = meta.get("reference_returns") or {}
+        lo, hi = refs.get("random"), refs.get("expert")
+        if isinstance(lo, int | float) and isinstance(hi, int | float) and hi != lo:
+            rows.append(("normalised score of the mean return", 100.0 * (float(mean) - lo) / (hi - lo)))
+    return rows
 
 
 def _front_matter(fields: dict[str, Any]) -> str:
@@ -268,11 +336,19 @@ def render(dataset: Any) -> str:
     recipe = meta.get("recipe") or {}
     out.append("## Tier recipe\n")
     out.append(f"Tier **{tier}**: {TIER_MEANING.get(tier, 'a custom tier')}.\n")
-    thresholds = {k: v for k, v in _flatten(recipe) if re.search(r"threshold|target", k)}
-    thresholds.update({f"thresholds.{k}": v for k, v in _flatten(meta.get("thresholds") or {})})
-    if thresholds:
-        out.append("Thresholds that define the tier:\n")
-        out.append(_table(["threshold", "value"], sorted(thresholds.items())) + "\n")
+    if recipe.get("rule"):
+        out.append(f"Selection rule: {recipe['rule']}.\n")
+    rows = [(k, recipe[k]) for k in ("threshold", "target", "reached", "note") if k in recipe]
+    rows += [(f"thresholds.{k}", v) for k, v in _flatten(meta.get("thresholds") or {})]
+    rows += [(k, v) for k, v in _flatten(recipe.get("thresholds") or {}, "thresholds.")]
+    behaviour = (recipe.get("behaviour") or {}).get("normalised_score")
+    if behaviour is not None:
+        rows.append(("behaviour policy normalised score", behaviour))
+    if "noise" in recipe:
+        rows.append(("exploration noise", recipe["noise"]))
+    if rows:
+        out.append("What defines the tier (normalised scores: 0 = random, 100 = expert):\n")
+        out.append(_table(["", "value"], rows) + "\n")
     else:
         out.append("No return thresholds recorded: the tier is defined by its behaviour policy alone.\n")
     refs = meta.get("reference_returns") or {}
@@ -280,10 +356,14 @@ def render(dataset: Any) -> str:
         out.append("Reference returns (normalised score = 100 × (R − R_random) / (R_expert − R_random)): "
                    + ", ".join(f"{k} {_num(v)}" for k, v in sorted(refs.items())) + ".\n")
     if recipe:
-        out.append("Full recipe (rebuild with `ogdata generate` or offline via `ogdata.download` when the Hub is "
-                   "out of reach):\n")
+        out.append("<details><summary>Full recipe (rebuilt by <code>ogdata generate</code>, or offline by "
+                   "<code>ogdata.download</code> when the Hub is out of reach)</summary>\n")
         out.append(_table(["key", "value"], _flatten(recipe)) + "\n")
-    out.append(f"Recipe sha256: `{recipe_digest(recipe)}`\n")
+        out.append("</details>\n")
+    from ogdata.hub import recipe_identity
+
+    out.append(f"Recipe identity sha256: `{recipe_digest(recipe_identity(meta))}` (the recipe fields that define "
+               "this dataset; `ogdata verify` checks them against the catalogue)\n")
 
     out.append("## Size\n")
     manifest = meta.get("manifest") or {}
@@ -304,9 +384,13 @@ def render(dataset: Any) -> str:
     measures = meta.get("measures") or {}
     out.append("## Measures\n")
     if measures:
-        out.append("TQ (trajectory quality) and SACo (state-action coverage) after Schweighofer et al. (2022); "
-                   "SACo counts exact unique binned (state, action) pairs relative to the Replay tier.\n")
-        out.append(_table(["measure", "value"], _flatten(measures)) + "\n")
+        out.append("TQ (trajectory quality: 0 = random, 1 = expert) and SACo (state-action coverage relative to the "
+                   "Replay tier, exact counts of binned pairs) after Schweighofer et al. (2022).\n")
+        out.append(_table(["measure", "value"], _headline(meta)) + "\n")
+        rest = [(k, v) for k, v in _flatten({k: v for k, v in measures.items() if k not in _DUPLICATES})]
+        out.append("<details><summary>All measures</summary>\n")
+        out.append(_table(["measure", "value"], rest) + "\n")
+        out.append("</details>\n")
     else:
         out.append("Not profiled yet (`ogdata profile` computes TQ, SACo and return statistics).\n")
 
@@ -388,3 +472,35 @@ def render_env_card(env_id: str, datasets: Iterable[Any]) -> str:
     out.append("## Licence and attribution\n")
     out.append(f"Price source: **{source['name']}**. {source['text']}\n")
     return "\n".join(out).rstrip() + "\n"
+
+
+# ------------------------------------------------------------------------ committed cards
+
+def write_cards(src: str | os.PathLike, out: str | os.PathLike, check: bool = False) -> list[str]:
+    """Render the card of every dataset under `src` into `out/<env-id>/<tier>-v<N>.md` (plus each
+    env's `README.md`). Returns the card paths that changed (with check=True: that are stale,
+    nothing written)."""
+    from ogdata.storage.format import read_metadata
+
+    src, out = Path(src), Path(out)
+    by_env: dict[str, list[tuple[dict[str, Any], Path]]] = {}
+    for meta_file in sorted(src.rglob("metadata.json")):
+        if any(part.startswith(".") for part in meta_file.relative_to(src).parts):
+            continue  # staging and partial directories
+        meta = read_metadata(meta_file.parent)
+        if not meta.get("dataset_id"):
+            continue
+        by_env.setdefault(_did(meta)[1], []).append((meta, meta_file.parent))
+    changed = []
+    for env_id, items in sorted(by_env.items()):
+        texts = {f"{_did(m)[2]}.md": render(p) for m, p in items}
+        texts["README.md"] = render_env_card(env_id, [m for m, _ in items])
+        for name, text in sorted(texts.items()):
+            f = out / env_id / name
+            if f.is_file() and f.read_text() == text:
+                continue
+            changed.append(str(f))
+            if not check:
+                f.parent.mkdir(parents=True, exist_ok=True)
+                f.write_text(text)
+    return changed

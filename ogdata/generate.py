@@ -366,7 +366,6 @@ def replay_record(env_id: str, recipe: dict[str, Any], seed: int, progress: bool
     """The recorded training run of one seed; re-trains it (deterministic) when it is missing."""
     from ogdata.dataset import Dataset
 
-    tr = recipe["training"]
     path = training_dir(env_id, seed) / "replay"
     if (path / "metadata.json").is_file():
         ds = Dataset(path)

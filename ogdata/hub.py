@@ -40,7 +40,6 @@ SOURCE_FILE = ".ogdata-source.json"
 METADATA_FILE = "metadata.json"
 CARD_FILE = "README.md"
 REPO_TYPE = "dataset"
-_CATALOGUE_DIR = Path(__file__).parent / "catalogue"
 _GLOB_CHARS = set("*?[]")
 
 
@@ -92,49 +91,64 @@ def installed() -> list[str]:
 
 # ------------------------------------------------------------------------------------ catalogue
 
-def _catalogue_entries(data: Any, default_env: str | None = None) -> Iterable[dict[str, Any]]:
-    """Entries of one catalogue file, in whichever of the plain shapes it uses."""
-    if isinstance(data, list):
-        for item in data:
-            yield from _catalogue_entries(item, default_env)
-    elif isinstance(data, Mapping):
-        if isinstance(data.get("dataset_id"), str):
-            yield dict(data)
-        elif "datasets" in data or "tiers" in data:
-            env = data.get("env_id", default_env)
-            sub = data.get("datasets", data.get("tiers"))
-            if isinstance(sub, Mapping):
-                for key, entry in sub.items():
-                    if isinstance(entry, Mapping):
-                        did = key if "/" in key else f"{env}/{key}"
-                        yield {"dataset_id": did, **entry}
-            else:
-                yield from _catalogue_entries(sub, env)
-        else:
-            for key, entry in data.items():
-                if isinstance(entry, Mapping) and "/" in str(key):
-                    yield {"dataset_id": key, **entry}
+# Recipe fields that define a tier's data: copied from the catalogue into metadata["recipe"] by
+# ogdata.generate, so a copy can be checked against the catalogue (and a card can name it).
+_TIER_FIELDS = ("threshold", "target", "reached", "noise", "policies", "note", "learned")
 
 
-def catalogue() -> dict[str, dict[str, Any]]:
-    """{dataset_id: entry} read from ogdata/catalogue/*.json (the generation recipes); {} if absent."""
-    out: dict[str, dict[str, Any]] = {}
-    if not _CATALOGUE_DIR.is_dir():
-        return out
-    for f in sorted(_CATALOGUE_DIR.glob("*.json")):
-        try:
-            data = json.loads(f.read_text())
-        except ValueError as e:
-            raise MetadataError(f"catalogue file {f} is not valid JSON ({e}); fix or regenerate it") from e
-        for entry in _catalogue_entries(data, default_env=f.stem):
-            out[entry["dataset_id"]] = entry
+def recipe_identity(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a dataset's metadata that its catalogue recipe determines (dotted keys)."""
+    rec = meta.get("recipe") or {}
+    gen = rec.get("generation") or {}
+    out: dict[str, Any] = {"tier": meta.get("tier"), "env_kwargs": meta.get("env_kwargs") or {}}
+    out.update({f"recipe.{k}": rec[k] for k in _TIER_FIELDS if k in rec})
+    for k in ("seed", "transitions_requested"):
+        if k in gen:
+            out[f"recipe.generation.{k}"] = gen[k]
+    if "training" in rec:
+        out["recipe.training"] = rec["training"]
     return out
 
 
-def catalogue_recipe(entry: Mapping[str, Any]) -> dict[str, Any]:
-    """The recipe part of a catalogue entry."""
-    recipe = entry.get("recipe")
-    return dict(recipe) if isinstance(recipe, Mapping) else {k: v for k, v in entry.items() if k != "dataset_id"}
+def _identity(tier: str, r: Mapping[str, Any], t: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"tier": tier, "env_kwargs": dict(r.get("env_kwargs") or {})}
+    out.update({f"recipe.{k}": t[k] for k in _TIER_FIELDS if k in t})
+    out["recipe.generation.seed"] = int(t.get("seed", 0))
+    if "transitions" in t:
+        out["recipe.generation.transitions_requested"] = int(t["transitions"])
+    if tier == "replay" and isinstance(r.get("training"), Mapping):
+        out["recipe.training"] = {k: v for k, v in r["training"].items() if k != "learning_curve"}
+    return out
+
+
+def catalogue_identity(dataset_id: str) -> dict[str, Any]:
+    """What recipe_identity() must be for a copy made by the catalogue recipe of `dataset_id`."""
+    from ogdata.catalogue import tier_recipe
+
+    r, t = tier_recipe(str(_parse(dataset_id)))
+    return _identity(_parse(dataset_id).tier, r, t)
+
+
+def catalogue() -> dict[str, dict[str, Any]]:
+    """{dataset_id: {"dataset_id", "recipe" (the tier's catalogue recipe), "expect" (its identity)}}.
+
+    Read from ogdata/catalogue/<env-id>.json through ogdata.catalogue; {} when there is none.
+    """
+    try:
+        from ogdata.catalogue import catalogue_envs, recipe
+    except ImportError:
+        return {}
+    from ogdata.ids import TIERS
+
+    out = {}
+    for env in catalogue_envs():
+        r = recipe(env)
+        tiers = r.get("tiers") or {}
+        for tier in TIERS:
+            if tier in tiers:
+                did = f"{env}/{tier}-v{int(r.get('version', 0))}"
+                out[did] = {"dataset_id": did, "recipe": tiers[tier], "expect": _identity(tier, r, tiers[tier])}
+    return out
 
 
 def list_datasets(remote: bool = False) -> list[str]:
@@ -270,6 +284,8 @@ def _lock(final: Path):
         print(f"ogdata: waiting for another process installing {final.parent.name}/{final.name} ...",
               file=sys.stderr)
         lock.acquire()
+    for old in final.parent.glob(f".{final.name}.old-*"):  # left by a process killed mid-install
+        shutil.rmtree(old, ignore_errors=True)
     return lock
 
 
@@ -408,11 +424,10 @@ def _rebuild_or_fail(dataset_id: str, final: Path, reason: str, force: bool, rev
             return final
         print(f"ogdata: {reason}. Rebuilding {dataset_id} from its recipe (environment + behaviour policy); "
               "this can take a while.", file=sys.stderr)
-        staging = final.parent / f".{final.name}.rebuild"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
+        # a sibling of the final directory, so the generator finds an installed replay tier for SACo
+        out = final.parent / f".{final.name}.rebuild"
+        shutil.rmtree(out, ignore_errors=True)
         try:
-            out = staging / final.name
             rebuild(dataset_id, out)
             from ogdata.storage import verify
             from ogdata.storage.format import read_metadata
@@ -422,10 +437,10 @@ def _rebuild_or_fail(dataset_id: str, final: Path, reason: str, force: bool, rev
             if got not in (None, dataset_id):
                 raise IntegrityError(f"the rebuild of {dataset_id} produced {got!r}")
             _write_source(out, {"dataset_id": dataset_id, "source": "rebuilt", "rebuilt": True,
-                                "reason": reason, "recipe": catalogue_recipe(entry), "time": _now()})
+                                "reason": reason, "recipe": entry.get("recipe"), "time": _now()})
             _install(out, final)
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(out, ignore_errors=True)
         return final
     finally:
         lock.release()
@@ -545,7 +560,12 @@ def list_remote(org: str | None = None, env_ids: Iterable[str] | None = None) ->
         raise OfflineError("HF_HUB_OFFLINE is set; unset it to list the Hub")
     org = org or config.hub_org()
     if env_ids is None:
-        envs = {d.split("/")[0] for d in catalogue()}
+        try:
+            from ogdata.catalogue import catalogue_envs
+
+            envs = set(catalogue_envs())
+        except ImportError:
+            envs = set()
         try:
             from ogdata.envs.registry import list_envs
 
@@ -601,19 +621,24 @@ def verify(target: str | os.PathLike) -> dict[str, Any]:
     if entry is None:
         report["recipe"] = "not in catalogue"
         return report
-    expected, got = catalogue_recipe(entry), meta.get("recipe") or {}
+    expected, got = entry["expect"], recipe_identity(meta)
     diff = sorted(k for k in expected if _canon(expected[k]) != _canon(got.get(k)))
     if diff:
         k = diff[0]
         raise IntegrityError(f"{path}: recipe differs from the catalogue's for {meta.get('dataset_id')} in "
-                             f"{diff} (e.g. {k}: dataset {got.get(k)!r}, catalogue {expected[k]!r}); this copy "
-                             "was not made by the catalogue recipe — re-download or regenerate it")
+                             f"{diff} (e.g. {k}: dataset {_clip(got.get(k))}, catalogue {_clip(expected[k])}); "
+                             "this copy was not made by the catalogue recipe — re-download or regenerate it")
     report["recipe"] = "match"
     return report
 
 
 def _canon(x: Any) -> str:
     return json.dumps(x, sort_keys=True, default=str)
+
+
+def _clip(x: Any, n: int = 80) -> str:
+    s = _canon(x)
+    return s if len(s) <= n else s[: n - 1] + "…"
 
 
 # -------------------------------------------------------------------------------- CLI glue
@@ -624,6 +649,12 @@ def _console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False)
 
 
+def _esc(x: Any) -> str:
+    from rich.markup import escape
+
+    return escape(str(x))
+
+
 def run_download(ids: Iterable[str], revision: str | None = None, force: bool = False) -> int:
     """`ogdata download ID...`: print each installed path; 1 if any failed."""
     out, err, status = _console(), _console(stderr=True), 0
@@ -631,12 +662,12 @@ def run_download(ids: Iterable[str], revision: str | None = None, force: bool = 
         try:
             p = download(i, revision=revision, force=force)
         except OgdataError as e:
-            err.print(f"[red]error[/red] {i}: {e}", markup=True, soft_wrap=True)
+            err.print(f"[red]error[/red] {_esc(i)}: {_esc(e)}", soft_wrap=True)
             status = 1
             continue
         src = read_source(p)
         how = "rebuilt from its recipe" if src.get("rebuilt") else f"{src.get('repo_id', '?')}@{str(src.get('commit', '?'))[:12]}"
-        out.print(f"{i} -> {p} ({how})", soft_wrap=True)
+        out.print(_esc(f"{i} -> {p} ({how})"), soft_wrap=True)
     return status
 
 
@@ -646,9 +677,9 @@ def run_publish(target: str, repo_id: str | None = None, revision: str | None = 
     try:
         sha = publish(target, repo_id=repo_id, token=token, revision=revision)
     except OgdataError as e:
-        _console(stderr=True).print(f"[red]error[/red] {e}", soft_wrap=True)
+        _console(stderr=True).print(f"[red]error[/red] {_esc(e)}", soft_wrap=True)
         return 1
-    _console().print(f"published {target} at commit {sha[:12]} on {config.hub_endpoint()}", soft_wrap=True)
+    _console().print(_esc(f"published {target} at commit {sha[:12]} on {config.hub_endpoint()}"), soft_wrap=True)
     return 0
 
 
@@ -681,9 +712,9 @@ def run_list(remote: bool = False) -> int:
     con = _console()
     con.print(table)
     if not cat:
-        con.print("(no catalogue in this install: ogdata/catalogue/*.json is absent)")
+        con.print(_esc("(no catalogue in this install: ogdata/catalogue/*.json is absent)"))
     if note:
-        _console(stderr=True).print(f"[yellow]{note}[/yellow]", soft_wrap=True)
+        _console(stderr=True).print(f"[yellow]{_esc(note)}[/yellow]", soft_wrap=True)
     return status
 
 
@@ -692,10 +723,11 @@ def run_verify(target: str) -> int:
     try:
         r = verify(target)
     except OgdataError as e:
-        _console(stderr=True).print(f"[red]FAILED[/red] {target}: {e}", soft_wrap=True)
+        _console(stderr=True).print(f"[red]FAILED[/red] {_esc(target)}: {_esc(e)}", soft_wrap=True)
         return 1
     recipe = {"match": "recipe matches the catalogue",
               "not in catalogue": "not a catalogue id, recipe not compared",
               "no catalogue": "no catalogue in this install (ogdata/catalogue/*.json), recipe not compared"}
-    _console().print(f"OK {target}: {r['files']} files match the manifest; {recipe[r['recipe']]}", soft_wrap=True)
+    _console().print(_esc(f"OK {target}: {r['files']} files match the manifest; {recipe[r['recipe']]}"),
+                    soft_wrap=True)
     return 0

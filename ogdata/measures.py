@@ -83,7 +83,9 @@ def discounted_returns(rewards: np.ndarray, episode_lengths: np.ndarray, discoun
     return out
 
 
-def _reference_returns(dataset, random_return, expert_return) -> tuple[float, float]:
+def reference_returns_for(dataset, random_return: float | None = None,
+                          expert_return: float | None = None) -> tuple[float, float]:
+    """(R_random, R_expert): the given values, else the dataset's recorded ones, else the env's registered ones."""
     if random_return is not None and expert_return is not None:
         return float(random_return), float(expert_return)
     refs = None
@@ -117,7 +119,7 @@ def tq(dataset_or_returns, random_return: float | None = None, expert_return: fl
     if discount is not None and (random_return is None or expert_return is None):
         raise ReferenceMissingError(f"a discounted TQ (discount={discount}) needs reference returns computed "
                                     "with the same discount: pass random_return= and expert_return=")
-    r_rand, r_exp = _reference_returns(ds, random_return, expert_return)
+    r_rand, r_exp = reference_returns_for(ds, random_return, expert_return)
     if not np.isfinite([r_rand, r_exp]).all() or r_exp == r_rand:
         raise ReferenceMissingError(f"TQ is undefined for reference returns random={r_rand}, expert={r_exp}: "
                                     "they must be finite and differ; recompute the references")
@@ -408,69 +410,90 @@ def _code_dtype(radices: np.ndarray) -> np.dtype:
 
 
 class _Binner:
-    """Turns the parts of a row into integer codes, block by block (vectorised, in place)."""
+    """Turns the parts of a row into integer codes, block by block (vectorised, in place).
+
+    Hot path: every continuous part is copied into one zero-padded float row buffer (one
+    memcpy per row, via a void view), then subtract / multiply / clip / NaN-check / cast run
+    once over the flat block against per-column constants tiled to the block's size — long
+    contiguous SIMD loops instead of short per-row ones. Discrete parts are written as exact
+    integer codes afterwards (their float columns stay 0).
+    """
 
     def __init__(self, limits: Limits):
         self.limits = limits
-        self._prep: list[tuple[Part, int, Any]] = []
+        self._cols: list[tuple[int, int]] = []
         col = 0
         for p in limits.parts:
+            self._cols.append((col, p.width))
+            col += p.width
+        low = np.zeros(col)
+        scale = np.zeros(col)
+        for p, (c0, w) in zip(limits.parts, self._cols):
             if p.kind == "continuous":
                 width = p.high - p.low
+                low[c0:c0 + w] = p.low
                 # a constant dimension gets scale 0, so every finite value lands in its single bin 0
-                scale = np.where(width > 0, limits.bins / np.where(width > 0, width, 1.0), 0.0)
-                self._prep.append((p, col, (p.low, scale)))
-            else:
-                self._prep.append((p, col, (p.low.astype(np.int64), (p.high - p.low).astype(np.int64))))
-            col += p.width
-        self._cache: dict[Any, tuple] = {}
-        self._work: dict[np.dtype, np.ndarray] = {}
+                scale[c0:c0 + w] = np.where(width > 0, limits.bins / np.where(width > 0, width, 1.0), 0.0)
+        self._low, self._scale = low, scale
+        self._tiles: dict[Any, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
-    def _buf(self, dtype: np.dtype, n: int, d: int) -> np.ndarray:
-        """A reusable float work buffer (no allocation per block)."""
-        w = self._work.get(dtype)
-        if w is None or w.size < n * d:
-            w = self._work[dtype] = np.empty(max(n * d, 1), dtype=dtype)
-        return w[:n * d].reshape(n, d)
-
-    def _cont(self, dtype: np.dtype, i: int):
-        key = (i, dtype)
-        if key not in self._cache:
-            low, scale = self._prep[i][2]
-            self._cache[key] = (low.astype(dtype), scale.astype(dtype), dtype.type(self.limits.bins - 1))
-        return self._cache[key]
+    def _tiled(self, dtype: np.dtype, rows: int, wp: int):
+        """(zeroed float buffer, tiled lows, tiled scales) for blocks of up to `rows` rows of `wp` columns."""
+        key = (dtype, wp)
+        t = self._tiles.get(key)
+        if t is None or len(t[0]) < rows:
+            rows = max(rows, 256)
+            pad = wp - len(self._low)
+            low = np.tile(np.concatenate([self._low, np.zeros(pad)]).astype(dtype), rows)
+            scale = np.tile(np.concatenate([self._scale, np.zeros(pad)]).astype(dtype), rows)
+            t = self._tiles[key] = (np.zeros((rows, wp), dtype=dtype), low, scale)
+        return t
 
     def bin_into(self, arrays: Sequence[np.ndarray], out: np.ndarray) -> None:
-        """Write the codes of `arrays` (one (n, d_k) array per part) into out[:, :width]."""
-        n = len(out)
-        for i, (p, c0, prep) in enumerate(self._prep):
-            x = arrays[i]
+        """Write the codes of `arrays` (one (n, d_k) array per part) into out[:, :width] (out C-contiguous)."""
+        n, wp = out.shape
+        parts = self.limits.parts
+        for p, x in zip(parts, arrays):
             if x.shape[1] != p.width:
                 raise DataValidationError(f"{p.key!r} has {x.shape[1]} columns but the bin limits have "
                                           f"{p.width}; the limits belong to a different environment")
-            dst = out[:, c0:c0 + p.width]
+        cont = [i for i, p in enumerate(parts) if p.kind == "continuous"]
+        if cont and n:
+            ct = np.result_type(*(arrays[i].dtype for i in cont), np.float32)
+            ct = np.dtype(np.float64 if ct not in (np.float32, np.float64) else ct)
+            buf, low, scale = self._tiled(ct, n, wp)
+            buf = buf[:n]
+            for i in cont:
+                c0, w = self._cols[i]
+                _copy_columns(arrays[i], buf, c0, w)
+            flat = buf.reshape(-1)
+            np.subtract(flat, low[:flat.size], out=flat)
+            np.multiply(flat, scale[:flat.size], out=flat)
+            np.clip(flat, ct.type(0), ct.type(self.limits.bins - 1), out=flat)   # scalar bounds: SIMD
+            if np.isnan(np.add.reduce(flat)):
+                raise DataValidationError(f"{[parts[i].key for i in cont]} contain NaN (or inf in a constant "
+                                          "dimension); SACo needs finite values")
+            np.copyto(out.reshape(-1), flat, casting="unsafe")
+        for p, x, (c0, w) in zip(parts, arrays, self._cols):
             if p.kind == "continuous":
-                ct = np.result_type(x.dtype, np.float32)
-                ct = np.dtype(np.float64 if ct not in (np.float32, np.float64) else ct)
-                low, scale, top = self._cont(ct, i)
-                buf = self._buf(ct, n, p.width)
-                np.subtract(x, low, out=buf, dtype=ct)
-                np.multiply(buf, scale, out=buf)
-                np.clip(buf, ct.type(0), top, out=buf)           # scalar bounds: the SIMD path
-                if n and np.isnan(np.add.reduce(buf, axis=None)):
-                    raise DataValidationError(f"{p.key!r} contains NaN (or inf in a constant dimension); "
-                                              "SACo needs finite values")
-                np.copyto(dst, buf, casting="unsafe")
-            else:
-                low, span = prep
-                if x.dtype.kind not in "iub":
-                    if not np.array_equal(x, np.round(x)):
-                        raise DataValidationError(f"{p.key!r} is discrete but holds non-integer values")
-                v = x.astype(np.int64) - low
-                if n and (v.min() < 0 or (v > span).any()):
-                    raise DataValidationError(f"{p.key!r} holds values outside the discrete range "
-                                              f"{p.low.astype(int).tolist()}..{p.high.astype(int).tolist()}")
-                np.copyto(dst, v, casting="unsafe")
+                continue
+            if x.dtype.kind not in "iub" and not np.array_equal(x, np.round(x)):
+                raise DataValidationError(f"{p.key!r} is discrete but holds non-integer values")
+            v = x.astype(np.int64) - p.low.astype(np.int64)
+            if n and (v.min() < 0 or (v > (p.high - p.low).astype(np.int64)).any()):
+                raise DataValidationError(f"{p.key!r} holds values outside the discrete range "
+                                          f"{p.low.astype(int).tolist()}..{p.high.astype(int).tolist()}")
+            np.copyto(out[:, c0:c0 + w], v, casting="unsafe")
+
+
+def _copy_columns(x: np.ndarray, buf: np.ndarray, c0: int, w: int) -> None:
+    """buf[:, c0:c0+w] = x, as one memcpy per row when dtypes match (void views), else a casting copy."""
+    if x.dtype == buf.dtype and x.flags.c_contiguous and buf.flags.c_contiguous and len(x):
+        item = np.dtype((np.void, w * x.itemsize))
+        dst = np.ndarray((len(x),), dtype=item, buffer=buf, offset=c0 * buf.itemsize, strides=(buf.strides[0],))
+        np.copyto(dst, x.view(item).reshape(len(x)))
+    else:
+        np.copyto(buf[:, c0:c0 + w], x, casting="unsafe")
 
 
 def bin_codes(arrays: np.ndarray | Sequence[np.ndarray], limits: Limits) -> np.ndarray:
@@ -506,6 +529,7 @@ def _dedup(h: np.ndarray, rows: np.ndarray | None, need_rows: bool = True):
     is compared word by word. Groups whose rows all agree keep one record; groups that hold a
     hash collision are resolved exactly by np.unique over their (few) rows.
     Returns (h_unique, rows_unique) or, with need_rows=False, the number of unique rows.
+    Row gathers use np.take (2-3x faster than fancy indexing for rows) in blocks of 2^20 pairs.
     """
     n = len(h)
     if rows is None:                     # keys are injective: plain sorted unique
@@ -519,35 +543,41 @@ def _dedup(h: np.ndarray, rows: np.ndarray | None, need_rows: bool = True):
         key = np.bitwise_and(h, ~mask)
         key |= np.arange(n, dtype=_U64)
         key.sort()
-        order = (key & mask).astype(np.intp)
+        order = np.bitwise_and(key, mask).view(np.int64)
         key >>= _U64(b)
         g = key
     else:
         order = np.argsort(h)
-        g = h[order]
+        g = h.take(order)
     new = np.empty(n, dtype=bool)
     new[0] = True
     np.not_equal(g[1:], g[:-1], out=new[1:])
+    del g
     keep = new
     dup = np.flatnonzero(~new)
-    if len(dup):
-        a = rows[order[dup - 1]]
-        c = rows[order[dup]]
-        differ = (a != c).any(axis=1)
-        del a, c
-        if differ.any():
-            gid = np.cumsum(new) - 1
-            bad = np.unique(gid[dup[differ]])
-            pos = np.flatnonzero(np.isin(gid, bad))
-            m = np.column_stack([gid[pos].astype(_U64), rows[order[pos]]])
-            _, first = np.unique(m, axis=0, return_index=True)
-            keep = new.copy()
-            keep[pos] = False
-            keep[pos[first]] = True
+    bad: list[np.ndarray] = []
+    for s in range(0, len(dup), 1 << 20):
+        d = dup[s:s + (1 << 20)]
+        a = np.take(rows, order.take(d - 1), axis=0)
+        c = np.take(rows, order.take(d), axis=0)
+        eq = a[:, 0] == c[:, 0]
+        for j in range(1, rows.shape[1]):
+            eq &= a[:, j] == c[:, j]
+        if not eq.all():
+            bad.append(d[~eq])
+    if bad:                              # hash collisions: resolve those groups exactly
+        gid = np.cumsum(new) - 1
+        groups = np.unique(gid[np.concatenate(bad)])
+        pos = np.flatnonzero(np.isin(gid, groups))
+        m = np.column_stack([gid[pos].astype(_U64), np.take(rows, order.take(pos), axis=0)])
+        _, first = np.unique(m, axis=0, return_index=True)
+        keep = new.copy()
+        keep[pos] = False
+        keep[pos[first]] = True
     if not need_rows:
-        return int(keep.sum())
+        return int(np.count_nonzero(keep))
     sel = order[keep]
-    return h[sel], rows[sel]
+    return h.take(sel), np.take(rows, sel, axis=0)
 
 
 class UniqueCounter:
@@ -652,7 +682,8 @@ class UniqueCounter:
         for j in range(1, self.words):
             np.bitwise_xor(h, w[:, j], out=h)
             np.multiply(h, _K, out=h)
-        _fmix64(h, t)
+        if not self.exact:                   # HyperLogLog needs well-mixed low bits too; sorting needs the top ones
+            _fmix64(h, t)
 
     # -- feeding -----------------------------------------------------------------------
     def _check_open(self) -> None:
@@ -880,7 +911,7 @@ def _count_views(dataset, limits: dict[str, Any], views: Iterable[str], exact: b
     binners = {v: _Binner(lims[v]) for v in views}
     keys = _chunk_keys({v: all_views[v] for v in views})
     it = dataset.iter_chunks(chunk_size, keys=keys)
-    if progress:
+    if progress and len(dataset) > 4 * chunk_size:          # a bar only where the wait is noticeable
         from tqdm.auto import tqdm
 
         it = tqdm(it, total=-(-len(dataset) // chunk_size), desc="SACo", unit="chunk", leave=False)
@@ -1018,7 +1049,7 @@ def profile(dataset, reference=None, random_return: float | None = None, expert_
         "behaviour_normalised_score": behaviour_score(dataset.metadata),
     }
     try:
-        r_rand, r_exp = _reference_returns(dataset, random_return, expert_return)
+        r_rand, r_exp = reference_returns_for(dataset, random_return, expert_return)
         out["reference_returns"] = {"random": r_rand, "expert": r_exp}
         out["tq"] = tq(returns, r_rand, r_exp) if len(returns) else None
     except ReferenceMissingError:

@@ -7,8 +7,9 @@ to it through unmodified `huggingface_hub` with HF_ENDPOINT pointing here.
 
 WRITES: olah has no write routes, and no installable server implements the Hub's commit API.
 The four POST routes added here — /api/repos/create, /api/validate-yaml,
-/api/{type}s/{org}/{repo}/preupload/{rev} and /api/{type}s/{org}/{repo}/commit/{rev} — are a
-LOCAL STAND-IN FOR THE HUB'S WRITE API, not the Hub: preupload answers every file as
+/api/{type}s/{org}/{repo}/preupload/{rev} and /api/{type}s/{org}/{repo}/commit/{rev} — plus a
+fifth, /api/{type}s/{org}/{repo}/branch/{branch} (create_branch), are a LOCAL STAND-IN FOR THE
+HUB'S WRITE API, not the Hub: preupload answers every file as
 "regular" (content travels base64 in the NDJSON commit body) and commit applies the operations
 to the same git repository with git plumbing, then refreshes the `meta_head.json` that olah's
 offline mode needs for `repo_info()` without a revision. Tests check what was uploaded only by
@@ -90,7 +91,7 @@ def git_commit(repo: Path, adds: dict[str, bytes], deletes=(), deleted_folders=(
             lines += [f"0 {'0' * 40}\t{p}" for p in sorted(gone) if p in current]
         if adds:
             paths = []
-            for i, (path, data) in enumerate(adds.items()):
+            for i, data in enumerate(adds.values()):
                 f = os.path.join(tmp, f"blob{i}")
                 with open(f, "wb") as fh:
                     fh.write(data)
@@ -128,7 +129,7 @@ def write_meta_head(repos_path: Path, repo_type: str, org: str, name: str, repo:
 # ------------------------------------------------------- the write stand-in (inside olah's app)
 
 def add_write_routes(app, mirrors_path: Path, repos_path: Path) -> None:
-    """Add the four POST routes of the local write stand-in to olah's FastAPI `app` (see module doc)."""
+    """Add the POST routes of the local write stand-in to olah's FastAPI `app` (see module doc)."""
     import yaml
     from fastapi import Request
     from fastapi.concurrency import run_in_threadpool
@@ -219,8 +220,26 @@ def add_write_routes(app, mirrors_path: Path, repos_path: Path) -> None:
         return JSONResponse({"success": True, "commitOid": sha, "pullRequestUrl": None,
                              "commitUrl": f"{url_for(request, repo_type, org, repo)}/commit/{sha}"})
 
+    async def create_branch(repo_type: str, org: str, repo: str, branch: str, request: Request):
+        path = repo_dir(repo_type, org, repo)
+        if not path.exists():
+            return JSONResponse({"error": "Repository not found"}, status_code=404)
+        body = await request.json() if await request.body() else {}
+        with lock:
+            if head_sha(path, branch):
+                return JSONResponse({"error": "Reference already exists"}, status_code=409)
+            start = body.get("startingPoint") or "main"
+            try:
+                sha = _git(path, "rev-parse", "--verify", f"{start}^{{commit}}").strip()
+            except RuntimeError:
+                return JSONResponse({"error": f"Invalid rev id: {start}"}, status_code=404)
+            _git(path, "update-ref", f"refs/heads/{branch}", sha)
+            write_meta_head(repos_path, repo_type, org, repo, path, branch)
+        return JSONResponse({"success": True})
+
     routes = [
         APIRoute("/api/repos/create", create_repo, methods=["POST"]),
+        APIRoute("/api/{repo_type}/{org}/{repo}/branch/{branch:path}", create_branch, methods=["POST"]),
         APIRoute("/api/validate-yaml", validate_yaml, methods=["POST"]),
         APIRoute("/api/{repo_type}/{org}/{repo}/preupload/{rev:path}", preupload, methods=["POST"]),
         APIRoute("/api/{repo_type}/{org}/{repo}/commit/{rev:path}", commit, methods=["POST"]),

@@ -150,6 +150,19 @@ def test_republish_and_pinned_revisions(online, tmp_path):
     assert leftovers(did) == []
 
 
+def test_publish_to_a_branch(online, tmp_path):
+    did = "toy-branch/good-v0"
+    main_ds = make_ds(tmp_path, did, seed=8)
+    hub.publish(main_ds.path)
+    draft = make_ds(tmp_path, did, seed=9, lengths=(2, 3))
+    sha = hub.publish(draft.path, revision="draft")
+    p = hub.download(did, revision="draft")
+    assert same_arrays(ogdata.load(p), draft) and hub.read_source(p)["revision"] == "draft"
+    assert hub.read_source(p)["commit"] == sha
+    p = hub.download(did, revision="main")  # main is untouched by the branch
+    assert same_arrays(ogdata.load(p), main_ds)
+
+
 # ----------------------------------------------------------------------------------- faults
 
 def test_missing_revision_repo_or_tier(online, tmp_path):
@@ -302,44 +315,52 @@ def test_offline_with_and_without_cache(online, tmp_path, monkeypatch):
     assert ogdata.load(did).path == path
 
 
-def _fake_generator(monkeypatch, calls):
-    """A stand-in for ogdata.generate whose rebuild writes a small dataset for the id."""
+@pytest.fixture
+def tmp_catalogue(tmp_path, monkeypatch):
+    """A catalogue (ogdata/catalogue/<env>.json format) in a temp dir, for a registered env."""
+    import ogdata.catalogue
 
-    def rebuild(dataset_id, out_path):
-        calls.append((dataset_id, str(out_path)))
-        env_id, folder = dataset_id.split("/")
-        arrays = make_flat_episodes(np.random.default_rng(7), [3, 4])
-        ogdata.create_dataset(out_path, metadata={"dataset_id": dataset_id, "env_id": env_id,
-                                                  "tier": folder.split("-v")[0], "recipe": {"seed": 7}}, **arrays)
+    d = tmp_path / "catalogue"
+    d.mkdir()
+    monkeypatch.setattr(ogdata.catalogue, "CATALOGUE_DIR", d)
 
-    monkeypatch.setitem(sys.modules, "ogdata.generate", types.SimpleNamespace(rebuild=rebuild))
+    def write(tiers, env_id="execution-ac", **extra):
+        (d / f"{env_id}.json").write_text(json.dumps({"format": "ogdata-recipe", "env_id": env_id, "version": 0,
+                                                      "env_kwargs": {}, "tiers": tiers, **extra}))
+    return write
 
 
 @pytest.mark.parametrize("how", ["offline", "unreachable"])
-def test_rebuild_from_recipe_when_the_hub_is_out_of_reach(monkeypatch, capsys, how):
-    did = "toy-rebuild/replay-v0"
-    monkeypatch.setattr(hub, "catalogue", lambda: {did: {"dataset_id": did, "recipe": {"seed": 7}}})
-    calls = []
-    _fake_generator(monkeypatch, calls)
+def test_rebuild_from_recipe_when_the_hub_is_out_of_reach(monkeypatch, capsys, tmp_catalogue, how):
+    pytest.importorskip("ogdata.generate").rebuild  # noqa: B018 - the generation helper's entry point
+    did = "execution-ac/random-v0"
+    tmp_catalogue({"random": {"transitions": 300, "seed": 1}})
+    assert hub.catalogue()[did]["expect"] == {"tier": "random", "env_kwargs": {}, "recipe.generation.seed": 1,
+                                              "recipe.generation.transitions_requested": 300}
     if how == "offline":
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     else:
         monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
         monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     path = hub.download(did)
-    assert len(calls) == 1 and calls[0][0] == did
-    assert "Rebuilding toy-rebuild/replay-v0 from its recipe" in capsys.readouterr().err
+    assert "Rebuilding execution-ac/random-v0 from its recipe" in capsys.readouterr().err
     src = hub.read_source(path)
-    assert src["rebuilt"] is True and src["source"] == "rebuilt" and src["recipe"] == {"seed": 7}
-    ogdata.storage.verify(path)
-    assert hub.download(did) == path and len(calls) == 1  # installed now: not rebuilt again
-    assert leftovers(did) == []
+    assert src["rebuilt"] is True and src["source"] == "rebuilt" and src["recipe"] == {"transitions": 300, "seed": 1}
+    ds = ogdata.load(path, verify=True)
+    assert ds.num_transitions >= 300 and ds.metadata["dataset_id"] == did
     assert hub.verify(did)["recipe"] == "match"
+    mtime = (path / "metadata.json").stat().st_mtime_ns
+    assert hub.download(did) == path and (path / "metadata.json").stat().st_mtime_ns == mtime  # not rebuilt again
+    assert leftovers(did) == []
+    # the catalogue moves on (another seed): this copy no longer matches its recipe
+    tmp_catalogue({"random": {"transitions": 300, "seed": 2}})
+    with pytest.raises(IntegrityError, match=r"recipe.generation.seed"):
+        hub.verify(did)
 
 
 def test_rebuild_without_a_generator_says_so(monkeypatch):
     did = "toy-nogen/good-v0"
-    monkeypatch.setattr(hub, "catalogue", lambda: {did: {"dataset_id": did, "recipe": {}}})
+    monkeypatch.setattr(hub, "catalogue", lambda: {did: {"dataset_id": did, "recipe": {}, "expect": {}}})
     monkeypatch.setitem(sys.modules, "ogdata.generate", None)  # import fails
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(OfflineError, match="in the catalogue.*generator is not available"):
@@ -382,38 +403,46 @@ def test_publish_refuses_a_corrupt_local_copy(tmp_path):
 
 def test_verify_against_manifest_and_catalogue_recipe(tmp_path, monkeypatch, capsys):
     did = "toy-verify/medium-v0"
-    src = make_ds(tmp_path, did, seed=5)
+    recipe = {"tier": "medium", "threshold": 0.4, "generation": {"seed": 5, "transitions_requested": 16}}
+    src = make_ds(tmp_path, did, seed=5, recipe=recipe, env_kwargs={"sigma": 0.6})
+    identity = {"tier": "medium", "env_kwargs": {"sigma": 0.6}, "recipe.threshold": 0.4,
+                "recipe.generation.seed": 5, "recipe.generation.transitions_requested": 16}
+    assert hub.recipe_identity(src.metadata) == identity
     monkeypatch.setattr(hub, "catalogue", lambda: {})
     assert hub.verify(src.path)["recipe"] == "no catalogue"
     assert hub.run_verify(str(src.path)) == 0 and "no catalogue" in capsys.readouterr().out
-    monkeypatch.setattr(hub, "catalogue", lambda: {"other/good-v0": {"recipe": {}}})
+    monkeypatch.setattr(hub, "catalogue", lambda: {"other/good-v0": {"expect": {}}})
     assert hub.verify(src.path)["recipe"] == "not in catalogue"
-    monkeypatch.setattr(hub, "catalogue", lambda: {did: {"dataset_id": did, "recipe": {"policy": "test", "seed": 5}}})
+    monkeypatch.setattr(hub, "catalogue", lambda: {did: {"dataset_id": did, "expect": identity}})
     assert hub.verify(src.path) == {"path": str(src.path), "dataset_id": did,
                                     "files": len(src.metadata["manifest"]), "recipe": "match"}
-    monkeypatch.setattr(hub, "catalogue", lambda: {did: {"dataset_id": did, "recipe": {"policy": "test", "seed": 6}}})
-    with pytest.raises(IntegrityError, match=r"recipe differs .*\['seed'\]"):
+    assert hub.run_verify(str(src.path)) == 0 and "recipe matches the catalogue" in capsys.readouterr().out
+    wrong = {**identity, "env_kwargs": {"sigma": 1.9}, "recipe.threshold": 0.5}
+    monkeypatch.setattr(hub, "catalogue", lambda: {did: {"dataset_id": did, "expect": wrong}})
+    with pytest.raises(IntegrityError, match=r"recipe differs .*\['env_kwargs', 'recipe.threshold'\]"):
         hub.verify(src.path)
-    assert hub.run_verify(str(src.path)) == 1 and "seed" in capsys.readouterr().err
+    assert hub.run_verify(str(src.path)) == 1 and "recipe.threshold" in capsys.readouterr().err
     (src.path / "data" / "rewards" / "c" / "0").write_bytes(b"x")
     assert hub.run_verify(str(src.path)) == 1 and "rewards/c/0" in capsys.readouterr().err
     assert hub.run_verify("toy-verify/good-v0") == 1 and "not installed" in capsys.readouterr().err
 
 
-def test_catalogue_file_shapes(tmp_path, monkeypatch):
-    d = tmp_path / "catalogue"
-    d.mkdir()
-    (d / "a.json").write_text(json.dumps({"dataset_id": "env-a/good-v0", "recipe": {"seed": 1}}))
-    (d / "env-b.json").write_text(json.dumps({"env_id": "env-b", "tiers": {"poor-v0": {"recipe": {"seed": 2}}}}))
-    (d / "c.json").write_text(json.dumps([{"dataset_id": "env-c/random-v1", "policy": "random"}]))
-    monkeypatch.setattr(hub, "_CATALOGUE_DIR", d)
+def test_catalogue_reads_the_committed_recipe_format(tmp_catalogue):
+    tmp_catalogue({"good": {"threshold": 0.6, "noise": 0.05, "policies": [{"checkpoint": "a", "score": 0.7}],
+                            "transitions": 1000, "seed": 3}, "random": {"transitions": 500}},
+                  training={"steps": 10, "learning_curve": [1, 2]})
+    tmp_catalogue({"replay": {"transitions": 900, "seed": 4}}, env_id="market-making-as",
+                  training={"steps": 10, "learning_curve": [1, 2]}, env_kwargs={"sigma": 2.0})
     cat = hub.catalogue()
-    assert sorted(cat) == ["env-a/good-v0", "env-b/poor-v0", "env-c/random-v1"]
-    assert hub.catalogue_recipe(cat["env-b/poor-v0"]) == {"seed": 2}
-    assert hub.catalogue_recipe(cat["env-c/random-v1"]) == {"policy": "random"}
-    (d / "bad.json").write_text("{")
-    with pytest.raises(MetadataError, match="bad.json"):
-        hub.catalogue()
+    assert sorted(cat) == ["execution-ac/good-v0", "execution-ac/random-v0", "market-making-as/replay-v0"]
+    assert cat["execution-ac/good-v0"]["expect"] == {
+        "tier": "good", "env_kwargs": {}, "recipe.threshold": 0.6, "recipe.noise": 0.05,
+        "recipe.policies": [{"checkpoint": "a", "score": 0.7}], "recipe.generation.seed": 3,
+        "recipe.generation.transitions_requested": 1000}
+    assert cat["execution-ac/random-v0"]["expect"]["recipe.generation.seed"] == 0
+    replay = cat["market-making-as/replay-v0"]["expect"]
+    assert replay["recipe.training"] == {"steps": 10} and replay["env_kwargs"] == {"sigma": 2.0}
+    assert hub.catalogue_identity("market-making-as/replay-v0") == replay
 
 
 def test_cli_glue_download_and_list(online, tmp_path, capsys):
@@ -428,3 +457,29 @@ def test_cli_glue_download_and_list(online, tmp_path, capsys):
     out = capsys.readouterr().out
     assert did in out and "@" in out
     assert hub.list_remote(env_ids=["toy-cli"]) == [did]
+
+
+def test_config_defaults_and_ids(monkeypatch):
+    from pathlib import Path
+
+    for var in ("OGDATA_HOME", "OGDATA_HUB_ORG", "HF_ENDPOINT", "HF_TOKEN", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    assert config.home() == Path("~/.cache/ogdata").expanduser()
+    assert config.datasets_dir() == config.home() / "datasets"
+    assert config.hub_org() == "ogdata" and config.hub_endpoint() == "https://huggingface.co"
+    assert config.hub_token() is None and config.hub_offline() is False
+    assert hub.repo_for("portfolio-sp500/good-v0") == ("ogdata/portfolio-sp500", "good-v0")
+    assert hub.local_path("portfolio-sp500/replay-v2") == config.home() / "datasets" / "portfolio-sp500" / "replay-v2"
+    monkeypatch.setenv("OGDATA_HUB_ORG", "my-lab")
+    monkeypatch.setenv("OGDATA_HOME", "/data/og")
+    monkeypatch.setenv("HF_ENDPOINT", "http://mirror.local:8090/")
+    assert hub.repo_for("portfolio-sp500/good-v0") == ("my-lab/portfolio-sp500", "good-v0")
+    assert hub.local_path("a-b/poor-v1") == Path("/data/og/datasets/a-b/poor-v1")
+    assert config.hub_endpoint() == "http://mirror.local:8090"
+    for value, offline in (("1", True), ("true", True), ("ON", True), ("0", False), ("", False)):
+        monkeypatch.setenv("HF_HUB_OFFLINE", value)
+        assert config.hub_offline() is offline
+    with pytest.raises(ogdata.errors.InvalidIdError, match="malformed"):
+        hub.download("not-an-id")
+    with pytest.raises(ogdata.errors.InvalidIdError, match="unknown tier"):
+        hub.local_path("env-a/great-v0")

@@ -57,6 +57,8 @@ from ogdata.errors import EnvError
 from ogdata.policies.reference import register_policy
 
 MODES = ("cooperative", "competitive")
+# np.vecdot (numpy >= 2) is the fastest small dot product; einsum keeps numpy 1.26 working
+_vecdot = getattr(np, "vecdot", None) or (lambda a, b: np.einsum("...i,...i->...", a, b))
 
 
 def _check(name: str, value, ok, want: str) -> float:
@@ -169,7 +171,7 @@ class MarketMakingCore(VectorMarket):
             fills = (won & (best < h)).transpose(1, 0, 2)                       # best = inf: no quote
         fills = fills.astype(np.float64)
         dq = fills[..., 0] - fills[..., 1]                                      # bought − sold
-        earned = np.vecdot(fills, d)                                            # depth captured
+        earned = _vecdot(fills, d)                                            # depth captured
         dS = z * self._sig_sqdt
         q1 = q + dq
         dw = earned + q1 * dS[:, None]                                          # ΔW = δ·fills + q'ΔS

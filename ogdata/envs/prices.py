@@ -34,8 +34,11 @@ from ogdata.errors import EnvError, MissingExtraError, closest
 REALDATA_HINT = "pip install ogdata[realdata]"
 CALIBRATION_FILE = Path(__file__).resolve().parent / "calibration.json"
 
-# Each observation feature is a daily log return in percent (×100), so features are O(1).
+# Each observation feature is a daily log return in percent (×100), so features are O(1);
+# clipped to ±FEATURE_BOUND (a factor e^10 in a day: only a data error gets there), which
+# gives the observation space finite bounds.
 FEATURE_SCALE = 100.0
+FEATURE_BOUND = 1000.0
 
 # Named periods per universe (inclusive calendar dates). "eval" is the held-out period.
 PERIODS: dict[str, dict[str, tuple[str, str]]] = {
@@ -211,10 +214,11 @@ class ReturnPaths:
     """Log-return rows the cores index as `start + t`, shared by the portfolio and trading cores.
 
     Row k holds the return from day k to day k+1: `gross[k]` (M, N+1) the gross simple
-    returns P_{k+1}/P_k with a last column of 1.0 for cash, and `windows[k]` (a view, no
-    copy) the features of rows k..k+window-1 flattened time-major, oldest first. A market
-    at row d observes `windows[d - window]` (returns up to day d, nothing later) and earns
-    `gross[d]`.
+    returns P_{k+1}/P_k with a last column of 1.0 for cash, and `features[k]` (M, N) the log
+    returns in percent. `windows[k]` (a strided view, no copy) is the window of the
+    `window` rows ending at row k inclusive, flattened time-major, oldest first. A market at
+    row d observes `windows[d - 1]` (returns up to day d, nothing later), earns `gross[d]`
+    and then observes `windows[d]`.
 
     Real prices: one history shared by every market; each reset draws a start row uniformly
     among those whose whole episode lies inside the period (the observation window may
@@ -271,16 +275,18 @@ class ReturnPaths:
     def _alloc(self, rows: int):
         n, w = len(self.names), self.window
         self.gross = np.ones((rows, n + 1), dtype=np.float64)
-        self.features = np.zeros((rows, n), dtype=np.float32)
-        self.windows = sliding_window_view(self.features.reshape(-1), w * n)[::n]
+        buf = np.zeros((rows + w - 1, n), dtype=np.float32)  # w-1 leading rows: never observed
+        self.features = buf[w - 1:]
+        self.windows = sliding_window_view(buf.reshape(-1), w * n)[::n]
 
     def _fixed(self, p: np.ndarray, first: int, where: str):
         lr = np.diff(np.log(p), axis=0)
         self._alloc(len(lr))
         self.gross[:, :-1] = np.exp(lr)
-        self.features[:] = lr * FEATURE_SCALE
+        self.features[:] = np.clip(lr * FEATURE_SCALE, -FEATURE_BOUND, FEATURE_BOUND)
         self.gross.setflags(write=False)
         self.features.setflags(write=False)
+        self.features.base.setflags(write=False)
         self.lo = max(self.window, first)
         self.hi = len(lr) - self.n_steps
         if self.hi < self.lo:
@@ -306,7 +312,8 @@ class ReturnPaths:
         lr = self.model.sample(rng, k, L)
         g = self.gross.reshape(self.num_envs, L, n + 1)
         g[mask, :, :n] = np.exp(lr)
-        self.features.reshape(self.num_envs, L, n)[mask] = lr * FEATURE_SCALE
+        self.features.reshape(self.num_envs, L, n)[mask] = np.clip(lr * FEATURE_SCALE, -FEATURE_BOUND,
+                                                                   FEATURE_BOUND)
 
 
 # -- calibration (offline; needs the extra) -------------------------------------------------
@@ -332,7 +339,7 @@ def fit_regimes(x: np.ndarray, n_iter: int = 200, tol: float = 1e-7) -> dict:
     pi = np.array([0.5, 0.5])
     ridge = 1e-10 * np.eye(n)
     prev = -np.inf
-    for it in range(n_iter):
+    for it in range(n_iter):  # noqa: B007 (it is reported after the loop)
         # M-step
         w = gamma.sum(0)
         mean = (gamma.T @ x) / w[:, None]

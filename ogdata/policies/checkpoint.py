@@ -144,7 +144,10 @@ class BehaviourPolicy:
         self.action = config["action"]
         self.multi_agent = bool(config.get("multi_agent"))
         self.n_agents = len(config.get("agents") or []) if self.multi_agent else 0
-        n_layers = int(config["n_layers"])
+        n_layers = sum(1 for k in tensors if k.startswith("actor.") and k.endswith(".weight"))
+        if n_layers != int(config.get("n_layers", n_layers)) or n_layers == 0:
+            raise MetadataError(f"checkpoint has {n_layers} actor layers but its config says "
+                                f"{config.get('n_layers')}; the files do not belong together")
         self.layers = [(np.ascontiguousarray(tensors[f"actor.{2 * i}.weight"].T),
                         tensors[f"actor.{2 * i}.bias"]) for i in range(n_layers)]
         self.obs_mean = tensors["obs_mean"]

@@ -34,8 +34,13 @@ import numpy as np
 from gymnasium import spaces
 
 from ogdata.errors import EnvError
-from ogdata.policies.checkpoint import (BehaviourPolicy, action_dim, action_spec, normalise_obs,
-                                        save_checkpoint)
+from ogdata.policies.checkpoint import (
+    BehaviourPolicy,
+    action_dim,
+    action_spec,
+    normalise_obs,
+    save_checkpoint,
+)
 
 DEFAULT_NOISE = {"box": 0.1, "discrete": 0.05}
 

@@ -145,7 +145,8 @@ class ColumnStore:
     def _create(self, name: str, first: np.ndarray) -> None:
         row = first.shape[1:]
         row_bytes = max(1, int(np.prod(row, dtype=np.int64)) * first.dtype.itemsize)
-        chunk = max(1024, CHUNK_BYTES // row_bytes)
+        # ~1 MiB chunks, but no bigger than the first batch needs: a small dataset stays small on disk
+        chunk = max(1, min(max(1024, CHUNK_BYTES // row_bytes), max(4096, len(first))))
         shard = chunk * max(1, SHARD_BYTES // (chunk * row_bytes))
         comp = _compressor_for(first)
         self.arrays[name] = self.group.create_array(

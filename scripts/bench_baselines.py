@@ -1,0 +1,169 @@
+"""Updates per second of each multi-agent baseline vs its d3rlpy single-agent counterpart.
+
+Equal batch and network size: the multi-agent update takes B joint transitions of n agents
+(B·n agent samples through the shared networks); d3rlpy's takes B single-agent transitions.
+"Per agent" = multi-agent updates/s × n — the rate at which each agent's policy receives a
+batch-B update, which is what n separate d3rlpy learners would each get. Both sides time
+the full training step as `python -m baselines train` runs it (batch sampling included),
+on random data of the same shapes, with the same torch thread count; each figure is the
+median of `--repeats` interleaved timings (the machine is shared). Target: per-agent rate
+within 1.5× of d3rlpy's, or faster.
+
+    python scripts/bench_baselines.py [--agents 2] [--batch 256] [--hidden 256] [--seconds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+PAIRS = [  # (multi-agent algo, d3rlpy algo, action type, d3rlpy class shown)
+    ("mabc", "bc", "continuous", "BC"),
+    ("icql", "cql", "discrete", "DiscreteCQL"),
+    ("itd3bc", "td3bc", "continuous", "TD3PlusBC"),
+    ("matd3bc", "td3bc", "continuous", "TD3PlusBC"),
+    ("iiql", "iql", "continuous", "IQL"),
+]
+
+
+def make_data(root: Path, n_agents: int, obs_dim: int, act_dim: int, n_actions: int, transitions: int, seed=0):
+    import ogdata
+    from gymnasium import spaces
+
+    rng = np.random.default_rng(seed)
+    T = 100
+    E = transitions // T
+    lengths = np.full(E, T)
+    N = E * T
+    out = {}
+    for kind in ("continuous", "discrete"):
+        box = spaces.Box(-1, 1, (act_dim,), np.float32)
+        act_sp = box if kind == "continuous" else spaces.Discrete(n_actions)
+        term = np.zeros(N, bool)
+        trunc = np.zeros(N, bool)
+        trunc[T - 1::T] = True
+
+        def actions(lead):
+            if kind == "continuous":
+                return rng.uniform(-1, 1, lead + (act_dim,)).astype(np.float32)
+            return rng.integers(0, n_actions, lead)
+
+        out[("single", kind)] = ogdata.create_dataset(
+            root / f"single-{kind}", observations=rng.standard_normal((N + E, obs_dim)).astype(np.float32),
+            actions=actions((N,)), rewards=rng.standard_normal(N).astype(np.float32), terminations=term,
+            truncations=trunc, episode_lengths=lengths, action_space=act_sp)
+        n = n_agents
+        out[("multi", kind)] = ogdata.create_dataset(
+            root / f"multi-{kind}", observations=rng.standard_normal((N + E, n, obs_dim)).astype(np.float32),
+            actions=actions((N, n)), rewards=rng.standard_normal((N, n)).astype(np.float32),
+            terminations=np.repeat(term[:, None], n, 1), truncations=np.repeat(trunc[:, None], n, 1),
+            episode_lengths=lengths, states=rng.standard_normal((N + E, n * obs_dim)).astype(np.float32),
+            agents=[f"agent_{i}" for i in range(n)], action_space=act_sp)
+    return out
+
+
+def rate(learner, seconds: float, warmup: int = 20) -> float:
+    for _ in range(warmup):
+        learner.step()
+    k, t0 = 0, time.perf_counter()
+    while True:
+        learner.step()
+        k += 1
+        dt = time.perf_counter() - t0
+        if dt >= seconds and k >= 10:
+            return k / dt
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--agents", type=int, default=2)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--obs-dim", type=int, default=16)
+    p.add_argument("--act-dim", type=int, default=2)
+    p.add_argument("--actions", type=int, default=5, help="discrete actions")
+    p.add_argument("--transitions", type=int, default=20_000)
+    p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default="bench_out/baselines.md")
+    args = p.parse_args(argv)
+
+    import logging
+
+    import structlog
+    import torch
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    torch.set_num_threads(args.threads)
+    from baselines.data import fit_scaling
+    from baselines.multi import MultiLearner
+    from baselines.single import D3rlpyLearner
+
+    kw = dict(hidden=args.hidden, layers=args.layers, device=args.device, seed=0)
+    n = args.agents
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data = make_data(Path(tmp), n, args.obs_dim, args.act_dim, args.actions, args.transitions)
+        for ma, sa, kind, sa_name in PAIRS:
+            mds, sds = data[("multi", kind)], data[("single", kind)]
+            learners = {
+                "ma": MultiLearner.from_dataset(ma, mds, fit_scaling(mds), batch_size=args.batch, **kw),
+                "sa": D3rlpyLearner.from_dataset(sa, sds, fit_scaling(sds), batch_size=args.batch, **kw),
+                "sa_bn": D3rlpyLearner.from_dataset(sa, sds, fit_scaling(sds), batch_size=args.batch * n, **kw),
+            }
+            times: dict[str, list[float]] = {k: [] for k in learners}
+            for _ in range(args.repeats):  # interleaved, so load changes hit every side alike
+                for k, lr in learners.items():
+                    times[k].append(rate(lr, args.seconds))
+            med = {k: statistics.median(v) for k, v in times.items()}
+            per_agent = med["ma"] * n
+            rows.append((ma.upper(), f"{sa_name} (d3rlpy)", med["ma"], per_agent, med["sa"], per_agent / med["sa"],
+                         med["sa_bn"], med["ma"] / med["sa_bn"]))
+            print(f"{ma:8s} {med['ma']:8.1f} upd/s  per agent {per_agent:8.1f}  | {sa_name:12s} {med['sa']:8.1f} upd/s "
+                  f"(batch {args.batch * n}: {med['sa_bn']:.1f})  ratio {per_agent / med['sa']:.2f}", flush=True)
+
+    import platform
+
+    import d3rlpy
+
+    lines = [
+        "# Multi-agent baselines vs d3rlpy: updates per second",
+        "",
+        f"{n} agents, batch {args.batch} joint transitions (MA) vs {args.batch} transitions (d3rlpy), "
+        f"MLP {args.layers}×{args.hidden}, obs {args.obs_dim}, "
+        f"continuous actions {args.act_dim}-d / discrete {args.actions}, device {args.device}, torch threads "
+        f"{args.threads}, median of {args.repeats} interleaved {args.seconds:g}-s timings of the full training step "
+        f"(sampling included). torch {torch.__version__}, d3rlpy {d3rlpy.__version__}, "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared).",
+        "",
+        "Per agent = MA updates/s × agents: each agent's policy gets a batch-"
+        f"{args.batch} update that often. Target: ratio ≥ 1/1.5 = 0.67.",
+        "",
+        "| multi-agent | counterpart | MA updates/s | per agent | d3rlpy updates/s | per-agent ratio | "
+        f"d3rlpy at batch {args.batch * n} | MA / that |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(f"| {r[0]} | {r[1]} | {r[2]:.1f} | {r[3]:.1f} | {r[4]:.1f} | {r[5]:.2f}× | {r[6]:.1f} | "
+                     f"{r[7]:.2f}× |")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""Write the committed dataset cards: dataset_cards/<env-id>/<tier>-v<N>.md for every dataset in a directory.
+
+    python scripts/render_cards.py [DIR] [--out dataset_cards] [--check]
+
+DIR holds generated datasets (default: $OGDATA_HOME/datasets, where `ogdata generate` puts the
+catalogue); each card is the README.md the Hub shows for that tier, and <env-id>/README.md is
+the environment's repo card. --check writes nothing and exits 1 when a card is missing or stale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ogdata import cards, config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("dir", nargs="?", default=None, help="directory of generated datasets (default: OGDATA_HOME/datasets)")
+    p.add_argument("--out", default=str(ROOT / "dataset_cards"), help="where the cards go (default: dataset_cards/)")
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 if any card is missing or stale")
+    args = p.parse_args(argv)
+    src = Path(args.dir) if args.dir else config.datasets_dir()
+    if not src.is_dir():
+        print(f"no datasets at {src}; generate the catalogue first (scripts/ or `ogdata generate`)", file=sys.stderr)
+        return 2
+    changed = cards.write_cards(src, args.out, check=args.check)
+    verb = "stale or missing" if args.check else "written"
+    for f in changed:
+        print(f"{verb}: {f}")
+    print(f"{len(changed)} card(s) {verb}")
+    return 1 if args.check and changed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

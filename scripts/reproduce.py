@@ -1,0 +1,335 @@
+"""Reproduce the baseline tables: every applicable algorithm on every catalogue dataset, several seeds.
+
+    python scripts/reproduce.py --suite lite            # CPU, ~3 h on 2 cores (settings in SUITES)
+    python scripts/reproduce.py --suite full --device cuda --jobs 4
+    python scripts/reproduce.py --suite lite --plan     # list the runs and the time estimate, run nothing
+
+Each run is `python -m baselines train` in-process (baselines.train.train) writing
+runs/<suite>/<dataset>/<algo>/seed<k>/result.json; a run whose result.json exists is
+skipped, so an interrupted suite resumes where it stopped. When the runs are done (or with
+--aggregate-only, on whatever has finished) the script writes
+  results/<suite>.json   per dataset and algorithm: last and best normalised score, mean ± std over seeds
+  results/<suite>.md     the tables for the README, settings stated in the header
+  results/<suite>.png    a heatmap of the last scores
+and records each dataset's results in its metadata (`baselines` field → the dataset card).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import platform
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from baselines.registry import ALGORITHMS, applicable_to, env_kind  # noqa: E402
+from baselines.train import RESULT, RunSettings  # noqa: E402
+
+# The lite suite is sized from measured update rates (1 torch thread per job, 2 jobs, this project's
+# 2-core machine; see `python scripts/reproduce.py --suite lite --plan`): the medium and replay tiers
+# (D4RL's most informative pair: a mid-level policy, and the whole learning history), 5k updates of a
+# 2×64 MLP at batch 256, 3 seeds, 10 held-out episodes at each of 5 evaluations.
+SUITES: dict[str, dict] = {
+    "lite": dict(steps=5_000, hidden=64, layers=2, batch_size=256, seeds=3, eval_episodes=10, evals=5,
+                 tiers=("medium", "replay"), jobs=2, threads=1, device="cpu"),
+    "full": dict(steps=100_000, hidden=256, layers=2, batch_size=256, seeds=5, eval_episodes=50, evals=10,
+                 tiers=("good", "medium", "poor", "replay", "random"), jobs=4, threads=None, device="cuda"),
+}
+# updates/s at the lite settings (2×64, batch 256, 1 thread), measured by --calibrate on this
+# machine; used only for the --plan estimate.
+LITE_RATES = {"bc": 1000.0, "cql": 55.0, "iql": 250.0, "td3bc": 370.0, "bcq": 480.0,
+              "mabc": 700.0, "icql": 450.0, "itd3bc": 300.0, "matd3bc": 280.0, "iiql": 220.0}
+RUN_OVERHEAD_S = 8.0  # building, evaluations and checkpointing per run (measured on the lite suite)
+
+
+def dataset_ids(pattern: str | None, tiers) -> list[str]:
+    import ogdata
+    from ogdata.ids import parse_id
+
+    ids = []
+    for did in ogdata.list_datasets():
+        p = parse_id(did, check_env=False)
+        if p.tier in tiers and (pattern is None or fnmatch.fnmatch(did, pattern)):
+            ids.append(did)
+    return ids
+
+
+def plan(ids, algos_filter, seeds) -> list[tuple[str, str, int]]:
+    """(dataset, algo, seed) of every run, in a stable order."""
+    from ogdata.ids import parse_id
+
+    kinds: dict[str, tuple[bool, str]] = {}
+    runs = []
+    for did in ids:
+        env = parse_id(did, check_env=False).env_id
+        if env not in kinds:
+            kinds[env] = env_kind(env)
+        for algo in applicable_to(*kinds[env]):
+            if algos_filter and algo not in algos_filter:
+                continue
+            runs += [(did, algo, s) for s in range(seeds)]
+    return runs
+
+
+def run_dir(runs_root: Path, did: str, algo: str, seed: int) -> Path:
+    return runs_root / did.replace("/", "__") / algo / f"seed{seed}"
+
+
+def run_one(settings: dict) -> dict:
+    """One run in a worker process; errors are returned, not raised, so the suite carries on."""
+    import logging
+
+    try:
+        import structlog
+
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    except ImportError:
+        pass
+    from baselines.train import train
+
+    t0 = time.perf_counter()
+    try:
+        res = train(RunSettings(**settings))
+        return {"ok": True, "settings": settings, "wall": time.perf_counter() - t0, "result": res}
+    except Exception as e:  # noqa: BLE001 - report and continue
+        Path(settings["out"]).mkdir(parents=True, exist_ok=True)
+        (Path(settings["out"]) / "error.txt").write_text(f"{type(e).__name__}: {e}\n")
+        return {"ok": False, "settings": settings, "wall": time.perf_counter() - t0, "error": f"{type(e).__name__}: {e}"}
+
+
+# -- aggregation --------------------------------------------------------------------------------------
+FIN_KEYS = ("annualised_return", "sharpe", "max_drawdown", "turnover", "implementation_shortfall_bp",
+            "mean_final_pnl", "mean_abs_inventory")
+
+
+def aggregate(runs, runs_root: Path) -> dict:
+    from ogdata.ids import parse_id
+
+    table: dict[str, dict] = {}
+    for did, algo, seed in runs:
+        f = run_dir(runs_root, did, algo, seed) / RESULT
+        if not f.is_file():
+            continue
+        r = json.loads(f.read_text())
+        if "last" not in r:
+            continue
+        d = table.setdefault(did, {"env_id": r["env_id"], "tier": parse_id(did, check_env=False).tier,
+                                   "multi_agent": ALGORITHMS[algo].multi_agent, "algos": {}})
+        a = d["algos"].setdefault(algo, {"seeds": [], "last": [], "best": [], "return": [], "ups": [],
+                                         "finance": {}})
+        a["seeds"].append(seed)
+        a["last"].append(r["last"]["normalised_score"])
+        a["best"].append(r["best"]["normalised_score"])
+        a["return"].append(r["last"]["return_mean"])
+        a["ups"].append(r.get("updates_per_s") or np.nan)
+        for k in FIN_KEYS:
+            v = r["last"].get("finance", {}).get(k)
+            if v is not None:
+                a["finance"].setdefault(k, []).append(v)
+    for d in table.values():
+        for algo, a in d["algos"].items():
+            d["algos"][algo] = {
+                "seeds": a["seeds"], "n_seeds": len(a["seeds"]),
+                "last_mean": float(np.mean(a["last"])), "last_std": float(np.std(a["last"])),
+                "best_mean": float(np.mean(a["best"])), "best_std": float(np.std(a["best"])),
+                "last_scores": a["last"], "best_scores": a["best"],
+                "return_mean": float(np.mean(a["return"])), "updates_per_s": float(np.nanmean(a["ups"])),
+                "finance": {k: float(np.nanmean(v)) for k, v in a["finance"].items()},
+            }
+    return table
+
+
+def settings_line(suite: str, cfg: dict) -> str:
+    return (f"{suite} suite: {cfg['steps']:,} updates per run, MLP {cfg['layers']}×{cfg['hidden']}, batch "
+            f"{cfg['batch_size']}, {cfg['seeds']} seeds, tiers {'/'.join(cfg['tiers'])}, {cfg['eval_episodes']} "
+            f"held-out episodes × {cfg['evals']} evaluations, device {cfg['device']}")
+
+
+def markdown(suite: str, cfg: dict, table: dict, meta: dict) -> str:
+    lines = [f"## Baselines — {suite} suite", "",
+             f"Normalised score on the held-out setting (100 = expert reference, 0 = random): **last** evaluation, "
+             f"mean ± std over seeds, with the **best** evaluation's mean in brackets (CORL's convention).",
+             "", f"Settings: {settings_line(suite, cfg)}. {meta}", ""]
+    for ma in (False, True):
+        rows = {k: v for k, v in sorted(table.items()) if v["multi_agent"] == ma}
+        if not rows:
+            continue
+        algos = [a for a in ALGORITHMS if ALGORITHMS[a].multi_agent == ma
+                 and any(a in v["algos"] for v in rows.values())]
+        lines += [f"### {'Multi' if ma else 'Single'}-agent", "",
+                  "| dataset | " + " | ".join(algos) + " |", "| --- |" + " ---: |" * len(algos)]
+        for did, v in rows.items():
+            cells = []
+            for a in algos:
+                s = v["algos"].get(a)
+                cells.append("—" if s is None else f"{s['last_mean']:.1f} ± {s['last_std']:.1f} ({s['best_mean']:.1f})")
+            lines.append(f"| {did} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(path: Path, suite: str, table: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = [(ma, {k: v for k, v in sorted(table.items()) if v["multi_agent"] == ma}) for ma in (False, True)]
+    groups = [(ma, rows) for ma, rows in groups if rows]
+    if not groups:
+        return
+    heights = [max(2.0, 0.35 * len(rows) + 1.2) for _, rows in groups]
+    fig, axes = plt.subplots(len(groups), 1, figsize=(9, sum(heights)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, (ma, rows) in zip(axes[:, 0], groups):
+        algos = [a for a in ALGORITHMS if ALGORITHMS[a].multi_agent == ma
+                 and any(a in v["algos"] for v in rows.values())]
+        M = np.full((len(rows), len(algos)), np.nan)
+        for i, v in enumerate(rows.values()):
+            for j, a in enumerate(algos):
+                if a in v["algos"]:
+                    M[i, j] = v["algos"][a]["last_mean"]
+        im = ax.imshow(np.clip(M, -20, 120), cmap="RdYlGn", vmin=-20, vmax=120, aspect="auto")
+        for i in range(M.shape[0]):
+            for j in range(M.shape[1]):
+                if np.isfinite(M[i, j]):
+                    ax.text(j, i, f"{M[i, j]:.0f}", ha="center", va="center", fontsize=8)
+        ax.set_xticks(range(len(algos)), algos)
+        ax.set_yticks(range(len(rows)), list(rows), fontsize=8)
+        ax.set_title(f"{'Multi' if ma else 'Single'}-agent: last normalised score (mean over seeds)", fontsize=10)
+        fig.colorbar(im, ax=ax, fraction=0.025)
+    fig.suptitle(f"ogdata baselines — {suite} suite", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def update_cards(suite: str, cfg: dict, table: dict) -> int:
+    import ogdata
+    from ogdata.storage import update_metadata
+
+    n = 0
+    for did, v in table.items():
+        try:
+            ds = ogdata.load(did, download=False)
+        except Exception:  # noqa: BLE001 - not installed locally: nothing to update
+            continue
+        existing = dict(ds.metadata.get("baselines") or {})
+        existing[suite] = {"settings": {k: (list(x) if isinstance(x, tuple) else x) for k, x in cfg.items()
+                                        if k not in ("jobs", "threads")},
+                           "algos": {a: {k: s[k] for k in ("last_mean", "last_std", "best_mean", "best_std",
+                                                             "n_seeds", "return_mean")}
+                                     for a, s in v["algos"].items()}}
+        update_metadata(ds.path, baselines=existing)
+        n += 1
+    return n
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--suite", choices=sorted(SUITES), required=True)
+    p.add_argument("--datasets", default=None, help="glob over dataset ids, e.g. 'portfolio-*/medium-v0'")
+    p.add_argument("--algos", default=None, help="comma-separated subset of algorithms")
+    p.add_argument("--tiers", default=None, help="comma-separated tiers (default: the suite's)")
+    for k in ("steps", "hidden", "layers", "batch_size", "seeds", "eval_episodes", "evals", "jobs", "threads"):
+        p.add_argument(f"--{k.replace('_', '-')}", type=int, default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--runs-dir", default=None, help="default runs/<suite>")
+    p.add_argument("--results-dir", default=str(ROOT / "results"))
+    p.add_argument("--plan", action="store_true", help="list the runs and estimate the time; run nothing")
+    p.add_argument("--aggregate-only", action="store_true", help="write tables from finished runs; run nothing")
+    p.add_argument("--no-cards", action="store_true", help="do not write results into the datasets' metadata")
+    args = p.parse_args(argv)
+
+    cfg = dict(SUITES[args.suite])
+    for k in ("steps", "hidden", "layers", "batch_size", "seeds", "eval_episodes", "evals", "jobs", "threads",
+              "device"):
+        if getattr(args, k) is not None:
+            cfg[k] = getattr(args, k)
+    if args.tiers:
+        cfg["tiers"] = tuple(args.tiers.split(","))
+    algos = set(args.algos.split(",")) if args.algos else None
+    runs_root = Path(args.runs_dir or ROOT / "runs" / args.suite)
+    ids = dataset_ids(args.datasets, cfg["tiers"])
+    if not ids:
+        print(f"no catalogue datasets match tiers {cfg['tiers']} and {args.datasets or 'any id'}; "
+              "generate the catalogue first (scripts/generate_catalogue.py) or check `ogdata list`", file=sys.stderr)
+        return 1
+    runs = plan(ids, algos, cfg["seeds"])
+    todo = [r for r in runs if not (run_dir(runs_root, *r) / RESULT).is_file()]
+    est = sum(cfg["steps"] / LITE_RATES[a] + RUN_OVERHEAD_S for _, a, _ in todo) / max(1, cfg["jobs"])
+    print(f"{len(ids)} datasets, {len(runs)} runs ({len(runs) - len(todo)} done, {len(todo)} to do); "
+          f"{settings_line(args.suite, cfg)}")
+    if args.suite == "lite" or cfg["device"] == "cpu":
+        print(f"estimated {est / 3600:.2f} h with {cfg['jobs']} jobs at the measured lite update rates")
+    if args.plan:
+        per_algo: dict[str, int] = {}
+        for _, a, _ in todo:
+            per_algo[a] = per_algo.get(a, 0) + 1
+        for a, n in per_algo.items():
+            print(f"  {a:8s} {n:4d} runs × {cfg['steps'] / LITE_RATES[a]:.0f} s")
+        return 0
+
+    t0 = time.time()
+    failures = []
+    if todo and not args.aggregate_only:
+        from tqdm.auto import tqdm
+
+        base = {k: cfg[k] for k in ("steps", "hidden", "layers", "batch_size", "eval_episodes", "evals", "device",
+                                    "threads")}
+        jobs = [{**asdict(RunSettings(algo=a, dataset=d, seed=s, out=str(run_dir(runs_root, d, a, s)),
+                                      progress=False, **base))} for d, a, s in todo]
+        bar = tqdm(total=len(jobs), desc=f"{args.suite} suite", dynamic_ncols=True)
+        if cfg["jobs"] <= 1:
+            outs = (run_one(j) for j in jobs)
+            for o in outs:
+                failures += [] if o["ok"] else [o]
+                bar.set_postfix_str(f"{o['settings']['algo']} {o['settings']['dataset']}")
+                bar.update(1)
+        else:
+            import multiprocessing as mp
+
+            with ProcessPoolExecutor(max_workers=cfg["jobs"], mp_context=mp.get_context("spawn")) as ex:
+                futs = [ex.submit(run_one, j) for j in jobs]
+                for f in as_completed(futs):
+                    o = f.result()
+                    failures += [] if o["ok"] else [o]
+                    bar.set_postfix_str(f"{o['settings']['algo']} {o['settings']['dataset']}")
+                    bar.update(1)
+        bar.close()
+    wall = time.time() - t0
+
+    table = aggregate(runs, runs_root)
+    out_dir = Path(args.results_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    meta = (f"Hardware: {platform.machine()}, {os.cpu_count()} CPUs; torch {torch.__version__}. "
+            f"{sum(len(v['algos']) for v in table.values())} dataset × algorithm cells.")
+    doc = {"suite": args.suite, "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
+           "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "wall_time_s_this_invocation": wall,
+           "runs": len(runs), "failed": [f["error"] + " @ " + f["settings"]["out"] for f in failures],
+           "datasets": table}
+    (out_dir / f"{args.suite}.json").write_text(json.dumps(doc, indent=1, sort_keys=True))
+    (out_dir / f"{args.suite}.md").write_text(markdown(args.suite, cfg, table, meta) + "\n")
+    plot(out_dir / f"{args.suite}.png", args.suite, table)
+    cards = 0 if args.no_cards else update_cards(args.suite, cfg, table)
+    print(f"wrote {out_dir / args.suite}.json/.md/.png ({len(table)} datasets; {cards} dataset cards updated) "
+          f"in {wall / 60:.1f} min; {len(failures)} failed runs")
+    for f in failures:
+        print(f"  FAILED {f['settings']['out']}: {f['error']}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

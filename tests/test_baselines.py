@@ -1,0 +1,266 @@
+"""Single-agent baselines (d3rlpy) on toy problems whose answer is known, checkpoints, evaluation and the CLI."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+import ogdata
+from baselines.checkpoint import read_checkpoint, save_checkpoint
+from baselines.data import fit_scaling, scaling_rule
+from baselines.evaluate import Evaluator, heldout
+from baselines.registry import applicable, check
+from baselines.single import D3rlpyLearner, TransitionSampler
+from baselines.train import RunSettings, load_learner, train
+from ogdata.envs.core import VectorMarket
+from ogdata.envs.registry import EnvSpec, register
+from ogdata.errors import InvalidIdError
+from ogdata.policies.reference import register_policy
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = dict(hidden=32, layers=2, batch_size=128)
+
+
+# -- a contextual bandit: observe x ~ U(-1, 1), act a in [-1, 1], reward 1 − (a − x)²; expert a = x ------------
+class ToyBandit(VectorMarket):
+    """One-step episodes; E[reward] is 1 for the expert and 1/3 for uniform random actions."""
+
+    observation_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+    action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+    max_steps = 1
+
+    def _reset(self, mask):
+        self.x = np.where(mask, self.rng.uniform(-1, 1, self.num_envs), getattr(self, "x", 0.0))
+        return self.x[:, None].astype(np.float32), {"wealth": np.full(self.num_envs, 100.0)}
+
+    def _step(self, actions):
+        r = 1.0 - (actions[:, 0] - self.x) ** 2
+        done = np.ones(self.num_envs, bool)
+        return (self.x[:, None].astype(np.float32), r, done, ~done, {"wealth": 100.0 + r})
+
+
+@register_policy("test/toy-bandit-expert")
+def _expert(core):
+    return lambda obs, rng: obs.copy()
+
+
+register(EnvSpec(id="test-toy-bandit", core=f"{__name__}:ToyBandit", family="test",
+                 references={"random": "random", "expert": "test/toy-bandit-expert"}))
+
+
+def bandit_dataset(path, n=4000, expert_fraction=0.2, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, n).astype(np.float32)
+    a = rng.uniform(-1, 1, n).astype(np.float32)
+    ex = rng.random(n) < expert_fraction
+    a[ex] = x[ex]
+    obs = np.zeros((2 * n, 1), np.float32)
+    obs[0::2, 0] = x
+    obs[1::2, 0] = x
+    return ogdata.create_dataset(
+        path, observations=obs, actions=a[:, None], rewards=(1 - (a - x) ** 2).astype(np.float32),
+        terminations=np.ones(n, bool), truncations=np.zeros(n, bool), episode_lengths=np.ones(n, int),
+        observation_space=ToyBandit.observation_space, action_space=ToyBandit.action_space,
+        metadata={"env_id": "test-toy-bandit", "dataset_id": "test-toy-bandit/medium-v0", "tier": "medium"})
+
+
+def bandit_value(learner) -> float:
+    """Mean reward of the learned policy over a grid of contexts (expert: 1, uniform random: 1/3)."""
+    xs = np.linspace(-1, 1, 201, dtype=np.float32)[:, None]
+    a = learner.policy(xs)[:, 0]
+    return float(np.mean(1 - (a - xs[:, 0]) ** 2))
+
+
+def fit(name, ds, steps, seed=0, **overrides):
+    torch.set_num_threads(1)
+    learner = D3rlpyLearner.from_dataset(name, ds, fit_scaling(ds), seed=seed, overrides=overrides, **SMALL)
+    for _ in range(steps):
+        learner.step()
+    return learner
+
+
+# -- a discrete contextual bandit: context c in {0,1,2} (one-hot), 4 actions, reward 1 iff a == (c+1) % 4 ----------
+def discrete_dataset(path, n=3000, expert_fraction=0.3, seed=0):
+    """Expert data mixed with a poor behaviour that always plays action 0 (right only for no context)."""
+    rng = np.random.default_rng(seed)
+    c = rng.integers(0, 3, n)
+    a = np.where(rng.random(n) < expert_fraction, (c + 1) % 4, 0)
+    obs = np.zeros((2 * n, 3), np.float32)
+    obs[2 * np.arange(n), c] = 1.0
+    obs[2 * np.arange(n) + 1, c] = 1.0
+    return ogdata.create_dataset(
+        path, observations=obs, actions=a, rewards=(a == (c + 1) % 4).astype(np.float32),
+        terminations=np.ones(n, bool), truncations=np.zeros(n, bool), episode_lengths=np.ones(n, int),
+        action_space=spaces.Discrete(4), metadata={"env_id": None})
+
+
+def discrete_accuracy(learner) -> float:
+    a = learner.policy(np.eye(3, dtype=np.float32))
+    return float(np.mean(a == (np.arange(3) + 1) % 4))
+
+
+# -- learning ------------------------------------------------------------------------------------------------------
+def test_bc_recovers_a_deterministic_expert(tmp_path):
+    ds = bandit_dataset(tmp_path / "expert", expert_fraction=1.0)
+    assert bandit_value(fit("bc", ds, 400)) > 0.99
+    dds = discrete_dataset(tmp_path / "dexpert", expert_fraction=1.0)
+    assert discrete_accuracy(fit("bc", dds, 150)) == 1.0
+
+
+def test_cql_and_iql_beat_bc_on_expert_plus_random_data(tmp_path):
+    ds = bandit_dataset(tmp_path / "mixed", expert_fraction=0.2)
+    bc = bandit_value(fit("bc", ds, 400))
+    # BC regresses onto the mixture's mean action 0.2·x: 1 − E[(0.8x)²] = 0.787
+    assert bc == pytest.approx(1 - 0.64 / 3, abs=0.03)
+    iql = bandit_value(fit("iql", ds, 400))
+    cql = bandit_value(fit("cql", ds, 400, actor_learning_rate=1e-3))  # d3rlpy's 1e-4 needs ~4x the updates
+    assert iql > bc + 0.1 and iql > 0.95
+    assert cql > bc + 0.1 and cql > 0.9
+
+
+def test_discrete_cql_and_bcq_beat_bc_when_the_poor_behaviour_dominates(tmp_path):
+    ds = discrete_dataset(tmp_path / "dmixed")
+    assert discrete_accuracy(fit("bc", ds, 150)) == 0.0  # BC copies the majority action 0
+    assert discrete_accuracy(fit("cql", ds, 300)) == 1.0
+    assert discrete_accuracy(fit("bcq", ds, 300)) == 1.0
+
+
+# -- data path and scaling -----------------------------------------------------------------------------------------
+def test_sampler_draws_the_datasets_transitions_with_true_next_observations(tmp_path):
+    rng = np.random.default_rng(0)
+    lengths = np.array([3, 2, 4])
+    n, e = lengths.sum(), len(lengths)
+    obs = np.arange((n + e) * 2, dtype=np.float32).reshape(n + e, 2)
+    ds = ogdata.create_dataset(tmp_path / "d", observations=obs, actions=rng.uniform(-1, 1, (n, 1)).astype(np.float32),
+                               rewards=np.arange(n, dtype=np.float32), terminations=np.eye(1, n, n - 1, dtype=bool)[0],
+                               truncations=np.isin(np.arange(n), [2, 4]), episode_lengths=lengths)
+    s = TransitionSampler(ds, seed=0)
+    ref = next(ds.iter_chunks(keys=("observations", "next_observations", "rewards", "terminals")))
+    np.testing.assert_array_equal(s.obs, ref["observations"])
+    np.testing.assert_array_equal(s.next_obs, ref["next_observations"])  # the truncated last steps included
+    b = s.sample(64)
+    assert b.observations.shape == (64, 2) and b.rewards.shape == (64, 1) and b.terminals.shape == (64, 1)
+    # every sampled next observation is the row after its observation in the T+1 layout
+    np.testing.assert_array_equal(b.next_observations - b.observations, np.full((64, 2), 2.0))
+    assert b.terminals.sum() == (b.rewards[:, 0] == n - 1).sum()
+
+
+def test_scaling_is_fitted_per_env_and_recorded(tmp_path):
+    ds = bandit_dataset(tmp_path / "s", n=500)
+    sc = fit_scaling(ds)
+    r = ds.arrays()["rewards"]
+    assert sc.reward_scale == pytest.approx(1 / r.std(), rel=1e-5)
+    assert sc.obs_mean[0] == pytest.approx(ds.arrays()["observations"].mean(), abs=1e-5)
+    assert sc.action_low == [-1.0] and sc.action_high == [1.0]
+    assert scaling_rule("portfolio-sp500")["family"] == "portfolio"
+    assert scaling_rule("multi-market-making-2")["family"] == "multi-market-making"
+    assert scaling_rule("something-else")["family"] == "default"
+    learner = D3rlpyLearner.from_dataset("bc", ds, sc, **SMALL)
+    cfg = learner.config_json()["d3rlpy_config"]["config"]["params"]
+    assert cfg["reward_scaler"]["params"]["multiplier"] == pytest.approx(sc.reward_scale)
+    assert cfg["observation_scaler"]["type"] == "standard"
+    assert cfg["action_scaler"]["params"]["minimum"] == [-1.0]
+
+
+def test_registry_matches_algorithms_to_datasets(tmp_path):
+    ds = bandit_dataset(tmp_path / "c", n=50)
+    dds = discrete_dataset(tmp_path / "d", n=50)
+    assert applicable(ds) == ["bc", "cql", "iql", "td3bc"]
+    assert applicable(dds) == ["bc", "cql", "bcq"]
+    with pytest.raises(InvalidIdError, match="these can: bc, cql, bcq"):
+        check("iql", dds)
+    with pytest.raises(InvalidIdError, match="Did you mean 'cql'"):
+        check("cq", ds)
+    with pytest.raises(InvalidIdError, match=r"mabc \(multi-agent"):
+        check("mabc", ds)
+
+
+# -- checkpoints ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["iql", "cql"])
+def test_d3rlpy_checkpoints_round_trip_exactly(tmp_path, name):
+    ds = bandit_dataset(tmp_path / "ck", n=300)
+    learner = fit(name, ds, 3)
+    save_checkpoint(tmp_path / "run", learner.modules(), learner.config_json())
+    assert not list((tmp_path / "run").glob("*.pt")) and not list((tmp_path / "run").glob("*.pkl"))
+    back = load_learner(tmp_path / "run")
+    for m, (k, mod) in zip(back.modules().values(), learner.modules().items()):
+        for (pk, a), (_, b) in zip(mod.state_dict().items(), m.state_dict().items()):
+            assert torch.equal(a, b), (k, pk)
+    x = np.random.default_rng(1).uniform(-1, 1, (32, 1)).astype(np.float32)
+    np.testing.assert_array_equal(back.policy(x), learner.policy(x))
+    states, cfg = read_checkpoint(tmp_path / "run")
+    assert cfg["kind"] == "d3rlpy" and cfg["algo"] == name and "policy" in states
+
+
+# -- evaluation ----------------------------------------------------------------------------------------------------
+def test_evaluator_scores_random_at_0_and_the_expert_at_100():
+    ev = Evaluator("test-toy-bandit", episodes=400, seed=0)
+    assert heldout("test-toy-bandit").how == "fresh-seeds"
+    refs = ev.references()
+    assert refs["source"] == "computed"  # nothing recorded for a test env: rolled on the same seeds
+    assert refs["expert"] == pytest.approx(1.0) and refs["random"] == pytest.approx(1 / 3, abs=0.05)
+    expert = ev(lambda obs: obs.copy())
+    assert expert["normalised_score"] == pytest.approx(100.0)
+    zero = ev(lambda obs: np.zeros_like(obs))  # a = 0: E[1 − x²] = 2/3, halfway between random and expert
+    assert zero["return_mean"] == pytest.approx(2 / 3, abs=0.05)
+    assert 40 < zero["normalised_score"] < 60
+    assert expert["finance"]["wealth_kind"] == "capital" and expert["finance"]["max_drawdown"] == 0.0
+
+
+def test_train_writes_logs_checkpoint_and_result(tmp_path):
+    bandit_dataset(tmp_path / "toy", n=400)
+    res = train(RunSettings(algo="bc", dataset=str(tmp_path / "toy"), steps=20, seed=3, evals=2, eval_episodes=16,
+                            log_every=10, out=str(tmp_path / "run"), progress=False, threads=1, **SMALL))
+    run = tmp_path / "run"
+    lines = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if "loss" in x] == [10, 20]
+    assert [x["step"] for x in lines if "eval" in x] == [10, 20]
+    assert res["last"]["normalised_score"] == res["evals"][-1]["normalised_score"]
+    assert res["best"]["normalised_score"] == max(e["normalised_score"] for e in res["evals"])
+    assert json.loads((run / "result.json").read_text())["seed"] == 3
+    assert (run / "checkpoint" / "model.safetensors").is_file()
+    assert json.loads((run / "config.json").read_text())["learner"]["scaling"]["reward_scale"] > 0
+
+
+def test_cli_trains_end_to_end_on_a_registered_env(tmp_path):
+    """`python -m baselines train` on a tiny execution-ac dataset from the random policy."""
+    from ogdata.envs import make_core
+    from ogdata.policies import make_policy
+
+    core = make_core("execution-ac", num_envs=4)
+    pol, rng = make_policy("random", core), np.random.default_rng(0)
+    obs, _ = core.reset(seed=0)
+    O, A, R, TE = [obs], [], [], []
+    for _ in range(core.max_steps):
+        a = pol(obs, rng)
+        obs, r, te, tr, _ = core.step(a)
+        O.append(obs), A.append(a), R.append(r), TE.append(te)
+        if te.all():
+            break
+    T = len(A)
+    assert np.stack(TE)[-1].all() and not np.stack(TE)[:-1].any(), "the toy rollout needs equal-length episodes"
+    o = np.stack(O, 1).reshape(4 * (T + 1), -1)
+    ogdata.create_dataset(tmp_path / "ds", observations=o, actions=np.stack(A, 1).reshape(4 * T, -1),
+                          rewards=np.stack(R, 1).reshape(-1).astype(np.float32),
+                          terminations=np.stack(TE, 1).reshape(-1), truncations=np.zeros(4 * T, bool),
+                          episode_lengths=np.full(4, T), observation_space=core.observation_space,
+                          action_space=core.action_space,
+                          metadata={"env_id": "execution-ac", "dataset_id": "execution-ac/random-v0", "tier": "random"})
+    out = subprocess.run([sys.executable, "-m", "baselines", "train", "--algo", "td3bc", "--dataset",
+                          str(tmp_path / "ds"), "--steps", "4", "--eval-episodes", "4", "--hidden", "16",
+                          "--batch-size", "32", "--out", str(tmp_path / "run"), "--threads", "1"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert summary["algo"] == "td3bc" and summary["steps"] == 4 and np.isfinite(summary["last_score"])
+    res = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert res["last"]["references"]["source"] == "recorded"
+    assert "implementation_shortfall_bp" in res["last"]["finance"]
+    bad = subprocess.run([sys.executable, "-m", "baselines", "train", "--algo", "bcq", "--dataset",
+                          str(tmp_path / "ds"), "--steps", "4"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "these can: bc, cql, iql, td3bc" in bad.stderr

@@ -1,0 +1,146 @@
+"""Multi-agent baselines on 2-agent cooperative toy tasks whose answer is known; loader; checkpoints."""
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+import ogdata
+from baselines.checkpoint import save_checkpoint
+from baselines.data import AgentBatches, fit_scaling
+from baselines.multi import MultiLearner
+from baselines.registry import applicable
+from baselines.train import load_learner
+
+SMALL = dict(hidden=32, layers=2, batch_size=128)
+SIGN = np.array([1.0, -1.0], np.float32)  # agent 0 should play +x_0, agent 1 should play −x_1
+
+
+def continuous_task(path, n=3000, expert_fraction=0.2, seed=0):
+    """Each agent sees its own x_i ~ U(-1, 1); team reward 1 − mean_i (a_i − s_i x_i)², s = (+1, −1).
+
+    The same observation asks for opposite actions of the two agents, so a shared network must
+    use the agent id. Expert: 1; uniform random actions: 1/3."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
+    a = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
+    ex = rng.random(n) < expert_fraction
+    a[ex] = x[ex] * SIGN
+    r = 1 - ((a - x * SIGN) ** 2).mean(1)
+    return ogdata.create_dataset(
+        path, observations=np.repeat(x, 2, axis=0)[:, :, None], actions=a[:, :, None],
+        rewards=np.repeat(r[:, None], 2, 1).astype(np.float32), terminations=np.ones((n, 2), bool),
+        truncations=np.zeros((n, 2), bool), episode_lengths=np.ones(n, int), states=np.repeat(x, 2, axis=0),
+        agents=["desk_0", "desk_1"], action_space=spaces.Box(-1, 1, (1,), np.float32))
+
+
+def continuous_value(learner) -> float:
+    g = np.linspace(-1, 1, 41, dtype=np.float32)
+    X = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
+    a = learner.policy(X[:, :, None])[:, :, 0]
+    return float(np.mean(1 - ((a - X * SIGN) ** 2).mean(1)))
+
+
+def discrete_task(path, n=3000, expert_fraction=0.3, seed=0):
+    """Contexts c_i in {0,1,2} (one-hot); agent 0 should play c_0, agent 1 (c_1 + 1) % 3; team reward =
+    the fraction of agents right. Expert data mixed with a poor behaviour that always plays 0."""
+    rng = np.random.default_rng(seed)
+    c = rng.integers(0, 3, (n, 2))
+    best = (c + np.array([0, 1])) % 3
+    a = np.where(rng.random((n, 1)) < expert_fraction, best, 0)
+    r = (a == best).mean(1)
+    obs = np.zeros((2 * n, 2, 3), np.float32)  # T+1 layout: each one-step episode's obs, then its final obs
+    rows = np.repeat(np.arange(2 * n), 2)
+    obs[rows, np.tile([0, 1], 2 * n), np.repeat(c, 2, axis=0).reshape(-1)] = 1.0
+    return ogdata.create_dataset(
+        path, observations=obs, actions=a, rewards=np.repeat(r[:, None], 2, 1).astype(np.float32),
+        terminations=np.ones((n, 2), bool), truncations=np.zeros((n, 2), bool), episode_lengths=np.ones(n, int),
+        states=obs.reshape(2 * n, 6), agents=["mm_0", "mm_1"], action_space=spaces.Discrete(3))
+
+
+def discrete_accuracy(learner) -> float:
+    c = np.array([[i, j] for i in range(3) for j in range(3)])
+    obs = np.eye(3, dtype=np.float32)[c]  # (9, 2, 3)
+    a = learner.policy(obs)
+    return float(np.mean(a == (c + np.array([0, 1])) % 3))
+
+
+def fit(name, ds, steps, seed=0):
+    torch.set_num_threads(1)
+    learner = MultiLearner.from_dataset(name, ds, fit_scaling(ds), seed=seed, **SMALL)
+    for _ in range(steps):
+        learner.step()
+    return learner
+
+
+@pytest.fixture(scope="module")
+def tasks(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ma")
+    return {"expert": continuous_task(d / "expert", expert_fraction=1.0),
+            "mixed": continuous_task(d / "mixed", expert_fraction=0.2),
+            "discrete": discrete_task(d / "discrete")}
+
+
+def test_loader_batches_joint_transitions_with_agent_ids(tasks):
+    ds = tasks["discrete"]
+    sc = fit_scaling(ds)
+    b = AgentBatches(ds, sc, seed=0)
+    batch = b.sample(64)
+    assert batch["observations"].shape == (64, 2, 3) and batch["actions"].dtype == torch.int64
+    assert batch["states"].shape == (64, 6) and batch["rewards"].shape == (64, 2)
+    x = b.with_agent_id(batch["observations"])
+    assert x.shape == (64, 2, 5)
+    np.testing.assert_array_equal(x[:, :, 3:].numpy(), np.broadcast_to(np.eye(2), (64, 2, 2)))
+    # observations are standardised with the fitted scaling; rewards multiplied by 1/std
+    raw = ds.arrays()["observations"][::2]
+    np.testing.assert_allclose(b.data["observations"].numpy(), (raw - np.float32(sc.obs_mean)) / np.float32(sc.obs_std),
+                               rtol=1e-6)
+    assert b.data["rewards"].std().item() == pytest.approx(1.0, rel=1e-3)
+    again = AgentBatches(ds, sc, seed=0).sample(64)
+    assert all(torch.equal(again[k], batch[k]) for k in batch)  # seeded
+    cont = AgentBatches(tasks["mixed"], fit_scaling(tasks["mixed"]))
+    assert cont.data["actions"].shape[1:] == (2, 1) and cont.data["actions"].abs().max() <= 1.0
+
+
+def test_registry_lists_the_multi_agent_algorithms(tasks):
+    assert applicable(tasks["mixed"]) == ["mabc", "itd3bc", "matd3bc", "iiql"]
+    assert applicable(tasks["discrete"]) == ["mabc", "icql", "iiql"]
+
+
+def test_mabc_recovers_both_agents_experts_through_the_agent_id(tasks):
+    assert continuous_value(fit("mabc", tasks["expert"], 300)) > 0.99
+    # on 20 % expert data BC regresses onto 0.2·s·x: 1 − E[(0.8x)²] = 0.787
+    assert continuous_value(fit("mabc", tasks["mixed"], 300)) == pytest.approx(1 - 0.64 / 3, abs=0.04)
+
+
+@pytest.mark.parametrize("name", ["itd3bc", "matd3bc", "iiql"])
+def test_offline_rl_beats_mabc_on_expert_plus_random_data(tasks, name):
+    assert continuous_value(fit(name, tasks["mixed"], 800)) > 0.9
+
+
+def test_discrete_icql_and_iiql_find_the_best_actions_that_mabc_misses(tasks):
+    ds = tasks["discrete"]
+    assert discrete_accuracy(fit("mabc", ds, 200)) == pytest.approx(1 / 3)  # copies the majority action 0
+    assert discrete_accuracy(fit("icql", ds, 800)) == 1.0
+    assert discrete_accuracy(fit("iiql", ds, 800)) == 1.0
+
+
+@pytest.mark.parametrize("name,task", [("mabc", "discrete"), ("icql", "discrete"), ("iiql", "discrete"),
+                                       ("itd3bc", "mixed"), ("matd3bc", "mixed"), ("iiql", "mixed")])
+def test_checkpoints_round_trip_exactly(tasks, tmp_path, name, task):
+    learner = fit(name, tasks[task], 4)
+    save_checkpoint(tmp_path, learner.modules(), learner.config_json())
+    back = load_learner(tmp_path)
+    assert back.modules().keys() == learner.modules().keys()
+    for k, m in learner.modules().items():
+        for (pk, a), b in zip(m.state_dict().items(), back.modules()[k].state_dict().values()):
+            assert torch.equal(a, b), (k, pk)
+    obs = ogdata.load(tasks[task].path).arrays()["observations"][:16]
+    np.testing.assert_array_equal(back.policy(obs), learner.policy(obs))
+
+
+def test_wrong_action_type_is_refused(tasks):
+    with pytest.raises(ValueError, match="icql does not support continuous"):
+        MultiLearner.from_dataset("icql", tasks["mixed"], fit_scaling(tasks["mixed"]), **SMALL)
+    with pytest.raises(ValueError, match="matd3bc does not support discrete"):
+        MultiLearner.from_dataset("matd3bc", tasks["discrete"], fit_scaling(tasks["discrete"]), **SMALL)
