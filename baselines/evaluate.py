@@ -2,9 +2,11 @@
 
 Held-out setting (`heldout`): real-price envs evaluate on their later, unseen years — the
 registered `<id>-eval` counterpart when there is one, else the spec's period kwarg set to
-its evaluation value; synthetic markets evaluate on fresh seeds, far from any generation
-seed (`EVAL_SEED_OFFSET`). The policy acts on a whole batch of markets through the
-vectorised core (`ogdata.envs.make_core(id, num_envs=B)`), no per-env loop.
+its evaluation value; synthetic markets evaluate on fresh seeds (`EVAL_SEED_OFFSET` + 1000 × run
+seed + round: far from the small seeds generation and the reference returns use). Every
+evaluation of a run sees the same markets, and so does every algorithm with that run seed.
+The policy acts on a whole batch of markets through the vectorised core
+(`ogdata.envs.make_core(id, num_envs=B)`), no per-env loop.
 
 Normalised score = 100 × (R − R_random) / (R_expert − R_random), with the references
 recorded for the evaluation id (ogdata.policies.reference_returns); when none are recorded
@@ -25,7 +27,7 @@ from ogdata.envs import make_core
 from ogdata.envs.registry import env_spec
 from ogdata.errors import ReferenceMissingError
 
-EVAL_SEED_OFFSET = 1_000_003  # evaluation seeds = offset + run seed: disjoint from generation seeds
+EVAL_SEED_OFFSET = 1_000_003
 PERIOD_KWARGS = ("period", "split", "segment")  # kwargs real-price envs use to choose their years
 EVAL_VALUES = ("eval", "test", "heldout")
 
@@ -117,7 +119,9 @@ class Evaluator:
         self.core = make_core(self.setting.env_id, num_envs=n, **self.setting.kwargs)
         self.rounds = -(-self.episodes // n)
         self.seeds = [EVAL_SEED_OFFSET + 1000 * self.seed + r for r in range(self.rounds)]
+        # annualisation: the env's own `periods_per_year` when it states one, else daily steps (252 a year)
         self.periods_per_year = float(getattr(self.core, "periods_per_year", finance.TRADING_DAYS))
+        self.periods_source = "env" if hasattr(self.core, "periods_per_year") else "assumed daily"
         self._refs: dict[str, Any] | None = None
 
     def references(self) -> dict[str, Any]:
@@ -176,6 +180,7 @@ class Evaluator:
                 turnover = np.where(alive, np.abs(np.diff(res["position"], axis=1)), np.nan)
             fin = finance.summary(res["wealth"], self.periods_per_year, turnover=turnover,
                                   inventory=res.get("inventory"))
+            fin["periods_per_year_source"] = self.periods_source
             if "shortfall" in res:  # execution: shortfall of the parent order in bp of its arrival value
                 w0 = res["wealth"][:, 0]
                 fin["implementation_shortfall_bp"] = float(np.mean(res["shortfall"][:, -1] / w0 * 1e4)) if (

@@ -255,10 +255,11 @@ class Dataset:
                 if cur in keys or nxt in keys:
                     lo, hi = int(oi[0]), int(oi[-1]) + 2
                     blk = self._read(base, slice(lo, hi))
+                    local = oi - lo
                     if cur in keys:
-                        out[cur] = blk[oi - lo]
+                        out[cur] = np.take(blk, local, axis=0)
                     if nxt in keys:
-                        out[nxt] = blk[oi - lo + 1]
+                        out[nxt] = np.take(blk, local + 1, axis=0)
             for k in keys:
                 if k in STEP_KEYS:
                     out[k] = self._read(k, slice(a, b))

@@ -464,8 +464,13 @@ def generate(env_id: str, tier: str, transitions: int, out_path: str | os.PathLi
 
     recipe: the env's catalogue recipe (default: ogdata/catalogue/<env-id>.json; not needed
     for tier="random"). workers: local processes; ray_address: run the shards as Ray tasks
-    ("local" starts a local Ray instance, "auto" or "ray://host:port" joins a cluster).
-    At least `transitions` transitions are written, in whole episodes. profile: compute the
+    ("local" starts a local Ray instance, "auto" or "ray://host:port" joins a cluster whose
+    Python environment has ogdata installed; shards carry the policy weights with them, so
+    workers need no shared filesystem — the parent writes the dataset).
+    At least `transitions` transitions are written, in whole episodes. dataset_id: by default
+    the catalogue id `<env-id>/<tier>-v<N>` when the job is exactly the catalogue recipe's
+    (same recipe, transitions and seed), else None — an ad-hoc dataset never claims a
+    catalogue id (`ogdata verify` checks the recipe of catalogue ids). profile: compute the
     measures (TQ, SACo against the env's Replay dataset `reference`, default the sibling
     `replay-v<N>` directory if it exists, return statistics) and store them in the metadata.
     """
@@ -475,10 +480,13 @@ def generate(env_id: str, tier: str, transitions: int, out_path: str | os.PathLi
         raise InvalidIdError(f"unknown tier {tier!r}; tiers are {list(TIERS)}")
     spec = env_spec(env_id)
     env_id = spec.id
-    if recipe is None and tier != "random":
-        from ogdata.catalogue import recipe as _recipe
+    catalogue = _catalogue_recipe(env_id)
+    if recipe is None:
+        if catalogue is None and tier != "random":
+            from ogdata.catalogue import recipe as _recipe
 
-        recipe = _recipe(env_id)
+            _recipe(env_id)   # raises: no recipe, train the behaviour policies first
+        recipe = catalogue
     env_kwargs = dict((recipe or {}).get("env_kwargs", {}))
     version = int((recipe or {}).get("version", 0))
     out_path = Path(out_path)
@@ -522,7 +530,9 @@ def generate(env_id: str, tier: str, transitions: int, out_path: str | os.PathLi
         gen["workers"] = int(workers) if not ray_address else None
         gen["ray"] = bool(ray_address)
         parts_iter = (_decode(b) for b in _execute(shards, int(workers), ray_address))
-    meta = {"dataset_id": dataset_id or f"{env_id}/{tier}-v{version}", "env_id": env_id, "env_kwargs": env_kwargs,
+    if dataset_id is None and is_catalogue_job(env_id, tier, transitions, seed, recipe):
+        dataset_id = f"{env_id}/{tier}-v{version}"
+    meta = {"dataset_id": dataset_id, "env_id": env_id, "env_kwargs": env_kwargs,
             "tier": tier, "recipe": recipe_meta, "reference_returns": refs or {}}
     path = _write(out_path, parts_iter, core, meta, overwrite, transitions, progress)
     from ogdata.dataset import Dataset
@@ -531,6 +541,35 @@ def generate(env_id: str, tier: str, transitions: int, out_path: str | os.PathLi
     if profile:
         _profile(ds, out_path, tier, version, reference)
     return ds
+
+
+def _catalogue_recipe(env_id: str) -> dict[str, Any] | None:
+    from ogdata.catalogue import recipe as _recipe
+    from ogdata.catalogue import recipe_path
+
+    return _recipe(env_id) if recipe_path(env_id).is_file() else None
+
+
+def is_catalogue_job(env_id: str, tier: str, transitions: int, seed: int, recipe: dict[str, Any] | None) -> bool:
+    """True when (recipe, tier, transitions, seed) is exactly what the catalogue prescribes for this tier."""
+    cat = _catalogue_recipe(env_id)
+    if cat is None or recipe is None or tier not in cat.get("tiers", {}):
+        return False
+    if json.dumps(recipe, sort_keys=True) != json.dumps(cat, sort_keys=True):
+        return False
+    t = cat["tiers"][tier]
+    return int(t.get("transitions", -1)) == int(transitions) and int(t.get("seed", 0)) == int(seed)
+
+
+def catalogue_path(env_id: str, tier: str, transitions: int, seed: int) -> Path:
+    """Default output path: the installed location of the catalogue id for a catalogue job, else
+    OGDATA_HOME/custom/<env-id>/<tier>-n<transitions>-s<seed> (never mistaken for a catalogue copy)."""
+    from ogdata.config import datasets_dir, home
+
+    cat = _catalogue_recipe(env_id)
+    if is_catalogue_job(env_id, tier, transitions, seed, cat):
+        return datasets_dir() / env_id / f"{tier}-v{int(cat.get('version', 0))}"
+    return home() / "custom" / env_id / f"{tier}-n{int(transitions)}-s{int(seed)}"
 
 
 def _profile(ds, out_path: Path, tier: str, version: int, reference) -> None:
@@ -577,15 +616,11 @@ def run_generate(env_id: str, tier: str, transitions: int, workers: int = 1, out
     """CLI glue for `ogdata generate`: prints where the dataset went; returns the exit code."""
     import time
 
-    from ogdata.config import datasets_dir
-
     try:
-        version = 0
-        if tier != "random":
-            from ogdata.catalogue import recipe as _recipe
+        from ogdata.envs.registry import env_spec
 
-            version = int(_recipe(env_id).get("version", 0))
-        path = Path(out) if out else datasets_dir() / env_id / f"{tier}-v{version}"
+        env_id = env_spec(env_id).id
+        path = Path(out) if out else catalogue_path(env_id, tier, transitions, seed)
         t0 = time.perf_counter()
         ds = generate(env_id, tier, transitions, path, workers=workers, seed=seed, ray_address=ray_address)
         dt = time.perf_counter() - t0

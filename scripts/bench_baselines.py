@@ -36,8 +36,9 @@ PAIRS = [  # (multi-agent algo, d3rlpy algo, action type, d3rlpy class shown)
 
 
 def make_data(root: Path, n_agents: int, obs_dim: int, act_dim: int, n_actions: int, transitions: int, seed=0):
-    import ogdata
     from gymnasium import spaces
+
+    import ogdata
 
     rng = np.random.default_rng(seed)
     T = 100
@@ -52,7 +53,7 @@ def make_data(root: Path, n_agents: int, obs_dim: int, act_dim: int, n_actions: 
         trunc = np.zeros(N, bool)
         trunc[T - 1::T] = True
 
-        def actions(lead):
+        def actions(lead, kind=kind):
             if kind == "continuous":
                 return rng.uniform(-1, 1, lead + (act_dim,)).astype(np.float32)
             return rng.integers(0, n_actions, lead)

@@ -15,8 +15,10 @@ record other ids in the same file); keys stay sorted.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +28,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ogdata.envs.registry import env_spec, list_envs  # noqa: E402
-from ogdata.errors import MissingExtraError  # noqa: E402
+from ogdata.errors import MissingExtraError, OgdataError  # noqa: E402
 from ogdata.policies.evaluate import REFERENCES_FILE, episode_returns  # noqa: E402
 from ogdata.policies.reference import list_policies, make_policy  # noqa: E402
 
@@ -56,7 +58,8 @@ def compute(env_id: str, episodes: int = 100, seed: int = 0, num_envs: int | Non
 
 def record(entries: dict[str, dict], path: Path = REFERENCES_FILE) -> None:
     """Merge entries into the references file (locked read-modify-write, sorted keys)."""
-    with FileLock(str(path) + ".lock"):
+    lock = Path(tempfile.gettempdir()) / f"ogdata-{hashlib.sha1(str(path).encode()).hexdigest()[:12]}.lock"
+    with FileLock(str(lock)):  # beside no package file: the lock file outlives the lock
         refs = json.loads(path.read_text()) if path.exists() else {}
         refs.update(entries)
         tmp = path.with_suffix(".json.tmp")
@@ -74,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.episodes < 1:
         ap.error("--episodes must be >= 1")
     ids = args.env or list_envs()
+    try:
+        ids = [env_spec(i).id for i in ids]
+    except OgdataError as err:
+        ap.error(str(err))
     entries, failed = {}, []
     for env_id in tqdm(ids, desc="references", unit="env"):
         try:

@@ -58,10 +58,10 @@ def main(argv=None) -> int:
             tqdm.write(f"skip {did}: already at {path}")
             continue
         t = r["tiers"][tier]
-        n = int(a.transitions or t["transitions"])
+        n = int(a.transitions or t["transitions"])   # with --transitions the datasets get no catalogue id
         t0 = time.perf_counter()
         ds = generate(env, tier, n, path, workers=a.workers, seed=int(t.get("seed", 0)), ray_address=a.ray,
-                      recipe=r, dataset_id=did, overwrite=a.force)
+                      recipe=r, overwrite=a.force)
         wall = time.perf_counter() - t0
         m = ds.measures
         log[did] = {"path": str(path), "wall_s": round(wall, 2), "transitions": len(ds),

@@ -35,21 +35,24 @@ sys.path.insert(0, str(ROOT))
 from baselines.registry import ALGORITHMS, applicable_to, env_kind  # noqa: E402
 from baselines.train import RESULT, RunSettings  # noqa: E402
 
-# The lite suite is sized from measured update rates (1 torch thread per job, 2 jobs, this project's
-# 2-core machine; see `python scripts/reproduce.py --suite lite --plan`): the medium and replay tiers
-# (D4RL's most informative pair: a mid-level policy, and the whole learning history), 5k updates of a
-# 2×64 MLP at batch 256, 3 seeds, 10 held-out episodes at each of 5 evaluations.
+# The lite suite is sized from measured update rates (LITE_RATES: 1 torch thread per job, 2 jobs, this
+# project's shared 2-core machine): with all 13 environments, the good, medium and replay tiers (the expert-ish
+# policy, a mid-level one, and the whole learning history) x 3 seeds = 441 runs of 5k updates of a 2x64 MLP at
+# batch 256, 10 held-out episodes at each of 5 evaluations: ~2.6 h estimated at a load of 3 (CQL on the
+# 221-feature portfolio envs is 40 % of it). Medium+replay only is ~1.7 h; all five tiers ~4.3 h.
 SUITES: dict[str, dict] = {
     "lite": dict(steps=5_000, hidden=64, layers=2, batch_size=256, seeds=3, eval_episodes=10, evals=5,
-                 tiers=("medium", "replay"), jobs=2, threads=1, device="cpu"),
+                 tiers=("good", "medium", "replay"), jobs=2, threads=1, device="cpu"),
     "full": dict(steps=100_000, hidden=256, layers=2, batch_size=256, seeds=5, eval_episodes=50, evals=10,
                  tiers=("good", "medium", "poor", "replay", "random"), jobs=4, threads=None, device="cuda"),
 }
-# updates/s at the lite settings (2×64, batch 256, 1 thread), measured by --calibrate on this
-# machine; used only for the --plan estimate.
-LITE_RATES = {"bc": 1000.0, "cql": 55.0, "iql": 250.0, "td3bc": 370.0, "bcq": 480.0,
-              "mabc": 700.0, "icql": 450.0, "itd3bc": 300.0, "matd3bc": 280.0, "iiql": 220.0}
-RUN_OVERHEAD_S = 8.0  # building, evaluations and checkpointing per run (measured on the lite suite)
+# updates/s at the lite settings (2×64, batch 256, 1 torch thread) measured on this project's shared 2-core
+# machine (load ~3) for small observations (execution, market making, trading, multi-agent: <= 32 features)
+# and the portfolio's 221 features x 21 weights; used only for the --plan estimate.
+LITE_RATES = {"bc": (1200, 530), "cql": (88, 18), "iql": (285, 143), "td3bc": (400, 216), "bcq": (430, 430),
+              "mabc": (1575, 1575), "icql": (540, 540), "itd3bc": (520, 520), "matd3bc": (380, 380),
+              "iiql": (410, 410)}
+RUN_OVERHEAD_S = 8.0  # loading, building, evaluations, checkpoint per run: measured ~8 s portfolio, ~4 s others
 
 
 def dataset_ids(pattern: str | None, tiers) -> list[str]:
@@ -68,17 +71,35 @@ def plan(ids, algos_filter, seeds) -> list[tuple[str, str, int]]:
     """(dataset, algo, seed) of every run, in a stable order."""
     from ogdata.ids import parse_id
 
-    kinds: dict[str, tuple[bool, str]] = {}
     runs = []
     for did in ids:
         env = parse_id(did, check_env=False).env_id
-        if env not in kinds:
-            kinds[env] = env_kind(env)
-        for algo in applicable_to(*kinds[env]):
+        for algo in applicable_to(*_kind(env)[:2]):
             if algos_filter and algo not in algos_filter:
                 continue
             runs += [(did, algo, s) for s in range(seeds)]
     return runs
+
+
+_KINDS: dict[str, tuple[bool, str, int]] = {}
+
+
+def _kind(env: str) -> tuple[bool, str, int]:
+    """(multi_agent, action kind, observation size) of an env, cached."""
+    if env not in _KINDS:
+        from ogdata.envs import make_core
+
+        _KINDS[env] = (*env_kind(env), int(np.prod(make_core(env).observation_space.shape)))
+    return _KINDS[env]
+
+
+def estimate_s(did: str, algo: str, steps: int) -> float:
+    """Seconds one lite-settings run takes at the measured rates (one job)."""
+    from ogdata.ids import parse_id
+
+    small, large = LITE_RATES[algo]
+    obs = _kind(parse_id(did, check_env=False).env_id)[2]
+    return steps / (small if obs <= 32 else large) + RUN_OVERHEAD_S
 
 
 def run_dir(runs_root: Path, did: str, algo: str, seed: int) -> Path:
@@ -157,8 +178,8 @@ def settings_line(suite: str, cfg: dict) -> str:
 
 def markdown(suite: str, cfg: dict, table: dict, meta: dict) -> str:
     lines = [f"## Baselines — {suite} suite", "",
-             f"Normalised score on the held-out setting (100 = expert reference, 0 = random): **last** evaluation, "
-             f"mean ± std over seeds, with the **best** evaluation's mean in brackets (CORL's convention).",
+             "Normalised score on the held-out setting (100 = expert reference, 0 = random): **last** evaluation, "
+             "mean ± std over seeds, with the **best** evaluation's mean in brackets (CORL's convention).",
              "", f"Settings: {settings_line(suite, cfg)}. {meta}", ""]
     for ma in (False, True):
         rows = {k: v for k, v in sorted(table.items()) if v["multi_agent"] == ma}
@@ -267,17 +288,17 @@ def main(argv=None) -> int:
         return 1
     runs = plan(ids, algos, cfg["seeds"])
     todo = [r for r in runs if not (run_dir(runs_root, *r) / RESULT).is_file()]
-    est = sum(cfg["steps"] / LITE_RATES[a] + RUN_OVERHEAD_S for _, a, _ in todo) / max(1, cfg["jobs"])
+    est = sum(estimate_s(d, a, cfg["steps"]) for d, a, _ in todo) / max(1, cfg["jobs"])
     print(f"{len(ids)} datasets, {len(runs)} runs ({len(runs) - len(todo)} done, {len(todo)} to do); "
           f"{settings_line(args.suite, cfg)}")
     if args.suite == "lite" or cfg["device"] == "cpu":
         print(f"estimated {est / 3600:.2f} h with {cfg['jobs']} jobs at the measured lite update rates")
     if args.plan:
-        per_algo: dict[str, int] = {}
-        for _, a, _ in todo:
-            per_algo[a] = per_algo.get(a, 0) + 1
-        for a, n in per_algo.items():
-            print(f"  {a:8s} {n:4d} runs × {cfg['steps'] / LITE_RATES[a]:.0f} s")
+        per_algo: dict[str, list[float]] = {}
+        for d, a, _ in todo:
+            per_algo.setdefault(a, []).append(estimate_s(d, a, cfg["steps"]))
+        for a, t in per_algo.items():
+            print(f"  {a:8s} {len(t):4d} runs, {sum(t) / 60:6.1f} min of one job")
         return 0
 
     t0 = time.time()

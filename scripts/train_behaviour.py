@@ -3,12 +3,12 @@
 For every env: train PPO (single-agent) or MAPPO (multi-agent) with ≥ 2 seeds, checkpointing
 along the way (each checkpoint scored over fresh-seed episodes with the tiers' rollout noise),
 record the replay record (markets 0..r-1 of each run) under OGDATA_HOME/training/, pick the
-Good / Medium / Poor checkpoints of each seed, re-score them over 256 fresh episodes, commit
+Good / Medium / Poor checkpoints of each seed, re-score them over 1024 fresh episodes, commit
 them under ogdata/policies/weights/<env-id>/ with the learning curve (JSON + PNG), and write
 ogdata/catalogue/<env-id>.json.
 
     python scripts/train_behaviour.py --env market-making-as
-    python scripts/train_behaviour.py --all            # every registered env
+    python scripts/train_behaviour.py --all            # every registered env (not held-out *-eval periods)
     python scripts/train_behaviour.py --all --missing  # only envs without a recipe yet
 """
 
@@ -37,7 +37,7 @@ from ogdata.policies.ppo import PPOConfig, default_noise  # noqa: E402
 SEEDS = (0, 1)
 TIER_TRANSITIONS = {False: 100_000, True: 50_000}   # catalogue size per tier: single-agent / multi-agent joint
 STEPS = {False: 2_000_000, True: 1_500_000}         # training env steps per seed (≈ ≤ 2.5 min per seed on 1 core)
-FINAL_EVAL_EPISODES = 256
+FINAL_EVAL_EPISODES = 1024
 LEARNED_SCORE = 50.0                                # a run whose best checkpoint is below this "never learned"
 NEAR = 10.0                                         # |score − target| within which a target counts as reached
 
@@ -50,7 +50,7 @@ def select(curve: list[dict], tier: str) -> dict:
 
 
 def final_score(env_id: str, kwargs: dict, stem: Path, noise: float, refs: dict, seed: int) -> dict:
-    core = make_core(env_id, 64, **kwargs)
+    core = make_core(env_id, 128, **kwargs)
     tensors, cfg = load_checkpoint(stem)
     pol = BehaviourPolicy(tensors, cfg, noise=noise)
     rets = episode_returns(core, pol, FINAL_EVAL_EPISODES, seed=seed)["returns"]
@@ -92,7 +92,7 @@ def train_env(env_id: str, steps: int | None, seeds: tuple[int, ...], progress: 
     kwargs: dict = {}
     refs = reference_returns(env_id)
     probe = make_core(env_id, 1, **kwargs)
-    cfg = PPOConfig(total_steps=int(steps or STEPS[ma]), eval_episodes=64)
+    cfg = PPOConfig(total_steps=int(steps or STEPS[ma]), eval_episodes=256)
     per_market = cfg.total_steps // cfg.num_envs
     tier_n = TIER_TRANSITIONS[ma]
     record_envs = int(np.clip(math.ceil(4 * tier_n / len(seeds) / max(1, per_market)), 1, cfg.num_envs))
@@ -138,12 +138,12 @@ def train_env(env_id: str, steps: int | None, seeds: tuple[int, ...], progress: 
                  "env_steps": picks[s][tier]["env_steps"]} for s in seeds]
         t = {"rule": TIER_RULES[tier], "noise": noise_desc, "policies": pols, "transitions": tier_n, "seed": 0,
              "score_episodes": FINAL_EVAL_EPISODES}
-        sc = [p["training_eval_score"] for p in pols]
+        sc = [p["score"] for p in pols]   # the published (re-scored) values
         if tier == "good":
             t["threshold"] = TIER_TARGETS["good"]
             t["reached"] = bool(min(sc) >= TIER_TARGETS["good"])
             if not t["reached"]:
-                t["note"] = (f"no checkpoint of seed(s) {[p['seed'] for p in pols if p['training_eval_score'] < 80]} "
+                t["note"] = (f"no checkpoint of seed(s) {[p['seed'] for p in pols if p['score'] < 80]} "
                              f"reached score 80; Good uses the best reached ({', '.join(f'{x:.1f}' for x in sc)})")
         else:
             t["target"] = TIER_TARGETS[tier]
@@ -184,7 +184,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
-    envs = list(a.env) + (list_envs() if a.all else [])
+    # held-out evaluation periods (kwargs period="eval") are for scoring, never for datasets
+    envs = list(a.env) + ([e for e in list_envs() if env_spec(e).kwargs.get("period") != "eval"] if a.all else [])
     if a.missing:
         envs = [e for e in envs if not recipe_path(e).exists()]
     if len(a.seeds) < 2:

@@ -18,9 +18,8 @@ from baselines.registry import applicable, check
 from baselines.single import D3rlpyLearner, TransitionSampler
 from baselines.train import RunSettings, load_learner, train
 from ogdata.envs.core import VectorMarket
-from ogdata.envs.registry import EnvSpec, register
+from ogdata.envs.registry import EnvSpec
 from ogdata.errors import InvalidIdError
-from ogdata.policies.reference import register_policy
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = dict(hidden=32, layers=2, batch_size=128)
@@ -44,13 +43,23 @@ class ToyBandit(VectorMarket):
         return (self.x[:, None].astype(np.float32), r, done, ~done, {"wealth": 100.0 + r})
 
 
-@register_policy("test/toy-bandit-expert")
-def _expert(core):
+def _toy_expert(core):
     return lambda obs, rng: obs.copy()
 
 
-register(EnvSpec(id="test-toy-bandit", core=f"{__name__}:ToyBandit", family="test",
-                 references={"random": "random", "expert": "test/toy-bandit-expert"}))
+@pytest.fixture
+def toy_env(monkeypatch):
+    """Register the toy bandit (and its expert) for one test only: suites that enumerate every
+    registered env must never see it."""
+    from ogdata.envs import registry
+    from ogdata.policies import reference
+
+    registry._load_families()
+    monkeypatch.setitem(registry._REGISTRY, "test-toy-bandit", EnvSpec(
+        id="test-toy-bandit", core=f"{__name__}:ToyBandit", family="test",
+        references={"random": "random", "expert": "test/toy-bandit-expert"}))
+    monkeypatch.setitem(reference._POLICIES, "test/toy-bandit-expert", _toy_expert)
+    return "test-toy-bandit"
 
 
 def bandit_dataset(path, n=4000, expert_fraction=0.2, seed=0):
@@ -130,6 +139,27 @@ def test_discrete_cql_and_bcq_beat_bc_when_the_poor_behaviour_dominates(tmp_path
     assert discrete_accuracy(fit("bcq", ds, 300)) == 1.0
 
 
+def test_discrete_cql_bootstraps_a_delayed_reward(tmp_path):
+    """The reward for step 1's action arrives at step 2: only the TD target through the sampler's
+    next observations and terminals can credit it."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    a1 = np.where(rng.random(n) < 0.3, 1, 0)  # right action 1; the data mostly plays 0
+    obs = np.zeros((n, 3, 3), np.float32)
+    obs[:, 0, 0] = 1.0
+    obs[:, 1, 1] = 1.0
+    obs[:, 1, 2] = a1 == 1
+    rew = np.zeros((n, 2), np.float32)
+    rew[:, 1] = a1 == 1
+    ds = ogdata.create_dataset(tmp_path / "two", observations=obs.reshape(3 * n, 3),
+                               actions=np.stack([a1, rng.integers(0, 3, n)], 1).reshape(-1), rewards=rew.reshape(-1),
+                               terminations=np.tile([False, True], n), truncations=np.zeros(2 * n, bool),
+                               episode_lengths=np.full(n, 2), action_space=spaces.Discrete(3))
+    learner = fit("cql", ds, 600, target_update_interval=100)
+    assert learner.policy(np.array([[1.0, 0.0, 0.0]], np.float32))[0] == 1
+    assert fit("bc", ds, 150).policy(np.array([[1.0, 0.0, 0.0]], np.float32))[0] == 0
+
+
 # -- data path and scaling -----------------------------------------------------------------------------------------
 def test_sampler_draws_the_datasets_transitions_with_true_next_observations(tmp_path):
     rng = np.random.default_rng(0)
@@ -167,7 +197,13 @@ def test_scaling_is_fitted_per_env_and_recorded(tmp_path):
     assert cfg["action_scaler"]["params"]["minimum"] == [-1.0]
 
 
-def test_registry_matches_algorithms_to_datasets(tmp_path):
+def test_registry_matches_algorithms_to_datasets(tmp_path, capsys):
+    from baselines.__main__ import main
+
+    assert main(["list"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:4] == ["algo", "agents", "discrete", "continuous"]
+    assert "icql     multi   yes       -" in "\n".join(table)
     ds = bandit_dataset(tmp_path / "c", n=50)
     dds = discrete_dataset(tmp_path / "d", n=50)
     assert applicable(ds) == ["bc", "cql", "iql", "td3bc"]
@@ -198,9 +234,11 @@ def test_d3rlpy_checkpoints_round_trip_exactly(tmp_path, name):
 
 
 # -- evaluation ----------------------------------------------------------------------------------------------------
-def test_evaluator_scores_random_at_0_and_the_expert_at_100():
+def test_evaluator_scores_random_at_0_and_the_expert_at_100(toy_env):
     ev = Evaluator("test-toy-bandit", episodes=400, seed=0)
     assert heldout("test-toy-bandit").how == "fresh-seeds"
+    assert heldout("portfolio-sp500").env_id == "portfolio-sp500-eval"  # real prices: the held-out years
+    assert heldout("trading-sp500").how == "eval-id" and heldout("portfolio-synth").how == "fresh-seeds"
     refs = ev.references()
     assert refs["source"] == "computed"  # nothing recorded for a test env: rolled on the same seeds
     assert refs["expert"] == pytest.approx(1.0) and refs["random"] == pytest.approx(1 / 3, abs=0.05)
@@ -212,7 +250,7 @@ def test_evaluator_scores_random_at_0_and_the_expert_at_100():
     assert expert["finance"]["wealth_kind"] == "capital" and expert["finance"]["max_drawdown"] == 0.0
 
 
-def test_train_writes_logs_checkpoint_and_result(tmp_path):
+def test_train_writes_logs_checkpoint_and_result(tmp_path, toy_env):
     bandit_dataset(tmp_path / "toy", n=400)
     res = train(RunSettings(algo="bc", dataset=str(tmp_path / "toy"), steps=20, seed=3, evals=2, eval_episodes=16,
                             log_every=10, out=str(tmp_path / "run"), progress=False, threads=1, **SMALL))
@@ -227,12 +265,12 @@ def test_train_writes_logs_checkpoint_and_result(tmp_path):
     assert json.loads((run / "config.json").read_text())["learner"]["scaling"]["reward_scale"] > 0
 
 
-def test_cli_trains_end_to_end_on_a_registered_env(tmp_path):
-    """`python -m baselines train` on a tiny execution-ac dataset from the random policy."""
+def random_execution_dataset(path, envs=4, tier="random"):
+    """A tiny execution-ac dataset rolled with the random policy (a registered env with recorded references)."""
     from ogdata.envs import make_core
     from ogdata.policies import make_policy
 
-    core = make_core("execution-ac", num_envs=4)
+    core = make_core("execution-ac", num_envs=envs)
     pol, rng = make_policy("random", core), np.random.default_rng(0)
     obs, _ = core.reset(seed=0)
     O, A, R, TE = [obs], [], [], []
@@ -244,13 +282,18 @@ def test_cli_trains_end_to_end_on_a_registered_env(tmp_path):
             break
     T = len(A)
     assert np.stack(TE)[-1].all() and not np.stack(TE)[:-1].any(), "the toy rollout needs equal-length episodes"
-    o = np.stack(O, 1).reshape(4 * (T + 1), -1)
-    ogdata.create_dataset(tmp_path / "ds", observations=o, actions=np.stack(A, 1).reshape(4 * T, -1),
-                          rewards=np.stack(R, 1).reshape(-1).astype(np.float32),
-                          terminations=np.stack(TE, 1).reshape(-1), truncations=np.zeros(4 * T, bool),
-                          episode_lengths=np.full(4, T), observation_space=core.observation_space,
-                          action_space=core.action_space,
-                          metadata={"env_id": "execution-ac", "dataset_id": "execution-ac/random-v0", "tier": "random"})
+    o = np.stack(O, 1).reshape(envs * (T + 1), -1)
+    return ogdata.create_dataset(
+        path, observations=o, actions=np.stack(A, 1).reshape(envs * T, -1),
+        rewards=np.stack(R, 1).reshape(-1).astype(np.float32), terminations=np.stack(TE, 1).reshape(-1),
+        truncations=np.zeros(envs * T, bool), episode_lengths=np.full(envs, T),
+        observation_space=core.observation_space, action_space=core.action_space,
+        metadata={"env_id": "execution-ac", "dataset_id": f"execution-ac/{tier}-v0", "tier": tier})
+
+
+def test_cli_trains_end_to_end_on_a_registered_env(tmp_path, capsys):
+    """`python -m baselines train` on a tiny execution-ac dataset from the random policy."""
+    random_execution_dataset(tmp_path / "ds")
     out = subprocess.run([sys.executable, "-m", "baselines", "train", "--algo", "td3bc", "--dataset",
                           str(tmp_path / "ds"), "--steps", "4", "--eval-episodes", "4", "--hidden", "16",
                           "--batch-size", "32", "--out", str(tmp_path / "run"), "--threads", "1"],
@@ -261,6 +304,35 @@ def test_cli_trains_end_to_end_on_a_registered_env(tmp_path):
     res = json.loads((tmp_path / "run" / "result.json").read_text())
     assert res["last"]["references"]["source"] == "recorded"
     assert "implementation_shortfall_bp" in res["last"]["finance"]
-    bad = subprocess.run([sys.executable, "-m", "baselines", "train", "--algo", "bcq", "--dataset",
-                          str(tmp_path / "ds"), "--steps", "4"], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and "these can: bc, cql, iql, td3bc" in bad.stderr
+    from baselines.__main__ import main
+
+    assert main(["train", "--algo", "bcq", "--dataset", str(tmp_path / "ds"), "--steps", "4"]) == 2
+    assert "these can: bc, cql, iql, td3bc" in capsys.readouterr().err
+
+
+def test_reproduce_runs_aggregates_resumes_and_records_cards(tmp_path, _isolated_home):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("reproduce", ROOT / "scripts" / "reproduce.py")
+    rep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rep)
+    random_execution_dataset(_isolated_home / "datasets" / "execution-ac" / "random-v0")
+    argv = ["--suite", "lite", "--datasets", "execution-ac/random-v0", "--tiers", "random", "--algos", "bc,iql",
+            "--seeds", "2", "--steps", "3", "--evals", "1", "--eval-episodes", "2", "--jobs", "1", "--hidden", "16",
+            "--runs-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results")]
+    assert rep.main(argv) == 0
+    doc = json.loads((tmp_path / "results" / "lite.json").read_text())
+    cell = doc["datasets"]["execution-ac/random-v0"]["algos"]
+    assert set(cell) == {"bc", "iql"} and cell["bc"]["n_seeds"] == 2
+    assert cell["iql"]["last_mean"] == pytest.approx(np.mean(cell["iql"]["last_scores"]))
+    assert cell["iql"]["last_std"] == pytest.approx(np.std(cell["iql"]["last_scores"]))
+    md = (tmp_path / "results" / "lite.md").read_text()
+    assert "| execution-ac/random-v0 |" in md and "3 updates per run, MLP 2×16" in md
+    assert (tmp_path / "results" / "lite.png").stat().st_size > 1000
+    meta = ogdata.load("execution-ac/random-v0", download=False).metadata
+    assert meta["baselines"]["lite"]["algos"]["bc"]["n_seeds"] == 2
+    done = sorted((tmp_path / "runs").rglob("result.json"))
+    stamps = [f.stat().st_mtime_ns for f in done]
+    assert len(done) == 4
+    assert rep.main(argv) == 0  # resumable: finished runs are skipped, not redone
+    assert [f.stat().st_mtime_ns for f in done] == stamps

@@ -144,3 +144,45 @@ def test_wrong_action_type_is_refused(tasks):
         MultiLearner.from_dataset("icql", tasks["mixed"], fit_scaling(tasks["mixed"]), **SMALL)
     with pytest.raises(ValueError, match="matd3bc does not support discrete"):
         MultiLearner.from_dataset("matd3bc", tasks["discrete"], fit_scaling(tasks["discrete"]), **SMALL)
+
+
+def two_step_task(path, n=2000, expert_fraction=0.3, seed=0):
+    """The reward arrives one step after the action that earns it, so only bootstrapping finds it.
+
+    Step 1: each agent sees [1, 0, 0] and should play its own right action (agent 0: 1, agent 1: 2);
+    the data mostly plays 0. Reward 0. Step 2: each agent sees [0, 1, right_i]; whatever they do,
+    the team reward is the fraction of agents that were right at step 1, and the episode ends."""
+    rng = np.random.default_rng(seed)
+    right = np.array([1, 2])
+    a1 = np.where(rng.random((n, 1)) < expert_fraction, right, 0)
+    ok = (a1 == right).astype(np.float32)
+    a2 = rng.integers(0, 3, (n, 2))
+    obs = np.zeros((n, 3, 2, 3), np.float32)  # episode, t (T+1 = 3 observations), agent, feature
+    obs[:, 0, :, 0] = 1.0
+    obs[:, 1, :, 1] = 1.0
+    obs[:, 1, :, 2] = ok
+    rew = np.zeros((n, 2, 2), np.float32)
+    rew[:, 1, :] = ok.mean(1, keepdims=True)
+    term = np.zeros((n, 2, 2), bool)
+    term[:, 1] = True
+    return ogdata.create_dataset(
+        path, observations=obs.reshape(3 * n, 2, 3), actions=np.stack([a1, a2], 1).reshape(2 * n, 2),
+        rewards=rew.reshape(2 * n, 2), terminations=term.reshape(2 * n, 2), truncations=np.zeros((2 * n, 2), bool),
+        episode_lengths=np.full(n, 2), states=obs.reshape(3 * n, 6), agents=["a", "b"],
+        action_space=spaces.Discrete(3))
+
+
+@pytest.mark.parametrize("name,overrides", [("icql", {"target_update_interval": 100}), ("iiql", {})])
+def test_q_learners_bootstrap_a_delayed_reward(tmp_path, name, overrides):
+    ds = two_step_task(tmp_path / "two")
+    torch.set_num_threads(1)
+    learner = MultiLearner.from_dataset(name, ds, fit_scaling(ds), seed=0, overrides=overrides, **SMALL)
+    for _ in range(1000):
+        learner.step()
+    first = np.zeros((1, 2, 3), np.float32)
+    first[:, :, 0] = 1.0
+    np.testing.assert_array_equal(learner.policy(first), [[1, 2]])
+    mabc = MultiLearner.from_dataset("mabc", ds, fit_scaling(ds), seed=0, **SMALL)
+    for _ in range(200):
+        mabc.step()
+    np.testing.assert_array_equal(mabc.policy(first), [[0, 0]])  # BC copies the data's majority

@@ -198,7 +198,10 @@ def test_killed_run_leaves_nothing_and_rerun_succeeds(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
     assert not target.exists()
     ds = generate("market-making-as", "random", 400, target, progress=False, profile=False)
-    assert len(ds) == 400 and ogdata.verify(str(target))["num_transitions"] == 400
+    from ogdata.storage import verify
+
+    assert len(ds) == 400 and verify(target)["num_transitions"] == 400
+    assert ds.dataset_id is None     # an ad-hoc size never claims the catalogue id
     assert [p.name for p in target.parent.iterdir()] == ["random-v0"]    # the stale staging dir is gone
 
 

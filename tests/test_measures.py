@@ -153,6 +153,17 @@ def test_constant_dimension_is_one_bin_and_discrete_is_not_binned():
         M.bin_codes([np.array([[2.0, np.nan]]), np.array([1])], lim)
 
 
+def test_mixed_dtypes_and_strided_parts_bin_like_separate_parts():
+    rng = np.random.default_rng(8)
+    obs = rng.uniform(-3, 3, size=(500, 2, 3))                        # float64, sliced per agent (strided)
+    act = rng.uniform(0, 1, size=(500, 2)).astype(np.float32)
+    lim = M.Limits.from_arrays([obs[:, 1], act], bins=17)
+    joint = M.bin_codes([obs[:, 1], act], lim)
+    alone = [M.bin_codes(x, M.Limits((p,), bins=17)) for x, p in zip([obs[:, 1], act], lim.parts)]
+    assert np.array_equal(joint, np.concatenate(alone, axis=1))
+    assert joint.max() == 16 and joint.min() == 0
+
+
 def test_limits_json_roundtrip_and_validation():
     lim = M.Limits.from_arrays([np.array([[0.5, -1.0], [1.5, 3.0]], np.float32), np.array([0, 2])], bins=7,
                                discrete=[None, (0, 4)], keys=["observations", "actions"])
@@ -194,10 +205,17 @@ def test_hash_collisions_are_resolved_exactly():
     rows = rng.integers(0, 4, size=(500, 3)).astype(np.uint64)
     truth = len(np.unique(rows, axis=0))
     h = np.zeros(500, np.uint64)                        # every row collides
-    assert M._dedup(h, rows, need_rows=False) == truth
-    h = (rng.integers(0, 3, 500)).astype(np.uint64)     # three colliding groups
-    hu, ru = M._dedup(h, rows)
+    assert M._dedup([h, rows], need_rows=False) == truth
+    h = (rows[:, 0] % np.uint64(3)) << np.uint64(62)     # a (terrible) hash of the row: three colliding groups
+    hu, ru = M._dedup([h, rows])
     assert len(hu) == truth == len(np.unique(ru, axis=0))
+
+
+def test_larger_input_with_many_duplicates_is_exact():
+    rng = np.random.default_rng(7)
+    pool = rng.integers(0, 100, size=(60_000, 36))
+    codes = pool[rng.integers(0, len(pool), size=150_000)]
+    assert M.UniqueCounter([100] * 36).add_codes(codes).count() == len(np.unique(codes, axis=0))
 
 
 def test_streaming_compaction_and_growth_stay_exact():
@@ -287,6 +305,13 @@ def test_limits_come_from_reference_are_stored_and_reused(chain):
     coarse["joint"]["parts"][0]["high"] = [800.0]                    # positions 0..7 all fall in bin 0
     ogdata.storage.update_metadata(ref.path, measures={"saco_limits": coarse})
     assert M.coverage(chain["random"][0], ogdata.load(ref.path))["unique_state_actions"] == 2
+
+
+def test_hyperloglog_saco_reports_its_error(chain):
+    cov = M.coverage(chain["random"][0], chain["replay"][0], exact=False)
+    exact = M.coverage(chain["random"][0], chain["replay"][0])
+    assert cov["exact"] is False and cov["relative_error"] == pytest.approx(M.HLL_STANDARD_ERROR * math.sqrt(2))
+    assert cov["saco"] == pytest.approx(exact["saco"], rel=0.05)      # tiny counts: linear-counting regime
 
 
 def test_saco_errors(chain, tmp_path):

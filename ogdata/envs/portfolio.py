@@ -91,19 +91,28 @@ class Portfolio(VectorMarket):
         # state and preallocated work arrays
         self.weights = np.zeros((B, N + 1))
         self.wealth = np.ones(B)
+        self._raw = np.empty((B, N + 1))
         self._target = np.empty((B, N + 1))
         self._hold = np.empty((B, N + 1))
         self._gross = np.empty((B, N + 1))
         self._diff = np.empty((B, N))
         self._idx = np.empty(B, dtype=np.int64)
         self._ones = np.ones((N + 1, 1))
-        self._ones_risky = np.ones(N)
+        self._turnover_cost = np.stack([np.ones(N), np.full(N, self.cost)], axis=1)
+        self._unit = np.float64(1.0)
         self._target_risky = self._target[:, :-1]
         self._weights_risky = self.weights[:, :-1]
-        self._last = self.n_steps - 1
+        self._last = np.full(B, self.n_steps - 1, dtype=np.int64)
+        self._start, self._returns = self.paths.start, self.paths.gross  # updated in place by paths.reset
+        self._one, self._n = np.ones(B, dtype=np.int64), np.full(B, self.n_steps, dtype=np.int64)
+        self._table = self.paths.padded_windows(N + 1)
 
     def _observe(self, rows: np.ndarray) -> np.ndarray:
-        return np.concatenate((self.paths.windows[rows], self.weights), axis=1, dtype=np.float32)
+        if self._table is None:
+            return np.concatenate((self.paths.windows[rows], self.weights), axis=1, dtype=np.float32)
+        obs = self._table.take(rows, axis=0)
+        obs[:, self._wn:] = self.weights
+        return obs
 
     def _reset(self, mask: np.ndarray):
         self.paths.reset(self.rng, mask)
@@ -115,34 +124,35 @@ class Portfolio(VectorMarket):
         return self._observe(self.paths.start + np.minimum(self._t, self.n_steps) - 1), info
 
     def _step(self, actions: np.ndarray):
-        tgt, w = self._target, self.weights
-        # target weights on the simplex: clip (done by check_actions) and normalise, in float64.
-        # Row sums are matrix products (B, N+1) @ (N+1, 1): far faster than reductions over short rows.
-        np.copyto(tgt, actions)
-        s = tgt @ self._ones
-        if not s.all():  # an all-zero action means all cash
+        # Small-batch speed notes: row sums are matrix products (B, N+1)·(N+1, 1), far faster
+        # than reductions over short rows; ndarray methods (.dot, .take) skip the dispatch of
+        # the np.* functions; outputs never alias inputs (numpy's overlap check costs as much
+        # as a small op) and operands are numpy values, not Python scalars.
+        raw, tgt, w = self._raw, self._target, self.weights
+        # target weights on the simplex: clip (done by check_actions) and normalise, in float64
+        np.copyto(raw, actions)
+        s = raw.dot(self._ones)
+        if np.count_nonzero(s) != len(s):  # an all-zero action means all cash
             zero = s[:, 0] == 0.0
             s[zero] = 1.0
-            tgt[zero, -1] = 1.0
-        tgt /= s
+            raw[zero, -1] = 1.0
+        np.divide(raw, s, out=tgt)
         # this step's row, clamped so that stepping an ended market stays in range
-        idx = np.minimum(self._t, self._last, out=self._idx)
-        idx += self.paths.start
-        g = np.take(self.paths.gross, idx, axis=0, out=self._gross, mode="clip")
+        idx = np.add(np.minimum(self._t, self._last), self._start, out=self._idx)
+        g = self._returns.take(idx, 0, self._gross, "clip")
         d = np.subtract(self._target_risky, self._weights_risky, out=self._diff)
-        turnover = np.abs(d, out=d) @ self._ones_risky
+        tc = np.abs(d).dot(self._turnover_cost)  # columns: τ and c·τ in one product
+        turnover, ccost = tc[:, 0], tc[:, 1]
         hold = np.multiply(tgt, g, out=self._hold)
-        growth = hold @ self._ones
+        growth = hold.dot(self._ones)
         np.divide(hold, growth, out=w)
-        ccost = turnover * self.cost
         costs = ccost * self.wealth
-        factor = np.subtract(1.0, ccost, out=ccost)
-        factor *= growth.reshape(-1)
+        factor = (self._unit - ccost) * growth.reshape(-1)
         self.wealth = self.wealth * factor
-        self._t += 1
+        self._t = self._t + self._one
         info = {"wealth": self.wealth, "turnover": turnover, "costs": costs}
         terminated = np.zeros(self.num_envs, dtype=bool)
-        return self._observe(idx), np.log(factor), terminated, self._t >= self.n_steps, info
+        return self._observe(idx), np.log(factor), terminated, self._t >= self._n, info
 
 
 # -- reference policies -------------------------------------------------------------------

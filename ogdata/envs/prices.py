@@ -141,7 +141,9 @@ def period_rows(hist: PriceHistory, period: str, start=None, end=None) -> tuple[
             raise EnvError(f"{given}={d!r} is outside the {hist.universe} data ({first} → {last}); "
                            "pass a date within it")
     if lo > hi:
-        raise EnvError(f"start {lo} is after end {hi}")
+        raise EnvError(f"start {lo} is after end {hi}" + ("" if start is not None and end is not None else
+                       f" (the {period!r} period runs {named[period][0]} → {named[period][1]}; pass both "
+                       "start= and end=, or another period)"))
     i0 = int(np.searchsorted(hist.dates, lo, side="left"))
     i1 = int(np.searchsorted(hist.dates, hi, side="right")) - 1
     return i0, i1, str(lo), str(hi)
@@ -197,16 +199,21 @@ class SyntheticModel:
         return (s0[:, None] + np.cumsum(switch[:, :length], axis=1)) % 2
 
     def sample(self, rng: np.random.Generator, n: int, length: int) -> np.ndarray:
-        """(n, length, N) daily log returns."""
-        z = rng.standard_normal((n, length, len(self.names)))
-        if len(self.mean) == 1:
-            return self.mean[0] + z @ self.chol[0].T
-        reg = self.regimes(rng, n, length)
-        out = np.empty_like(z)
-        for k in range(len(self.mean)):  # two regimes: not a loop over assets or markets
-            m = reg == k
-            out[m] = self.mean[k] + z[m] @ self.chol[k].T
-        return out
+        """(n, length, N) daily log returns, float32 (the synthetic market is defined by them).
+
+        Drawing the normals is most of the cost of a fresh path (N per market-day), so they
+        are drawn in float32; both regimes' transforms are computed and the chain picks one.
+        """
+        z = rng.standard_normal((n, length, len(self.names)), dtype=np.float32)
+        chol, mean = self.chol.astype(np.float32), self.mean.astype(np.float32)
+        out = z @ chol[0].T
+        out += mean[0]
+        if len(mean) == 1:
+            return out
+        turbulent = (self.regimes(rng, n, length) == 1)[..., None]
+        alt = z @ chol[1].T
+        alt += mean[1]
+        return np.where(turbulent, alt, out)
 
 
 # -- the per-market paths a core indexes --------------------------------------------------
@@ -295,6 +302,18 @@ class ReturnPaths:
                            "widen the period")
         self.start = np.full(self.num_envs, self.lo, dtype=np.int64)
 
+    def padded_windows(self, extra: int) -> np.ndarray | None:
+        """(M, window·N + extra) float32, row k = windows[k] then `extra` zeros: for a fixed history
+        one row gather then builds a whole observation (about 25 % faster than a concatenate at
+        B=1024). None for synthetic paths, where a table per market would be too large."""
+        if self.synthetic:
+            return None
+        k = self.windows.shape[1]
+        table = np.zeros((len(self.windows), k + extra), dtype=np.float32)
+        table[:, :k] = self.windows
+        table.setflags(write=False)
+        return table
+
     @property
     def num_starts(self) -> int | None:
         """How many distinct start dates a real-price episode can have (None for synthetic)."""
@@ -309,11 +328,14 @@ class ReturnPaths:
             self.start[mask] = rng.integers(self.lo, self.hi + 1, size=k)
             return
         L, n = self.block, len(self.names)
-        lr = self.model.sample(rng, k, L)
-        g = self.gross.reshape(self.num_envs, L, n + 1)
-        g[mask, :, :n] = np.exp(lr)
-        self.features.reshape(self.num_envs, L, n)[mask] = np.clip(lr * FEATURE_SCALE, -FEATURE_BOUND,
-                                                                   FEATURE_BOUND)
+        gross = self.gross.reshape(self.num_envs, L, n + 1)
+        feats = self.features.reshape(self.num_envs, L, n)
+        which = np.flatnonzero(mask)
+        for i in range(0, k, 256):  # chunks of markets bound the temporaries (~40 MB)
+            b = which[i:i + 256]
+            lr = self.model.sample(rng, len(b), L)
+            gross[b, :, :n] = np.exp(lr, dtype=np.float64)
+            feats[b] = np.clip(lr * FEATURE_SCALE, -FEATURE_BOUND, FEATURE_BOUND)
 
 
 # -- calibration (offline; needs the extra) -------------------------------------------------

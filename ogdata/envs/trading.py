@@ -78,10 +78,18 @@ class Trading(VectorMarket):
         self.wealth = np.ones(B)
         self._gross = self.paths.gross[:, 0]
         self._idx = np.empty(B, dtype=np.int64)
-        self._last = self.n_steps - 1
+        self._last = np.full(B, self.n_steps - 1, dtype=np.int64)
+        self._start = self.paths.start  # updated in place by paths.reset
+        self._one, self._n = np.ones(B, dtype=np.int64), np.full(B, self.n_steps, dtype=np.int64)
+        self._unit, self._cost = np.float64(1.0), np.float64(self.cost)
+        self._table = self.paths.padded_windows(1)
 
     def _observe(self, rows: np.ndarray) -> np.ndarray:
-        return np.concatenate((self.paths.windows[rows], self.position[:, None]), axis=1, dtype=np.float32)
+        if self._table is None:
+            return np.concatenate((self.paths.windows[rows], self.position[:, None]), axis=1, dtype=np.float32)
+        obs = self._table.take(rows, axis=0)
+        obs[:, -1] = self.position
+        return obs
 
     def _reset(self, mask: np.ndarray):
         self.paths.reset(self.rng, mask)
@@ -91,22 +99,19 @@ class Trading(VectorMarket):
         return self._observe(self.paths.start + np.minimum(self._t, self.n_steps) - 1), info
 
     def _step(self, actions: np.ndarray):
-        pos = actions[:, 0].astype(np.float64) if self.continuous else actions - 1.0
-        idx = np.minimum(self._t, self._last, out=self._idx)
-        idx += self.paths.start
-        ret = np.take(self._gross, idx, mode="clip")
-        ret -= 1.0
-        ccost = np.abs(pos - self.position)
-        ccost *= self.cost
-        reward = pos * ret
-        reward -= ccost
+        # outputs never alias inputs; operands are numpy values, not Python scalars: see Portfolio._step
+        pos = actions[:, 0].astype(np.float64) if self.continuous else actions - self._unit
+        idx = np.add(np.minimum(self._t, self._last), self._start, out=self._idx)
+        ret = self._gross.take(idx, 0, None, "clip") - self._unit
+        ccost = np.abs(pos - self.position) * self._cost
+        reward = pos * ret - ccost
         costs = ccost * self.wealth
-        self.wealth = self.wealth * (1.0 + reward)
+        self.wealth = self.wealth * (self._unit + reward)
         self.position = pos
-        self._t += 1
+        self._t = self._t + self._one
         info = {"wealth": self.wealth, "position": pos, "costs": costs}
         terminated = np.zeros(self.num_envs, dtype=bool)
-        return self._observe(idx), reward, terminated, self._t >= self.n_steps, info
+        return self._observe(idx), reward, terminated, self._t >= self._n, info
 
 
 @register_policy("trading/always-long")

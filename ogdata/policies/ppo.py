@@ -16,7 +16,8 @@ the network, and it has no multi-agent learner at all. One code path serves both
 Observations are standardised by running statistics (saved in every checkpoint);
 rewards are scaled by the running std of the discounted return (training only).
 During training the policy is checkpointed at evenly spaced iterations, each checkpoint
-scored over fresh-seed episodes with the rollout noise the dataset tiers use, and the
+scored over held-out-seed episodes (the same ones for every checkpoint of a run) with the
+rollout noise the dataset tiers use, and the
 transitions of the first `record_envs` markets can be streamed to a DatasetWriter (the
 Replay tier: a uniform thinning of the run by market, every transition of those markets).
 """
@@ -430,7 +431,7 @@ class PPOTrainer:
         from ogdata.policies.evaluate import episode_returns, normalised_score
 
         if not hasattr(self, "_eval_core"):
-            self._eval_core = self.make_core(min(episodes, 64))
+            self._eval_core = self.make_core(min(episodes, 128))
         rets = episode_returns(self._eval_core, policy, episodes, seed=seed)["returns"]
         out: dict[str, Any] = {"return_mean": float(rets.mean()), "return_std": float(rets.std()),
                                "episodes": int(len(rets)), "score": None}
@@ -441,7 +442,9 @@ class PPOTrainer:
 
     def _checkpoint(self, model, it: int, env_steps: int, k: int) -> dict[str, Any]:
         cfg = self.cfg
-        seed = 1_000_003 * (cfg.seed + 1) + 7919 * k   # never a training seed
+        # held-out seeds (never a training seed), the same for every checkpoint of a run: common random
+        # numbers, so score differences between checkpoints are differences between policies, not noise
+        seed = 1_000_003 * (cfg.seed + 1)
         noisy = self.evaluate(self.behaviour_policy(model, noise=self.eval_noise), cfg.eval_episodes, seed)
         det = self.evaluate(self.behaviour_policy(model, noise=0.0), cfg.eval_episodes, seed)
         entry = {"index": k, "iteration": it, "env_steps": env_steps, **noisy,

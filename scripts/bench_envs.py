@@ -1,0 +1,347 @@
+"""Env steps per second, side by side: ogdata's portfolio core vs the physical reference and the peers.
+
+    python scripts/bench_envs.py [--quick] [--finrl-python /work/finrl-venv/bin/python]
+
+Rows (same machine, same run; trials of every system are interleaved round-robin and each
+row is its best trial in CPU time of the benchmarking process, which other workers on a
+shared machine do not inflate the way they inflate wall-clock time):
+- bare numpy: a loop doing only the portfolio arithmetic of one step (normalise the target
+  weights, turnover, costs, growth, wealth, drifted weights, log reward) on the same
+  20-stock gross returns, B markets at once: the physical reference.
+- ogdata portfolio-sp500 at B=1 through the Gymnasium API (`ogdata.make_env`, no
+  gymnasium.make wrappers), and at B=1024 through the core (and through the VectorEnv).
+  Episode resets are included, random actions are drawn beforehand for every system.
+- gym-anytrading's StocksEnv (one stock of the same data, window 10, 252-step episodes).
+- FinRL 0.3.7's StockTradingEnv on the same 20 stocks, 1990–2022, run in a separate venv
+  (FinRL pins packages ogdata does not want) as a subprocess; B=1024 is SB3's DummyVecEnv.
+
+Prints a markdown table and writes it to bench_out/envs.md.
+
+The FinRL venv (kept out of ogdata's dependencies; the pins avoid a resolver backtrack between
+alpaca-trade-api's websockets<11 and newer yfinance, and the CPU build of torch):
+    python3 -m venv /work/finrl-venv
+    /work/finrl-venv/bin/pip install "torch==2.13.0+cpu" -f /opt/wheels   # or any CPU torch
+    /work/finrl-venv/bin/pip install finrl==0.3.7 stable-baselines3 alpaca-trade-api wrds \
+        "yfinance==0.2.50" exchange_calendars stockstats gymnasium pandas matplotlib
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import ogdata  # noqa: E402
+from ogdata.envs import make_core, make_vector_env  # noqa: E402
+
+EPISODE = 252
+
+
+# -- the physical reference ------------------------------------------------------------------
+def bare_numpy(gross: np.ndarray, B: int, cost: float = 0.001, seed: int = 0):
+    """Only the portfolio arithmetic, written the plain numpy way; returns run(steps)."""
+    rng = np.random.default_rng(seed)
+    N1 = gross.shape[1]
+    acts = rng.random((64, B, N1)).astype(np.float32)
+    hi = len(gross) - EPISODE - 1
+
+    def run(steps):
+        w = np.zeros((B, N1))
+        w[:, -1] = 1.0
+        wealth = np.ones(B)
+        start = rng.integers(0, hi, size=B)
+        t = 0
+        for k in range(steps):
+            if t == EPISODE:  # episode end: new start dates, back to cash
+                t = 0
+                start = rng.integers(0, hi, size=B)
+                w[:] = 0.0
+                w[:, -1] = 1.0
+                wealth[:] = 1.0
+            a = acts[k & 63]
+            tgt = a / a.sum(1, keepdims=True)
+            turnover = np.abs(tgt[:, :-1] - w[:, :-1]).sum(1)
+            g = gross[start + t]
+            hold = tgt * g
+            growth = hold.sum(1)
+            w = hold / growth[:, None]
+            factor = (1.0 - cost * turnover) * growth
+            wealth *= factor
+            np.log(factor)
+            t += 1
+
+    return run
+
+
+# -- ogdata ----------------------------------------------------------------------------------------
+def ogdata_single(env_id: str, seed: int = 0):
+    env = ogdata.make_env(env_id)
+    rng = np.random.default_rng(seed)
+    acts = [env.action_space.sample() for _ in range(64)]
+    env.action_space.seed(seed)
+    env.reset(seed=int(rng.integers(1 << 31)))
+
+    def run(steps):
+        step, reset = env.step, env.reset
+        for k in range(steps):
+            _, _, term, trunc, _ = step(acts[k & 63])
+            if term or trunc:
+                reset()
+
+    return run
+
+
+def ogdata_core(env_id: str, B: int, seed: int = 0):
+    core = make_core(env_id, num_envs=B)
+    rng = np.random.default_rng(seed)
+    sp = core.action_space
+    if hasattr(sp, "n"):
+        acts = rng.integers(0, sp.n, size=(64, B))
+    else:
+        acts = rng.uniform(sp.low, sp.high, size=(64, B) + sp.shape).astype(np.float32)
+    core.reset(seed=seed)
+
+    def run(steps):
+        for k in range(steps):
+            _, _, term, trunc, _ = core.step(acts[k & 63])
+            if trunc[0] or term[0]:  # all markets end together
+                core.reset()
+
+    return run
+
+
+def ogdata_vector(env_id: str, B: int, seed: int = 0):
+    venv = make_vector_env(env_id, num_envs=B)
+    rng = np.random.default_rng(seed)
+    sp = venv.single_action_space
+    acts = rng.uniform(sp.low, sp.high, size=(64, B) + sp.shape).astype(np.float32)
+    venv.reset(seed=seed)
+
+    def run(steps):
+        for k in range(steps):
+            venv.step(acts[k & 63])
+
+    return run
+
+
+# -- gym-anytrading --------------------------------------------------------------------------------
+def anytrading(close: np.ndarray, B: int, window: int = 10, seed: int = 0):
+    import gymnasium
+    import pandas as pd
+    from gym_anytrading.envs import StocksEnv
+
+    df = pd.DataFrame({"Close": close})
+
+    def make():
+        return StocksEnv(df=df, window_size=window, frame_bound=(window, window + EPISODE + 1))
+
+    rng = np.random.default_rng(seed)
+    if B == 1:
+        env = make()
+        env.reset(seed=seed)
+        acts = rng.integers(0, 2, size=64)
+
+        def run(steps):
+            for k in range(steps):
+                _, _, term, trunc, _ = env.step(int(acts[k & 63]))
+                if term or trunc:
+                    env.reset()
+
+        return run
+    venv = gymnasium.vector.SyncVectorEnv([make] * B)
+    venv.reset(seed=seed)
+    acts = rng.integers(0, 2, size=(64, B))
+
+    def run_vec(steps):
+        for k in range(steps):
+            venv.step(acts[k & 63])
+
+    return run_vec
+
+
+# -- FinRL (subprocess in its own venv) ----------------------------------------------------------
+FINRL_CHILD = r'''
+import json, sys, time, warnings
+warnings.filterwarnings("ignore")
+import numpy as np, pandas as pd
+import finrl
+from finrl.meta.env_stock_trading.env_stocktrading import StockTradingEnv
+from stable_baselines3.common.vec_env import DummyVecEnv
+path, steps1, stepsB, B, repeat = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+wide = pd.read_csv(path, index_col=0)
+long = wide.stack().rename("close").reset_index()
+long.columns = ["date", "tic", "close"]
+for c in ("open", "high", "low"):  # close prices only: the standard indicators are computed from them
+    long[c] = long["close"]
+long["volume"] = 0.0
+from finrl.config import INDICATORS
+from finrl.meta.preprocessor.preprocessors import FeatureEngineer
+long = FeatureEngineer(use_technical_indicator=True, tech_indicator_list=INDICATORS, use_vix=False,
+                       use_turbulence=False, user_defined_feature=False).preprocess_data(long)
+long = long.sort_values(["date", "tic"], ignore_index=True)
+long.index = long["date"].factorize()[0]
+n = wide.shape[1]
+kw = dict(df=long, stock_dim=n, hmax=100, initial_amount=1_000_000, num_stock_shares=[0] * n,
+          buy_cost_pct=[0.001] * n, sell_cost_pct=[0.001] * n, reward_scaling=1e-4,
+          state_space=1 + 2 * n + len(INDICATORS) * n, action_space=n, tech_indicator_list=INDICATORS,
+          print_verbosity=10**9)
+rng = np.random.default_rng(0)
+out = {"version": getattr(finrl, "__version__", "0.3.7"), "rows": int(len(long)), "indicators": len(INDICATORS)}
+env = StockTradingEnv(**kw)
+env.reset(seed=0)
+acts = rng.uniform(-1, 1, size=(64, n)).astype(np.float32)
+best = 1e9
+for _ in range(repeat):
+    env.reset(seed=0)
+    t = time.process_time()
+    for k in range(steps1):
+        env.step(acts[k & 63])
+    best = min(best, time.process_time() - t)
+out["b1"] = steps1 / best
+venv = DummyVecEnv([lambda: StockTradingEnv(**kw) for _ in range(B)])
+venv.reset()
+actsB = rng.uniform(-1, 1, size=(4, B, n)).astype(np.float32)
+t = time.process_time()
+for k in range(stepsB):
+    venv.step(actsB[k & 3])
+out["bB"] = stepsB * B / (time.process_time() - t)
+print("RESULT " + json.dumps(out))
+'''
+
+
+def finrl(python: str, wide_prices, names, dates, steps1: int, stepsB: int, B: int, repeat: int):
+    """(rate_b1, rate_bB, note) from FinRL in its own venv, or (None, None, why not)."""
+    if not Path(python).exists():
+        return None, None, f"not run: no FinRL venv at {python} (pip install finrl==0.3.7 plus its imports)"
+    with tempfile.TemporaryDirectory() as d:
+        csv = Path(d) / "sp500.csv"
+        with open(csv, "w") as f:
+            f.write("date," + ",".join(names) + "\n")
+            for day, row in zip(dates, wide_prices):
+                f.write(str(day) + "," + ",".join(repr(float(x)) for x in row) + "\n")
+        child = Path(d) / "finrl_child.py"
+        child.write_text(FINRL_CHILD)
+        try:
+            res = subprocess.run([python, str(child), str(csv), str(steps1), str(stepsB), str(B), str(repeat)],
+                                 capture_output=True, text=True, timeout=1800)
+        except subprocess.TimeoutExpired:
+            return None, None, "not run: FinRL timed out"
+    line = [x for x in res.stdout.splitlines() if x.startswith("RESULT ")]
+    if res.returncode or not line:
+        return None, None, f"FinRL failed: {(res.stderr or res.stdout).strip().splitlines()[-1:]}"
+    out = json.loads(line[0][7:])
+    return out["b1"], out["bB"], (f"FinRL {out['version']}, {out['rows']} (day, stock) rows, "
+                                  f"its {out['indicators']} standard indicators")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer steps (a smoke run)")
+    ap.add_argument("--repeat", type=int, default=15, help="interleaved rounds (best of)")
+    ap.add_argument("--finrl-python", default=os.environ.get("FINRL_PYTHON", "/work/finrl-venv/bin/python"))
+    ap.add_argument("--no-finrl", action="store_true")
+    ap.add_argument("--out", default=str(ROOT / "bench_out" / "envs.md"))
+    args = ap.parse_args(argv)
+    q = 10 if args.quick else 1
+    B = 1024
+    from ogdata.envs.prices import sp500_stocks
+
+    hist = sp500_stocks()
+    gross = np.ones((len(hist.prices) - 1, hist.prices.shape[1] + 1))
+    gross[:, :-1] = hist.prices[1:] / hist.prices[:-1]
+    aapl = hist.prices[:, hist.names.index("AAPL")]
+    try:
+        at1, atB = anytrading(aapl, 1), anytrading(aapl, B)
+    except ImportError:
+        at1 = atB = None  # reported as not installed
+    # (system, B, runner, batched steps per trial, note); trials of all systems are interleaved
+    # (round-robin, best of --repeat) so that each sees the same load on a shared machine. A B=1024
+    # trial is one whole episode, so that every trial pays for exactly one reset.
+    specs = [
+        ("bare numpy portfolio arithmetic (physical reference)", 1, bare_numpy(gross, 1), 10000, ""),
+        ("ogdata portfolio-sp500, Gymnasium API (ogdata.make_env)", 1, ogdata_single("portfolio-sp500"), 10000,
+         "obs 221 floats; validation, info"),
+        ("ogdata trading-sp500, Gymnasium API", 1, ogdata_single("trading-sp500"), 10000, "obs 21 floats"),
+        ("gym-anytrading StocksEnv (AAPL of the same data, window 10)", 1, at1, 10000,
+         "one asset, obs 10×2"),
+        ("bare numpy portfolio arithmetic (physical reference)", B, bare_numpy(gross, B), EPISODE, ""),
+        ("ogdata portfolio-sp500 core", B, ogdata_core("portfolio-sp500", B), EPISODE, ""),
+        ("ogdata portfolio-sp500 MarketVectorEnv (gymnasium VectorEnv)", B, ogdata_vector("portfolio-sp500", B),
+         EPISODE, "next-step autoreset"),
+        ("ogdata portfolio-synth core", B, ogdata_core("portfolio-synth", B), EPISODE,
+         "fresh correlated-GBM paths drawn at every reset (20 normals per env-step)"),
+        ("ogdata trading-sp500 core", B, ogdata_core("trading-sp500", B), EPISODE, ""),
+        ("gym-anytrading StocksEnv, gymnasium SyncVectorEnv", B, atB, 10, ""),
+    ]
+    missing = [(name, b, None, note) for name, b, fn, _, note in specs if fn is None]
+    specs = [x for x in specs if x[2] is not None]
+    best = [np.inf] * len(specs)
+    print(f"benchmarking: {args.repeat} interleaved rounds...", flush=True)
+    for r in range(args.repeat):
+        for i, (_, b, fn, steps, _) in enumerate(specs):
+            n = max(steps // q, 2)
+            t = time.process_time()
+            fn(n)
+            best[i] = min(best[i], (time.process_time() - t) / (n * b))
+        print(f"  round {r + 1}/{args.repeat} done", flush=True)
+    rows = [(name, b, 1.0 / sec, note) for (name, b, _, _, note), sec in zip(specs, best)]
+    rows += [(name, b, None, "not installed: pip install ogdata[bench]") for name, b, _, _ in missing]
+    rows.sort(key=lambda r: r[1])  # B=1 rows first
+    for name, b, rate, _ in rows:
+        print(f"  {name} B={b}: {rate:,.0f} env-steps/s")
+    if args.no_finrl:
+        f1 = fB = None
+        fnote = "not run (--no-finrl)"
+    else:
+        print("  FinRL (subprocess in its own venv)...", flush=True)
+        f1, fB, fnote = finrl(args.finrl_python, hist.prices, hist.names, hist.dates, max(200 // q, 20),
+                              max(2 // q, 1), B, 3)
+    rows.insert(4, ("FinRL StockTradingEnv (20 stocks, 1990–2022)", 1, f1, fnote))
+    rows.append(("FinRL StockTradingEnv, SB3 DummyVecEnv", B, fB, fnote))
+
+    bare = {b: r for s, b, r, _ in rows if s.startswith("bare")}
+    og = {b: r for s, b, r, _ in rows if s.startswith("ogdata portfolio-sp500") and "Vector" not in s}
+    load = os.getloadavg()
+    lines = [
+        f"Env steps per second, one run ({time.strftime('%Y-%m-%d %H:%M')}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, load average {load[0]:.1f} while running; numpy {np.__version__}). "
+        "Rates are from the CPU time of the benchmarking process, best of "
+        f"{args.repeat} interleaved rounds. Ratios are against the bare numpy loop at the same B, and "
+        "ogdata portfolio-sp500 over each row.",
+        "",
+        "| system | B | env-steps/s | µs per env-step | × bare numpy | ogdata ÷ this | note |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for system, b, rate, note in rows:
+        if rate is None:
+            lines.append(f"| {system} | {b} | — | — | — | — | {note} |")
+            continue
+        lines.append(f"| {system} | {b} | {rate:,.0f} | {1e6 / rate:.2f} | {rate / bare[b]:.2f} | "
+                     f"{og[b] / rate:,.2f} | {note} |")
+    us1 = 1e6 / og[1]
+    lines += ["", f"Targets: single-env step {us1:.1f} µs (target ≤ 15 µs: {'met' if us1 <= 15 else 'NOT met'}); "
+              f"B={B} core {og[B] / 1e6:.2f}M env-steps/s = {og[B] / bare[B]:.2f}× bare numpy (target ≥ 3M and "
+              f"≥ 0.5×: {'met' if og[B] >= 3e6 and og[B] >= 0.5 * bare[B] else 'NOT met'})."]
+    table = "\n".join(lines) + "\n"
+    print()
+    print(table)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(table)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
