@@ -8,7 +8,7 @@ Same env, same behaviour policy (the committed Good checkpoint of the env, Gauss
                 zarr writer, atomic commit (measures off: profiling is timed separately)
 Writes a Markdown table to bench_out/generation.md (and JSON beside it).
 
-    python scripts/bench_generation.py                    # market-making-as and execution-ac
+    python scripts/bench_generation.py       # market-making-as, execution-ac (+ multi-market-making-3, ogdata only)
     python scripts/bench_generation.py --env market-making-as --transitions 500000 --minari-transitions 50000
 """
 
@@ -85,9 +85,13 @@ def main(argv=None) -> int:
     ap.add_argument("--transitions", type=int, default=1_000_000, help="ogdata dataset size")
     ap.add_argument("--minari-transitions", type=int, default=100_000, help="Minari dataset size")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--ma-env", action="append", default=None,
+                    help="multi-agent envs (ogdata only; joint transitions); default multi-market-making-3")
     ap.add_argument("--out", type=Path, default=ROOT / "bench_out")
     a = ap.parse_args(argv)
     envs = a.env or ["market-making-as", "execution-ac"]
+    if a.ma_env is None:
+        a.ma_env = ["multi-market-making-3"]
     rows = []
     for env_id in envs:
         with tempfile.TemporaryDirectory() as d:
@@ -102,6 +106,13 @@ def main(argv=None) -> int:
                 r["speedup"] = r["tps"] / base["tps"]
                 rows.append(r)
                 print(r, flush=True)
+    for env_id in a.ma_env:   # Minari has no multi-agent collector: ogdata only
+        with tempfile.TemporaryDirectory() as d:
+            for w in a.workers:
+                r = bench_ogdata(env_id, a.transitions, Path(d), w)
+                r.update(env=env_id, speedup=None)
+                rows.append(r)
+                print(r, flush=True)
     a.out.mkdir(parents=True, exist_ok=True)
     lines = ["# Generation throughput: env + policy inference + writer, end to end", "",
              f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared), "
@@ -111,7 +122,8 @@ def main(argv=None) -> int:
              "| env | method | transitions | wall (s) | transitions/s | vs Minari |",
              "| --- | --- | ---: | ---: | ---: | ---: |"]
     for r in rows:
-        sp = f"{r['speedup']:.1f}×" if "speedup" in r else "1.0×"
+        sp = ("n/a (Minari has no multi-agent support)" if r.get("speedup", 0) is None else
+              f"{r['speedup']:.1f}×" if "speedup" in r else "1.0×")
         lines.append(f"| {r['env']} | {r['method']} | {r['transitions']:,} | {r['wall_s']:.2f} | "
                      f"{r['tps']:,.0f} | {sp} |")
     (a.out / "generation.md").write_text("\n".join(lines) + "\n")

@@ -6,7 +6,7 @@ Spec (issue 2): 1M transitions, obs dim 64, act dim 8, 1000-step episodes.
   sample: 1000 batches of 256 uniformly random transitions with their next observations
 Minari's batches go through its public API (sample_episodes, then a step inside each),
 ours through Dataset.sample, the physical reference through np.load(mmap_mode='r') gathers.
-Drop the page cache between phases is not possible unprivileged; all reads are warm-cache.
+The page cache cannot be dropped unprivileged: all reads are warm-cache, best of 3. Writes run once.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 N, OBS, ACT, EP = 1_000_000, 64, 8, 1000
+REPEATS = 3  # reads: best of 3 (the machine is shared; first-touch page faults vary a lot in this VM)
 
 
 def dir_size(p: Path) -> int:
@@ -54,11 +55,13 @@ def bench_ogdata(d, root: Path, batches: int):
     t = time.perf_counter()
     ogdata.create_dataset(root / "og", **d)  # writes, fsyncs, checksums, renames atomically
     w = time.perf_counter() - t
-    gc.collect()
-    ds = ogdata.load(root / "og")
-    t = time.perf_counter()
-    arrs = ds.arrays()
-    r = time.perf_counter() - t
+    r = float("inf")
+    for _ in range(REPEATS):  # best of REPEATS, each a fresh Dataset reading every array
+        gc.collect()
+        ds = ogdata.load(root / "og")
+        t = time.perf_counter()
+        arrs = ds.arrays()
+        r = min(r, time.perf_counter() - t)
     nbytes = sum(a.nbytes for a in arrs.values())
     rng = np.random.default_rng(0)
     ds.sample(256, rng)  # builds the episode index once
@@ -73,16 +76,19 @@ def bench_numpy(d, root: Path, batches: int):
     p = root / "np"
     p.mkdir()
     n = len(d["actions"])
-    obs_flat = np.delete(d["observations"], np.cumsum(d["episode_lengths"] + 1) - 1, axis=0)
     t = time.perf_counter()
     for k, v in d.items():
         np.save(p / f"{k}.npy", v)
     fsync_tree(p)
     w = time.perf_counter() - t
-    del obs_flat
-    t = time.perf_counter()
+    r = float("inf")
+    for _ in range(REPEATS):
+        gc.collect()
+        t = time.perf_counter()
+        arrs = {k: np.load(p / f"{k}.npy") for k in d}
+        r = min(r, time.perf_counter() - t)
+        del arrs
     arrs = {k: np.load(p / f"{k}.npy") for k in d}
-    r = time.perf_counter() - t
     nbytes = sum(a.nbytes for a in arrs.values())
     mm = {k: np.load(p / f"{k}.npy", mmap_mode="r") for k in d}
     ep_of = np.repeat(np.arange(len(d["episode_lengths"])), d["episode_lengths"])
@@ -99,9 +105,9 @@ def bench_numpy(d, root: Path, batches: int):
 
 def bench_minari(d, root: Path, batches: int):
     os.environ["MINARI_DATASETS_PATH"] = str(root / "minari")
-    import gymnasium as gym
     import warnings
 
+    import gymnasium as gym
     import minari
 
     warnings.filterwarnings("ignore", module="minari")
