@@ -12,6 +12,7 @@ raises `InvalidActionError`.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any
 
 import gymnasium
@@ -22,7 +23,7 @@ from pettingzoo import ParallelEnv
 from ogdata.errors import EnvError, InvalidActionError
 
 
-class VectorMarket:
+class VectorMarket(ABC):
     """B markets stepped together. Subclasses set the spaces and implement `_reset` / `_step`.
 
     Stepping a market that has already ended must not fail (clamp indices): the vector
@@ -116,12 +117,14 @@ class VectorMarket:
         """Global state (B, *state_shape) for centralised critics (multi-agent cores)."""
         raise EnvError(f"{type(self).__name__} has no global state")
 
-    # -- to implement -------------------------------------------------------------------
-    def _reset(self, mask: np.ndarray):  # pragma: no cover - abstract
-        raise NotImplementedError
+    # -- what a family implements -------------------------------------------------------
+    @abstractmethod
+    def _reset(self, mask: np.ndarray):
+        """Re-initialise the markets where mask is True; return (obs, info) for all B."""
 
-    def _step(self, actions: np.ndarray):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _step(self, actions: np.ndarray):
+        """Advance every market one step with validated actions; return (obs, rew, term, trunc, info)."""
 
 
 def _row(info: dict[str, np.ndarray], i: int = 0) -> dict[str, Any]:
