@@ -253,8 +253,9 @@ def _return_stat(meta: Mapping[str, Any], stat: str) -> Any:
 
 
 def _headline(meta: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    """TQ, SACo, mean return ± std and the normalised score of the mean return."""
-    rows = [("TQ", _measure(meta, "tq")), ("SACo", _measure(meta, "saco"))]
+    """TQ, SACo (paper grid and coarse grid), mean return ± std and the normalised score of the mean return."""
+    rows = [("TQ", _measure(meta, "tq")), ("SACo", _measure(meta, "saco")),
+            ("SACo, coarse grid (separates tiers where SACo saturates)", _measure(meta, "saco_coarse"))]
     mean, std = _return_stat(meta, "mean"), _return_stat(meta, "std")
     if mean is not None:
         rows.append(("episode return, mean ± std", f"{_num(float(mean))} ± {_num(float(std or 0.0))}"))

@@ -1,6 +1,6 @@
 """What `ogdata profile` and `ogdata show` do (the CLI in ogdata/cli.py only parses arguments).
 
-profile: TQ, SACo (OACo), return / episode / action statistics of one dataset, as a table or
+profile: TQ, SACo (OACo), coarse SACo (OACo), return / episode / action statistics of one dataset, as a table or
 JSON, plus a figure with the return distributions of every tier of the env side by side and
 the TQ-versus-SACo scatter of every dataset of the env found locally (the main figure of
 "A Dataset Perspective on Offline RL").
@@ -151,6 +151,14 @@ def _table(prof: dict[str, Any]) -> Any:
     if prof.get("oaco") is not None:
         per = ", ".join(f"{k} {_fmt(v)}" for k, v in prof["oaco_per_agent"].items())
         rows.append(("OACo (mean over agents)", f"{_fmt(prof['oaco'])}  ({per})"))
+    if prof.get("saco_coarse") is not None:
+        rows.append(("SACo coarse", f"{_fmt(prof['saco_coarse'])}  ({_fmt(prof['unique_coarse_cells'])} / "
+                                    f"{_fmt(prof['reference_unique_coarse_cells'])} unique cells, "
+                                    f"{prof['coarse_bins']} bins × {prof['coarse_dims']} dims of the reference's "
+                                    "principal components)"))
+    if prof.get("oaco_coarse") is not None:
+        per = ", ".join(f"{k} {_fmt(v)}" for k, v in prof["oaco_coarse_per_agent"].items())
+        rows.append(("OACo coarse (mean over agents)", f"{_fmt(prof['oaco_coarse'])}  ({per})"))
     rows.append(("behaviour normalised score", _fmt(prof.get("behaviour_normalised_score"))))
     rows.append(("actions", _action_summary(prof["action_stats"])))
     for k, v in rows:
@@ -195,8 +203,8 @@ def _tier_key(tier: str | None) -> tuple[int, str]:
     return (TIER_ORDER.index(t) if t in TIER_ORDER else len(TIER_ORDER), t)
 
 
-def env_points(ds, ref, limits: dict | None = None) -> list[dict[str, Any]]:
-    """Returns, TQ and SACo of every local dataset of the env (one streaming pass each)."""
+def env_points(ds, ref, limits: dict | None = None, coarse_params: dict | None = None) -> list[dict[str, Any]]:
+    """Returns, TQ, SACo and coarse SACo of every local dataset of the env (two streaming passes each)."""
     pts = []
     for p in env_datasets(ds):
         d = ds if p == ds.path.resolve() else _load(p)
@@ -207,21 +215,26 @@ def env_points(ds, ref, limits: dict | None = None) -> list[dict[str, Any]]:
         except ReferenceMissingError:
             q = None
         cov = M.coverage(d, ref, limits=limits)
+        cc = M.coarse_coverage(d, ref, coarse_params)
+        coarse_params = cc["saco_coarse_params"]                  # fitted once, reused for the env
         pts.append({"label": d.dataset_id or d.path.name, "tier": d.metadata.get("tier"), "returns": rets,
-                    "tq": q, "saco": cov["saco"], "oaco": cov.get("oaco")})
+                    "tq": q, "saco": cov["saco"], "oaco": cov.get("oaco"), "saco_coarse": cc["saco_coarse"],
+                    "oaco_coarse": cc.get("oaco_coarse")})
     pts.sort(key=lambda x: (_tier_key(x["tier"]), x["label"]))
     return pts
 
 
 def write_plots(ds, ref, out: str | os.PathLike, prof: dict[str, Any] | None = None) -> Path:
-    """One PNG, two panels: return distributions of every tier of the env, and TQ versus SACo."""
+    """One PNG, three panels: return distributions of every tier of the env, TQ versus SACo, and TQ
+    versus the coarse SACo (SACo saturates at ≈ 1 on high-dimensional continuous data)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pts = env_points(ds, ref, limits=(prof or {}).get("saco_limits"))
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5), constrained_layout=True)
+    pts = env_points(ds, ref, limits=(prof or {}).get("saco_limits"),
+                     coarse_params=(prof or {}).get("saco_coarse_params"))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(19, 5), constrained_layout=True)
     data = [p["returns"] if len(p["returns"]) else np.zeros(1) for p in pts]
     labels = [p["tier"] or p["label"] for p in pts]
     parts = ax1.violinplot(data, showmedians=True)
@@ -236,14 +249,15 @@ def write_plots(ds, ref, out: str | os.PathLike, prof: dict[str, Any] | None = N
         ax1.axhline(refs["expert"], color="black", ls=":", lw=1, label="R_expert")
         ax1.legend(loc="best", fontsize=8)
     have = [p for p in pts if p["tq"] is not None]
-    for p in have:
-        ax2.scatter(p["saco"], p["tq"], s=60)
-        ax2.annotate(p["tier"] or p["label"], (p["saco"], p["tq"]), textcoords="offset points", xytext=(5, 5),
-                     fontsize=9)
-    ax2.set_xlabel("SACo (state-action coverage vs. replay)")
-    ax2.set_ylabel("TQ (trajectory quality)")
-    ax2.set_title("TQ vs SACo" + ("" if have else " — no reference returns recorded, TQ unavailable"))
-    ax2.grid(alpha=0.3)
+    for ax, key, name in ((ax2, "saco", "SACo"), (ax3, "saco_coarse", "coarse SACo")):
+        for p in have:
+            ax.scatter(p[key], p["tq"], s=60)
+            ax.annotate(p["tier"] or p["label"], (p[key], p["tq"]), textcoords="offset points", xytext=(5, 5),
+                        fontsize=9)
+        ax.set_xlabel(f"{name} (state-action coverage vs. replay)")
+        ax.set_ylabel("TQ (trajectory quality)")
+        ax.set_title(f"TQ vs {name}" + ("" if have else " — no reference returns recorded, TQ unavailable"))
+        ax.grid(alpha=0.3)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
@@ -350,7 +364,8 @@ def show_summary(meta: dict[str, Any]) -> dict[str, Any]:
         "files": len(meta.get("manifest") or {}),
         "recipe": meta.get("recipe") or {},
         "reference_returns": meta.get("reference_returns"),
-        "measures": {k: ms.get(k) for k in ("tq", "saco", "oaco", "unique_state_actions", "bins") if k in ms}
+        "measures": {k: ms.get(k) for k in ("tq", "saco", "oaco", "saco_coarse", "oaco_coarse",
+                                            "unique_state_actions", "bins") if k in ms}
         | ({"return_mean": rs.get("mean"), "return_std": rs.get("std")} if rs else {}),
         "behaviour_normalised_score": M.behaviour_score(meta),
     }

@@ -371,3 +371,136 @@ def test_multi_agent_joint_saco_and_per_agent_oaco(tmp_path):
 
 def _single(tmp_path, name="s1"):
     return _write(tmp_path / name, np.zeros((3, 1), np.float32), np.zeros(2, np.int64), np.zeros(2, np.float32), [2])
+
+
+# ---------------------------------------------------------------------------------------
+# coarse SACo (standardise + per-block PCA + grid, fitted on the reference)
+# ---------------------------------------------------------------------------------------
+
+
+def _two_points(tmp_path, name, obs_values, actions):
+    """Single-step episodes: obs value o (1-D, continuous), Discrete(2) action a, final obs 0."""
+    obs = np.asarray([[v, 0.0][k] for v in obs_values for k in (0, 1)], np.float32)[:, None]
+    n = len(actions)
+    return _write(tmp_path / name, obs, np.asarray(actions, np.int64), np.zeros(n, np.float32), [1] * n,
+                  action_space=spaces.Discrete(2))
+
+
+def test_coarse_saco_hand_values(tmp_path):
+    # reference: obs 0 or 2 (mean 1, std 1 -> z = -1 / +1), both actions, each pair twice: 8 rows, 4 cells
+    ref = _two_points(tmp_path, "ref", [0, 2, 0, 2] * 2, [0, 0, 1, 1] * 2)
+    p = M.coarse_params(ref, candidates=(2, 3))
+    v = p["views"]["joint"]
+    assert v["state"]["mean"] == [1.0] and v["state"]["scale"] == [1.0] and v["state"]["components"] == [[1.0]]
+    assert v["action"] == {"key": "actions", "kind": "discrete", "low": [0], "high": [1]}
+    assert v["low"] == [-3.0] and v["high"] == [3.0]                 # ±3 reference std of the component
+    # 4 cells <= 50% of 8 rows at both b = 2 and b = 3: the larger is taken
+    assert v["bins"] == 3 and v["reference_unique_by_bins"] == [4, 4] and v["dims"] == 2
+    # b = 3 over [-3, 3]: z = -1 -> bin 1, z = +1 -> bin 2; obs 0.1 (z = -0.9) shares bin 1 with obs 0;
+    # obs 9 (z = 8) is clipped into the edge bin 2 with obs 2
+    ds = _two_points(tmp_path, "ds", [0, 0.1, 0, 9], [0, 0, 0, 1])
+    cov = M.coarse_coverage(ds, ref, p)
+    assert cov["unique_coarse_cells"] == 2 and cov["reference_unique_coarse_cells"] == 4
+    assert cov["saco_coarse"] == 0.5 and cov["coarse_bins"] == 3 and cov["coarse_dims"] == 2
+    assert M.saco_coarse(ref, ref, p) == 1.0
+
+
+def test_coarse_duplicates_add_nothing_and_reference_is_one(chain, tmp_path):
+    ds, (obs, act, rew, lengths) = chain["random"]
+    ref = chain["replay"][0]
+    twice = _write(tmp_path / "twice", np.concatenate([obs, obs]), np.concatenate([act, act]),
+                   np.concatenate([rew, rew]), lengths + lengths)
+    a, b = M.coarse_coverage(ds, ref), M.coarse_coverage(twice, ref)
+    assert a["unique_coarse_cells"] == b["unique_coarse_cells"] > 0
+    assert a["saco_coarse_params"] == b["saco_coarse_params"]          # one fit, from the reference alone
+    assert M.saco_coarse(ref, ref) == 1.0
+    # the grid is not saturated by its own reference: at most 50% of its transitions are unique cells
+    v = a["saco_coarse_params"]["views"]["joint"]
+    assert v["reference_unique"] <= 0.5 * len(ref)
+    bigger = [u for c, u in zip(a["saco_coarse_params"]["candidates"], v["reference_unique_by_bins"]) if c > v["bins"]]
+    assert all(u > 0.5 * len(ref) for u in bigger)
+
+
+def test_coarse_random_covers_more_than_expert_on_chain(chain):
+    ref = chain["replay"][0]
+    r, e = M.saco_coarse(chain["random"][0], ref), M.saco_coarse(chain["expert"][0], ref)
+    assert r > e > 0
+
+
+def _point_task(tmp_path, name, policy, episodes, rng, T=10):
+    """Toy deterministic 3-D point task: obs (x, y, noise), action (dx, dy) in [-1, 1]^2, x' = x + 0.1 a.
+    The expert always pushes to the corner (+1, +1); random acts uniformly."""
+    obs, act = [], []
+    for _ in range(episodes):
+        x = rng.uniform(-1, 1, size=2)
+        for _t in range(T):
+            a = np.ones(2) if policy == "expert" else rng.uniform(-1, 1, size=2)
+            obs.append([*x, rng.normal()])
+            act.append(a)
+            x = x + 0.1 * a
+        obs.append([*x, rng.normal()])
+    n = episodes * T
+    return _write(tmp_path / name, np.asarray(obs, np.float32), np.asarray(act, np.float32), np.zeros(n, np.float32),
+                  [T] * episodes)
+
+
+def test_coarse_separates_tiers_where_fine_saco_saturates(tmp_path):
+    rng = np.random.default_rng(3)
+    rnd = _point_task(tmp_path, "random", "random", 60, rng)
+    exp = _point_task(tmp_path, "expert", "expert", 60, rng)
+    both = [rnd.arrays(), exp.arrays()]
+    ref = _write(tmp_path / "replay", *(np.concatenate([a[k] for a in both]) for k in ("observations", "actions",
+                                                                                       "rewards")),
+                 [10] * 120)
+    # 100 bins on 5 continuous dims: (almost) every transition is its own cell, so SACo is ≈ N / N_ref for both
+    assert M.saco(rnd, ref) == pytest.approx(0.5, abs=0.005) and M.saco(exp, ref) == pytest.approx(0.5, abs=0.005)
+    cr, ce = M.coarse_coverage(rnd, ref), M.coarse_coverage(exp, ref)
+    v = cr["saco_coarse_params"]["views"]["joint"]
+    assert len(v["state"]["variance"]) == 3 and len(v["action"]["variance"]) == 2 and cr["coarse_dims"] == 5
+    assert cr["saco_coarse"] > 2 * ce["saco_coarse"]
+
+
+def test_coarse_params_stored_on_reference_and_reused(chain):
+    ref, ds = chain["replay"][0], chain["expert"][0]
+    M.record_measures(ref, ref, random_return=0.0, expert_return=36.0)
+    stored = ogdata.load(ref.path).measures
+    assert stored["saco_coarse"] == 1.0 and stored["saco_coarse_params"] == M.coarse_params(ref)
+    prof = M.record_measures(ds, ogdata.load(ref.path), random_return=0.0, expert_return=36.0)
+    m = ogdata.load(ds.path).measures
+    assert "saco_coarse_params" not in m                                 # the parameters live on the reference
+    assert m["saco_coarse"] == prof["saco_coarse"] and m["saco_coarse_reference"] == stored["saco_coarse_reference"]
+    json.dumps(prof, allow_nan=False)
+    # the stored parameters are what later datasets use: one bin per projected column -> only actions count
+    coarse = json.loads(json.dumps(stored["saco_coarse_params"]))
+    coarse["views"]["joint"]["bins"] = 1
+    ogdata.storage.update_metadata(ref.path, measures={**stored, "saco_coarse_params": coarse})
+    cov = M.coarse_coverage(chain["random"][0], ogdata.load(ref.path))
+    assert cov["unique_coarse_cells"] == 2 and cov["coarse_bins"] == 1
+    # other settings refit instead of reusing; malformed parameters fail clearly
+    assert M.coarse_coverage(ds, ogdata.load(ref.path), k=3)["coarse_bins"] == stored["coarse_bins"]
+    with pytest.raises(MetadataError, match="malformed"):
+        M.coarse_coverage(ds, ref, {"views": {"joint": {"state": {"kind": "continuous"}}}})
+    with pytest.raises(ValueError, match="saturation"):
+        M.coarse_coverage(ds, ref, saturation=0.0)
+    with pytest.raises(ReferenceMissingError, match="replay"):
+        M.coarse_coverage(ds, None)
+
+
+def test_multi_agent_coarse_saco_and_oaco(tmp_path):
+    st = [[0, 1, 0, 1, 0], [1, 1, 1, 1, 1]]
+    acts = [[[0, 1], [1, 1], [0, 1], [1, 1]], [[0, 0]] * 4]
+    obs = [[[0, 1], [0, 1], [1, 1], [1, 1], [0, 0]], [[1, 0]] * 5]
+
+    def mk(path, k):
+        n = 4 * k
+        return _write(path, np.asarray(sum(obs[:k], []), np.float32)[:, :, None],
+                      np.asarray(sum(acts[:k], []), np.int64), np.zeros((n, 2), np.float32), [4] * k,
+                      states=np.asarray(sum(st[:k], []), np.float32)[:, None], agents=["a", "b"],
+                      action_space=spaces.Discrete(2))
+
+    ds, ref = mk(tmp_path / "d", 1), mk(tmp_path / "r", 2)
+    cov = M.coarse_coverage(ds, ref)
+    # two state values, two discrete action codes: the same cells as the fine SACo (2 of 3; agents 4/4 and 1/2)
+    assert cov["saco_coarse"] == pytest.approx(2 / 3) and cov["coarse_dims"] == 3
+    assert cov["oaco_coarse_per_agent"] == {"a": 1.0, "b": 0.5} and cov["oaco_coarse"] == 0.75
+    assert set(cov["saco_coarse_params"]["views"]) == {"joint", "agent:a", "agent:b"}
