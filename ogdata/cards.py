@@ -413,7 +413,29 @@ def render(dataset: Any) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def _suite_tables(baselines: Mapping[str, Any]) -> str:
+    """scripts/reproduce.py's layout: {suite: {"algos": {algo: {last_mean, last_std, best_mean, ...}},
+    "settings": {...}}} -> one table per suite, normalised scores (100 = expert, 0 = random)."""
+    parts = []
+    for suite, entry in sorted(baselines.items()):
+        st = entry.get("settings") or {}
+        parts.append(f"**{suite}** suite: {st.get('steps', '?')} updates, MLP {st.get('layers', '?')}×"
+                     f"{st.get('hidden', '?')}, batch {st.get('batch_size', '?')}, {st.get('seeds', '?')} seeds, "
+                     f"{st.get('eval_episodes', '?')} held-out episodes × {st.get('evals', '?')} evaluations "
+                     "(`python scripts/reproduce.py`). Normalised score, last evaluation mean ± std over seeds; "
+                     "best evaluation's mean.\n")
+        body = [[algo, f"{_num(float(r['last_mean']))} ± {_num(float(r.get('last_std') or 0.0))}",
+                 _num(float(r["best_mean"])) if r.get("best_mean") is not None else "—",
+                 _num(float(r["return_mean"])) if r.get("return_mean") is not None else "—", r.get("n_seeds", "—")]
+                for algo, r in sorted(entry["algos"].items())]
+        parts.append(_table(["algorithm", "normalised score (last)", "best", "raw return (last)", "seeds"], body))
+    return "\n".join(parts)
+
+
 def _baselines_table(baselines: Any) -> str:
+    if isinstance(baselines, Mapping) and baselines and all(
+            isinstance(v, Mapping) and isinstance(v.get("algos"), Mapping) for v in baselines.values()):
+        return _suite_tables(baselines)
     if isinstance(baselines, Mapping):
         rows = [(k, v) for k, v in sorted(baselines.items())]
     else:

@@ -198,3 +198,17 @@ def test_committed_cards_match_the_catalogue():
         env_card = DatasetCard((cards_dir / env_id / "README.md").read_text())
         assert {c["config_name"] for c in env_card.data.configs} == {d.split("/")[1] for d in cat
                                                                      if d.startswith(env_id + "/")}
+
+
+def test_reproduction_results_render_as_a_table(tmp_path):
+    """The layout scripts/reproduce.py writes into metadata becomes a readable table, not raw JSON."""
+    meta = dict(make_ds(tmp_path, "execution-ac/medium-v0").metadata)
+    meta["baselines"] = {"lite": {"algos": {"iql": {"last_mean": 54.88, "last_std": 1.6, "best_mean": 55.58,
+                                                    "return_mean": -642.8, "n_seeds": 3}},
+                                  "settings": {"steps": 5000, "hidden": 64, "layers": 2, "batch_size": 256,
+                                               "seeds": 3, "eval_episodes": 10, "evals": 5}}}
+    text = cards.render(meta)
+    section = text.split("## Baseline results")[1].split("## ")[0]
+    assert "**lite** suite: 5000 updates, MLP 2×64" in section
+    assert "| iql | 54.88 ± 1.6 | 55.58 | -642.8 | 3 |" in section, section
+    assert "{" not in section
