@@ -34,7 +34,7 @@ def main() -> int:
     from ogdata.generate import generate
     from ogdata.profile import run_profile
 
-    con = Console()
+    con = Console(width=max(120, Console().width))
     out = Path(a.out).absolute()
     root = out / "datasets" / a.env
     t_all = time.perf_counter()
