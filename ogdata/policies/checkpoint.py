@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import numpy as np
 from gymnasium import spaces
 
 from ogdata.errors import DatasetNotFoundError, MetadataError
+from ogdata.storage.format import write_bytes_atomic
 
 FORMAT = "ogdata-policy"
 FORMAT_VERSION = 1
@@ -38,19 +38,6 @@ def _stem(path: str | os.PathLike) -> Path:
     if p.suffix in (".safetensors", ".json"):
         p = p.with_suffix("")
     return p
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(path: str | os.PathLike, tensors: dict[str, Any], config: dict[str, Any]) -> Path:
@@ -69,8 +56,8 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, Any], config: di
             v = v.detach().cpu().numpy()
         arrays[k] = np.ascontiguousarray(v)
     cfg = {"format": FORMAT, "format_version": FORMAT_VERSION, **config}
-    _atomic_write(stem.with_suffix(".safetensors"), save(arrays, metadata={"format": FORMAT}))
-    _atomic_write(stem.with_suffix(".json"),
+    write_bytes_atomic(stem.with_suffix(".safetensors"), save(arrays, metadata={"format": FORMAT}))
+    write_bytes_atomic(stem.with_suffix(".json"),
                   (json.dumps(cfg, indent=1, sort_keys=True, allow_nan=False) + "\n").encode())
     return stem
 
