@@ -176,13 +176,22 @@ def settings_line(suite: str, cfg: dict) -> str:
             f"held-out episodes × {cfg['evals']} evaluations, device {cfg['device']}")
 
 
+def _rows(table: dict, multi_agent: bool) -> dict:
+    """The table's datasets of one kind, by env and then in tier order (Good, Medium, Poor, Replay, Random)."""
+    from ogdata.ids import TIERS
+
+    keys = sorted((k for k, v in table.items() if v["multi_agent"] == multi_agent),
+                  key=lambda k: (table[k]["env_id"], TIERS.index(table[k]["tier"])))
+    return {k: table[k] for k in keys}
+
+
 def markdown(suite: str, cfg: dict, table: dict, meta: dict) -> str:
     lines = [f"## Baselines — {suite} suite", "",
              "Normalised score on the held-out setting (100 = expert reference, 0 = random): **last** evaluation, "
              "mean ± std over seeds, with the **best** evaluation's mean in brackets (CORL's convention).",
              "", f"Settings: {settings_line(suite, cfg)}. {meta}", ""]
     for ma in (False, True):
-        rows = {k: v for k, v in sorted(table.items()) if v["multi_agent"] == ma}
+        rows = _rows(table, ma)
         if not rows:
             continue
         algos = [a for a in ALGORITHMS if ALGORITHMS[a].multi_agent == ma
@@ -205,7 +214,7 @@ def plot(path: Path, suite: str, table: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups = [(ma, {k: v for k, v in sorted(table.items()) if v["multi_agent"] == ma}) for ma in (False, True)]
+    groups = [(ma, _rows(table, ma)) for ma in (False, True)]
     groups = [(ma, rows) for ma, rows in groups if rows]
     if not groups:
         return

@@ -310,12 +310,28 @@ def test_cli_trains_end_to_end_on_a_registered_env(tmp_path, capsys):
     assert "these can: bc, cql, iql, td3bc" in capsys.readouterr().err
 
 
-def test_reproduce_runs_aggregates_resumes_and_records_cards(tmp_path, _isolated_home):
+def _reproduce_module():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("reproduce", ROOT / "scripts" / "reproduce.py")
     rep = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(rep)
+    return rep
+
+
+def test_reproduce_tables_list_envs_then_tiers_in_tier_order():
+    rep = _reproduce_module()
+    table = {f"{env}/{tier}-v0": {"env_id": env, "tier": tier, "multi_agent": env.startswith("joint"), "algos": {}}
+             for env in ("trading-synth", "execution-ac", "joint-execution-2")
+             for tier in ("random", "replay", "good", "poor", "medium")}
+    single = list(rep._rows(table, False))
+    assert single[:5] == [f"execution-ac/{t}-v0" for t in ("good", "medium", "poor", "replay", "random")]
+    assert single[5] == "trading-synth/good-v0" and len(single) == 10
+    assert list(rep._rows(table, True))[-1] == "joint-execution-2/random-v0"
+
+
+def test_reproduce_runs_aggregates_resumes_and_records_cards(tmp_path, _isolated_home):
+    rep = _reproduce_module()
     random_execution_dataset(_isolated_home / "datasets" / "execution-ac" / "random-v0")
     argv = ["--suite", "lite", "--datasets", "execution-ac/random-v0", "--tiers", "random", "--algos", "bc,iql",
             "--seeds", "2", "--steps", "3", "--evals", "1", "--eval-episodes", "2", "--jobs", "1", "--hidden", "16",

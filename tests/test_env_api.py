@@ -4,7 +4,7 @@ import gymnasium
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
-from pettingzoo.test import parallel_api_test
+from pettingzoo.test import parallel_api_test, parallel_seed_test
 
 import ogdata
 from ogdata.envs import env_spec, list_envs, make_core, make_vector_env
@@ -42,6 +42,7 @@ def test_pettingzoo_parallel_api(env_id):
     _needs(env_id)
     env = ogdata.make_env(env_id)
     parallel_api_test(env, num_cycles=60)
+    parallel_seed_test(lambda: ogdata.make_env(env_id), num_cycles=50)  # same seed, same trajectory
     obs, _ = env.reset(seed=1)
     assert env.state().shape == env.state_space.shape
     assert set(obs) == set(env.possible_agents)
