@@ -285,8 +285,10 @@ def _remote_metadata(dataset_id: str) -> dict[str, Any]:
     repo_id, folder = hub.repo_for(dataset_id)
     with tempfile.TemporaryDirectory(prefix="ogdata-show-") as tmp:
         try:
-            f = hf_hub_download(repo_id, f"{folder}/metadata.json", repo_type="dataset", local_dir=tmp,
-                                endpoint=config.hub_endpoint(), token=config.hub_token())
+            # one API call first: a dead endpoint fails here at once, not after hf_hub_download's backoff
+            commit = hub._api(config.hub_token()).dataset_info(repo_id).sha
+            f = hf_hub_download(repo_id, f"{folder}/metadata.json", repo_type="dataset", revision=commit,
+                                local_dir=tmp, endpoint=config.hub_endpoint(), token=config.hub_token())
             meta = json.loads(Path(f).read_text())
         except Exception as e:  # noqa: BLE001 - classified here
             if hub._unreachable(e):

@@ -378,6 +378,24 @@ def test_unreachable_hub_without_catalogue_entry(monkeypatch):
     assert time.monotonic() - t0 < 20  # fails at the first API call, without per-file backoff
 
 
+def test_show_reads_metadata_alone_and_fails_fast_on_a_dead_hub(online, tmp_path, capsys, monkeypatch):
+    from ogdata.profile import run_show
+
+    did = "toy-show/good-v0"
+    hub.publish(make_ds(tmp_path, did, measures={"tq": 0.5}).path)
+    assert run_show(did) == 0
+    out = capsys.readouterr().out
+    assert "Hub (not installed)" in out and "toy-show" in out and "tq 0.5" in out
+    assert not hub.local_path(did).exists()  # show downloads nothing
+    with pytest.raises(DatasetNotFoundError, match="toy-show/medium-v0 is not installed and not on the Hub"):
+        run_show("toy-show/medium-v0")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    t0 = time.monotonic()
+    with pytest.raises(OfflineError, match="unreachable.*cannot show toy-show/good-v0"):
+        run_show(did)
+    assert time.monotonic() - t0 < 5  # the first API call fails; no per-file backoff
+
+
 # ------------------------------------------------------------------- publish errors, verify, CLI
 
 def test_publish_failure_does_not_leak_the_token(tmp_path, monkeypatch, capsys, caplog):
