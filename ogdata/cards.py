@@ -69,8 +69,9 @@ TIER_MEANING = {
             "exploration noise",
     "medium": "a behaviour policy stopped at the Medium target return (roughly half-way between random and "
               "expert), rolled out with exploration noise",
-    "poor": "a behaviour policy stopped at the Poor target return (a little above random), rolled out with "
-            "exploration noise",
+    "poor": "a behaviour policy at the Poor target return (a little above random): an early checkpoint, "
+            "mixed with uniformly random actions where even the untrained policy scores well above the target, "
+            "rolled out with exploration noise",
     "replay": "every transition the online learner saw while training (its replay buffer), from random to "
               "its final policy — the SACo reference",
     "random": "the uniform-random reference policy — the TQ = 0 reference",
@@ -347,6 +348,11 @@ def render(dataset: Any) -> str:
         rows.append(("behaviour policy normalised score", behaviour))
     if "noise" in recipe:
         rows.append(("exploration noise", recipe["noise"]))
+    mixed = [p for p in recipe.get("policies") or [] if p.get("random_prob")]
+    if mixed:
+        rows.append(("random mixing (probability a step's action is uniformly random)",
+                     ", ".join(f"seed {p.get('seed')}: {p['random_prob']:.3f} (checkpoint alone scores "
+                               f"{_num(p.get('checkpoint_score'))})" for p in mixed)))
     if rows:
         out.append("What defines the tier (normalised scores: 0 = random, 100 = expert):\n")
         out.append(_table(["", "value"], rows) + "\n")

@@ -10,7 +10,8 @@ killed run leaves nothing under the dataset path and a rerun starts clean.
 
 Tiers (thresholds published in every dataset's metadata recipe):
   good    the best checkpoint of each training seed (score >= 80, or the best reached, said so)
-  medium  the checkpoint whose score is nearest 50;  poor: nearest 20
+  medium  the checkpoint whose score is nearest 50;  poor: nearest 20, and where that still scores
+          above 30, mixed with the uniform random policy (probability p per step and agent) down to 20
   replay  episodes of the training runs themselves, evenly spaced over each run, up to the tier size
   random  the uniform random policy
 Good / Medium / Poor are rolled out with the mean action plus noise: Gaussian σ = 0.1 on
@@ -32,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from ogdata.catalogue import TIER_RECIPE_FIELDS
 from ogdata.errors import DatasetNotFoundError, EnvError, InvalidIdError, MissingExtraError, OgdataError
 from ogdata.ids import TIERS
 
@@ -41,7 +43,8 @@ ROLLOUT_TIERS = ("good", "medium", "poor")
 TIER_RULES = {
     "good": "best checkpoint of each training seed (normalised score >= 80, or the best reached, stated as such)",
     "medium": "checkpoint of each training seed whose normalised score is nearest 50",
-    "poor": "checkpoint of each training seed whose normalised score is nearest 20",
+    "poor": "checkpoint of each training seed whose normalised score is nearest 20; a seed whose checkpoint "
+            "scores above 30 is mixed with the uniform random policy down to 20 (see the tier's mixing)",
     "replay": "whole episodes of each training seed's run (the recorded markets), evenly spaced over the run, "
               "up to the tier size",
     "random": "uniform random policy over the action space",
@@ -101,7 +104,8 @@ def _make_policy(spec: dict[str, Any], core):
 
     from ogdata.policies.checkpoint import BehaviourPolicy
 
-    return BehaviourPolicy(st_load(pol["safetensors"]), pol["config"], noise=float(pol.get("noise", 0.0)))
+    return BehaviourPolicy(st_load(pol["safetensors"]), pol["config"], noise=float(pol.get("noise", 0.0)),
+                           random_prob=float(pol.get("random_prob", 0.0)))
 
 
 def run_shard(spec: dict[str, Any]) -> dict[str, bytes]:
@@ -284,14 +288,16 @@ def _execute_ray(specs: list[dict[str, Any]], address: str) -> Iterator[dict[str
 
 # -- behaviour sources -----------------------------------------------------------------------------
 
-def _checkpoint_source(ref: str, noise: float) -> dict[str, Any]:
+def _checkpoint_source(ref: str, noise: float, random_prob: float = 0.0) -> dict[str, Any]:
     from ogdata.catalogue import weights_path
     from ogdata.policies.checkpoint import load_checkpoint
 
     stem = weights_path(ref)
     load_checkpoint(stem)  # validates both files
-    return {"policy": {"kind": "checkpoint", "ref": ref, "noise": noise,
-                       "safetensors": stem.with_suffix(".safetensors").read_bytes(),
+    pol = {"kind": "checkpoint", "ref": ref, "noise": noise}
+    if random_prob > 0:  # recorded only when used, so unmixed tiers keep their metadata
+        pol["random_prob"] = float(random_prob)
+    return {"policy": {**pol, "safetensors": stem.with_suffix(".safetensors").read_bytes(),
                        "config": json.loads(stem.with_suffix(".json").read_text())}}
 
 
@@ -306,7 +312,7 @@ def _sources(env_id: str, tier: str, recipe: dict[str, Any] | None) -> list[dict
     if t is None or not t.get("policies"):
         raise InvalidIdError(f"the recipe of {env_id} has no behaviour policies for tier {tier!r}")
     noise = float(t["noise"]["value"])
-    return [_checkpoint_source(p["checkpoint"], noise) for p in t["policies"]]
+    return [_checkpoint_source(p["checkpoint"], noise, float(p.get("random_prob", 0.0))) for p in t["policies"]]
 
 
 def _public_source(src: dict[str, Any]) -> dict[str, Any]:
@@ -506,7 +512,7 @@ def generate(env_id: str, tier: str, transitions: int, out_path: str | os.PathLi
            "platform": platform.platform()}
     recipe_meta: dict[str, Any] = {"tier": tier, "rule": TIER_RULES[tier], "generation": gen,
                                    "source": f"ogdata/catalogue/{env_id}.json" if recipe else "ad hoc"}
-    for k in ("threshold", "target", "reached", "noise", "policies", "note", "learned"):
+    for k in TIER_RECIPE_FIELDS:
         if k in trec:
             recipe_meta[k] = trec[k]
     if trec.get("policies"):

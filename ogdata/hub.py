@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ogdata import config
+from ogdata.catalogue import TIER_RECIPE_FIELDS  # recipe fields copied into metadata["recipe"], checked here
 from ogdata.errors import (
     DatasetNotFoundError,
     HubError,
@@ -91,17 +92,12 @@ def installed() -> list[str]:
 
 # ------------------------------------------------------------------------------------ catalogue
 
-# Recipe fields that define a tier's data: copied from the catalogue into metadata["recipe"] by
-# ogdata.generate, so a copy can be checked against the catalogue (and a card can name it).
-_TIER_FIELDS = ("threshold", "target", "reached", "noise", "policies", "note", "learned")
-
-
 def recipe_identity(meta: Mapping[str, Any]) -> dict[str, Any]:
     """The fields of a dataset's metadata that its catalogue recipe determines (dotted keys)."""
     rec = meta.get("recipe") or {}
     gen = rec.get("generation") or {}
     out: dict[str, Any] = {"tier": meta.get("tier"), "env_kwargs": meta.get("env_kwargs") or {}}
-    out.update({f"recipe.{k}": rec[k] for k in _TIER_FIELDS if k in rec})
+    out.update({f"recipe.{k}": rec[k] for k in TIER_RECIPE_FIELDS if k in rec})
     for k in ("seed", "transitions_requested"):
         if k in gen:
             out[f"recipe.generation.{k}"] = gen[k]
@@ -112,7 +108,7 @@ def recipe_identity(meta: Mapping[str, Any]) -> dict[str, Any]:
 
 def _identity(tier: str, r: Mapping[str, Any], t: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"tier": tier, "env_kwargs": dict(r.get("env_kwargs") or {})}
-    out.update({f"recipe.{k}": t[k] for k in _TIER_FIELDS if k in t})
+    out.update({f"recipe.{k}": t[k] for k in TIER_RECIPE_FIELDS if k in t})
     out["recipe.generation.seed"] = int(t.get("seed", 0))
     if "transitions" in t:
         out["recipe.generation.transitions_requested"] = int(t["transitions"])

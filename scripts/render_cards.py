@@ -1,6 +1,7 @@
 """Write the committed dataset cards: dataset_cards/<env-id>/<tier>-v<N>.md for every dataset in a directory.
 
     python scripts/render_cards.py [DIR] [--out dataset_cards] [--check]
+    python scripts/render_cards.py [DIR] --catalogue-table    # the README's catalogue table, to stdout
 
 DIR holds generated datasets (default: $OGDATA_HOME/datasets, where `ogdata generate` puts the
 catalogue); each card is the README.md the Hub shows for that tier, and <env-id>/README.md is
@@ -14,8 +15,30 @@ import sys
 from pathlib import Path
 
 from ogdata import cards, config
+from ogdata.ids import TIERS
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def catalogue_table(src: Path) -> str:
+    """Markdown: one block of rows per env (TQ, SACo, coarse SACo, behaviour score) × the five tiers."""
+    import ogdata
+
+    found: dict[str, dict[str, dict]] = {}
+    for meta_file in sorted(src.glob("*/*/metadata.json")):
+        ds = ogdata.load(meta_file.parent)
+        found.setdefault(ds.env_id, {})[ds.metadata["tier"]] = {"m": ds.measures, "ma": ds.multi_agent}
+    fmt = lambda x: "–" if x is None else f"{x:.2f}"  # noqa: E731
+    lines = ["| env | agents | measure | " + " | ".join(TIERS) + " |", "|---|---|---|" + "---:|" * len(TIERS)]
+    for env, tiers in sorted(found.items()):
+        ma = next(iter(tiers.values()))["ma"]
+        rows = [("TQ", "tq", fmt), ("SACo (100 bins)", "saco", fmt), ("SACo (coarse)", "saco_coarse", fmt),
+                ("behaviour score", "behaviour_normalised_score", lambda x: "–" if x is None else f"{x:.0f}")]
+        for i, (label, key, f) in enumerate(rows):
+            head = f"| `{env}` | {'multi' if ma else 'single'} |" if i == 0 else "| | |"
+            lines.append(f"{head} {label} | " + " | ".join(f((tiers.get(t) or {}).get("m", {}).get(key))
+                                                          for t in TIERS) + " |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,11 +46,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dir", nargs="?", default=None, help="directory of generated datasets (default: OGDATA_HOME/datasets)")
     p.add_argument("--out", default=str(ROOT / "dataset_cards"), help="where the cards go (default: dataset_cards/)")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if any card is missing or stale")
+    p.add_argument("--catalogue-table", action="store_true", help="print the README's catalogue table; write nothing")
     args = p.parse_args(argv)
     src = Path(args.dir) if args.dir else config.datasets_dir()
     if not src.is_dir():
         print(f"no datasets at {src}; generate the catalogue first (scripts/ or `ogdata generate`)", file=sys.stderr)
         return 2
+    if args.catalogue_table:
+        print(catalogue_table(src))
+        return 0
     changed = cards.write_cards(src, args.out, check=args.check)
     verb = "stale or missing" if args.check else "written"
     for f in changed:

@@ -241,3 +241,38 @@ def test_rebuild_matches_catalogue_identity(tmp_path):
     assert ds.metadata["recipe"]["source"] == "ogdata/catalogue/market-making-as.json"
     assert hub.recipe_identity(ds.metadata) == hub.catalogue_identity(did)
     assert ds.measures["behaviour_normalised_score"] > 80
+
+
+def test_poor_tier_is_mixed_down_to_its_target_and_rebuilt_from_the_recipe(tmp_path):
+    import copy
+    import importlib.util
+
+    from ogdata import hub
+    from ogdata.catalogue import recipe
+
+    spec = importlib.util.spec_from_file_location("train_behaviour", ROOT / "scripts" / "train_behaviour.py")
+    tb = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tb)
+    r = recipe("execution-ac")
+    t = r["tiers"]["poor"]
+    # the untrained actor already scores ~45 here, so each seed is mixed with the random policy
+    assert t["reached"] and t["mixing"]["type"] == "uniform-random"
+    for p in t["policies"]:
+        assert p["checkpoint_score"] > 30 and 0 < p["random_prob"] < 1 and abs(p["score"] - 20) <= 2
+    # the bisection is deterministic: redoing it from the checkpoints gives the committed recipe
+    again = copy.deepcopy(r)
+    assert tb.apply_mixing(again, "poor") == [p["random_prob"] for p in t["policies"]]
+    assert again["tiers"]["poor"] == t
+    # a seed whose checkpoint is already near the target is left unmixed
+    near = copy.deepcopy(r)
+    near["tiers"]["poor"]["policies"][0]["checkpoint_score"] = 25.0
+    assert tb.apply_mixing(near, "poor")[0] == 0.0
+    assert "random_prob" not in near["tiers"]["poor"]["policies"][0]
+    # generation rolls the mixed policy: recorded in the metadata, and it scores like the recipe says
+    ds = rebuild("execution-ac/poor-v0", tmp_path / "poor-v0", progress=False)
+    assert hub.recipe_identity(ds.metadata) == hub.catalogue_identity("execution-ac/poor-v0")
+    assert [s["random_prob"] for s in ds.metadata["recipe"]["generation"]["sources"]] == \
+        [p["random_prob"] for p in t["policies"]]
+    rets = np.add.reduceat(ds.arrays()["rewards"], np.r_[0, np.cumsum(ds.episode_lengths)[:-1]])
+    expected = np.mean([p["return_mean"] for p in t["policies"]])
+    assert abs(rets.mean() - expected) < 4 * rets.std() / np.sqrt(len(rets))

@@ -199,3 +199,39 @@ def test_checkpoint_errors(tmp_path):
 def test_checkpoint_schedule():
     assert checkpoint_iterations(100, 4, 3) == [0, 1, 2, 4, 25, 50, 75, 100]
     assert checkpoint_iterations(3, 1, 6) == [0, 1, 2, 3]
+
+
+def test_random_mixing_rate_bounds_and_no_draws_when_off():
+    tr = PPOTrainer(lambda b: Target(b), small())
+    from ogdata.policies.ppo import build_actor_critic
+
+    model = build_actor_critic(2, 2, 2, tr.cfg.hidden, False, -0.5)
+    tensors, cfg = tr.policy_tensors(model), tr.policy_config()
+    obs = np.zeros((40_000, 2), np.float32)
+    base = BehaviourPolicy(tensors, cfg, noise=0.1)
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    # p = 0 is the unmixed policy, draw for draw (unmixed tiers stay byte-identical)
+    assert np.array_equal(base(obs, rng_a), BehaviourPolicy(tensors, cfg, noise=0.1, random_prob=0.0)(obs, rng_b))
+    assert rng_a.random() == rng_b.random()
+    mixed = BehaviourPolicy(tensors, cfg, noise=0.1, random_prob=0.4)(obs, np.random.default_rng(4))
+    unchanged = BehaviourPolicy(tensors, cfg, noise=0.1)(obs, np.random.default_rng(4))
+    assert np.all((mixed >= -2.0) & (mixed <= 2.0))   # the Box is [-2, 2]
+    changed = np.any(mixed != unchanged, axis=1)
+    assert abs(changed.mean() - 0.4) < 0.01
+    # the replaced actions are uniform over the box: mean 0, variance (4^2)/12 per dimension
+    rand = BehaviourPolicy(tensors, cfg, random_prob=1.0)(obs, np.random.default_rng(5))
+    assert np.all(np.abs(rand.mean(axis=0)) < 0.03) and np.all(np.abs(rand.var(axis=0) - 16 / 12) < 0.03)
+    with pytest.raises(ValueError, match="random_prob must be a probability"):
+        BehaviourPolicy(tensors, cfg, random_prob=1.5)
+
+
+def test_random_mixing_discrete_rate():
+    tr = PPOTrainer(lambda b: Sign(b), small())
+    from ogdata.policies.ppo import build_actor_critic
+
+    model = build_actor_critic(2, 2, 3, tr.cfg.hidden, True, 0.0)
+    det = BehaviourPolicy(tr.policy_tensors(model), tr.policy_config())
+    mix = BehaviourPolicy(tr.policy_tensors(model), tr.policy_config(), random_prob=0.6)
+    obs = np.random.default_rng(0).uniform(-1, 1, (30_000, 2)).astype(np.float32)
+    changed = (det(obs, None) != mix(obs, np.random.default_rng(1))).mean()
+    assert abs(changed - 0.6 * 2 / 3) < 0.015

@@ -20,6 +20,8 @@ from ogdata.ids import TIERS, parse_id
 CATALOGUE_DIR = Path(__file__).resolve().parent
 WEIGHTS_DIR = CATALOGUE_DIR.parent / "policies" / "weights"
 RECIPE_FORMAT = "ogdata-recipe"
+# the fields of a tier's recipe that every dataset of that tier records (and is checked against)
+TIER_RECIPE_FIELDS = ("threshold", "target", "reached", "noise", "mixing", "policies", "note", "learned")
 
 
 def recipe_path(env_id: str) -> Path:

@@ -115,19 +115,27 @@ class BehaviourPolicy:
     mode="deterministic": the mean action (Box) / the arg-max (Discrete), then the
     rollout noise: `noise` = Gaussian σ on the [-1, 1] action scale (Box) or ε of ε-greedy
     (Discrete). mode="sample": draw from the policy's own distribution (training behaviour).
+    `random_prob` = p mixes in the uniform random policy: at every step each market (each agent)
+    independently acts uniformly at random with probability p. It degrades a checkpoint towards
+    the Random tier continuously, which is how a Poor tier is made when training never passed
+    through a poor policy (the untrained actor is often already decent). p = 0 draws nothing, so
+    rollouts without mixing are unchanged.
     Multi-agent: obs (B, n, *obs) -> actions (B, n, *act), one shared actor fed the agent's
     one-hot id.
     """
 
     def __init__(self, tensors: dict[str, np.ndarray], config: dict[str, Any], noise: float = 0.0,
-                 mode: str = "deterministic"):
+                 mode: str = "deterministic", random_prob: float = 0.0):
         if mode not in ("deterministic", "sample"):
             raise ValueError(f"mode must be 'deterministic' or 'sample', got {mode!r}")
         if not (np.isfinite(noise) and noise >= 0):
             raise ValueError(f"noise must be a finite value >= 0, got {noise!r}")
+        if not (np.isfinite(random_prob) and 0.0 <= random_prob <= 1.0):
+            raise ValueError(f"random_prob must be a probability in [0, 1], got {random_prob!r}")
         self.config = config
         self.mode = mode
         self.noise = float(noise)
+        self.random_prob = float(random_prob)
         self.action = config["action"]
         self.multi_agent = bool(config.get("multi_agent"))
         self.n_agents = len(config.get("agents") or []) if self.multi_agent else 0
@@ -150,9 +158,10 @@ class BehaviourPolicy:
         self._eye = np.eye(self.n_agents, dtype=np.float32) if self.multi_agent else None
 
     @classmethod
-    def load(cls, path: str | os.PathLike, noise: float = 0.0, mode: str = "deterministic") -> BehaviourPolicy:
+    def load(cls, path: str | os.PathLike, noise: float = 0.0, mode: str = "deterministic",
+             random_prob: float = 0.0) -> BehaviourPolicy:
         tensors, config = load_checkpoint(path)
-        return cls(tensors, config, noise=noise, mode=mode)
+        return cls(tensors, config, noise=noise, mode=mode, random_prob=random_prob)
 
     def forward(self, obs: np.ndarray) -> np.ndarray:
         """Actor output (Gaussian mean on the [-1, 1] scale, or logits): (B[, n], act_dim) float32."""
@@ -180,12 +189,18 @@ class BehaviourPolicy:
             if self.noise > 0:
                 explore = rng.random(lead) < self.noise
                 a = np.where(explore, rng.integers(0, self.action["n"], size=lead), a)
+            if self.random_prob > 0:
+                mix = rng.random(lead) < self.random_prob
+                a = np.where(mix, rng.integers(0, self.action["n"], size=lead), a)
             return (a + self.action["start"]).astype(np.int64)
         u = out.astype(np.float64)
         if self.mode == "sample":
             u = u + np.exp(self.log_std.astype(np.float64)) * rng.standard_normal(u.shape)
         if self.noise > 0:
             u = u + self.noise * rng.standard_normal(u.shape)
+        if self.random_prob > 0:  # uniform on [-1, 1] is uniform between the bounds after to_env
+            mix = rng.random(lead) < self.random_prob
+            u = np.where(mix[..., None], rng.uniform(-1.0, 1.0, u.shape), u)
         return self.to_env(u).reshape(lead + self.act_shape)
 
     def to_env(self, u: np.ndarray) -> np.ndarray:
@@ -194,6 +209,7 @@ class BehaviourPolicy:
         return (self.centre + self.scale * u).astype(self.act_dtype)
 
 
-def load_policy(path: str | os.PathLike, noise: float = 0.0, mode: str = "deterministic") -> BehaviourPolicy:
+def load_policy(path: str | os.PathLike, noise: float = 0.0, mode: str = "deterministic",
+                random_prob: float = 0.0) -> BehaviourPolicy:
     """Load a checkpoint as a batched callable policy `policy(obs, rng)` (see BehaviourPolicy)."""
-    return BehaviourPolicy.load(path, noise=noise, mode=mode)
+    return BehaviourPolicy.load(path, noise=noise, mode=mode, random_prob=random_prob)
