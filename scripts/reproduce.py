@@ -11,6 +11,7 @@ skipped, so an interrupted suite resumes where it stopped. When the runs are don
   results/<suite>.json   per dataset and algorithm: last and best normalised score, mean ± std over seeds
   results/<suite>.md     the tables for the README, settings stated in the header
   results/<suite>.png    a heatmap of the last scores
+  results/<suite>_measures.png   BC vs TQ and offline RL's gain vs SACo (baselines/analysis.py)
 and records each dataset's results in its metadata (`baselines` field → the dataset card).
 """
 
@@ -32,6 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from baselines import analysis  # noqa: E402
 from baselines.registry import ALGORITHMS, applicable_to, env_kind  # noqa: E402
 from baselines.train import RESULT, RunSettings  # noqa: E402
 
@@ -244,6 +246,20 @@ def plot(path: Path, suite: str, table: dict) -> None:
     plt.close(fig)
 
 
+def dataset_measures(table: dict) -> dict[str, dict]:
+    """TQ / SACo / coarse SACo of every dataset in the table that is installed locally."""
+    import ogdata
+
+    out = {}
+    for did in table:
+        try:
+            m = ogdata.load(did, download=False).measures
+        except Exception:  # noqa: BLE001 - not installed locally: no measures to relate
+            continue
+        out[did] = {k: m.get(k) for k in analysis.MEASURES}
+    return out
+
+
 def update_cards(suite: str, cfg: dict, table: dict) -> int:
     import ogdata
     from ogdata.storage import update_metadata
@@ -350,9 +366,14 @@ def main(argv=None) -> int:
            "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "wall_time_s_this_invocation": wall,
            "runs": len(runs), "failed": [f["error"] + " @ " + f["settings"]["out"] for f in failures],
            "datasets": table}
+    links = analysis.measure_links(table, dataset_measures(table))
+    doc["measures_vs_scores"] = links
     (out_dir / f"{args.suite}.json").write_text(json.dumps(doc, indent=1, sort_keys=True))
-    (out_dir / f"{args.suite}.md").write_text(markdown(args.suite, cfg, table, meta) + "\n")
+    (out_dir / f"{args.suite}.md").write_text(markdown(args.suite, cfg, table, meta) + "\n"
+                                               + analysis.markdown(links))
     plot(out_dir / f"{args.suite}.png", args.suite, table)
+    analysis.plot(out_dir / f"{args.suite}_measures.png", links,
+                  f"ogdata baselines, {args.suite} suite: do the dataset measures predict the scores?")
     cards = 0 if args.no_cards else update_cards(args.suite, cfg, table)
     print(f"wrote {out_dir / args.suite}.json/.md/.png ({len(table)} datasets; {cards} dataset cards updated) "
           f"in {wall / 60:.1f} min; {len(failures)} failed runs")
