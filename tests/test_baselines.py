@@ -340,8 +340,8 @@ def test_reproduce_runs_aggregates_resumes_and_records_cards(tmp_path, _isolated
     doc = json.loads((tmp_path / "results" / "lite.json").read_text())
     cell = doc["datasets"]["execution-ac/random-v0"]["algos"]
     assert set(cell) == {"bc", "iql"} and cell["bc"]["n_seeds"] == 2
-    links = doc["measures_vs_scores"]   # the installed dataset's measures beside its scores
-    assert [r["dataset"] for r in links["datasets"]] == ["execution-ac/random-v0"] or links["n_datasets"] == 0
+    # the toy dataset was never profiled: it is left out of the measures-vs-scores check, not an error
+    assert doc["measures_vs_scores"]["n_datasets"] == 0
     assert cell["iql"]["last_mean"] == pytest.approx(np.mean(cell["iql"]["last_scores"]))
     assert cell["iql"]["last_std"] == pytest.approx(np.std(cell["iql"]["last_scores"]))
     md = (tmp_path / "results" / "lite.md").read_text()
