@@ -37,24 +37,24 @@ from baselines import analysis  # noqa: E402
 from baselines.registry import ALGORITHMS, applicable_to, env_kind  # noqa: E402
 from baselines.train import RESULT, RunSettings  # noqa: E402
 
-# The lite suite is sized from measured update rates (LITE_RATES: 1 torch thread per job, 2 jobs, this
-# project's shared 2-core machine): with all 13 environments, the good, medium and replay tiers (the expert-ish
-# policy, a mid-level one, and the whole learning history) x 3 seeds = 441 runs of 5k updates of a 2x64 MLP at
-# batch 256, 10 held-out episodes at each of 5 evaluations: ~2.6 h estimated at a load of 3 (CQL on the
-# 221-feature portfolio envs is 40 % of it). Medium+replay only is ~1.7 h; all five tiers ~4.3 h.
+# The lite suite: every applicable algorithm on all five tiers of the 13 catalogue envs x 3 seeds = 735 runs of
+# 5k updates of a 2x64 MLP at batch 256, 10 held-out episodes at each of 5 evaluations, 2 jobs of 1 torch thread.
+# Measured on this project's 2-core machine: 2.8 h (Good+Medium 71 min, Replay 34, Random 32, Poor 33); CQL on
+# the 221-feature portfolio envs is over a third of it. The full suite is the same grid at D4RL-paper settings.
 SUITES: dict[str, dict] = {
     "lite": dict(steps=5_000, hidden=64, layers=2, batch_size=256, seeds=3, eval_episodes=10, evals=5,
-                 tiers=("good", "medium", "replay"), jobs=2, threads=1, device="cpu"),
+                 tiers=("good", "medium", "poor", "replay", "random"), jobs=2, threads=1, device="cpu"),
     "full": dict(steps=100_000, hidden=256, layers=2, batch_size=256, seeds=5, eval_episodes=50, evals=10,
                  tiers=("good", "medium", "poor", "replay", "random"), jobs=4, threads=None, device="cuda"),
 }
-# updates/s at the lite settings (2×64, batch 256, 1 torch thread) measured on this project's shared 2-core
-# machine (load ~3) for small observations (execution, market making, trading, multi-agent: <= 32 features)
-# and the portfolio's 221 features x 21 weights; used only for the --plan estimate.
-LITE_RATES = {"bc": (1200, 530), "cql": (88, 18), "iql": (285, 143), "td3bc": (400, 216), "bcq": (430, 430),
-              "mabc": (1575, 1575), "icql": (540, 540), "itd3bc": (520, 520), "matd3bc": (380, 380),
-              "iiql": (410, 410)}
-RUN_OVERHEAD_S = 8.0  # loading, building, evaluations, checkpoint per run: measured ~8 s portfolio, ~4 s others
+# Effective updates/s of one lite run (2x64, batch 256, 1 torch thread, 2 jobs on 2 cores; evaluations included):
+# total updates / total training time of the committed lite runs, for small observations (execution, market making,
+# trading, multi-agent: <= 32 features) and the portfolio's 221 features x 21 weights. icql has no catalogue env
+# (no discrete multi-agent actions) and is estimated. Used only for the --plan estimate.
+LITE_RATES = {"bc": (916, 704), "cql": (104, 30), "iql": (206, 182), "td3bc": (301, 252), "bcq": (451, 451),
+              "mabc": (1086, 1086), "icql": (540, 540), "itd3bc": (338, 338), "matd3bc": (336, 336),
+              "iiql": (296, 296)}
+RUN_OVERHEAD_S = 1.0  # loading the dataset and building the learner: measured 0.1-1.3 s
 
 
 def dataset_ids(pattern: str | None, tiers) -> list[str]:
@@ -238,9 +238,9 @@ def plot(path: Path, suite: str, table: dict) -> None:
                     ax.text(j, i, f"{M[i, j]:.0f}", ha="center", va="center", fontsize=8)
         ax.set_xticks(range(len(algos)), algos)
         ax.set_yticks(range(len(rows)), list(rows), fontsize=8)
-        ax.set_title(f"{'Multi' if ma else 'Single'}-agent: last normalised score (mean over seeds)", fontsize=10)
+        ax.set_title(f"ogdata baselines, {suite} suite — {'multi' if ma else 'single'}-agent: last normalised "
+                     "score (mean over seeds)", fontsize=10)
         fig.colorbar(im, ax=ax, fraction=0.025)
-    fig.suptitle(f"ogdata baselines — {suite} suite", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
