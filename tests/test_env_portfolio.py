@@ -299,3 +299,10 @@ def test_bad_actions():
     # out-of-box values are clipped: negative weights become 0, >1 become 1
     _, _, _, _, info = env.step(np.array([-5.0] * 20 + [7.0], dtype=np.float32))
     np.testing.assert_allclose(env.unwrapped.core.weights[0], [0] * 20 + [1])
+    a[3] = np.inf
+    with pytest.raises(InvalidActionError, match="NaN or inf"):
+        env.step(a)
+    # huge but finite values overflow the fast finiteness check's sum of squares: clipped, not rejected
+    with np.errstate(over="ignore"):
+        env.step(np.full(21, 3e19, dtype=np.float32))
+    np.testing.assert_allclose(env.unwrapped.core.weights[0].sum(), 1.0)
