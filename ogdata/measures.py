@@ -994,6 +994,12 @@ def _same_dataset(dataset, reference) -> bool:
                                     and dataset.path.resolve() == reference.path.resolve())
 
 
+def _per_agent(views, counts: dict, reference: dict | None = None) -> dict:
+    """{agent: count} of the "agent:<name>" views, or {agent: count / reference count}."""
+    return {v.split(":", 1)[1]: counts[v] / reference[v] if reference is not None else counts[v]
+            for v in views if v.startswith("agent:")}
+
+
 def coverage(dataset, reference, bins: int = DEFAULT_BINS, limits: dict | None = None, exact: bool = True,
              chunk_size: int = 1 << 20, progress: bool = False) -> dict[str, Any]:
     """SACo (and, multi-agent, per-agent OACo) of `dataset` against `reference`, with the raw counts.
@@ -1028,11 +1034,11 @@ def coverage(dataset, reference, bins: int = DEFAULT_BINS, limits: dict | None =
     if not exact:
         out["relative_error"] = HLL_STANDARD_ERROR * math.sqrt(2)
     if dataset.multi_agent:
-        per = {v.split(":", 1)[1]: u[v] / ur[v] for v in views if v.startswith("agent:")}
+        per = _per_agent(views, u, ur)
         out["oaco_per_agent"] = per
         out["oaco"] = float(np.mean(list(per.values()))) if per else None
-        out["unique_obs_actions"] = {v.split(":", 1)[1]: u[v] for v in views if v.startswith("agent:")}
-        out["reference_unique_obs_actions"] = {v.split(":", 1)[1]: ur[v] for v in views if v.startswith("agent:")}
+        out["unique_obs_actions"] = _per_agent(views, u)
+        out["reference_unique_obs_actions"] = _per_agent(views, ur)
     return out
 
 
@@ -1325,7 +1331,7 @@ def coarse_coverage(dataset, reference, params: dict | None = None, exact: bool 
     if not exact:
         out["saco_coarse_relative_error"] = HLL_STANDARD_ERROR * math.sqrt(2)
     if dataset.multi_agent:
-        per = {v.split(":", 1)[1]: u[v] / ur[v] for v in views if v.startswith("agent:")}
+        per = _per_agent(views, u, ur)
         out["oaco_coarse_per_agent"] = per
         out["oaco_coarse"] = float(np.mean(list(per.values()))) if per else None
     return out
