@@ -19,6 +19,12 @@ from typing import Any
 
 import yaml
 
+from ogdata.catalogue import recipe_identity
+from ogdata.envs.registry import env_spec
+from ogdata.errors import OgdataError
+from ogdata.ids import TIERS
+from ogdata.storage.format import METADATA_FILE, read_metadata
+
 PROJECT_URL = "https://github.com/ogdata/ogdata"
 
 # Where the prices come from decides the licence of a derived dataset.
@@ -89,8 +95,6 @@ def _metadata(dataset: Any) -> tuple[dict[str, Any], Path | None]:
     if isinstance(dataset, Mapping):
         return dict(dataset), None
     if isinstance(dataset, str | os.PathLike):
-        from ogdata.storage.format import read_metadata
-
         return read_metadata(dataset), Path(dataset)
     meta = getattr(dataset, "metadata", None)
     if isinstance(meta, Mapping):
@@ -152,7 +156,7 @@ def _table(header: list[str], rows: Iterable[Iterable[Any]]) -> str:
 
 
 def recipe_digest(identity: Mapping[str, Any] | None) -> str:
-    """sha256 of a recipe identity (ogdata.hub.recipe_identity / catalogue_identity), canonical JSON.
+    """sha256 of a recipe identity (ogdata.catalogue.recipe_identity / catalogue_identity), canonical JSON.
 
     The card prints it, so a test can tell a card rendered from an older recipe."""
     text = json.dumps(identity or {}, sort_keys=True, separators=(",", ":"), default=str)
@@ -172,10 +176,8 @@ def _spec(env_id: str | None):
     if not env_id:
         return None
     try:
-        from ogdata.envs.registry import env_spec
-
         return env_spec(env_id)
-    except Exception:  # noqa: BLE001 - a card renders for envs this install does not know
+    except OgdataError:  # a card renders for envs this install does not know
         return None
 
 
@@ -271,11 +273,14 @@ def _front_matter(fields: dict[str, Any]) -> str:
     return "---\n" + yaml.safe_dump(fields, sort_keys=False, allow_unicode=True, width=1000) + "---\n"
 
 
-def _tags(meta: Mapping[str, Any], spec) -> list[str]:
+def _tags(metas: Iterable[Mapping[str, Any]], spec) -> list[str]:
+    """Hub tags: the family, and every tier the card describes (one for a tier card, all for an env card)."""
+    metas = list(metas)
     tags = ["ogdata", "offline-reinforcement-learning", "reinforcement-learning", "finance", "markets"]
-    tags.append("multi-agent" if meta.get("multi_agent") else "single-agent")
+    tags.append("multi-agent" if any(m.get("multi_agent") for m in metas) else "single-agent")
     family = spec.family if spec is not None and spec.family else None
-    for t in (family, meta.get("tier")):
+    tiers = {str(m.get("tier")) for m in metas if m.get("tier")}
+    for t in [family, *[t for t in TIERS if t in tiers], *sorted(tiers - set(TIERS))]:
         if t and t not in tags:
             tags.append(str(t))
     return tags
@@ -302,7 +307,7 @@ def render(dataset: Any) -> str:
     fm = _front_matter({
         "license": source["license"],
         "pretty_name": f"ogdata {did}",
-        "tags": _tags(meta, spec),
+        "tags": _tags([meta], spec),
         "task_categories": ["reinforcement-learning"],
         "size_categories": [size_category(n)],
         "viewer": False,
@@ -367,8 +372,6 @@ def render(dataset: Any) -> str:
                    "<code>ogdata.download</code> when the Hub is out of reach)</summary>\n")
         out.append(_table(["key", "value"], _flatten(recipe)) + "\n")
         out.append("</details>\n")
-    from ogdata.hub import recipe_identity
-
     out.append(f"Recipe identity sha256: `{recipe_digest(recipe_identity(meta))}` (the recipe fields that define "
                "this dataset; `ogdata verify` checks them against the catalogue)\n")
 
@@ -470,11 +473,11 @@ def render_env_card(env_id: str, datasets: Iterable[Any]) -> str:
     fm = _front_matter({
         "license": source["license"],
         "pretty_name": f"ogdata {env_id}",
-        "tags": _tags(first, spec),
+        "tags": _tags(metas or [first], spec),
         "task_categories": ["reinforcement-learning"],
         "size_categories": [size_category(total)],
         "viewer": False,
-        "configs": [{"config_name": f, "data_files": [{"split": "train", "path": f"{f}/metadata.json"}]}
+        "configs": [{"config_name": f, "data_files": [{"split": "train", "path": f"{f}/{METADATA_FILE}"}]}
                     for f in sorted(by_folder)],
     })
     out = [fm, f"# ogdata: {env_id}\n"]
@@ -509,11 +512,9 @@ def write_cards(src: str | os.PathLike, out: str | os.PathLike, check: bool = Fa
     """Render the card of every dataset under `src` into `out/<env-id>/<tier>-v<N>.md` (plus each
     env's `README.md`). Returns the card paths that changed (with check=True: that are stale,
     nothing written)."""
-    from ogdata.storage.format import read_metadata
-
     src, out = Path(src), Path(out)
     by_env: dict[str, list[tuple[dict[str, Any], Path]]] = {}
-    for meta_file in sorted(src.rglob("metadata.json")):
+    for meta_file in sorted(src.rglob(METADATA_FILE)):
         if any(part.startswith(".") for part in meta_file.relative_to(src).parts):
             continue  # staging and partial directories
         meta = read_metadata(meta_file.parent)

@@ -377,29 +377,3 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     offs = np.repeat(np.asarray(starts, dtype=np.int64) - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
     return np.arange(total, dtype=np.int64) + offs
-
-
-def load(id_or_path: str | os.PathLike, *, verify: bool = False, download: bool = True) -> Dataset:
-    """Open a dataset by local path or by id (`<env-id>/<tier>-v<N>`, downloaded on first use)."""
-    from ogdata.ids import looks_like_id, parse_id
-
-    p = Path(id_or_path)
-    if p.exists():
-        return Dataset(p, verify=verify)
-    s = str(id_or_path)
-    if not looks_like_id(s):
-        if "/" in s and not os.path.isabs(s) and s.count("/") == 1:
-            parse_id(s)  # raises a helpful malformed-id error
-        raise DatasetNotFoundError(f"no dataset at path {s!r}, and it is not a dataset id "
-                                   "('<env-id>/<tier>-v<N>'); check the path or run `ogdata list`")
-    did = parse_id(s)
-    from ogdata.config import datasets_dir
-
-    local = datasets_dir() / did.env_id / did.folder
-    if local.exists():
-        return Dataset(local, verify=verify)
-    if not download:
-        raise DatasetNotFoundError(f"{s} is not in the local cache ({local}); run `ogdata download {s}`")
-    from ogdata import hub
-
-    return Dataset(hub.download(s), verify=verify)

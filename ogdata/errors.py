@@ -35,6 +35,10 @@ class DatasetExistsError(OgdataError, FileExistsError):
     """A dataset already exists at the target path."""
 
 
+class InvalidArgumentError(OgdataError, ValueError):
+    """An argument of an ogdata function or command is out of its range (a negative seed, 0 workers)."""
+
+
 class EnvError(OgdataError, ValueError):
     """Bad environment kwargs or a bad action."""
 
@@ -57,6 +61,10 @@ class HubError(OgdataError):
 
 class OfflineError(HubError):
     """The Hub is unreachable or HF_HUB_OFFLINE is set and nothing usable is cached."""
+
+
+class NotOnHubError(DatasetNotFoundError):
+    """The Hub answered, and it does not hold the dataset (no such repo, revision or tier folder)."""
 
 
 def closest(name: str, candidates, n: int = 1) -> str:

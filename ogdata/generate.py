@@ -33,9 +33,29 @@ from typing import Any
 
 import numpy as np
 
-from ogdata.catalogue import TIER_RECIPE_FIELDS
-from ogdata.errors import DatasetNotFoundError, EnvError, InvalidIdError, MissingExtraError, OgdataError
-from ogdata.ids import TIERS
+from ogdata.catalogue import TIER_RECIPE_FIELDS, is_catalogue_id, tier_recipe, weights_path
+from ogdata.catalogue import recipe as catalogue_recipe
+from ogdata.catalogue import recipe_path as catalogue_recipe_path
+from ogdata.config import home
+from ogdata.dataset import Dataset
+from ogdata.envs.registry import env_spec, make_core
+from ogdata.errors import (
+    EnvError,
+    InvalidArgumentError,
+    InvalidIdError,
+    MissingExtraError,
+    OgdataError,
+    ReferenceMissingError,
+)
+from ogdata.ids import TIERS, installed_path, parse_id
+from ogdata.policies.checkpoint import BehaviourPolicy, load_checkpoint
+from ogdata.policies.evaluate import reference_returns
+from ogdata.policies.ppo import PPOConfig, train
+from ogdata.policies.reference import make_policy
+from ogdata.progress import progress_bar
+from ogdata.storage import DatasetWriter
+from ogdata.storage.format import METADATA_FILE, read_metadata
+from ogdata.storage.writer import ColumnStore, StagedDirectory, base_metadata, finish
 
 SHARD_TRANSITIONS = 25_000   # transitions per shard (the unit of parallel work)
 MAX_SHARD_ENVS = 256         # markets per shard core
@@ -97,12 +117,8 @@ def _decode(blobs: dict[str, bytes]) -> dict[str, np.ndarray]:
 def _make_policy(spec: dict[str, Any], core):
     pol = spec["policy"]
     if pol["kind"] == "reference":
-        from ogdata.policies.reference import make_policy
-
         return make_policy(pol["name"], core)
     from safetensors.numpy import load as st_load
-
-    from ogdata.policies.checkpoint import BehaviourPolicy
 
     return BehaviourPolicy(st_load(pol["safetensors"]), pol["config"], noise=float(pol.get("noise", 0.0)),
                            random_prob=float(pol.get("random_prob", 0.0)))
@@ -110,8 +126,6 @@ def _make_policy(spec: dict[str, Any], core):
 
 def run_shard(spec: dict[str, Any]) -> dict[str, bytes]:
     """Worker entry point: roll one shard and return its arrays as .npy bytes."""
-    from ogdata.envs.registry import make_core
-
     probe = make_core(spec["env_id"], 1, **spec.get("env_kwargs", {}))
     est = max(1, int(getattr(probe, "max_steps", 1)))
     B = int(np.clip(math.ceil(spec["quota"] / (2 * est)), 1, spec.get("max_envs", MAX_SHARD_ENVS)))
@@ -289,8 +303,6 @@ def _execute_ray(specs: list[dict[str, Any]], address: str) -> Iterator[dict[str
 # -- behaviour sources -----------------------------------------------------------------------------
 
 def _checkpoint_source(ref: str, noise: float, random_prob: float = 0.0) -> dict[str, Any]:
-    from ogdata.catalogue import weights_path
-    from ogdata.policies.checkpoint import load_checkpoint
 
     stem = weights_path(ref)
     load_checkpoint(stem)  # validates both files
@@ -305,9 +317,7 @@ def _sources(env_id: str, tier: str, recipe: dict[str, Any] | None) -> list[dict
     if tier == "random":
         return [{"policy": {"kind": "reference", "name": "random"}}]
     if recipe is None:
-        from ogdata.catalogue import recipe as _recipe
-
-        recipe = _recipe(env_id)
+        recipe = catalogue_recipe(env_id)
     t = recipe["tiers"].get(tier)
     if t is None or not t.get("policies"):
         raise InvalidIdError(f"the recipe of {env_id} has no behaviour policies for tier {tier!r}")
@@ -322,19 +332,15 @@ def _public_source(src: dict[str, Any]) -> dict[str, Any]:
 
 # -- writing ------------------------------------------------------------------------------------
 
-def _write(out_path: Path, parts: Iterator[dict[str, np.ndarray]], core, meta: dict[str, Any],
-           overwrite: bool, total: int | None, progress: bool) -> Path:
-    from ogdata.storage.writer import ColumnStore, StagedDirectory, base_metadata, finish
-
+def _write(stage: StagedDirectory, parts: Iterator[dict[str, np.ndarray]], core, meta: dict[str, Any],
+           total: int | None, progress: bool) -> Path:
+    """Write the parts into the staging directory (not yet visible under its final name)."""
     multi = bool(core.multi_agent)
-    stage = StagedDirectory(out_path, overwrite=overwrite)
     bar = None
     try:
         if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=total, desc=f"generate {meta.get('dataset_id') or out_path.name}", unit="tr",
-                       unit_scale=True)
+            bar = progress_bar(total=total, desc=f"generate {meta.get('dataset_id') or stage.target.name}",
+                               unit="tr")
         store = ColumnStore(stage.path)
         n = e = 0
         keys = ("observations", "states", "actions", "rewards", "terminations", "truncations", "episode_lengths")
@@ -349,10 +355,7 @@ def _write(out_path: Path, parts: Iterator[dict[str, np.ndarray]], core, meta: d
                 bar.update(dn)
         m = base_metadata(core.observation_space, core.action_space, agents=list(core.agents) if multi else None,
                           state_space=core.state_space if multi else None, extra=meta)
-        path = finish(stage, store, m, n, e)
-    except BaseException:
-        stage.abort()
-        raise
+        path = finish(stage, store, m, n, e, commit=False)
     finally:
         if bar is not None:
             bar.close()
@@ -363,21 +366,33 @@ def _write(out_path: Path, parts: Iterator[dict[str, np.ndarray]], core, meta: d
 
 def training_dir(env_id: str, seed: int) -> Path:
     """Where a training run keeps its (uncommitted) replay record: OGDATA_HOME/training/<env>/seed-<s>/."""
-    from ogdata.config import home
 
     return home() / "training" / env_id / f"seed-{int(seed)}"
 
 
 def replay_record(env_id: str, recipe: dict[str, Any], seed: int, progress: bool = True):
     """The recorded training run of one seed; re-trains it (deterministic) when it is missing."""
-    from ogdata.dataset import Dataset
 
     path = training_dir(env_id, seed) / "replay"
-    if (path / "metadata.json").is_file():
+    if (path / METADATA_FILE).is_file():
         ds = Dataset(path)
         if ds.metadata.get("recipe", {}).get("fingerprint") == training_fingerprint(recipe, seed):
             return ds
     return record_training_run(env_id, recipe, seed, progress=progress)
+
+
+def missing_training_runs(env_id: str, recipe: dict[str, Any]) -> list[int]:
+    """Seeds of the recipe's training runs whose replay record is not cached (they re-train on use)."""
+    out = []
+    for s in recipe["training"]["seeds"]:
+        path = training_dir(env_id, int(s)) / "replay"
+        try:
+            fp = read_metadata(path).get("recipe", {}).get("fingerprint")
+        except OgdataError:
+            fp = None
+        if fp != training_fingerprint(recipe, int(s)):
+            out.append(int(s))
+    return out
 
 
 def training_fingerprint(recipe: dict[str, Any], seed: int) -> str:
@@ -398,9 +413,6 @@ def record_training_run(env_id: str, recipe: dict[str, Any], seed: int, out_dir:
     """
     import tempfile
 
-    from ogdata.envs.registry import make_core
-    from ogdata.policies.ppo import PPOConfig, train
-    from ogdata.storage import DatasetWriter
 
     tr = recipe["training"]
     cfg = PPOConfig.from_json({**tr["config"], "seed": int(seed)})
@@ -480,18 +492,20 @@ def generate(env_id: str, tier: str, transitions: int, out_path: str | os.PathLi
     measures (TQ, SACo against the env's Replay dataset `reference`, default the sibling
     `replay-v<N>` directory if it exists, return statistics) and store them in the metadata.
     """
-    from ogdata.envs.registry import env_spec, make_core
 
     if tier not in TIERS:
         raise InvalidIdError(f"unknown tier {tier!r}; tiers are {list(TIERS)}")
+    for name, value, low in (("transitions", transitions, 1), ("workers", workers, 1), ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+            raise InvalidArgumentError(f"{name} must be an integer >= {low}, got {value!r}")
+    if int(seed) >= 2**63:
+        raise InvalidArgumentError(f"seed must be below 2**63, got {seed}")
     spec = env_spec(env_id)
     env_id = spec.id
     catalogue = _catalogue_recipe(env_id)
     if recipe is None:
         if catalogue is None and tier != "random":
-            from ogdata.catalogue import recipe as _recipe
-
-            _recipe(env_id)   # raises: no recipe, train the behaviour policies first
+            catalogue_recipe(env_id)   # raises: no recipe, train the behaviour policies first
         recipe = catalogue
     env_kwargs = dict((recipe or {}).get("env_kwargs", {}))
     version = int((recipe or {}).get("version", 0))
@@ -499,8 +513,6 @@ def generate(env_id: str, tier: str, transitions: int, out_path: str | os.PathLi
     core = make_core(env_id, 1, **env_kwargs)
     refs = (recipe or {}).get("reference_returns")
     if not refs:
-        from ogdata.errors import ReferenceMissingError
-        from ogdata.policies.evaluate import reference_returns
 
         try:
             refs = reference_returns(env_id)
@@ -536,24 +548,30 @@ def generate(env_id: str, tier: str, transitions: int, out_path: str | os.PathLi
         gen["workers"] = int(workers) if not ray_address else None
         gen["ray"] = bool(ray_address)
         parts_iter = (_decode(b) for b in _execute(shards, int(workers), ray_address))
-    if dataset_id is None and is_catalogue_job(env_id, tier, transitions, seed, recipe):
+    catalogue_job = is_catalogue_job(env_id, tier, transitions, seed, recipe)
+    if dataset_id is None and catalogue_job:
         dataset_id = f"{env_id}/{tier}-v{version}"
+    elif dataset_id is not None and is_catalogue_id(str(dataset_id)) and not (
+            catalogue_job and str(dataset_id) == f"{env_id}/{tier}-v{version}"):
+        raise InvalidIdError(f"dataset_id={dataset_id!r} is a catalogue id, but this job is not its catalogue "
+                             "recipe (env, tier, recipe, transitions and seed must all match); a dataset that the "
+                             "recipe did not make never carries a catalogue id — pass dataset_id=None")
     meta = {"dataset_id": dataset_id, "env_id": env_id, "env_kwargs": env_kwargs,
             "tier": tier, "recipe": recipe_meta, "reference_returns": refs or {}}
-    path = _write(out_path, parts_iter, core, meta, overwrite, transitions, progress)
-    from ogdata.dataset import Dataset
-
-    ds = Dataset(path)
-    if profile:
-        _profile(ds, out_path, tier, version, reference)
-    return ds
+    stage = StagedDirectory(out_path, overwrite=overwrite)
+    try:
+        staged = _write(stage, parts_iter, core, meta, transitions, progress)
+        if profile:  # the measures are part of the atomic unit: recorded before the rename
+            _profile(Dataset(staged), out_path, tier, version, reference)
+        path = stage.commit()
+    except BaseException:
+        stage.abort()
+        raise
+    return Dataset(path)
 
 
 def _catalogue_recipe(env_id: str) -> dict[str, Any] | None:
-    from ogdata.catalogue import recipe as _recipe
-    from ogdata.catalogue import recipe_path
-
-    return _recipe(env_id) if recipe_path(env_id).is_file() else None
+    return catalogue_recipe(env_id) if catalogue_recipe_path(env_id).is_file() else None
 
 
 def is_catalogue_job(env_id: str, tier: str, transitions: int, seed: int, recipe: dict[str, Any] | None) -> bool:
@@ -570,16 +588,13 @@ def is_catalogue_job(env_id: str, tier: str, transitions: int, seed: int, recipe
 def catalogue_path(env_id: str, tier: str, transitions: int, seed: int) -> Path:
     """Default output path: the installed location of the catalogue id for a catalogue job, else
     OGDATA_HOME/custom/<env-id>/<tier>-n<transitions>-s<seed> (never mistaken for a catalogue copy)."""
-    from ogdata.config import datasets_dir, home
-
     cat = _catalogue_recipe(env_id)
     if is_catalogue_job(env_id, tier, transitions, seed, cat):
-        return datasets_dir() / env_id / f"{tier}-v{int(cat.get('version', 0))}"
+        return installed_path(f"{env_id}/{tier}-v{int(cat.get('version', 0))}")
     return home() / "custom" / env_id / f"{tier}-n{int(transitions)}-s{int(seed)}"
 
 
 def _profile(ds, out_path: Path, tier: str, version: int, reference) -> None:
-    from ogdata.dataset import Dataset
     from ogdata.measures import record_measures
 
     ref = None
@@ -587,59 +602,32 @@ def _profile(ds, out_path: Path, tier: str, version: int, reference) -> None:
         ref = ds
     else:
         cand = Path(reference) if reference is not None else out_path.parent / f"replay-v{version}"
-        if (cand / "metadata.json").is_file():
+        if (cand / METADATA_FILE).is_file():
             ref = Dataset(cand)
     record_measures(ds, ref)
 
 
 def _version() -> str:
-    try:
-        from ogdata import __version__
+    from importlib.metadata import PackageNotFoundError, version
 
-        return __version__
-    except ImportError:  # pragma: no cover
+    try:
+        return version("ogdata")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree that is not installed
         return "unknown"
 
 
 def rebuild(dataset_id: str, out_path: str | os.PathLike | None = None, workers: int = 1,
-            ray_address: str | None = None, overwrite: bool = False, progress: bool = True):
-    """Rebuild a catalogue dataset from its committed recipe (offline; byte-identical on the same platform)."""
-    from ogdata.catalogue import tier_recipe
-    from ogdata.config import datasets_dir
-    from ogdata.ids import parse_id
+            ray_address: str | None = None, overwrite: bool = False, progress: bool = True,
+            reference: str | os.PathLike | None = None):
+    """Rebuild a catalogue dataset from its committed recipe (offline; byte-identical on the same platform).
+
+    reference: the env's Replay tier to profile coverage against (default: the sibling folder).
+    """
 
     did = parse_id(dataset_id)
     r, t = tier_recipe(dataset_id)
     if out_path is None:
-        out_path = datasets_dir() / did.env_id / did.folder
+        out_path = installed_path(did)
     return generate(did.env_id, did.tier, int(t["transitions"]), out_path, workers=workers,
                     seed=int(t.get("seed", 0)), ray_address=ray_address, recipe=r, dataset_id=str(did),
-                    overwrite=overwrite, progress=progress)
-
-
-def run_generate(env_id: str, tier: str, transitions: int, workers: int = 1, out: str | None = None,
-                 seed: int = 0, ray_address: str | None = None) -> int:
-    """CLI glue for `ogdata generate`: prints where the dataset went; returns the exit code."""
-    import time
-
-    try:
-        from ogdata.envs.registry import env_spec
-
-        env_id = env_spec(env_id).id
-        path = Path(out) if out else catalogue_path(env_id, tier, transitions, seed)
-        t0 = time.perf_counter()
-        ds = generate(env_id, tier, transitions, path, workers=workers, seed=seed, ray_address=ray_address)
-        dt = time.perf_counter() - t0
-    except (OgdataError, DatasetNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    m = ds.measures
-    tq = m.get("tq")
-    saco = m.get("saco")
-    print(f"wrote {ds.path}: {len(ds)} transitions, {ds.num_episodes} episodes in {dt:.1f} s "
-          f"({len(ds) / max(dt, 1e-9):,.0f} transitions/s); TQ={_fmt(tq)} SACo={_fmt(saco)}")
-    return 0
-
-
-def _fmt(x) -> str:
-    return "n/a" if x is None else f"{x:.3f}"
+                    overwrite=overwrite, progress=progress, reference=reference)

@@ -1,158 +1,44 @@
-"""The Hugging Face Hub side of ogdata: download, publish, list and verify datasets.
+"""The Hugging Face Hub side of ogdata: it moves bytes, and does nothing else.
 
 Layout on the Hub: one dataset repo per environment, `<org>/<env-id>`, one folder per
 tier-version (`good-v0/` holding metadata.json, data/ and its own README.md card); the repo
 root README.md is the environment card. One tier alone is
 `snapshot_download(repo, repo_type="dataset", allow_patterns=["good-v0/*"])`.
 
-Remote metadata is untrusted: a manifest naming a path outside the dataset is rejected before
-anything is written, every file is checked against the manifest's sha256 in a staging
-directory, and only a verified copy is renamed into place under a file lock, so any number of
-processes downloading one id end with one good copy. HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE
-are read at call time. When the Hub is out of reach, a catalogue id is rebuilt from its recipe.
+Remote metadata is untrusted: it is validated and bounded (`check_remote_metadata`) before any
+path in it is used or anything it declares is allocated; every file is checked against the
+manifest's sha256 in a staging directory, and only a verified copy is installed. HF_ENDPOINT,
+HF_TOKEN and HF_HUB_OFFLINE are read at call time. Which source a dataset id comes from
+(installed copy, Hub, rebuild) is the resolver's business (ogdata/resolve.py), not this module's;
+cards are rendered by ogdata/cards.py and handed in as text.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
-import sys
 import tempfile
-import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ogdata import config
-from ogdata.catalogue import TIER_RECIPE_FIELDS  # recipe fields copied into metadata["recipe"], checked here
-from ogdata.errors import (
-    DatasetNotFoundError,
-    HubError,
-    IntegrityError,
-    InvalidIdError,
-    MetadataError,
-    OfflineError,
-    OgdataError,
-)
+from ogdata.errors import HubError, IntegrityError, MetadataError, NotOnHubError, OfflineError, OgdataError
+from ogdata.ids import TIERS, DatasetId, hub_repo, parse_id
+from ogdata.progress import is_terminal
+from ogdata.storage import verify as verify_files
+from ogdata.storage.format import CARD_FILE, METADATA_FILE, SOURCE_FILE, validate_metadata
+from ogdata.storage.install import install, write_source
+from ogdata.storage.manifest import check_manifest_paths
 
-SOURCE_FILE = ".ogdata-source.json"
-METADATA_FILE = "metadata.json"
-CARD_FILE = "README.md"
 REPO_TYPE = "dataset"
+MAX_REMOTE_METADATA_BYTES = 16 << 20   # a metadata.json larger than this is refused unread
+MAX_SPACE_ELEMENTS = 1 << 20            # a remote space may declare at most this many elements per row
 _GLOB_CHARS = set("*?[]")
-
-
-# ------------------------------------------------------------------------------- ids and paths
-
-def _parse(dataset_id: str):
-    from ogdata.ids import parse_id
-
-    return parse_id(str(dataset_id), check_env=False)
-
-
-def repo_for(dataset_id: str, org: str | None = None) -> tuple[str, str]:
-    """(repo_id, folder) of a dataset id on the Hub: ("<org>/<env-id>", "<tier>-v<N>")."""
-    did = _parse(dataset_id)
-    return f"{org or config.hub_org()}/{did.env_id}", did.folder
-
-
-def local_path(dataset_id: str) -> Path:
-    """Where the id is (or would be) installed: <OGDATA_HOME>/datasets/<env-id>/<tier>-v<N>."""
-    did = _parse(dataset_id)
-    return config.datasets_dir() / did.env_id / did.folder
-
-
-def read_source(path: str | os.PathLike) -> dict[str, Any]:
-    """The provenance record beside an installed dataset ({} if there is none)."""
-    f = Path(path) / SOURCE_FILE
-    try:
-        return json.loads(f.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def installed() -> list[str]:
-    """Ids of the datasets installed under OGDATA_HOME (complete installs only)."""
-    root = config.datasets_dir()
-    if not root.is_dir():
-        return []
-    out = []
-    for meta in root.glob(f"*/*/{METADATA_FILE}"):
-        env, folder = meta.parent.parent.name, meta.parent.name
-        if env.startswith(".") or folder.startswith("."):
-            continue
-        try:
-            out.append(str(_parse(f"{env}/{folder}")))
-        except InvalidIdError:
-            continue
-    return sorted(out)
-
-
-# ------------------------------------------------------------------------------------ catalogue
-
-def recipe_identity(meta: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields of a dataset's metadata that its catalogue recipe determines (dotted keys)."""
-    rec = meta.get("recipe") or {}
-    gen = rec.get("generation") or {}
-    out: dict[str, Any] = {"tier": meta.get("tier"), "env_kwargs": meta.get("env_kwargs") or {}}
-    out.update({f"recipe.{k}": rec[k] for k in TIER_RECIPE_FIELDS if k in rec})
-    for k in ("seed", "transitions_requested"):
-        if k in gen:
-            out[f"recipe.generation.{k}"] = gen[k]
-    if "training" in rec:
-        out["recipe.training"] = rec["training"]
-    return out
-
-
-def _identity(tier: str, r: Mapping[str, Any], t: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"tier": tier, "env_kwargs": dict(r.get("env_kwargs") or {})}
-    out.update({f"recipe.{k}": t[k] for k in TIER_RECIPE_FIELDS if k in t})
-    out["recipe.generation.seed"] = int(t.get("seed", 0))
-    if "transitions" in t:
-        out["recipe.generation.transitions_requested"] = int(t["transitions"])
-    if tier == "replay" and isinstance(r.get("training"), Mapping):
-        out["recipe.training"] = {k: v for k, v in r["training"].items() if k != "learning_curve"}
-    return out
-
-
-def catalogue_identity(dataset_id: str) -> dict[str, Any]:
-    """What recipe_identity() must be for a copy made by the catalogue recipe of `dataset_id`."""
-    from ogdata.catalogue import tier_recipe
-
-    r, t = tier_recipe(str(_parse(dataset_id)))
-    return _identity(_parse(dataset_id).tier, r, t)
-
-
-def catalogue() -> dict[str, dict[str, Any]]:
-    """{dataset_id: {"dataset_id", "recipe" (the tier's catalogue recipe), "expect" (its identity)}}.
-
-    Read from ogdata/catalogue/<env-id>.json through ogdata.catalogue; {} when there is none.
-    """
-    try:
-        from ogdata.catalogue import catalogue_envs, recipe
-    except ImportError:
-        return {}
-    from ogdata.ids import TIERS
-
-    out = {}
-    for env in catalogue_envs():
-        r = recipe(env)
-        tiers = r.get("tiers") or {}
-        for tier in TIERS:
-            if tier in tiers:
-                did = f"{env}/{tier}-v{int(r.get('version', 0))}"
-                out[did] = {"dataset_id": did, "recipe": tiers[tier], "expect": _identity(tier, r, tiers[tier])}
-    return out
-
-
-def list_datasets(remote: bool = False) -> list[str]:
-    """Ids in the catalogue and installed locally, plus (remote=True) those on the Hub."""
-    ids = set(catalogue()) | set(installed())
-    if remote:
-        ids |= set(list_remote())
-    return sorted(ids)
+_LOCAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 # ------------------------------------------------------------------------- hub client plumbing
@@ -171,7 +57,7 @@ def _chain(exc: BaseException) -> Iterable[BaseException]:
         exc = exc.__cause__ or exc.__context__
 
 
-def _unreachable(exc: BaseException) -> bool:
+def unreachable(exc: BaseException) -> bool:
     """True when an error means 'the Hub cannot be reached' (not 'the Hub said no')."""
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
@@ -187,29 +73,64 @@ def _unreachable(exc: BaseException) -> bool:
     return False
 
 
-def _not_found(exc: BaseException) -> bool:
+def not_found(exc: BaseException) -> bool:
+    """True when the Hub answered that the repo, revision or file does not exist."""
     from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
     return any(isinstance(e, RepositoryNotFoundError | RevisionNotFoundError | EntryNotFoundError)
                for e in _chain(exc))
 
 
-def _short(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
+    """One line naming an exception: its type and the first line of its message."""
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
+    return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
+
+
+def _offline_check(what: str) -> None:
+    if config.hub_offline():
+        raise OfflineError(f"HF_HUB_OFFLINE is set; unset it to {what}")
 
 
 # ------------------------------------------------------------------ untrusted remote metadata
 
+def _space_elements(js: Any, depth: int = 0) -> int:
+    """Elements per row a space description declares, counted from the JSON without building it."""
+    if js is None:
+        return 0
+    if not isinstance(js, Mapping) or depth > 8:
+        raise MetadataError("a space description is not a JSON object (or is nested deeper than 8)")
+    kind = js.get("type")
+    if kind in ("Dict", "Tuple"):
+        subs = js.get("spaces")
+        subs = list(subs.values()) if isinstance(subs, Mapping) else subs
+        if not isinstance(subs, list):
+            raise MetadataError(f"a {kind} space has no list of sub-spaces")
+        return sum(_space_elements(x, depth + 1) for x in subs)
+    if kind == "Discrete":
+        return 1
+    dims = js.get("shape") if kind == "Box" else js.get("nvec") if kind == "MultiDiscrete" else js.get("n")
+    dims = [dims] if isinstance(dims, int) else dims
+    if kind == "MultiDiscrete" and isinstance(dims, list):
+        dims = [len(dims)]
+    if not isinstance(dims, list) or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d
+                                             for d in dims):
+        raise MetadataError(f"a {kind!s} space declares an invalid shape {str(dims)[:80]}")
+    n = 1
+    for d in dims:
+        n *= d
+        if n > MAX_SPACE_ELEMENTS:
+            break
+    return n
+
+
 def check_remote_metadata(meta: Any, dataset_id: str) -> dict[str, Any]:
-    """Validate metadata.json fetched from the Hub before trusting any path in it.
+    """Validate metadata.json fetched from the Hub before trusting any path or size in it.
 
     IntegrityError for a manifest naming a path outside the dataset (absolute, '..', backslash,
-    glob characters, control characters) or a wrong dataset id; MetadataError for the rest.
+    glob characters, control characters) or a wrong dataset id; MetadataError for the rest,
+    including spaces declaring more than MAX_SPACE_ELEMENTS elements per row.
     """
-    from ogdata.storage.format import validate_metadata
-    from ogdata.storage.manifest import check_manifest_paths
-
     where = f"metadata.json of {dataset_id} on the Hub"
     if not isinstance(meta, dict):
         raise MetadataError(f"{where} is not a JSON object; the remote copy is broken — report it to the publisher")
@@ -221,15 +142,39 @@ def check_remote_metadata(meta: Any, dataset_id: str) -> dict[str, Any]:
                                  "refusing to use this dataset (its metadata is malformed or malicious)")
         if rel.split("/")[0] in (METADATA_FILE, CARD_FILE, SOURCE_FILE) or rel.startswith("."):
             raise IntegrityError(f"manifest names a reserved path {rel!r}; refusing to use this dataset")
+        if not isinstance(entry, Mapping):
+            raise IntegrityError(f"manifest entry for {rel!r} is not an object; refusing to use this dataset")
         size = entry.get("size")
-        if size is not None and (not isinstance(size, int) or size < 0):
-            raise IntegrityError(f"manifest entry for {rel!r} has an invalid size {size!r}")
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+            raise IntegrityError(f"manifest entry for {rel!r} has an invalid size {str(size)[:40]!r}; "
+                                 "refusing to use this dataset")
+    for key in ("observation_space", "action_space", "state_space"):
+        try:
+            n = _space_elements(meta.get(key))
+        except MetadataError as e:
+            raise MetadataError(f"{where}: {key}: {e}; refusing to use this dataset") from None
+        if n > MAX_SPACE_ELEMENTS:
+            raise MetadataError(f"{where}: {key} declares more than {MAX_SPACE_ELEMENTS:,} elements per row; "
+                                "refusing to allocate it — the metadata is malformed or malicious")
     validate_metadata(meta, where=where)
     got = meta.get("dataset_id")
     if got is not None and got != str(dataset_id):
-        raise IntegrityError(f"{where} describes {got!r}, not {dataset_id!r}; the repo folder holds the "
-                             "wrong dataset — report it to the publisher")
+        raise IntegrityError(f"{where} describes {str(got)[:80]!r}, not {dataset_id!r}; the repo folder holds "
+                             "the wrong dataset — report it to the publisher")
     return meta
+
+
+def parse_remote_metadata(raw: bytes, dataset_id: str) -> dict[str, Any]:
+    """Bytes of a remote metadata.json → validated dict (size- and depth-bounded before parsing)."""
+    where = f"metadata.json of {dataset_id} on the Hub"
+    if len(raw) > MAX_REMOTE_METADATA_BYTES:
+        raise MetadataError(f"{where} is {len(raw):,} bytes (limit {MAX_REMOTE_METADATA_BYTES:,}); refusing it")
+    try:
+        meta = json.loads(raw)
+    except (ValueError, RecursionError) as e:
+        raise MetadataError(f"{where} is not valid JSON ({type(e).__name__}); the remote copy is broken — "
+                            "report it to the publisher") from None
+    return check_remote_metadata(meta, dataset_id)
 
 
 def _check_no_links(root: Path) -> None:
@@ -240,223 +185,194 @@ def _check_no_links(root: Path) -> None:
                 raise IntegrityError(f"{p.relative_to(root)!s} is a symlink; datasets hold plain files only")
 
 
-# ------------------------------------------------------------------------------------ download
-
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _acceptable(path: Path, revision: str | None) -> bool:
-    """An installed copy satisfies a request for `revision` (None: any copy will do)."""
-    if not (path / METADATA_FILE).is_file():
-        return False
-    if revision is None:
-        return True
-    src = read_source(path)
-    return revision in (src.get("revision"), src.get("commit")) or (
-        len(revision) >= 7 and str(src.get("commit", "")).startswith(revision))
-
-
-def _install(staged: Path, final: Path) -> None:
-    """Rename a verified staged dataset into place (replacing an old copy when forced)."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    trash = None
-    if final.exists():
-        trash = final.parent / f".{final.name}.old-{os.getpid()}-{time.monotonic_ns()}"
-        os.rename(final, trash)
-    os.rename(staged, final)
-    if trash is not None:
-        shutil.rmtree(trash, ignore_errors=True)
-
-
-def _lock(final: Path):
-    from filelock import FileLock, Timeout
-
-    final.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(final.parent / f".{final.name}.lock"))
+def _repo_files(dataset_id: str, revision: str | None) -> tuple[str, str, str, set[str]]:
+    """(repo_id, folder, commit, files of the tier folder) — the one call that classifies Hub failures."""
+    repo_id, folder = hub_repo(dataset_id)
+    where = f"{repo_id}@{revision or 'main'} on {config.hub_endpoint()}"
+    api = _api()
     try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        print(f"ogdata: waiting for another process installing {final.parent.name}/{final.name} ...",
-              file=sys.stderr)
-        lock.acquire()
-    for old in final.parent.glob(f".{final.name}.old-*"):  # left by a process killed mid-install
-        shutil.rmtree(old, ignore_errors=True)
-    return lock
-
-
-def _write_source(path: Path, record: dict[str, Any]) -> None:
-    (path / SOURCE_FILE).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-
-
-def download(dataset_id: str, revision: str | None = None, force: bool = False) -> Path:
-    """Install a dataset from the Hub into OGDATA_HOME (verified, atomic) and return its path.
-
-    An installed copy is returned as is unless `force` (or a different `revision` is asked
-    for). Offline (HF_HUB_OFFLINE) or with the Hub out of reach, a catalogue id is rebuilt
-    from its recipe; anything else raises OfflineError.
-    """
-    did = _parse(dataset_id)
-    dataset_id = str(did)
-    final = local_path(dataset_id)
-    if not force and _acceptable(final, revision):
-        return final
-    if config.hub_offline():
-        return _rebuild_or_fail(dataset_id, final, "HF_HUB_OFFLINE is set", force, revision)
-    repo_id, folder = repo_for(dataset_id)
-    endpoint = config.hub_endpoint()
-    token = config.hub_token()
-    where = f"{repo_id}@{revision or 'main'} on {endpoint}"
-    try:
-        info = _api(token).dataset_info(repo_id, revision=revision)
+        info = api.dataset_info(repo_id, revision=revision)
         commit = info.sha
         remote_files = {s.rfilename for s in (info.siblings or [])}
         if not remote_files:
-            remote_files = set(_api(token).list_repo_files(repo_id, repo_type=REPO_TYPE, revision=commit))
+            remote_files = set(api.list_repo_files(repo_id, repo_type=REPO_TYPE, revision=commit))
     except Exception as e:  # noqa: BLE001 - classified below
-        if _unreachable(e):
-            return _rebuild_or_fail(dataset_id, final, f"the Hub at {endpoint} is unreachable ({_short(e)})",
-                                    force, revision)
-        if _not_found(e):
-            raise DatasetNotFoundError(
-                f"{dataset_id} not found: {where} does not exist (no such repo or revision). Check the id "
-                "(`ogdata list --remote`), the revision, OGDATA_HUB_ORG and HF_ENDPOINT") from None
-        raise HubError(f"the Hub refused {where}: {_short(e)}") from e
+        if unreachable(e):
+            raise OfflineError(f"the Hub at {config.hub_endpoint()} is unreachable ({describe(e)})") from None
+        if not_found(e):
+            raise NotOnHubError(f"{dataset_id} not found on the Hub: {where} does not exist (no such repo or "
+                                "revision)") from None
+        raise HubError(f"the Hub refused {where}: {describe(e)}") from e
     tier_files = {f[len(folder) + 1:] for f in remote_files if f.startswith(folder + "/")}
     if METADATA_FILE not in tier_files:
         tiers = sorted({f.split("/")[0] for f in remote_files if f.endswith("/" + METADATA_FILE)})
-        raise DatasetNotFoundError(f"{dataset_id} not found: {repo_id}@{commit[:12]} has no {folder}/ folder "
-                                   f"(it holds {tiers or 'no datasets'}); check the id with `ogdata list --remote`")
+        raise NotOnHubError(f"{dataset_id} not found on the Hub: {repo_id}@{commit[:12]} has no {folder}/ folder "
+                            f"(it holds {tiers or 'no datasets'})")
+    return repo_id, folder, commit, tier_files
 
-    from huggingface_hub import hf_hub_download, snapshot_download
 
-    # 1. the metadata alone, into a throw-away directory, validated before anything is written
+def _fetch_metadata(repo_id: str, folder: str, commit: str, dataset_id: str) -> tuple[bytes, dict[str, Any]]:
+    from huggingface_hub import hf_hub_download
+
     with tempfile.TemporaryDirectory(prefix="ogdata-meta-") as tmp:
         try:
             f = hf_hub_download(repo_id, f"{folder}/{METADATA_FILE}", repo_type=REPO_TYPE, revision=commit,
-                                local_dir=tmp, endpoint=endpoint, token=token)
-            meta_bytes = Path(f).read_bytes()
+                                local_dir=tmp, endpoint=config.hub_endpoint(), token=config.hub_token())
+            p = Path(f)
+            if p.stat().st_size > MAX_REMOTE_METADATA_BYTES:
+                raise MetadataError(f"{folder}/{METADATA_FILE} of {repo_id} is larger than "
+                                    f"{MAX_REMOTE_METADATA_BYTES:,} bytes; refusing it")
+            raw = p.read_bytes()
+        except OgdataError:
+            raise
         except Exception as e:  # noqa: BLE001
-            raise HubError(f"could not fetch {folder}/{METADATA_FILE} from {where}: {_short(e)}; "
-                           "retry, the download resumes") from e
-    try:
-        meta = json.loads(meta_bytes)
-    except ValueError as e:
-        raise MetadataError(f"{folder}/{METADATA_FILE} in {where} is not valid JSON; the remote copy is "
-                            "broken — report it to the publisher") from e
-    check_remote_metadata(meta, dataset_id)
+            if unreachable(e):
+                raise OfflineError(f"the Hub at {config.hub_endpoint()} is unreachable ({describe(e)})") from None
+            raise HubError(f"could not fetch {folder}/{METADATA_FILE} from {repo_id}@{commit[:12]}: "
+                           f"{describe(e)}; retry") from e
+    return raw, parse_remote_metadata(raw, dataset_id)
+
+
+# ---------------------------------------------------------------------------------- reading
+
+def remote_metadata(dataset_id: str, revision: str | None = None) -> dict[str, Any]:
+    """metadata.json of one Hub dataset, fetched alone (no data) and validated as untrusted input.
+
+    Raises OfflineError (HF_HUB_OFFLINE, or the Hub out of reach — at once, not after retries),
+    NotOnHubError, HubError or MetadataError/IntegrityError for bad metadata.
+    """
+    _offline_check("read metadata from the Hub")
+    did = str(parse_id(dataset_id))
+    repo_id, folder, commit, _ = _repo_files(did, revision)
+    return _fetch_metadata(repo_id, folder, commit, did)[1]
+
+
+def download(dataset_id: str | DatasetId, final: Path, revision: str | None = None) -> Path:
+    """Fetch one dataset (one tier) into `final`: verified in a staging folder, then installed.
+
+    The caller holds `storage.install.install_lock(final)`. A staging folder beside `final`
+    keeps finished files across interrupted attempts at the same commit. Raises OfflineError,
+    NotOnHubError, HubError, IntegrityError or MetadataError; nothing is installed on error.
+    """
+    _offline_check("download from the Hub")
+    dataset_id = str(dataset_id)
+    repo_id, folder, commit, tier_files = _repo_files(dataset_id, revision)
+    endpoint, token = config.hub_endpoint(), config.hub_token()
+    where = f"{repo_id}@{revision or 'main'} on {endpoint}"
+    meta_bytes, meta = _fetch_metadata(repo_id, folder, commit, dataset_id)
     missing = sorted(set(meta["manifest"]) - tier_files)
     if missing:
         raise IntegrityError(f"the Hub copy {repo_id}@{commit[:12]} is incomplete: {folder}/{missing[0]} "
                              f"(and {len(missing) - 1} more) listed in the manifest is not in the repo")
 
-    # 2. the data, into a per-id staging directory (resumable), under the install lock
-    lock = _lock(final)
-    try:
-        if not force and _acceptable(final, revision):  # another process finished meanwhile
-            return final
-        staging = final.parent / f".{final.name}.partial"
-        marker = staging / ".ogdata-commit"
-        if staging.exists() and (not marker.is_file() or marker.read_text().strip() != commit):
-            shutil.rmtree(staging)
-        staging.mkdir(parents=True, exist_ok=True)
-        marker.write_text(commit + "\n")
-        tops = {rel.split("/")[0] + ("/*" if "/" in rel else "") for rel in meta["manifest"]}
-        patterns = [f"{folder}/{METADATA_FILE}", f"{folder}/{CARD_FILE}"] + sorted(f"{folder}/{t}" for t in tops)
-        try:
-            snapshot_download(repo_id, repo_type=REPO_TYPE, revision=commit, local_dir=staging,
-                              allow_patterns=patterns, endpoint=endpoint, token=token)
-        except Exception as e:  # noqa: BLE001
-            raise HubError(f"download of {dataset_id} from {where} was interrupted ({_short(e)}); nothing was "
-                           "installed — run the same download again, finished files are kept") from e
-        staged = staging / folder
-        try:
-            if (staged / METADATA_FILE).read_bytes() != meta_bytes:
-                raise IntegrityError(f"{folder}/{METADATA_FILE} changed between two reads of commit {commit[:12]}")
-            _check_no_links(staged)
-            from ogdata.storage import verify
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.utils import disable_progress_bars
 
-            verify(staged)
-        except (IntegrityError, MetadataError) as e:
+    if not is_terminal():
+        disable_progress_bars()  # per-file bars become carriage-return noise in a log
+    staging = final.parent / f".{final.name}.partial"
+    marker = staging / ".ogdata-commit"
+    if staging.exists() and (not marker.is_file() or marker.read_text().strip() != commit):
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True, exist_ok=True)
+    marker.write_text(commit + "\n")
+    tops = {rel.split("/")[0] + ("/*" if "/" in rel else "") for rel in meta["manifest"]}
+    patterns = [f"{folder}/{METADATA_FILE}", f"{folder}/{CARD_FILE}"] + sorted(f"{folder}/{t}" for t in tops)
+    try:
+        snapshot_download(repo_id, repo_type=REPO_TYPE, revision=commit, local_dir=staging,
+                          allow_patterns=patterns, endpoint=endpoint, token=token)
+    except Exception as e:  # noqa: BLE001
+        local = next((x for x in _chain(e) if isinstance(x, OSError) and x.errno in _LOCAL_ERRNOS), None)
+        if local is not None:  # our disk, not the network: partial files are useless, remove them
             shutil.rmtree(staging, ignore_errors=True)
-            raise type(e)(f"{dataset_id} from {repo_id}@{commit[:12]} failed verification, nothing was "
-                          f"installed: {e}") from e
-        _write_source(staged, {
-            "dataset_id": dataset_id, "source": "hub", "rebuilt": False, "endpoint": endpoint,
-            "repo_id": repo_id, "folder": folder, "revision": revision or "main", "commit": commit,
-            "time": _now(),
-        })
-        _install(staged, final)
+            raise HubError(f"download of {dataset_id} failed writing under {staging.parent} "
+                           f"({os.strerror(local.errno)}); nothing was installed and the partial files were "
+                           "removed — free disk space (or point OGDATA_HOME elsewhere) and retry") from None
+        raise HubError(f"download of {dataset_id} from {where} was interrupted ({describe(e)}); nothing was "
+                       "installed — run the same download again, finished files are kept") from e
+    staged = staging / folder
+    try:
+        if (staged / METADATA_FILE).read_bytes() != meta_bytes:
+            raise IntegrityError(f"{folder}/{METADATA_FILE} changed between two reads of commit {commit[:12]}")
+        _check_no_links(staged)
+        verify_files(staged)
+    except (IntegrityError, MetadataError) as e:
         shutil.rmtree(staging, ignore_errors=True)
-        return final
-    finally:
-        lock.release()
+        raise type(e)(f"{dataset_id} from {repo_id}@{commit[:12]} failed verification, nothing was "
+                      f"installed: {e}") from e
+    write_source(staged, {"dataset_id": dataset_id, "source": "hub", "rebuilt": False, "endpoint": endpoint,
+                          "repo_id": repo_id, "folder": folder, "revision": revision or "main", "commit": commit,
+                          "time": _now()})
+    install(staged, final)
+    shutil.rmtree(staging, ignore_errors=True)
+    return final
 
 
-def _rebuild_or_fail(dataset_id: str, final: Path, reason: str, force: bool, revision: str | None) -> Path:
-    """Offline path: an installed copy if there is one (and not forced), else rebuild a catalogue id."""
-    if not force and _acceptable(final, revision):
-        return final
-    if revision is not None:
-        have = read_source(final)
-        have = ("rebuilt from its recipe" if have.get("rebuilt") else f"commit {have.get('commit')}") \
-            if (final / METADATA_FILE).is_file() else None
-        raise OfflineError(f"{reason}; revision {revision!r} of {dataset_id} is not installed "
-                           f"({'the installed copy is ' + have if have else 'nothing is installed'}) and a rebuild "
-                           "follows the catalogue recipe, not a Hub revision. Connect to the Hub and retry")
-    entry = catalogue().get(dataset_id)
-    if entry is None:
-        raise OfflineError(f"{reason}, and {dataset_id} is not installed ({final}) nor in the catalogue, so it "
-                           "cannot be rebuilt offline. Connect to the Hub (unset HF_HUB_OFFLINE, check "
-                           "HF_ENDPOINT) and run `ogdata download` again")
-    try:
-        from ogdata.generate import rebuild
-    except ImportError as e:
-        raise OfflineError(f"{reason}; {dataset_id} is in the catalogue and could be rebuilt from its recipe, "
-                           f"but the generator is not available ({e}). Connect to the Hub and retry") from e
-    lock = _lock(final)
-    try:
-        if not force and (final / METADATA_FILE).is_file():
-            return final
-        print(f"ogdata: {reason}. Rebuilding {dataset_id} from its recipe (environment + behaviour policy); "
-              "this can take a while.", file=sys.stderr)
-        # a sibling of the final directory, so the generator finds an installed replay tier for SACo
-        out = final.parent / f".{final.name}.rebuild"
-        shutil.rmtree(out, ignore_errors=True)
+def list_remote(env_ids: Iterable[str], org: str | None = None) -> list[str]:
+    """Dataset ids on the Hub, read from each environment repo's tree. OfflineError when out of reach."""
+    import re
+
+    _offline_check("list the Hub")
+    org = org or config.hub_org()
+    from huggingface_hub.hf_api import RepoFolder
+
+    folder_re = re.compile(rf"^({'|'.join(TIERS)})-v\d{{1,6}}$")
+    api = _api()
+    out = []
+    for env in sorted(set(env_ids)):
+        repo_id = f"{org}/{env}"
         try:
-            rebuild(dataset_id, out)
-            from ogdata.storage import verify
-            from ogdata.storage.format import read_metadata
-
-            verify(out)
-            got = read_metadata(out).get("dataset_id")
-            if got not in (None, dataset_id):
-                raise IntegrityError(f"the rebuild of {dataset_id} produced {got!r}")
-            _write_source(out, {"dataset_id": dataset_id, "source": "rebuilt", "rebuilt": True,
-                                "reason": reason, "recipe": entry.get("recipe"), "time": _now()})
-            _install(out, final)
-        finally:
-            shutil.rmtree(out, ignore_errors=True)
-        return final
-    finally:
-        lock.release()
+            api.dataset_info(repo_id)  # existence, and a quick failure when the Hub is down (no backoff)
+            folders = [e.path for e in api.list_repo_tree(repo_id, repo_type=REPO_TYPE)
+                       if isinstance(e, RepoFolder) and folder_re.match(e.path)]
+            if not folders:
+                continue
+            found = api.get_paths_info(repo_id, [f"{f}/{METADATA_FILE}" for f in folders], repo_type=REPO_TYPE)
+        except Exception as e:  # noqa: BLE001
+            if unreachable(e):
+                raise OfflineError(f"the Hub at {api.endpoint} is unreachable ({describe(e)})") from None
+            if not_found(e):
+                continue
+            raise HubError(f"listing {repo_id} failed: {describe(e)}") from e
+        out += [f"{env}/{p.path.split('/')[0]}" for p in found]
+    return sorted(set(out))
 
 
-# ------------------------------------------------------------------------------------- publish
+# ---------------------------------------------------------------------------------- writing
 
-def _resolve_local(path_or_id: str | os.PathLike) -> Path:
-    p = Path(path_or_id)
-    if (p / METADATA_FILE).is_file():
-        return p
-    from ogdata.ids import looks_like_id
+def sibling_metadata(repo_id: str, revision: str | None, skip: str,
+                     token: str | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """(valid metadata of every other tier in the repo, [folder: why] of those that are broken).
 
-    if isinstance(path_or_id, str) and looks_like_id(path_or_id):
-        q = local_path(path_or_id)
-        if (q / METADATA_FILE).is_file():
-            return q
-        raise DatasetNotFoundError(f"{path_or_id} is not installed ({q}); generate or download it first")
-    raise DatasetNotFoundError(f"no dataset at {str(p)!r} ({METADATA_FILE} missing); pass a dataset "
-                               "directory or an installed id")
+    A broken sibling never blocks publishing: it is reported, and left out of the env card.
+    """
+    from huggingface_hub import hf_hub_download
+
+    api = _api(token)
+    try:
+        files = api.list_repo_files(repo_id, repo_type=REPO_TYPE, revision=revision)
+    except Exception:  # noqa: BLE001 - a new repo or branch has nothing to add
+        return [], []
+    good, broken = [], []
+    with tempfile.TemporaryDirectory(prefix="ogdata-card-") as tmp:
+        for f in sorted(files):
+            parts = f.split("/")
+            if len(parts) != 2 or parts[1] != METADATA_FILE or parts[0] == skip:
+                continue
+            did = f"{repo_id.split('/')[-1]}/{parts[0]}"
+            try:
+                p = hf_hub_download(repo_id, f, repo_type=REPO_TYPE, revision=revision, local_dir=tmp,
+                                    endpoint=api.endpoint, token=api.token)
+                good.append(parse_remote_metadata(Path(p).read_bytes(), did))
+            except (OgdataError, OSError) as e:
+                broken.append(f"{parts[0]}: {e}")
+            except Exception as e:  # noqa: BLE001 - a broken sibling must not block publishing
+                broken.append(f"{parts[0]}: {describe(e)}")
+    return good, broken
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -467,263 +383,41 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def _remote_tier_metadata(api, repo_id: str, revision: str | None, skip: str) -> list[dict[str, Any]]:
-    """metadata.json of every other tier already in the repo (for the environment card)."""
-    from huggingface_hub import hf_hub_download
+def upload(path: Path, manifest: Mapping[str, Any], dataset_id: str, repo_id: str, *, card: str, env_card: str,
+           token: str | None = None, revision: str | None = None) -> str:
+    """One commit to `repo_id`: the tier folder (data, metadata.json, card) and the repo's env card.
 
-    try:
-        files = api.list_repo_files(repo_id, repo_type=REPO_TYPE, revision=revision)
-    except Exception:  # noqa: BLE001 - a new repo or branch has nothing to add
-        return []
-    out = []
-    with tempfile.TemporaryDirectory(prefix="ogdata-card-") as tmp:
-        for f in sorted(files):
-            parts = f.split("/")
-            if len(parts) == 2 and parts[1] == METADATA_FILE and parts[0] != skip:
-                try:
-                    p = hf_hub_download(repo_id, f, repo_type=REPO_TYPE, revision=revision, local_dir=tmp,
-                                        endpoint=api.endpoint, token=api.token)
-                    out.append(json.loads(Path(p).read_text()))
-                except Exception:  # noqa: BLE001, S112 - a broken sibling must not block publishing
-                    continue
-    return out
-
-
-def publish(path_or_id: str | os.PathLike, repo_id: str | None = None, token: str | None = None,
-            revision: str | None = None) -> str:
-    """Upload one dataset (data, metadata, its card and the repo's env card) in one commit; return its sha.
-
-    The local copy is verified first; the repo (default `<OGDATA_HUB_ORG>/<env-id>`) is created
-    when needed; files of the tier folder that are not in this upload are removed. The token
-    (argument or HF_TOKEN) is sent to the Hub only, never printed or logged.
+    Files of the tier folder not in this upload are removed. The token is sent to the Hub only,
+    never printed or logged. Returns the commit sha.
     """
-    from ogdata import cards
-    from ogdata.storage import verify
-    from ogdata.storage.format import read_metadata
-
-    path = _resolve_local(path_or_id)
-    verify(path)
-    meta = read_metadata(path)
-    if not meta.get("dataset_id"):
-        raise MetadataError(f"{path}: metadata has no dataset_id, so it has no place on the Hub; set one with "
-                            "ogdata.storage.update_metadata(path, dataset_id='<env-id>/<tier>-v<N>')")
-    did = _parse(meta["dataset_id"])
-    repo_id = repo_id or f"{config.hub_org()}/{did.env_id}"
+    did = parse_id(dataset_id)
     token = token or config.hub_token()
-    if config.hub_offline():
-        raise OfflineError("HF_HUB_OFFLINE is set; unset it to publish")
+    _offline_check("publish")
     api = _api(token)
+    parent = path.parent
+    stage_parent = str(parent) if os.access(parent, os.W_OK) else None  # hard links instead of copies
     try:
         api.create_repo(repo_id, repo_type=REPO_TYPE, exist_ok=True)
         if revision not in (None, "main"):
             api.create_branch(repo_id, branch=revision, repo_type=REPO_TYPE, exist_ok=True)
-        siblings = _remote_tier_metadata(api, repo_id, revision, skip=did.folder)
-        with tempfile.TemporaryDirectory(prefix="ogdata-publish-", dir=_stage_parent(path)) as tmp:
+        with tempfile.TemporaryDirectory(prefix="ogdata-publish-", dir=stage_parent) as tmp:
             stage = Path(tmp)
             tier = stage / did.folder
-            for rel in meta["manifest"]:
+            for rel in manifest:
                 _link_or_copy(path / rel, tier / rel)
             _link_or_copy(path / METADATA_FILE, tier / METADATA_FILE)
-            (tier / CARD_FILE).write_text(cards.render(path))
-            (stage / CARD_FILE).write_text(cards.render_env_card(did.env_id, [*siblings, meta]))
+            (tier / CARD_FILE).write_text(card)
+            (stage / CARD_FILE).write_text(env_card)
             info = api.upload_folder(folder_path=stage, repo_id=repo_id, repo_type=REPO_TYPE, revision=revision,
                                      commit_message=f"Publish {did}", delete_patterns=[f"{did.folder}/*"])
     except OgdataError:
         raise
     except Exception as e:  # noqa: BLE001
-        msg = _short(e).replace(token, "***") if token else _short(e)
-        if _unreachable(e):
+        msg = describe(e).replace(token, "***") if token else describe(e)
+        if unreachable(e):
             raise OfflineError(f"cannot publish {did}: the Hub at {api.endpoint} is unreachable ({msg})") from None
-        raise HubError(f"publishing {did} to {repo_id} failed: {msg}. Check that HF_TOKEN has write access "
-                       "to the organisation") from None
+        status = getattr(getattr(e, "response", None), "status_code", None)
+        hint = (" Check that HF_TOKEN has write access to the organisation" if status in (401, 403) else
+                " (the Hub rejected the upload; see its message)")
+        raise HubError(f"publishing {did} to {repo_id} failed: {msg}.{hint}") from None
     return info.oid
-
-
-def _stage_parent(path: Path) -> str | None:
-    """Stage next to the dataset when possible, so files can be hard-linked instead of copied."""
-    parent = path.parent
-    return str(parent) if os.access(parent, os.W_OK) else None
-
-
-# ------------------------------------------------------------------------------------- listing
-
-def list_remote(org: str | None = None, env_ids: Iterable[str] | None = None) -> list[str]:
-    """Dataset ids on the Hub, read from each environment repo's tree (the catalogue's and registry's
-    environments unless `env_ids` is given). Raises OfflineError when the Hub is out of reach."""
-    import re
-
-    if config.hub_offline():
-        raise OfflineError("HF_HUB_OFFLINE is set; unset it to list the Hub")
-    org = org or config.hub_org()
-    if env_ids is None:
-        try:
-            from ogdata.catalogue import catalogue_envs
-
-            envs = set(catalogue_envs())
-        except ImportError:
-            envs = set()
-        try:
-            from ogdata.envs.registry import list_envs
-
-            envs |= set(list_envs())
-        except OgdataError:
-            pass
-    else:
-        envs = set(env_ids)
-    from huggingface_hub.hf_api import RepoFolder
-
-    folder_re = re.compile(r"^(good|medium|poor|replay|random)-v\d+$")
-    api = _api()
-    out = []
-    for env in sorted(envs):
-        repo_id = f"{org}/{env}"
-        try:
-            api.dataset_info(repo_id)  # existence, and a quick failure when the Hub is down (no backoff)
-            folders = [e.path for e in api.list_repo_tree(repo_id, repo_type=REPO_TYPE)
-                       if isinstance(e, RepoFolder) and folder_re.match(e.path)]
-            if not folders:
-                continue
-            found = api.get_paths_info(repo_id, [f"{f}/{METADATA_FILE}" for f in folders], repo_type=REPO_TYPE)
-        except Exception as e:  # noqa: BLE001
-            if _unreachable(e):
-                raise OfflineError(f"the Hub at {api.endpoint} is unreachable ({_short(e)})") from None
-            if _not_found(e):
-                continue
-            raise HubError(f"listing {repo_id} failed: {_short(e)}") from e
-        out += [f"{env}/{p.path.split('/')[0]}" for p in found]
-    return sorted(set(out))
-
-
-# ------------------------------------------------------------------------------------- verify
-
-def verify(target: str | os.PathLike) -> dict[str, Any]:
-    """Check a dataset (path or installed id) against its manifest and, for catalogue ids, its recipe.
-
-    Returns {"path", "dataset_id", "files", "recipe": "match" | "not in catalogue" | "no catalogue"};
-    raises IntegrityError naming the first bad file or the differing recipe keys.
-    """
-    from ogdata.storage import verify as verify_files
-    from ogdata.storage.format import read_metadata
-
-    path = _resolve_local(target)
-    verify_files(path)
-    meta = read_metadata(path)
-    report = {"path": str(path), "dataset_id": meta.get("dataset_id"), "files": len(meta["manifest"])}
-    cat = catalogue()
-    if not cat:
-        report["recipe"] = "no catalogue"
-        return report
-    entry = cat.get(str(meta.get("dataset_id")))
-    if entry is None:
-        report["recipe"] = "not in catalogue"
-        return report
-    expected, got = entry["expect"], recipe_identity(meta)
-    diff = sorted(k for k in expected if _canon(expected[k]) != _canon(got.get(k)))
-    if diff:
-        k = diff[0]
-        raise IntegrityError(f"{path}: recipe differs from the catalogue's for {meta.get('dataset_id')} in "
-                             f"{diff} (e.g. {k}: dataset {_clip(got.get(k))}, catalogue {_clip(expected[k])}); "
-                             "this copy was not made by the catalogue recipe — re-download or regenerate it")
-    report["recipe"] = "match"
-    return report
-
-
-def _canon(x: Any) -> str:
-    return json.dumps(x, sort_keys=True, default=str)
-
-
-def _clip(x: Any, n: int = 80) -> str:
-    s = _canon(x)
-    return s if len(s) <= n else s[: n - 1] + "…"
-
-
-# -------------------------------------------------------------------------------- CLI glue
-
-def _console(stderr: bool = False):
-    from rich.console import Console
-
-    return Console(stderr=stderr, highlight=False)
-
-
-def _esc(x: Any) -> str:
-    from rich.markup import escape
-
-    return escape(str(x))
-
-
-def run_download(ids: Iterable[str], revision: str | None = None, force: bool = False) -> int:
-    """`ogdata download ID...`: print each installed path; 1 if any failed."""
-    out, err, status = _console(), _console(stderr=True), 0
-    for i in ids:
-        try:
-            p = download(i, revision=revision, force=force)
-        except OgdataError as e:
-            err.print(f"[red]error[/red] {_esc(i)}: {_esc(e)}", soft_wrap=True)
-            status = 1
-            continue
-        src = read_source(p)
-        how = "rebuilt from its recipe" if src.get("rebuilt") else f"{src.get('repo_id', '?')}@{str(src.get('commit', '?'))[:12]}"
-        out.print(_esc(f"{i} -> {p} ({how})"), soft_wrap=True)
-    return status
-
-
-def run_publish(target: str, repo_id: str | None = None, revision: str | None = None,
-                token: str | None = None) -> int:
-    """`ogdata publish ID|PATH`: token from --token or HF_TOKEN, never echoed."""
-    try:
-        sha = publish(target, repo_id=repo_id, token=token, revision=revision)
-    except OgdataError as e:
-        _console(stderr=True).print(f"[red]error[/red] {_esc(e)}", soft_wrap=True)
-        return 1
-    _console().print(_esc(f"published {target} at commit {sha[:12]} on {config.hub_endpoint()}"), soft_wrap=True)
-    return 0
-
-
-def run_list(remote: bool = False) -> int:
-    """`ogdata list [--remote]`: a table of catalogue, local and (optionally) Hub datasets."""
-    from rich.table import Table
-
-    cat, local = catalogue(), set(installed())
-    remote_ids: set[str] = set()
-    status, note = 0, None
-    if remote:
-        try:
-            remote_ids = set(list_remote())
-        except OgdataError as e:
-            status, note = 1, f"Hub not listed: {e}"
-    table = Table(title=f"ogdata datasets (OGDATA_HOME={config.home()})")
-    table.add_column("dataset")
-    table.add_column("catalogue")
-    table.add_column("local")
-    if remote:
-        table.add_column(f"hub ({config.hub_org()})")
-    for i in sorted(set(cat) | local | remote_ids):
-        src = read_source(local_path(i)) if i in local else {}
-        loc = ("rebuilt" if src.get("rebuilt") else f"@{str(src['commit'])[:7]}" if src.get("commit") else "yes") \
-            if i in local else "-"
-        row = [i, "yes" if i in cat else "-", loc]
-        if remote:
-            row.append("yes" if i in remote_ids else "-")
-        table.add_row(*row)
-    con = _console()
-    con.print(table)
-    if not cat:
-        con.print(_esc("(no catalogue in this install: ogdata/catalogue/*.json is absent)"))
-    if note:
-        _console(stderr=True).print(f"[yellow]{_esc(note)}[/yellow]", soft_wrap=True)
-    return status
-
-
-def run_verify(target: str) -> int:
-    """`ogdata verify ID|PATH`: 0 when every file and (for catalogue ids) the recipe match."""
-    try:
-        r = verify(target)
-    except OgdataError as e:
-        _console(stderr=True).print(f"[red]FAILED[/red] {_esc(target)}: {_esc(e)}", soft_wrap=True)
-        return 1
-    recipe = {"match": "recipe matches the catalogue",
-              "not in catalogue": "not a catalogue id, recipe not compared",
-              "no catalogue": "no catalogue in this install (ogdata/catalogue/*.json), recipe not compared"}
-    _console().print(_esc(f"OK {target}: {r['files']} files match the manifest; {recipe[r['recipe']]}"),
-                    soft_wrap=True)
-    return 0

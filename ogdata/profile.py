@@ -17,8 +17,24 @@ from typing import Any
 
 import numpy as np
 
+from ogdata import catalogue, hub
 from ogdata import measures as M
-from ogdata.errors import DatasetNotFoundError, MetadataError, ReferenceMissingError
+from ogdata.config import datasets_dir
+from ogdata.console import esc
+from ogdata.dataset import Dataset
+from ogdata.envs.registry import env_spec
+from ogdata.errors import (
+    DatasetNotFoundError,
+    MetadataError,
+    NotOnHubError,
+    OfflineError,
+    OgdataError,
+    ReferenceMissingError,
+)
+from ogdata.ids import installed_path, looks_like_id
+from ogdata.resolve import as_dataset_id, check_known_env, resolve
+from ogdata.spaces import space_to_json
+from ogdata.storage.format import METADATA_FILE, read_metadata
 
 TIER_ORDER = ("random", "poor", "medium", "good", "replay")
 _FOLDER = re.compile(r"^(?P<tier>[a-z]+)-v(?P<version>\d+)$")
@@ -28,10 +44,8 @@ _FOLDER = re.compile(r"^(?P<tier>[a-z]+)-v(?P<version>\d+)$")
 # finding datasets
 # ----------------------------------------------------------------------------------------
 
-def _load(target: str | os.PathLike):
-    from ogdata.dataset import load
-
-    return load(target)
+def _load(target: str | os.PathLike) -> Dataset:
+    return Dataset(resolve(target))
 
 
 def _version(ds) -> int:
@@ -41,8 +55,6 @@ def _version(ds) -> int:
 
 def _env_dirs(ds) -> list[Path]:
     """Folders that may hold sibling datasets of the same env: beside the dataset, and the cache."""
-    from ogdata.config import datasets_dir
-
     dirs = [ds.path.resolve().parent]
     if ds.env_id:
         cache = datasets_dir() / ds.env_id
@@ -52,8 +64,6 @@ def _env_dirs(ds) -> list[Path]:
 
 
 def _read_meta(p: Path) -> dict[str, Any] | None:
-    from ogdata.storage.format import read_metadata
-
     try:
         return read_metadata(p)
     except (MetadataError, DatasetNotFoundError, OSError):
@@ -65,7 +75,7 @@ def env_datasets(ds) -> list[Path]:
     seen: dict[Path, None] = {ds.path.resolve(): None}
     for d in _env_dirs(ds):
         for sub in sorted(d.iterdir()):
-            if sub.name.startswith(".") or not (sub / "metadata.json").is_file():
+            if sub.name.startswith(".") or not (sub / METADATA_FILE).is_file():
                 continue
             meta = _read_meta(sub)
             if meta is None or bool(meta.get("multi_agent")) != ds.multi_agent:
@@ -269,73 +279,72 @@ def write_plots(ds, ref, out: str | os.PathLike, prof: dict[str, Any] | None = N
 # show
 # ----------------------------------------------------------------------------------------
 
-def _remote_metadata(dataset_id: str) -> dict[str, Any]:
-    """metadata.json of one Hub dataset, fetched alone (no data) and validated as untrusted input."""
-    import tempfile
-
-    from ogdata import config, hub
-
-    if config.hub_offline():
-        from ogdata.errors import OfflineError
-
-        raise OfflineError(f"{dataset_id} is not installed and HF_HUB_OFFLINE is set; unset it to read its "
-                           "metadata from the Hub, or download it when online")
-    from huggingface_hub import hf_hub_download
-
-    repo_id, folder = hub.repo_for(dataset_id)
-    with tempfile.TemporaryDirectory(prefix="ogdata-show-") as tmp:
-        try:
-            # one API call first: a dead endpoint fails here at once, not after hf_hub_download's backoff
-            commit = hub._api(config.hub_token()).dataset_info(repo_id).sha
-            f = hf_hub_download(repo_id, f"{folder}/metadata.json", repo_type="dataset", revision=commit,
-                                local_dir=tmp, endpoint=config.hub_endpoint(), token=config.hub_token())
-            meta = json.loads(Path(f).read_text())
-        except Exception as e:  # noqa: BLE001 - classified here
-            if hub._unreachable(e):
-                from ogdata.errors import OfflineError
-
-                raise OfflineError(f"the Hub at {config.hub_endpoint()} is unreachable ({hub._short(e)}); "
-                                   f"cannot show {dataset_id}") from None
-            raise DatasetNotFoundError(f"{dataset_id} is not installed and not on the Hub ({repo_id}/{folder}): "
-                                       f"{hub._short(e)}. Check the id with `ogdata list --remote`") from None
-    return hub.check_remote_metadata(meta, dataset_id)
+def _recipe_metadata(dataset_id: str) -> dict[str, Any]:
+    """What the committed catalogue recipe says of a dataset that is neither installed nor reachable."""
+    r, t = catalogue.tier_recipe(dataset_id)
+    did = as_dataset_id(dataset_id)
+    spec = env_spec(did.env_id)
+    core = spec.make_core(1, **(r.get("env_kwargs") or {}))
+    ms = t.get("policies") or []
+    scores = [p["score"] for p in ms if p.get("score") is not None]
+    return {
+        "dataset_id": str(did), "env_id": did.env_id, "env_kwargs": r.get("env_kwargs") or {}, "tier": did.tier,
+        "multi_agent": bool(core.multi_agent), "agents": list(core.agents) if core.multi_agent else [],
+        "observation_space": space_to_json(core.observation_space),
+        "action_space": space_to_json(core.action_space),
+        "state_space": space_to_json(core.state_space) if core.multi_agent else None,
+        "num_transitions": f"≈{int(t['transitions']):,} (whole episodes)" if "transitions" in t else None,
+        "recipe": {k: v for k, v in t.items() if k != "policies"} | (
+            {"behaviour": {"normalised_score": float(np.mean(scores))}} if scores else {}),
+        "reference_returns": r.get("reference_returns"),
+    }
 
 
 def _show_metadata(target: str) -> tuple[dict[str, Any], str]:
+    """(metadata, where it came from): a path, an installed id, the Hub, else the catalogue recipe."""
     p = Path(target)
-    if p.exists():
-        from ogdata.storage.format import read_metadata
-
-        return read_metadata(p), str(p)
-    from ogdata.ids import looks_like_id, parse_id
-
-    if not looks_like_id(target):
-        raise DatasetNotFoundError(f"no dataset at path {target!r}, and it is not a dataset id "
-                                   "('<env-id>/<tier>-v<N>'); check the path or run `ogdata list`")
-    did = parse_id(target, check_env=False)
-    from ogdata.config import datasets_dir
-
-    local = datasets_dir() / did.env_id / did.folder
-    if (local / "metadata.json").is_file():
-        from ogdata.storage.format import read_metadata
-
+    if (p / METADATA_FILE).is_file() or not looks_like_id(target):
+        if p.exists():
+            return read_metadata(p), str(p)
+        resolve(target)  # raises the helpful not-a-path / malformed-id error
+    did = str(as_dataset_id(target))
+    local = installed_path(did)
+    if (local / METADATA_FILE).is_file():
         return read_metadata(local), f"{local} (installed)"
-    return _remote_metadata(str(did)), "Hub (not installed)"
+    try:
+        return hub.remote_metadata(did), "Hub (not installed)"
+    except (OfflineError, NotOnHubError) as e:
+        check_known_env(as_dataset_id(did), str(e))
+        if not catalogue.is_catalogue_id(did):
+            if isinstance(e, OfflineError):
+                raise OfflineError(f"{e}; cannot show {did}: it is not installed and not in the catalogue") from None
+            raise DatasetNotFoundError(f"{did} is not installed and not on the Hub ({e}). Check the id "
+                                       "with `ogdata list --remote`") from None
+        return _recipe_metadata(did), (f"catalogue recipe (not installed; {e}); measures appear once it is "
+                                       f"installed: `ogdata download {did}` rebuilds it offline")
 
 
 def _space_str(js: Any) -> str:
+    """A space from its JSON description, without building it (remote metadata may declare anything)."""
     if not js:
         return "–"
-    from ogdata.spaces import space_from_json
-
-    try:
-        return repr(space_from_json(js))
-    except MetadataError:
-        return json.dumps(js)
+    if not isinstance(js, dict):
+        return json.dumps(js)[:200]
+    kind = js.get("type")
+    if kind == "Box":
+        return f"Box({js.get('low')}, {js.get('high')}, {tuple(js.get('shape') or ())}, {js.get('dtype')})"[:300]
+    if kind == "Discrete":
+        return f"Discrete({js.get('n')}" + (f", start={js['start']})" if js.get("start") else ")")
+    if kind in ("Dict", "Tuple"):
+        subs = js.get("spaces")
+        items = subs.items() if isinstance(subs, dict) else enumerate(subs or [])
+        return f"{kind}(" + ", ".join(f"{k}: {_space_str(v)}" for k, v in items)[:300] + ")"
+    return json.dumps(js)[:300]
 
 
 def _size(meta: dict[str, Any]) -> int:
-    return int(sum(int(e.get("size") or 0) for e in (meta.get("manifest") or {}).values() if isinstance(e, dict)))
+    sizes = [e.get("size") for e in (meta.get("manifest") or {}).values() if isinstance(e, dict)]
+    return int(sum(x for x in sizes if isinstance(x, int) and not isinstance(x, bool) and x >= 0))
 
 
 def _human(n: int) -> str:
@@ -369,37 +378,50 @@ def show_summary(meta: dict[str, Any]) -> dict[str, Any]:
         "measures": {k: ms.get(k) for k in ("tq", "saco", "oaco", "saco_coarse", "oaco_coarse",
                                             "unique_state_actions", "bins") if k in ms}
         | ({"return_mean": rs.get("mean"), "return_std": rs.get("std")} if rs else {}),
-        "behaviour_normalised_score": M.behaviour_score(meta),
+        "behaviour_normalised_score": _behaviour_score(meta),
     }
 
 
+def _behaviour_score(meta: dict[str, Any]) -> float | None:
+    try:
+        return M.behaviour_score(meta)
+    except (OgdataError, TypeError, ValueError, KeyError, AttributeError):
+        return None  # malformed remote recipe: shown as '–', never a crash
+
+
 def run_show(target: str) -> int:
-    """`ogdata show`: env, spaces, tier recipe, size and measures, from metadata alone (no data download)."""
+    """`ogdata show`: env, spaces, tier recipe, size and measures, from metadata alone (no data download).
+
+    Every value is printed as literal text (remote metadata is untrusted: no Rich markup, no links).
+    """
     from rich.console import Console
     from rich.table import Table
 
     meta, where = _show_metadata(target)
     s = show_summary(meta)
-    t = Table(title=f"ogdata show · {s['dataset_id'] or target}", show_header=False)
+    rr = s["reference_returns"]
+    meas = s["measures"]
+    rows = [
+        ("source", where),
+        ("env", f"{s['env_id'] or '–'}" + (f"  {json.dumps(s['env_kwargs'], default=str)}" if s["env_kwargs"] else "")),
+        ("tier", s["tier"] or "–"),
+        ("agents", ", ".join(str(a) for a in s["agents"]) if s["agents"] else "single-agent"),
+        ("observation space", s["observation_space"] + ("  (per agent)" if s["multi_agent"] else "")),
+        ("action space", s["action_space"] + ("  (per agent)" if s["multi_agent"] else "")),
+        *([("state space", s["state_space"])] if s["state_space"] else []),
+        ("transitions · episodes", f"{_fmt(s['num_transitions'])} · {_fmt(s['num_episodes'])}"),
+        ("size", f"{_human(s['size_bytes'])} in {s['files']} files" if s["files"] else "–"),
+        ("recipe", json.dumps(s["recipe"], indent=1, sort_keys=True, default=str) if s["recipe"] else "–"),
+        ("reference returns", f"random {_fmt(rr.get('random'))} · expert {_fmt(rr.get('expert'))}"
+         if isinstance(rr, dict) else "–"),
+        ("measures", " · ".join(f"{k} {_fmt(v)}" for k, v in meas.items()) if meas else
+         "not computed (run `ogdata profile` after downloading)"),
+        ("behaviour normalised score", _fmt(s["behaviour_normalised_score"])),
+    ]
+    t = Table(title=esc(f"ogdata show · {s['dataset_id'] or target}"), show_header=False)
     t.add_column("field", style="bold")
     t.add_column("value", overflow="fold")
-    t.add_row("source", where)
-    t.add_row("env", f"{s['env_id'] or '–'}" + (f"  {json.dumps(s['env_kwargs'])}" if s["env_kwargs"] else ""))
-    t.add_row("tier", s["tier"] or "–")
-    t.add_row("agents", ", ".join(s["agents"]) if s["agents"] else "single-agent")
-    t.add_row("observation space", s["observation_space"] + ("  (per agent)" if s["multi_agent"] else ""))
-    t.add_row("action space", s["action_space"] + ("  (per agent)" if s["multi_agent"] else ""))
-    if s["state_space"]:
-        t.add_row("state space", s["state_space"])
-    t.add_row("transitions · episodes", f"{_fmt(s['num_transitions'])} · {_fmt(s['num_episodes'])}")
-    t.add_row("size", f"{_human(s['size_bytes'])} in {s['files']} files")
-    t.add_row("recipe", json.dumps(s["recipe"], indent=1, sort_keys=True) if s["recipe"] else "–")
-    rr = s["reference_returns"]
-    t.add_row("reference returns", f"random {_fmt(rr.get('random'))} · expert {_fmt(rr.get('expert'))}"
-              if isinstance(rr, dict) else "–")
-    meas = s["measures"]
-    t.add_row("measures", " · ".join(f"{k} {_fmt(v)}" for k, v in meas.items()) if meas else
-              "not computed (run `ogdata profile` after downloading)")
-    t.add_row("behaviour normalised score", _fmt(s["behaviour_normalised_score"]))
-    Console().print(t)
+    for field, value in rows:
+        t.add_row(esc(field), esc(value))
+    Console(highlight=False).print(t)
     return 0

@@ -63,7 +63,7 @@ def dataset_ids(pattern: str | None, tiers) -> list[str]:
 
     ids = []
     for did in ogdata.list_datasets():
-        p = parse_id(did, check_env=False)
+        p = parse_id(did)
         if p.tier in tiers and (pattern is None or fnmatch.fnmatch(did, pattern)):
             ids.append(did)
     return ids
@@ -75,7 +75,7 @@ def plan(ids, algos_filter, seeds) -> list[tuple[str, str, int]]:
 
     runs = []
     for did in ids:
-        env = parse_id(did, check_env=False).env_id
+        env = parse_id(did).env_id
         for algo in applicable_to(*_kind(env)[:2]):
             if algos_filter and algo not in algos_filter:
                 continue
@@ -100,7 +100,7 @@ def estimate_s(did: str, algo: str, steps: int) -> float:
     from ogdata.ids import parse_id
 
     small, large = LITE_RATES[algo]
-    obs = _kind(parse_id(did, check_env=False).env_id)[2]
+    obs = _kind(parse_id(did).env_id)[2]
     return steps / (small if obs <= 32 else large) + RUN_OVERHEAD_S
 
 
@@ -146,7 +146,7 @@ def aggregate(runs, runs_root: Path) -> dict:
         r = json.loads(f.read_text())
         if "last" not in r:
             continue
-        d = table.setdefault(did, {"env_id": r["env_id"], "tier": parse_id(did, check_env=False).tier,
+        d = table.setdefault(did, {"env_id": r["env_id"], "tier": parse_id(did).tier,
                                    "multi_agent": ALGORITHMS[algo].multi_agent, "algos": {}})
         a = d["algos"].setdefault(algo, {"seeds": [], "last": [], "best": [], "return": [], "ups": [],
                                          "finance": {}})

@@ -14,7 +14,7 @@ from conftest import make_flat_episodes
 from huggingface_hub import DatasetCard
 
 import ogdata
-from ogdata import cards, hub
+from ogdata import cards, catalogue
 from ogdata.envs.registry import EnvSpec
 from ogdata.storage import update_metadata
 
@@ -78,7 +78,7 @@ def test_sections_say_what_a_reader_needs(tmp_path):
     assert "| exploration noise | 0.05 |" in text and "Selection rule: policies at or above" in text
     assert "no third-party market data" in text and "Dataset licence: `apache-2.0`" in text
     digest = cards.card_recipe_digest(text)
-    assert digest == cards.recipe_digest(hub.recipe_identity(ds.metadata))
+    assert digest == cards.recipe_digest(catalogue.recipe_identity(ds.metadata))
     # one function of the metadata: any input form, any time, the same text
     assert cards.render(ds.path) == cards.render(dict(ds.metadata)) == text
 
@@ -176,7 +176,7 @@ def test_write_cards_and_check(tmp_path):
 
 
 def test_committed_cards_match_the_catalogue():
-    cat = hub.catalogue()
+    cat = catalogue.entries()
     if not cat:
         pytest.skip("no catalogue yet (ogdata/catalogue/*.json): nothing to keep in sync")
     cards_dir = ROOT / "dataset_cards"

@@ -12,6 +12,7 @@ import pytest
 from gymnasium import spaces
 
 import ogdata
+from ogdata import catalogue
 from ogdata.envs import registry
 from ogdata.envs.core import VectorMarket
 from ogdata.errors import DatasetExistsError, InvalidIdError
@@ -230,7 +231,6 @@ def test_ray_matches_local(tmp_path):
 
 
 def test_rebuild_matches_catalogue_identity(tmp_path):
-    from ogdata import hub
     from ogdata.catalogue import catalogue_ids, tier_recipe
 
     did = "market-making-as/good-v0"
@@ -239,15 +239,30 @@ def test_rebuild_matches_catalogue_identity(tmp_path):
     ds = rebuild(did, tmp_path / "good-v0", progress=False)
     assert ds.dataset_id == did and len(ds) >= t["transitions"]
     assert ds.metadata["recipe"]["source"] == "ogdata/catalogue/market-making-as.json"
-    assert hub.recipe_identity(ds.metadata) == hub.catalogue_identity(did)
+    assert catalogue.recipe_identity(ds.metadata) == catalogue.catalogue_identity(did)
     assert ds.measures["behaviour_normalised_score"] > 80
+
+
+def _assert_close(a, b, rel=1e-7):
+    """Nested equality with floats compared to a relative tolerance."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys()
+        for k in a:
+            _assert_close(a[k], b[k], rel)
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b)
+        for x, y in zip(a, b):
+            _assert_close(x, y, rel)
+    elif isinstance(a, float):
+        assert b == pytest.approx(a, rel=rel)
+    else:
+        assert a == b
 
 
 def test_poor_tier_is_mixed_down_to_its_target_and_rebuilt_from_the_recipe(tmp_path):
     import copy
     import importlib.util
 
-    from ogdata import hub
     from ogdata.catalogue import recipe
 
     spec = importlib.util.spec_from_file_location("train_behaviour", ROOT / "scripts" / "train_behaviour.py")
@@ -262,7 +277,8 @@ def test_poor_tier_is_mixed_down_to_its_target_and_rebuilt_from_the_recipe(tmp_p
     # the bisection is deterministic: redoing it from the checkpoints gives the committed recipe
     again = copy.deepcopy(r)
     assert tb.apply_mixing(again, "poor") == [p["random_prob"] for p in t["policies"]]
-    assert again["tiers"]["poor"] == t
+    # scores are re-measured on 1024 episodes: equal up to BLAS summation order (threads, CPU kernel)
+    _assert_close(again["tiers"]["poor"], t)
     # a seed whose checkpoint is already near the target is left unmixed
     near = copy.deepcopy(r)
     near["tiers"]["poor"]["policies"][0]["checkpoint_score"] = 25.0
@@ -270,7 +286,7 @@ def test_poor_tier_is_mixed_down_to_its_target_and_rebuilt_from_the_recipe(tmp_p
     assert "random_prob" not in near["tiers"]["poor"]["policies"][0]
     # generation rolls the mixed policy: recorded in the metadata, and it scores like the recipe says
     ds = rebuild("execution-ac/poor-v0", tmp_path / "poor-v0", progress=False)
-    assert hub.recipe_identity(ds.metadata) == hub.catalogue_identity("execution-ac/poor-v0")
+    assert catalogue.recipe_identity(ds.metadata) == catalogue.catalogue_identity("execution-ac/poor-v0")
     assert [s["random_prob"] for s in ds.metadata["recipe"]["generation"]["sources"]] == \
         [p["random_prob"] for p in t["policies"]]
     rets = np.add.reduceat(ds.arrays()["rewards"], np.r_[0, np.cumsum(ds.episode_lengths)[:-1]])

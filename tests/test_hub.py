@@ -24,8 +24,10 @@ from hub_server import hub_fixture  # noqa: F401  (the session-scoped `hub` fixt
 from huggingface_hub import DatasetCard, HfApi, hf_hub_download, snapshot_download
 
 import ogdata
-from ogdata import config, hub
+from ogdata import catalogue, cli, config, hub, resolve
 from ogdata.errors import DatasetNotFoundError, HubError, IntegrityError, MetadataError, OfflineError
+from ogdata.ids import hub_repo, installed_path
+from ogdata.storage.install import read_source
 
 ORG = "ogtest"
 TOKEN = "hf_SECRETtokenNEVERprinted123"
@@ -73,15 +75,15 @@ def test_publish_then_download_roundtrip(online, tmp_path, capsys, caplog):
     did = "toy-roundtrip/good-v0"
     src = make_ds(tmp_path, did, measures={"tq": 0.75, "saco": 0.25})
     with caplog.at_level(logging.DEBUG):
-        sha = hub.publish(src.path, token=TOKEN)
+        sha = ogdata.publish(src.path, token=TOKEN)
     out = capsys.readouterr()
     assert TOKEN not in out.out + out.err + caplog.text
 
-    path = hub.download(did)
-    assert path == hub.local_path(did) == config.datasets_dir() / "toy-roundtrip" / "good-v0"
+    path = ogdata.download(did)
+    assert path == installed_path(did) == config.datasets_dir() / "toy-roundtrip" / "good-v0"
     got = ogdata.load(path)
     assert same_arrays(got, src) and got.metadata["manifest"] == src.metadata["manifest"]
-    src_rec = hub.read_source(path)
+    src_rec = read_source(path)
     assert src_rec["commit"] == sha and src_rec["revision"] == "main" and src_rec["rebuilt"] is False
     assert src_rec["repo_id"] == f"{ORG}/toy-roundtrip" and src_rec["endpoint"] == online.url
     assert leftovers(did) == []
@@ -97,28 +99,28 @@ def test_publish_then_download_roundtrip(online, tmp_path, capsys, caplog):
     assert api(online).dataset_info(f"{ORG}/toy-roundtrip").card_data.license == "apache-2.0"
     # a second call is served from the cache: the same directory, untouched
     mtime = (path / "metadata.json").stat().st_mtime_ns
-    assert hub.download(did) == path and (path / "metadata.json").stat().st_mtime_ns == mtime
+    assert ogdata.download(did) == path and (path / "metadata.json").stat().st_mtime_ns == mtime
 
 
 def test_load_downloads_on_first_use(online, tmp_path):
     did = f"{ogdata.list_envs()[0]}/random-v0"  # load() accepts ids of registered environments only
     src = make_ds(tmp_path, did)
-    hub.publish(src.path)
-    assert not hub.local_path(did).exists()
+    ogdata.publish(src.path)
+    assert not installed_path(did).exists()
     ds = ogdata.load(did)
-    assert ds.path == hub.local_path(did) and same_arrays(ds, src)
+    assert ds.path == installed_path(did) and same_arrays(ds, src)
 
 
 def test_one_tier_alone_and_list_remote(online, tmp_path):
     good, medium = "toy-tiers/good-v0", "toy-tiers/medium-v0"
-    hub.publish(make_ds(tmp_path, good, seed=1).path)
+    ogdata.publish(make_ds(tmp_path, good, seed=1).path)
     src_medium = make_ds(tmp_path, medium, seed=2, lengths=(3, 3))
-    hub.publish(src_medium.path)
-    assert hub.list_remote(env_ids=["toy-tiers", "toy-absent"]) == [good, medium]
+    ogdata.publish(src_medium.path)
+    assert hub.list_remote(["toy-tiers", "toy-absent"]) == [good, medium]
 
-    p = hub.download(medium)
+    p = ogdata.download(medium)
     assert same_arrays(ogdata.load(p), src_medium)
-    assert not hub.local_path(good).exists()  # only the tier asked for
+    assert not installed_path(good).exists()  # only the tier asked for
     # a plain huggingface_hub user can fetch one tier alone
     d = snapshot_download(f"{ORG}/toy-tiers", repo_type="dataset", allow_patterns=["good-v0/*"],
                           endpoint=online.url, local_dir=tmp_path / "plain")
@@ -132,34 +134,34 @@ def test_one_tier_alone_and_list_remote(online, tmp_path):
 def test_republish_and_pinned_revisions(online, tmp_path):
     did = "toy-revs/poor-v0"
     first = make_ds(tmp_path, did, seed=3, lengths=(4, 4))
-    sha1 = hub.publish(first.path)
+    sha1 = ogdata.publish(first.path)
     second = make_ds(tmp_path, did, seed=4, lengths=(6,))
-    sha2 = hub.publish(second.path)
+    sha2 = ogdata.publish(second.path)
     assert sha1 != sha2
     # files of the old version that the new one does not have are gone from the tier folder
     files = api(online).list_repo_files(f"{ORG}/toy-revs", repo_type="dataset", revision=sha2)
     assert sorted(f for f in files if f.startswith("poor-v0/")) == sorted(
         ["poor-v0/README.md", "poor-v0/metadata.json"] + [f"poor-v0/{r}" for r in second.metadata["manifest"]])
 
-    assert same_arrays(ogdata.load(hub.download(did)), second)
-    p = hub.download(did, revision=sha1)  # a pinned older commit replaces the cached copy
-    assert same_arrays(ogdata.load(p), first) and hub.read_source(p)["commit"] == sha1
-    assert hub.download(did, revision=sha1[:10]) == p  # already there: no download
-    p = hub.download(did, force=True)
-    assert same_arrays(ogdata.load(p), second) and hub.read_source(p)["commit"] == sha2
+    assert same_arrays(ogdata.load(ogdata.download(did)), second)
+    p = ogdata.download(did, revision=sha1)  # a pinned older commit replaces the cached copy
+    assert same_arrays(ogdata.load(p), first) and read_source(p)["commit"] == sha1
+    assert ogdata.download(did, revision=sha1[:10]) == p  # already there: no download
+    p = ogdata.download(did, force=True)
+    assert same_arrays(ogdata.load(p), second) and read_source(p)["commit"] == sha2
     assert leftovers(did) == []
 
 
 def test_publish_to_a_branch(online, tmp_path):
     did = "toy-branch/good-v0"
     main_ds = make_ds(tmp_path, did, seed=8)
-    hub.publish(main_ds.path)
+    ogdata.publish(main_ds.path)
     draft = make_ds(tmp_path, did, seed=9, lengths=(2, 3))
-    sha = hub.publish(draft.path, revision="draft")
-    p = hub.download(did, revision="draft")
-    assert same_arrays(ogdata.load(p), draft) and hub.read_source(p)["revision"] == "draft"
-    assert hub.read_source(p)["commit"] == sha
-    p = hub.download(did, revision="main")  # main is untouched by the branch
+    sha = ogdata.publish(draft.path, revision="draft")
+    p = ogdata.download(did, revision="draft")
+    assert same_arrays(ogdata.load(p), draft) and read_source(p)["revision"] == "draft"
+    assert read_source(p)["commit"] == sha
+    p = ogdata.download(did, revision="main")  # main is untouched by the branch
     assert same_arrays(ogdata.load(p), main_ds)
 
 
@@ -167,29 +169,29 @@ def test_publish_to_a_branch(online, tmp_path):
 
 def test_missing_revision_repo_or_tier(online, tmp_path):
     did = "toy-missing/good-v0"
-    hub.publish(make_ds(tmp_path, did).path)
+    ogdata.publish(make_ds(tmp_path, did).path)
     with pytest.raises(DatasetNotFoundError, match="no-such-branch"):
-        hub.download(did, revision="no-such-branch")
+        ogdata.download(did, revision="no-such-branch")
     with pytest.raises(DatasetNotFoundError, match="does not exist"):
-        hub.download("toy-nobody-published-this/good-v0")
+        ogdata.download("toy-nobody-published-this/good-v0")
     with pytest.raises(DatasetNotFoundError, match=r"has no medium-v0/ folder .*good-v0"):
-        hub.download("toy-missing/medium-v0")
-    assert not hub.local_path(did).exists() and leftovers(did) == []
+        ogdata.download("toy-missing/medium-v0")
+    assert not installed_path(did).exists() and leftovers(did) == []
 
 
 def test_corrupted_file_on_server(online, tmp_path):
     did = "toy-corrupt/good-v0"
     src = make_ds(tmp_path, did)
-    hub.publish(src.path)
+    ogdata.publish(src.path)
     victim = "data/rewards/c/0"
     data = bytearray((src.path / victim).read_bytes())
     data[len(data) // 2] ^= 0xFF  # same size, one byte flipped: only the checksum can tell
     api(online).upload_file(path_or_fileobj=bytes(data), path_in_repo=f"good-v0/{victim}",
                             repo_id=f"{ORG}/toy-corrupt", repo_type="dataset", commit_message="bit rot")
     with pytest.raises(IntegrityError, match="rewards/c/0") as e:
-        hub.download(did)
+        ogdata.download(did)
     assert "nothing was installed" in str(e.value)
-    assert not hub.local_path(did).exists() and leftovers(did) == []
+    assert not installed_path(did).exists() and leftovers(did) == []
 
 
 @pytest.mark.parametrize("i, evil", enumerate(["../../outside.bin", "/etc/evil", "data/../../../x", "data\\..\\x"]))
@@ -205,7 +207,7 @@ def test_manifest_naming_a_path_outside_the_dataset_is_rejected(online, tmp_path
     client.upload_file(path_or_fileobj=json.dumps(meta).encode(), path_in_repo="good-v0/metadata.json",
                        repo_id=f"{ORG}/{env}", repo_type="dataset")
     with pytest.raises(IntegrityError, match="outside the dataset"):
-        hub.download(did)
+        ogdata.download(did)
     assert not config.datasets_dir().exists()  # rejected before anything was written
 
 
@@ -250,7 +252,7 @@ def _kill_after_first_file(monkeypatch, server, restart_after=None):
 def test_server_killed_mid_download_then_retry(online, tmp_path, monkeypatch):
     did = "toy-killed/good-v0"
     src = make_ds(tmp_path, did)
-    hub.publish(src.path)
+    ogdata.publish(src.path)
     import huggingface_hub.utils._http as hf_http
 
     with pytest.MonkeyPatch.context() as mp:
@@ -258,13 +260,13 @@ def test_server_killed_mid_download_then_retry(online, tmp_path, monkeypatch):
         # huggingface_hub backs off 1+2+4+8+8 s per file against a dead server; skip only the waiting
         mp.setattr(hf_http, "time", types.SimpleNamespace(sleep=lambda s: None))
         with pytest.raises(HubError, match="interrupted.*run the same download again"):
-            hub.download(did)
+            ogdata.download(did)
     assert len(done) == 1 and not online.alive
-    assert not hub.local_path(did).exists()
+    assert not installed_path(did).exists()
     partial = config.datasets_dir() / "toy-killed" / ".good-v0.partial" / "good-v0"
     assert partial.is_dir()  # finished files are kept for the retry
     online.start()
-    path = hub.download(did)
+    path = ogdata.download(did)
     assert same_arrays(ogdata.load(path, verify=True), src)
     assert leftovers(did) == []
 
@@ -272,9 +274,9 @@ def test_server_killed_mid_download_then_retry(online, tmp_path, monkeypatch):
 def test_server_crash_and_restart_during_download_is_ridden_out(online, tmp_path, monkeypatch):
     did = "toy-restart/good-v0"
     src = make_ds(tmp_path, did)
-    hub.publish(src.path)
+    ogdata.publish(src.path)
     done = _kill_after_first_file(monkeypatch, online, restart_after=0.3)
-    path = hub.download(did)  # huggingface_hub's own backoff waits for the server to come back
+    path = ogdata.download(did)  # huggingface_hub's own backoff waits for the server to come back
     assert len(done) == 1 and online.alive
     assert same_arrays(ogdata.load(path, verify=True), src)
 
@@ -282,15 +284,15 @@ def test_server_crash_and_restart_during_download_is_ridden_out(online, tmp_path
 def test_four_processes_download_one_id(online, tmp_path):
     did = "toy-race/good-v0"
     src = make_ds(tmp_path, did, lengths=(9, 9, 9, 9))
-    hub.publish(src.path)
-    code = f"from ogdata import hub; print(hub.download({did!r}))"
+    ogdata.publish(src.path)
+    code = f"import ogdata; print(ogdata.download({did!r}))"
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               env=dict(os.environ)) for _ in range(4)]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, [o[1].decode()[-2000:] for o in outs]
     paths = {o[0].decode().strip().splitlines()[-1] for o in outs}
-    assert paths == {str(hub.local_path(did))}
-    assert same_arrays(ogdata.load(hub.local_path(did), verify=True), src)
+    assert paths == {str(installed_path(did))}
+    assert same_arrays(ogdata.load(installed_path(did), verify=True), src)
     assert leftovers(did) == []
 
 
@@ -298,20 +300,20 @@ def test_four_processes_download_one_id(online, tmp_path):
 
 def test_offline_with_and_without_cache(online, tmp_path, monkeypatch):
     did = f"{ogdata.list_envs()[-1]}/good-v7"  # a registered env, so ogdata.load(id) accepts it
-    hub.publish(make_ds(tmp_path, did).path)
+    ogdata.publish(make_ds(tmp_path, did).path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(OfflineError, match="HF_HUB_OFFLINE.*not installed.*nor in the catalogue"):
-        hub.download(did)
+        ogdata.download(did)
     assert not config.datasets_dir().exists()
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    path = hub.download(did)
+    path = ogdata.download(did)
     # with a cache, offline mode never touches the network (the endpoint is even dead)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
-    assert hub.download(did) == path
-    assert hub.download(did, revision=hub.read_source(path)["commit"]) == path
+    assert ogdata.download(did) == path
+    assert ogdata.download(did, revision=read_source(path)["commit"]) == path
     with pytest.raises(OfflineError, match="the installed copy is commit"):
-        hub.download(did, revision="some-other-branch")
+        ogdata.download(did, revision="some-other-branch")
     assert ogdata.load(did).path == path
 
 
@@ -335,36 +337,36 @@ def test_rebuild_from_recipe_when_the_hub_is_out_of_reach(monkeypatch, capsys, t
     pytest.importorskip("ogdata.generate").rebuild  # noqa: B018 - the generation helper's entry point
     did = "execution-ac/random-v0"
     tmp_catalogue({"random": {"transitions": 300, "seed": 1}})
-    assert hub.catalogue()[did]["expect"] == {"tier": "random", "env_kwargs": {}, "recipe.generation.seed": 1,
+    assert catalogue.entries()[did]["expect"] == {"tier": "random", "env_kwargs": {}, "recipe.generation.seed": 1,
                                               "recipe.generation.transitions_requested": 300}
     if how == "offline":
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     else:
         monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
         monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
-    path = hub.download(did)
+    path = ogdata.download(did)
     assert "Rebuilding execution-ac/random-v0 from its recipe" in capsys.readouterr().err
-    src = hub.read_source(path)
+    src = read_source(path)
     assert src["rebuilt"] is True and src["source"] == "rebuilt" and src["recipe"] == {"transitions": 300, "seed": 1}
     ds = ogdata.load(path, verify=True)
     assert ds.num_transitions >= 300 and ds.metadata["dataset_id"] == did
-    assert hub.verify(did)["recipe"] == "match"
+    assert ogdata.verify(did)["recipe"] == "match"
     mtime = (path / "metadata.json").stat().st_mtime_ns
-    assert hub.download(did) == path and (path / "metadata.json").stat().st_mtime_ns == mtime  # not rebuilt again
+    assert ogdata.download(did) == path and (path / "metadata.json").stat().st_mtime_ns == mtime  # not rebuilt again
     assert leftovers(did) == []
     # the catalogue moves on (another seed): this copy no longer matches its recipe
     tmp_catalogue({"random": {"transitions": 300, "seed": 2}})
     with pytest.raises(IntegrityError, match=r"recipe.generation.seed"):
-        hub.verify(did)
+        ogdata.verify(did)
 
 
 def test_rebuild_without_a_generator_says_so(monkeypatch):
     did = "toy-nogen/good-v0"
-    monkeypatch.setattr(hub, "catalogue", lambda: {did: {"dataset_id": did, "recipe": {}, "expect": {}}})
+    monkeypatch.setattr(catalogue, "entries", lambda: {did: {"dataset_id": did, "recipe": {}, "expect": {}}})
     monkeypatch.setitem(sys.modules, "ogdata.generate", None)  # import fails
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(OfflineError, match="in the catalogue.*generator is not available"):
-        hub.download(did)
+        ogdata.download(did)
 
 
 def test_unreachable_hub_without_catalogue_entry(monkeypatch):
@@ -372,9 +374,9 @@ def test_unreachable_hub_without_catalogue_entry(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     t0 = time.monotonic()
     with pytest.raises(OfflineError, match="unreachable"):
-        hub.download("toy-nowhere/good-v0")
+        ogdata.download("toy-nowhere/good-v0")
     with pytest.raises(OfflineError, match="unreachable"):
-        hub.list_remote(env_ids=["toy-nowhere"])
+        hub.list_remote(["toy-nowhere"])
     assert time.monotonic() - t0 < 20  # fails at the first API call, without per-file backoff
 
 
@@ -382,11 +384,11 @@ def test_show_reads_metadata_alone_and_fails_fast_on_a_dead_hub(online, tmp_path
     from ogdata.profile import run_show
 
     did = "toy-show/good-v0"
-    hub.publish(make_ds(tmp_path, did, measures={"tq": 0.5}).path)
+    ogdata.publish(make_ds(tmp_path, did, measures={"tq": 0.5}).path)
     assert run_show(did) == 0
     out = capsys.readouterr().out
     assert "Hub (not installed)" in out and "toy-show" in out and "tq 0.5" in out
-    assert not hub.local_path(did).exists()  # show downloads nothing
+    assert not installed_path(did).exists()  # show downloads nothing
     with pytest.raises(DatasetNotFoundError, match="toy-show/medium-v0 is not installed and not on the Hub"):
         run_show("toy-show/medium-v0")
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
@@ -403,11 +405,11 @@ def test_publish_failure_does_not_leak_the_token(tmp_path, monkeypatch, capsys, 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     src = make_ds(tmp_path, "toy-leak/good-v0")
     with caplog.at_level(logging.DEBUG), pytest.raises(OfflineError) as e:
-        hub.publish(src.path, token=TOKEN)
+        ogdata.publish(src.path, token=TOKEN)
     out = capsys.readouterr()
     assert TOKEN not in str(e.value) + out.out + out.err + caplog.text
     monkeypatch.setenv("HF_TOKEN", TOKEN)
-    assert hub.run_publish(str(src.path)) == 1
+    assert cli.main(["publish", str(src.path)]) == 1
     out = capsys.readouterr()
     assert "unreachable" in out.err and TOKEN not in out.out + out.err
 
@@ -416,7 +418,7 @@ def test_publish_refuses_a_corrupt_local_copy(tmp_path):
     src = make_ds(tmp_path, "toy-badlocal/good-v0")
     (src.path / "data" / "actions" / "c" / "0" / "0").write_bytes(b"junk")
     with pytest.raises(IntegrityError, match="actions/c/0/0"):
-        hub.publish(src.path, repo_id="ogtest/never")
+        ogdata.publish(src.path, repo_id="ogtest/never")
 
 
 def test_verify_against_manifest_and_catalogue_recipe(tmp_path, monkeypatch, capsys):
@@ -425,24 +427,24 @@ def test_verify_against_manifest_and_catalogue_recipe(tmp_path, monkeypatch, cap
     src = make_ds(tmp_path, did, seed=5, recipe=recipe, env_kwargs={"sigma": 0.6})
     identity = {"tier": "medium", "env_kwargs": {"sigma": 0.6}, "recipe.threshold": 0.4,
                 "recipe.generation.seed": 5, "recipe.generation.transitions_requested": 16}
-    assert hub.recipe_identity(src.metadata) == identity
-    monkeypatch.setattr(hub, "catalogue", lambda: {})
-    assert hub.verify(src.path)["recipe"] == "no catalogue"
-    assert hub.run_verify(str(src.path)) == 0 and "no catalogue" in capsys.readouterr().out
-    monkeypatch.setattr(hub, "catalogue", lambda: {"other/good-v0": {"expect": {}}})
-    assert hub.verify(src.path)["recipe"] == "not in catalogue"
-    monkeypatch.setattr(hub, "catalogue", lambda: {did: {"dataset_id": did, "expect": identity}})
-    assert hub.verify(src.path) == {"path": str(src.path), "dataset_id": did,
+    assert catalogue.recipe_identity(src.metadata) == identity
+    monkeypatch.setattr(catalogue, "entries", lambda: {})
+    assert ogdata.verify(src.path)["recipe"] == "no catalogue"
+    assert cli.main(["verify", str(src.path)]) == 0 and "no catalogue" in capsys.readouterr().out
+    monkeypatch.setattr(catalogue, "entries", lambda: {"other/good-v0": {"expect": {}}})
+    assert ogdata.verify(src.path)["recipe"] == "not in catalogue"
+    monkeypatch.setattr(catalogue, "entries", lambda: {did: {"dataset_id": did, "expect": identity}})
+    assert ogdata.verify(src.path) == {"path": str(src.path), "dataset_id": did,
                                     "files": len(src.metadata["manifest"]), "recipe": "match"}
-    assert hub.run_verify(str(src.path)) == 0 and "recipe matches the catalogue" in capsys.readouterr().out
+    assert cli.main(["verify", str(src.path)]) == 0 and "recipe matches the catalogue" in capsys.readouterr().out
     wrong = {**identity, "env_kwargs": {"sigma": 1.9}, "recipe.threshold": 0.5}
-    monkeypatch.setattr(hub, "catalogue", lambda: {did: {"dataset_id": did, "expect": wrong}})
+    monkeypatch.setattr(catalogue, "entries", lambda: {did: {"dataset_id": did, "expect": wrong}})
     with pytest.raises(IntegrityError, match=r"recipe differs .*\['env_kwargs', 'recipe.threshold'\]"):
-        hub.verify(src.path)
-    assert hub.run_verify(str(src.path)) == 1 and "recipe.threshold" in capsys.readouterr().err
+        ogdata.verify(src.path)
+    assert cli.main(["verify", str(src.path)]) == 1 and "recipe.threshold" in capsys.readouterr().err
     (src.path / "data" / "rewards" / "c" / "0").write_bytes(b"x")
-    assert hub.run_verify(str(src.path)) == 1 and "rewards/c/0" in capsys.readouterr().err
-    assert hub.run_verify("toy-verify/good-v0") == 1 and "not installed" in capsys.readouterr().err
+    assert cli.main(["verify", str(src.path)]) == 1 and "rewards/c/0" in capsys.readouterr().err
+    assert cli.main(["verify", "toy-verify/good-v0"]) == 1 and "not installed" in capsys.readouterr().err
 
 
 def test_catalogue_reads_the_committed_recipe_format(tmp_catalogue):
@@ -451,7 +453,7 @@ def test_catalogue_reads_the_committed_recipe_format(tmp_catalogue):
                   training={"steps": 10, "learning_curve": [1, 2]})
     tmp_catalogue({"replay": {"transitions": 900, "seed": 4}}, env_id="market-making-as",
                   training={"steps": 10, "learning_curve": [1, 2]}, env_kwargs={"sigma": 2.0})
-    cat = hub.catalogue()
+    cat = catalogue.entries()
     assert sorted(cat) == ["execution-ac/good-v0", "execution-ac/random-v0", "market-making-as/replay-v0"]
     assert cat["execution-ac/good-v0"]["expect"] == {
         "tier": "good", "env_kwargs": {}, "recipe.threshold": 0.6, "recipe.noise": 0.05,
@@ -460,21 +462,21 @@ def test_catalogue_reads_the_committed_recipe_format(tmp_catalogue):
     assert cat["execution-ac/random-v0"]["expect"]["recipe.generation.seed"] == 0
     replay = cat["market-making-as/replay-v0"]["expect"]
     assert replay["recipe.training"] == {"steps": 10} and replay["env_kwargs"] == {"sigma": 2.0}
-    assert hub.catalogue_identity("market-making-as/replay-v0") == replay
+    assert catalogue.catalogue_identity("market-making-as/replay-v0") == replay
 
 
 def test_cli_glue_download_and_list(online, tmp_path, capsys):
     did = "toy-cli/good-v0"
-    hub.publish(make_ds(tmp_path, did).path)
-    assert hub.run_download([did, "toy-cli/medium-v0"]) == 1  # the second one does not exist
+    ogdata.publish(make_ds(tmp_path, did).path)
+    assert cli.main(["download", did, "toy-cli/medium-v0"]) == 1  # the second one does not exist
     out = capsys.readouterr()
-    assert f"{did} -> {hub.local_path(did)} ({ORG}/toy-cli@" in out.out
+    assert f"{did} -> {installed_path(did)} ({ORG}/toy-cli@" in out.out
     assert "toy-cli/medium-v0" in out.err and "not found" in out.err
-    assert hub.installed() == [did]
-    assert hub.run_list(remote=False) == 0
+    assert resolve.installed() == [did]
+    assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
     assert did in out and "@" in out
-    assert hub.list_remote(env_ids=["toy-cli"]) == [did]
+    assert hub.list_remote(["toy-cli"]) == [did]
 
 
 def test_config_defaults_and_ids(monkeypatch):
@@ -486,18 +488,18 @@ def test_config_defaults_and_ids(monkeypatch):
     assert config.datasets_dir() == config.home() / "datasets"
     assert config.hub_org() == "ogdata" and config.hub_endpoint() == "https://huggingface.co"
     assert config.hub_token() is None and config.hub_offline() is False
-    assert hub.repo_for("portfolio-sp500/good-v0") == ("ogdata/portfolio-sp500", "good-v0")
-    assert hub.local_path("portfolio-sp500/replay-v2") == config.home() / "datasets" / "portfolio-sp500" / "replay-v2"
+    assert hub_repo("portfolio-sp500/good-v0") == ("ogdata/portfolio-sp500", "good-v0")
+    assert installed_path("portfolio-sp500/replay-v2") == config.home() / "datasets" / "portfolio-sp500" / "replay-v2"
     monkeypatch.setenv("OGDATA_HUB_ORG", "my-lab")
     monkeypatch.setenv("OGDATA_HOME", "/data/og")
     monkeypatch.setenv("HF_ENDPOINT", "http://mirror.local:8090/")
-    assert hub.repo_for("portfolio-sp500/good-v0") == ("my-lab/portfolio-sp500", "good-v0")
-    assert hub.local_path("a-b/poor-v1") == Path("/data/og/datasets/a-b/poor-v1")
+    assert hub_repo("portfolio-sp500/good-v0") == ("my-lab/portfolio-sp500", "good-v0")
+    assert installed_path("a-b/poor-v1") == Path("/data/og/datasets/a-b/poor-v1")
     assert config.hub_endpoint() == "http://mirror.local:8090"
     for value, offline in (("1", True), ("true", True), ("ON", True), ("0", False), ("", False)):
         monkeypatch.setenv("HF_HUB_OFFLINE", value)
         assert config.hub_offline() is offline
     with pytest.raises(ogdata.errors.InvalidIdError, match="malformed"):
-        hub.download("not-an-id")
+        ogdata.download("not-an-id")
     with pytest.raises(ogdata.errors.InvalidIdError, match="unknown tier"):
-        hub.local_path("env-a/great-v0")
+        installed_path("env-a/great-v0")

@@ -88,10 +88,10 @@ def test_explicit_reference_and_missing_reference(env_dir, tmp_path, capsys):
     (env_dir / "good-v0").rename(lonely)
     with pytest.raises(ReferenceMissingError, match=f"{ENV}/replay-v0.*ogdata download"):
         P.run_profile(str(lonely), None, True, None)
-    # the CLI turns it into a clear message and exit code 2
+    # the CLI turns it into a clear message and exit code 1 (2 is for a wrong command line)
     from ogdata.cli import main
 
-    assert main(["profile", str(lonely)]) == 2
+    assert main(["profile", str(lonely)]) == 1
     assert "replay-v0" in capsys.readouterr().err
 
 

@@ -11,6 +11,7 @@ Recipes are written by scripts/train_behaviour.py.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -75,5 +76,56 @@ def weights_path(ref: str) -> Path:
     return WEIGHTS_DIR / ref
 
 
-__all__ = ["CATALOGUE_DIR", "WEIGHTS_DIR", "catalogue_envs", "catalogue_ids", "recipe", "recipe_path",
-           "tier_recipe", "weights_path"]
+# -- recipe identity: what a catalogue recipe determines about a dataset's metadata -------------
+
+def recipe_identity(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a dataset's metadata that its catalogue recipe determines (dotted keys)."""
+    rec = meta.get("recipe") or {}
+    gen = rec.get("generation") or {}
+    out: dict[str, Any] = {"tier": meta.get("tier"), "env_kwargs": meta.get("env_kwargs") or {}}
+    out.update({f"recipe.{k}": rec[k] for k in TIER_RECIPE_FIELDS if k in rec})
+    for k in ("seed", "transitions_requested"):
+        if k in gen:
+            out[f"recipe.generation.{k}"] = gen[k]
+    if "training" in rec:
+        out["recipe.training"] = rec["training"]
+    return out
+
+
+def _identity(tier: str, r: Mapping[str, Any], t: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"tier": tier, "env_kwargs": dict(r.get("env_kwargs") or {})}
+    out.update({f"recipe.{k}": t[k] for k in TIER_RECIPE_FIELDS if k in t})
+    out["recipe.generation.seed"] = int(t.get("seed", 0))
+    if "transitions" in t:
+        out["recipe.generation.transitions_requested"] = int(t["transitions"])
+    if tier == "replay" and isinstance(r.get("training"), Mapping):
+        out["recipe.training"] = {k: v for k, v in r["training"].items() if k != "learning_curve"}
+    return out
+
+
+def catalogue_identity(dataset_id: str) -> dict[str, Any]:
+    """What recipe_identity() must be for a copy made by the catalogue recipe of `dataset_id`."""
+    r, t = tier_recipe(dataset_id)
+    return _identity(parse_id(dataset_id).tier, r, t)
+
+
+def entries() -> dict[str, dict[str, Any]]:
+    """{dataset_id: {"dataset_id", "recipe" (the tier's catalogue recipe), "expect" (its identity)}}."""
+    out = {}
+    for env in catalogue_envs():
+        r = recipe(env)
+        tiers = r.get("tiers") or {}
+        for tier in TIERS:
+            if tier in tiers:
+                did = f"{env}/{tier}-v{int(r.get('version', 0))}"
+                out[did] = {"dataset_id": did, "recipe": tiers[tier], "expect": _identity(tier, r, tiers[tier])}
+    return out
+
+
+def is_catalogue_id(dataset_id: str) -> bool:
+    """True when `dataset_id` names a tier of a committed recipe."""
+    return str(dataset_id) in entries()
+
+
+__all__ = ["CATALOGUE_DIR", "WEIGHTS_DIR", "catalogue_envs", "catalogue_ids", "catalogue_identity", "entries",
+           "is_catalogue_id", "recipe", "recipe_identity", "recipe_path", "tier_recipe", "weights_path"]

@@ -243,10 +243,15 @@ def base_metadata(observation_space: spaces.Space, action_space: spaces.Space, *
     return meta
 
 
-def finish(stage: StagedDirectory, store: ColumnStore, meta: dict[str, Any], n: int, e: int) -> Path:
-    """Close the arrays, write metadata with its manifest, and commit the staging directory."""
+def finish(stage: StagedDirectory, store: ColumnStore, meta: dict[str, Any], n: int, e: int,
+           commit: bool = True) -> Path:
+    """Close the arrays, write metadata with its manifest, and commit the staging directory.
+
+    commit=False: return the still-hidden staging path, for a caller that adds to the metadata
+    (measures) before `stage.commit()` makes it visible.
+    """
     meta["arrays"], known = store.close()
     meta["num_transitions"], meta["num_episodes"] = int(n), int(e)
     meta["manifest"] = build_manifest(stage.path, known=known)
     write_json_atomic(stage.path / METADATA_FILE, meta)
-    return stage.commit()
+    return stage.commit() if commit else stage.path
