@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ogdata import config
-from ogdata.console import console, esc
+from ogdata.console import console, esc, print_table
 from ogdata.errors import OgdataError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -112,28 +112,13 @@ def _envs() -> int:
     rows = []
     for i in list_envs():
         s = env_spec(i)
-        rows.append((i, "multi" if s.multi_agent else "single", s.family, ",".join(s.extras) or "-",
-                     s.description.split(".")[0]))
-    if not sys.stdout.isatty():  # piped: whole ids, one per line, tab-separated
-        for r in rows:
-            print("\t".join(r))
-        return EXIT_OK
-    from rich.table import Table
-
-    t = Table(title="ogdata environments")
-    t.add_column("id", no_wrap=True, min_width=max(len(r[0]) for r in rows))
-    for c in ("agents", "family", "needs"):
-        t.add_column(c, no_wrap=True)
-    t.add_column("description", overflow="fold", ratio=1)
-    for r in rows:
-        t.add_row(*(esc(x) for x in r))
-    console().print(t)
+        rows.append([i, "multi" if s.multi_agent else "single", s.family, ",".join(s.extras) or "-",
+                     s.description.split(".")[0]])
+    print_table("ogdata environments", ["id", "agents", "family", "needs", "description"], rows)
     return EXIT_OK
 
 
 def _list(remote: bool) -> int:
-    from rich.table import Table
-
     from ogdata import catalogue, hub
     from ogdata.ids import installed_path
     from ogdata.resolve import custom, env_ids, installed
@@ -147,31 +132,20 @@ def _list(remote: bool) -> int:
             remote_ids = set(hub.list_remote(env_ids()))
         except OgdataError as e:
             status, note = EXIT_FAILED, f"Hub not listed: {e}"
-    table = Table(title=f"ogdata datasets (OGDATA_HOME={esc(config.home())})")
-    table.add_column("dataset", no_wrap=True)
-    table.add_column("catalogue")
-    table.add_column("local")
-    if remote:
-        table.add_column(f"hub ({esc(config.hub_org())})")
+    columns = ["dataset", "catalogue", "local"] + ([f"hub ({config.hub_org()})"] if remote else [])
+    rows = []
     for i in sorted(cat | local | remote_ids):
         src = read_source(installed_path(i)) if i in local else {}
         loc = ("rebuilt" if src.get("rebuilt") else f"@{str(src['commit'])[:7]}" if src.get("commit") else "yes") \
             if i in local else "-"
-        row = [esc(i), "yes" if i in cat else "-", esc(loc)]
-        if remote:
-            row.append("yes" if i in remote_ids else "-")
-        table.add_row(*row)
-    con = console()
-    con.print(table)
+        rows.append([i, "yes" if i in cat else "-", loc] + (["yes" if i in remote_ids else "-"] if remote else []))
+    print_table(f"ogdata datasets (OGDATA_HOME={config.home()})", columns, rows, wrap_last=False)
     extra = custom()
     if extra:
-        t = Table(title="custom datasets (ogdata generate with another size, seed or recipe; no catalogue id)")
-        t.add_column("path", no_wrap=True)
-        for p in extra:
-            t.add_row(esc(p))
-        con.print(t)
+        print_table("custom datasets (ogdata generate with another size, seed or recipe; no catalogue id)",
+                    ["path"], [[p] for p in extra], wrap_last=False)
     if not cat:
-        con.print(esc("(no catalogue in this install: ogdata/catalogue/*.json is absent)"))
+        print("(no catalogue in this install: ogdata/catalogue/*.json is absent)")
     if note:
         console(stderr=True).print(f"[yellow]{esc(note)}[/yellow]", soft_wrap=True)
     return status

@@ -26,3 +26,24 @@ def esc(x: Any) -> str:
     from rich.markup import escape
 
     return escape(str(x))
+
+
+def print_table(title: str, columns: list[str], rows: list[list[Any]], *, wrap_last: bool = True) -> None:
+    """A table: drawn by Rich on a terminal; piped or redirected, tab-separated lines that keep every
+    value whole (a '# title' line, then a header line), so `| grep` and `| cut` see complete ids."""
+    if not _tty(sys.stdout):
+        print(f"# {title}")
+        print("\t".join(columns))
+        for r in rows:
+            print("\t".join(str(x) for x in r))
+        return
+    from rich.table import Table
+
+    t = Table(title=esc(title))
+    for i, c in enumerate(columns):
+        last = i == len(columns) - 1
+        t.add_column(esc(c), no_wrap=not (last and wrap_last), overflow="fold" if last else "ellipsis",
+                     ratio=1 if last and wrap_last else None)
+    for r in rows:
+        t.add_row(*(esc(x) for x in r))
+    console().print(t)

@@ -503,3 +503,77 @@ def test_config_defaults_and_ids(monkeypatch):
         ogdata.download("not-an-id")
     with pytest.raises(ogdata.errors.InvalidIdError, match="unknown tier"):
         installed_path("env-a/great-v0")
+
+
+# ------------------------------------------------------------------- resolver: sources in order
+
+def test_a_catalogue_id_the_hub_does_not_hold_is_rebuilt_saying_so(online, capsys, tmp_catalogue):
+    """huggingface.co answers 'repository not found' for every catalogue id until someone publishes."""
+    did = "execution-ac/random-v0"
+    tmp_catalogue({"random": {"transitions": 300, "seed": 1}})
+    path = ogdata.download(did)
+    err = capsys.readouterr().err
+    assert "not found on the Hub" in err and f"Rebuilding {did} from its recipe" in err
+    assert read_source(path)["rebuilt"] is True and ogdata.verify(did)["recipe"] == "match"
+
+
+def test_a_misspelt_env_gets_did_you_mean_from_download_and_show(online):
+    from ogdata.profile import run_show
+
+    for call in (ogdata.download, run_show, ogdata.load):
+        with pytest.raises(ogdata.errors.InvalidIdError, match="Did you mean 'execution-ac'"):
+            call("execution-acc/good-v0")
+
+
+def test_a_broken_sibling_tier_does_not_block_publishing(online, tmp_path, capsys):
+    env = "toy-sibling"
+    ogdata.publish(make_ds(tmp_path, f"{env}/good-v0").path)
+    client = api(online)
+    for folder, raw in (("medium-v0", b"[1, 2"), ("poor-v0", json.dumps({"format": "ogdata", "tier": "[/]"}).encode())):
+        client.upload_file(path_or_fileobj=raw, path_in_repo=f"{folder}/metadata.json", repo_id=f"{ORG}/{env}",
+                           repo_type="dataset")
+    sha = ogdata.publish(make_ds(tmp_path, f"{env}/random-v0", seed=3).path)
+    err = capsys.readouterr().err
+    assert len(sha) == 40 and "medium-v0" in err and "poor-v0" in err and "left out" in err
+    assert "HF_TOKEN" not in err
+    card = hf_hub_download(f"{ORG}/{env}", "README.md", repo_type="dataset", endpoint=online.url)
+    text = open(card).read()
+    assert f"{env}/good-v0" in text and f"{env}/random-v0" in text and "poor-v0" not in text.split("## Datasets")[1]
+
+
+@pytest.mark.parametrize("evil, match", [
+    ({"tier": "[/]"}, None),
+    ({"tier": "[link=https://evil.example]click[/link]"}, None),
+    ({"observation_space": {"type": "Box", "shape": [12000, 12000], "dtype": "float32", "low": 0, "high": 1}},
+     "more than"),
+    ({"manifest_size": "big"}, None),
+])
+def test_show_escapes_and_bounds_hostile_remote_metadata(online, tmp_path, capsys, evil, match):
+    import resource
+
+    from ogdata.profile import run_show
+
+    env = f"toy-hostile-{abs(hash(json.dumps(evil))) % 10**6}"
+    did = f"{env}/good-v0"
+    src = make_ds(tmp_path, did)
+    meta = json.loads((src.path / "metadata.json").read_text())
+    if "manifest_size" in evil:
+        first = sorted(meta["manifest"])[0]
+        meta["manifest"][first]["size"] = evil["manifest_size"]
+        match = "invalid size"
+    else:
+        meta.update(evil)
+    client = api(online)
+    client.create_repo(f"{ORG}/{env}", repo_type="dataset", exist_ok=True)
+    client.upload_file(path_or_fileobj=json.dumps(meta).encode(), path_in_repo="good-v0/metadata.json",
+                       repo_id=f"{ORG}/{env}", repo_type="dataset")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if match:
+        with pytest.raises(ogdata.errors.OgdataError, match=match):
+            run_show(did)
+    else:
+        assert run_show(did) == 0
+        out = capsys.readouterr().out
+        assert evil["tier"] in out.replace("\n", "")        # printed literally, not interpreted
+        assert "\x1b]8;" not in out                          # no terminal hyperlink escape
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KB: nothing was allocated
