@@ -507,8 +507,9 @@ def test_config_defaults_and_ids(monkeypatch):
 
 # ------------------------------------------------------------------- resolver: sources in order
 
-def test_a_catalogue_id_the_hub_does_not_hold_is_rebuilt_saying_so(online, capsys, tmp_catalogue):
+def test_a_catalogue_id_the_hub_does_not_hold_is_rebuilt_saying_so(online, capsys, tmp_catalogue, monkeypatch):
     """huggingface.co answers 'repository not found' for every catalogue id until someone publishes."""
+    monkeypatch.setenv("OGDATA_HUB_ORG", "ogtest-nothing-published")
     did = "execution-ac/random-v0"
     tmp_catalogue({"random": {"transitions": 300, "seed": 1}})
     path = ogdata.download(did)

@@ -1,0 +1,189 @@
+"""Evaluation on the env's held-out setting: raw returns, normalised score, finance figures.
+
+Held-out setting (`heldout`): real-price envs evaluate on their later, unseen years — the
+registered `<id>-eval` counterpart when there is one, else the spec's period kwarg set to
+its evaluation value; synthetic markets evaluate on fresh seeds (`EVAL_SEED_OFFSET` + 1000 × run
+seed + round: far from the small seeds generation and the reference returns use). Every
+evaluation of a run sees the same markets, and so does every algorithm with that run seed.
+The policy acts on a whole batch of markets through the vectorised core
+(`ogdata.envs.make_core(id, num_envs=B)`), no per-env loop.
+
+Normalised score = 100 × (R − R_random) / (R_expert − R_random), with the references
+recorded for the evaluation id (ogdata.policies.reference_returns); when none are recorded
+for it, both reference policies are rolled on the same markets and seeds and the result
+says `"references": {"source": "computed"}`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from baselines import finance
+from ogdata.envs import make_core
+from ogdata.envs.registry import env_spec
+from ogdata.errors import ReferenceMissingError
+
+EVAL_SEED_OFFSET = 1_000_003
+PERIOD_KWARGS = ("period", "split", "segment")  # kwargs real-price envs use to choose their years
+EVAL_VALUES = ("eval", "test", "heldout")
+
+
+@dataclass
+class HeldOut:
+    env_id: str
+    kwargs: dict[str, Any]
+    how: str  # "eval-id", "eval-kwarg" or "fresh-seeds"
+
+
+def heldout(env_id: str, env_kwargs: dict[str, Any] | None = None) -> HeldOut:
+    """The setting a policy trained on `env_id` data is evaluated in (see the module docstring)."""
+    from ogdata.envs import list_envs
+
+    kwargs = dict(env_kwargs or {})
+    spec = env_spec(env_id)
+    for suffix in ("-eval", "-test"):
+        if spec.id + suffix in list_envs():
+            return HeldOut(spec.id + suffix, kwargs, "eval-id")
+    merged = {**spec.kwargs, **kwargs}
+    for k in PERIOD_KWARGS:
+        if k in merged:
+            if str(merged[k]).lower() not in EVAL_VALUES:
+                kwargs[k] = "eval"
+            return HeldOut(spec.id, kwargs, "eval-kwarg")
+    return HeldOut(spec.id, kwargs, "fresh-seeds")
+
+
+FINANCE_KEYS = ("wealth", "inventory", "shortfall", "position", "turnover", "costs")
+
+
+def rollout(core, policy: Callable[[np.ndarray], np.ndarray], seed: int) -> dict[str, np.ndarray]:
+    """One episode in each of the core's B markets; returns per-market `returns`, `lengths`, the
+    `alive` mask (B, T) and the per-step paths of the finance keys of `info` (wealth, inventory,
+    shortfall, position, turnover, costs), shape (B, T+1), frozen at their final value once a
+    market's episode has ended.
+
+    Multi-agent: the return sums, per step, the mean reward across agents; per-agent info
+    (B, n) is summed over agents (the firm's figure) unless a `firm_<key>` is given.
+    """
+    B = core.num_envs
+    obs, info = core.reset(seed=int(seed))
+    first = {k: _firm(info, k, B) for k in FINANCE_KEYS}
+    paths: dict[str, list[np.ndarray]] = {k: [v] for k, v in first.items() if v is not None}
+    ret, length = np.zeros(B), np.zeros(B, dtype=np.int64)
+    alive = np.ones(B, dtype=bool)
+    alive_steps = []
+    while alive.any():
+        obs, rew, term, trunc, info = core.step(policy(obs))
+        if core.multi_agent:
+            rew = np.asarray(rew).mean(axis=1)
+            term, trunc = np.asarray(term).all(axis=1), np.asarray(trunc).all(axis=1)
+        ret += np.where(alive, rew, 0.0)
+        length += alive
+        alive_steps.append(alive.copy())
+        for k, p in paths.items():
+            v = _firm(info, k, B)
+            p.append(np.where(alive, v, p[-1]) if v is not None else p[-1])
+        alive &= ~(np.asarray(term) | np.asarray(trunc))
+    out = {"returns": ret, "lengths": length, "alive": np.stack(alive_steps, axis=1)}
+    out.update({k: np.stack(v, axis=1) for k, v in paths.items()})
+    return out
+
+
+def _firm(info: dict, key: str, B: int) -> np.ndarray | None:
+    v = info.get(f"firm_{key}", info.get(key))
+    if v is None:
+        return None
+    v = np.asarray(v, dtype=np.float64)
+    if v.shape[:1] != (B,):
+        return None
+    return v.reshape(B, -1).sum(axis=1)
+
+
+@dataclass
+class Evaluator:
+    """Evaluates policies trained on `env_id` data in its held-out setting, on fixed seeds."""
+
+    env_id: str
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    episodes: int = 10
+    seed: int = 0
+    batch: int = 64
+
+    def __post_init__(self):
+        self.setting = heldout(self.env_id, self.env_kwargs)
+        n = max(1, min(self.batch, self.episodes))
+        self.core = make_core(self.setting.env_id, num_envs=n, **self.setting.kwargs)
+        self.rounds = -(-self.episodes // n)
+        self.seeds = [EVAL_SEED_OFFSET + 1000 * self.seed + r for r in range(self.rounds)]
+        # annualisation: the env's own `periods_per_year` when it states one, else daily steps (252 a year)
+        self.periods_per_year = float(getattr(self.core, "periods_per_year", finance.TRADING_DAYS))
+        self.periods_source = "env" if hasattr(self.core, "periods_per_year") else "assumed daily"
+        self._refs: dict[str, Any] | None = None
+
+    def references(self) -> dict[str, Any]:
+        """{"random", "expert", "source"}: recorded for the evaluation id, else computed here."""
+        if self._refs is None:
+            from ogdata.policies import make_policy, reference_returns
+
+            try:
+                refs = reference_returns(self.setting.env_id)
+                self._refs = {**refs, "source": "recorded"}
+            except ReferenceMissingError:
+                names = env_spec(self.setting.env_id).references
+                if "expert" not in names:
+                    raise ReferenceMissingError(
+                        f"{self.setting.env_id} has no expert reference policy and no recorded references; "
+                        "a normalised score needs both") from None
+                out = {}
+                for which in ("random", "expert"):
+                    pol = make_policy(names[which], self.core)
+                    rng = np.random.default_rng(self.seed)
+                    out[which] = float(self.returns(lambda o, p=pol, g=rng: p(o, g))["returns"].mean())
+                self._refs = {**out, "source": "computed"}
+        return self._refs
+
+    def returns(self, policy: Callable[[np.ndarray], np.ndarray]) -> dict[str, np.ndarray]:
+        parts = [rollout(self.core, policy, s) for s in self.seeds]
+        out = {}
+        for k in parts[0]:
+            arrs = [p[k] for p in parts]
+            if arrs[0].ndim == 2:  # pad rounds of different lengths: paths keep their last value, alive False
+                T = max(a.shape[1] for a in arrs)
+                arrs = [np.concatenate([a, np.repeat(a[:, -1:] if k != "alive" else np.zeros_like(a[:, -1:]),
+                                                     T - a.shape[1], axis=1)], axis=1) for a in arrs]
+            out[k] = np.concatenate(arrs)[: self.episodes]
+        return out
+
+    def __call__(self, policy: Callable[[np.ndarray], np.ndarray]) -> dict[str, Any]:
+        """Score `policy(obs_batch) -> action_batch`: mean/std return, normalised score, finance figures."""
+        res = self.returns(policy)
+        R = res["returns"]
+        refs = self.references()
+        scores = 100.0 * (R - refs["random"]) / (refs["expert"] - refs["random"])
+        out: dict[str, Any] = {
+            "return_mean": float(R.mean()), "return_std": float(R.std()),
+            "normalised_score": float(scores.mean()), "normalised_score_std": float(scores.std()),
+            "episodes": int(len(R)), "mean_length": float(res["lengths"].mean()),
+            "references": refs, "eval_env": self.setting.env_id, "eval_kwargs": self.setting.kwargs,
+            "heldout": self.setting.how,
+        }
+        if "wealth" in res:
+            alive = res["alive"]
+            turnover = None
+            if "turnover" in res:  # per-step one-way turnover (portfolio)
+                turnover = np.where(alive, res["turnover"][:, 1:], np.nan)
+            elif "position" in res:  # a position as a fraction of wealth (trading): |Δposition| traded
+                turnover = np.where(alive, np.abs(np.diff(res["position"], axis=1)), np.nan)
+            fin = finance.summary(res["wealth"], self.periods_per_year, turnover=turnover,
+                                  inventory=res.get("inventory"))
+            fin["periods_per_year_source"] = self.periods_source
+            if "shortfall" in res:  # execution: shortfall of the parent order in bp of its arrival value
+                w0 = res["wealth"][:, 0]
+                fin["implementation_shortfall_bp"] = float(np.mean(res["shortfall"][:, -1] / w0 * 1e4)) if (
+                    w0 > 0).all() else float("nan")
+            out["finance"] = fin
+        return out

@@ -1,0 +1,140 @@
+"""The figures a finance reader looks for first, computed from wealth paths.
+
+Every function takes a batch of paths (B, T+1) — or one path (T+1,) — and returns one
+value per path, so a whole evaluation batch is scored without a Python loop.
+
+Two kinds of wealth path occur in ogdata's envs:
+- *capital* paths (portfolio, trading): wealth starts positive, so per-step simple returns
+  r_t = W_t / W_{t-1} − 1 exist and annualised return, volatility, Sharpe and Sortino are
+  the usual ones;
+- *PnL* paths (market making, execution): wealth is a profit-and-loss starting at 0, so
+  per-step figures use the PnL increments ΔW_t instead of returns, and drawdowns are in
+  currency units rather than fractions.
+`summary` picks the kind from the starting wealth and says which one it used.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+TRADING_DAYS = 252
+
+
+def _paths(wealth) -> np.ndarray:
+    w = np.asarray(wealth, dtype=np.float64)
+    if w.ndim == 1:
+        w = w[None]
+    if w.ndim != 2 or w.shape[1] < 2:
+        raise ValueError(f"wealth must be (T+1,) or (B, T+1) with T >= 1, got shape {np.shape(wealth)}")
+    return w
+
+
+def _out(x: np.ndarray, wealth) -> np.ndarray | float:
+    return float(x[0]) if np.ndim(wealth) == 1 else x
+
+
+def simple_returns(wealth) -> np.ndarray:
+    """r_t = W_t / W_{t-1} − 1, shape (B, T) (or (T,) for one path)."""
+    w = _paths(wealth)
+    r = w[:, 1:] / w[:, :-1] - 1.0
+    return r[0] if np.ndim(wealth) == 1 else r
+
+
+def annualised_return(wealth, periods_per_year: float = TRADING_DAYS):
+    """Geometric (CAGR): (W_T / W_0)^(P/T) − 1."""
+    w = _paths(wealth)
+    T = w.shape[1] - 1
+    return _out((w[:, -1] / w[:, 0]) ** (periods_per_year / T) - 1.0, wealth)
+
+
+def annualised_volatility(returns, periods_per_year: float = TRADING_DAYS):
+    """Sample standard deviation of per-period returns (ddof=1) × √P."""
+    r = np.atleast_2d(np.asarray(returns, dtype=np.float64))
+    v = r.std(axis=1, ddof=1) * np.sqrt(periods_per_year) if r.shape[1] > 1 else np.full(len(r), np.nan)
+    return float(v[0]) if np.ndim(returns) == 1 else v
+
+
+def sharpe_ratio(returns, periods_per_year: float = TRADING_DAYS, risk_free: float = 0.0):
+    """mean(r − rf/P) / std(r, ddof=1) × √P; NaN when the returns do not vary."""
+    r = np.atleast_2d(np.asarray(returns, dtype=np.float64)) - risk_free / periods_per_year
+    sd = r.std(axis=1, ddof=1) if r.shape[1] > 1 else np.zeros(len(r))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = np.where(sd > 0, r.mean(axis=1) / np.where(sd > 0, sd, 1.0) * np.sqrt(periods_per_year), np.nan)
+    return float(s[0]) if np.ndim(returns) == 1 else s
+
+
+def sortino_ratio(returns, periods_per_year: float = TRADING_DAYS, target: float = 0.0):
+    """mean(r − target) / downside deviation × √P, downside deviation = √mean(min(r − target, 0)²).
+
+    NaN when no period falls below the target (no downside to divide by)."""
+    r = np.atleast_2d(np.asarray(returns, dtype=np.float64)) - target
+    dd = np.sqrt(np.mean(np.minimum(r, 0.0) ** 2, axis=1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = np.where(dd > 0, r.mean(axis=1) / np.where(dd > 0, dd, 1.0) * np.sqrt(periods_per_year), np.nan)
+    return float(s[0]) if np.ndim(returns) == 1 else s
+
+
+def max_drawdown(wealth, relative: bool = True):
+    """Largest peak-to-trough fall: max_t (1 − W_t / max_{s≤t} W_s) (relative) or max_t (peak − W_t)."""
+    w = _paths(wealth)
+    peak = np.maximum.accumulate(w, axis=1)
+    dd = (1.0 - w / peak) if relative else (peak - w)
+    return _out(dd.max(axis=1), wealth)
+
+
+def turnover(traded_value, wealth):
+    """Mean per-step one-way turnover: Σ|traded value| / wealth before the trade, averaged over steps.
+
+    traded_value (B, T) in currency; wealth (B, T+1)."""
+    w = _paths(wealth)
+    tv = np.atleast_2d(np.abs(np.asarray(traded_value, dtype=np.float64)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (tv / w[:, :-1]).mean(axis=1)
+    return _out(t, wealth)
+
+
+def implementation_shortfall(cash_received, shares, arrival_price):
+    """(X·S_0 − cash received) / (X·S_0): the fraction of the arrival value lost to impact and risk."""
+    paper = np.asarray(shares, dtype=np.float64) * np.asarray(arrival_price, dtype=np.float64)
+    return (paper - np.asarray(cash_received, dtype=np.float64)) / paper
+
+
+def inventory_risk(inventory):
+    """Per path: the mean absolute inventory held, its standard deviation, and the inventory left at the end.
+
+    inventory (B, T+1) or (T+1,); returns a dict of (B,) arrays (floats for one path)."""
+    q = _paths(inventory)
+    out = {"mean_abs_inventory": np.abs(q).mean(axis=1), "inventory_std": q.std(axis=1),
+           "terminal_abs_inventory": np.abs(q[:, -1])}
+    return {k: _out(v, inventory) for k, v in out.items()}
+
+
+def summary(wealth, periods_per_year: float = TRADING_DAYS, turnover=None, inventory=None) -> dict:
+    """Mean over paths of every applicable figure, plus which kind of path it was.
+
+    turnover: per-step one-way turnover as a fraction of wealth, (B, T) (NaN where a path had
+    already ended); reported as its mean per step and annualised (× P)."""
+    w = _paths(wealth)
+    out: dict[str, float | str] = {"periods_per_year": float(periods_per_year)}
+    if (w > 0).all():
+        r = simple_returns(w)
+        out["wealth_kind"] = "capital"
+        out["annualised_return"] = float(np.mean(annualised_return(w, periods_per_year)))
+        out["annualised_volatility"] = float(np.mean(annualised_volatility(r, periods_per_year)))
+        out["max_drawdown"] = float(np.mean(max_drawdown(w)))
+    else:
+        r = np.diff(w, axis=1)
+        out["wealth_kind"] = "pnl"
+        out["mean_final_pnl"] = float(np.mean(w[:, -1] - w[:, 0]))
+        out["pnl_volatility"] = float(np.mean(annualised_volatility(r, periods_per_year)))
+        out["max_drawdown_abs"] = float(np.mean(max_drawdown(w, relative=False)))
+    for name, fn in (("sharpe", sharpe_ratio), ("sortino", sortino_ratio)):
+        v = fn(r, periods_per_year)
+        out[name] = float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+    if turnover is not None:
+        t = np.asarray(turnover, dtype=np.float64)
+        out["turnover"] = float(np.nanmean(t))
+        out["annual_turnover"] = out["turnover"] * float(periods_per_year)
+    if inventory is not None:
+        out.update({k: float(np.mean(v)) for k, v in inventory_risk(inventory).items()})
+    return out

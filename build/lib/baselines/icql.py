@@ -1,0 +1,94 @@
+"""ICQL: independent conservative Q-learning for discrete actions, one Q-network shared by all agents.
+
+Each agent learns Q(o_i, id_i, ·) from its own reward as if the others were part of the
+environment ("Dispelling the Mirage", 2024: such independent learners match most offline
+MARL methods). The loss is d3rlpy's DiscreteCQL per agent: a double-DQN Huber TD error
+plus α·(logsumexp_a Q(o, a) − Q(o, a_data)), which pushes down actions the data never took.
+The target network is copied every `target_update_interval` updates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from baselines.data import Spec, with_agent_id
+
+
+@dataclass
+class Config:
+    hidden: int = 256
+    layers: int = 2
+    lr: float = 3e-4
+    batch_size: int = 256
+    gamma: float = 0.99
+    alpha: float = 1.0
+    target_update_interval: int = 1000
+
+
+def mlp(inp: int, out: int, hidden: int, layers: int) -> nn.Sequential:
+    dims = [inp] + [hidden] * layers
+    mods: list[nn.Module] = []
+    for a, b in zip(dims[:-1], dims[1:]):
+        mods += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*mods, nn.Linear(dims[-1], out))
+
+def adam(params, lr: float) -> torch.optim.Adam:
+    """Adam with the fused kernel where torch has it (CPU since 2.4): ~4x less optimiser overhead."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, lr=lr)
+
+
+class ICQL:
+    name = "icql"
+    action_types = ("discrete",)
+
+    def __init__(self, spec: Spec, config: Config = Config(), device: str = "cpu"):
+        if not spec.discrete:
+            raise ValueError("ICQL needs discrete actions; use itd3bc, matd3bc or iiql for continuous ones")
+        self.spec, self.config, self.device = spec, config, torch.device(device)
+        self.q = mlp(spec.obs_dim + spec.n_agents, spec.act_dim, config.hidden, config.layers).to(self.device)
+        self.q_target = mlp(spec.obs_dim + spec.n_agents, spec.act_dim, config.hidden,
+                            config.layers).to(self.device).requires_grad_(False)
+        self.q_target.load_state_dict(self.q.state_dict())
+        self.optim = adam(self.q.parameters(), lr=config.lr)
+        self.steps = 0
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        c = self.config
+        x = with_agent_id(batch["observations"]).flatten(0, 1)  # (B·n, d + n)
+        x2 = with_agent_id(batch["next_observations"]).flatten(0, 1)
+        a = batch["actions"].flatten()
+        r, done = batch["rewards"].flatten(), batch["terminals"].flatten()
+
+        q_all = self.q(x)
+        q_data = q_all.gather(1, a[:, None]).squeeze(1)
+        with torch.no_grad():
+            a2 = self.q(x2).argmax(1, keepdim=True)  # double DQN: online argmax, target value
+            y = r + c.gamma * (1.0 - done) * self.q_target(x2).gather(1, a2).squeeze(1)
+        td = F.huber_loss(q_data, y)
+        conservative = (torch.logsumexp(q_all, dim=1) - q_data).mean()
+        loss = td + c.alpha * conservative
+        self.optim.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optim.step()
+
+        self.steps += 1
+        if self.steps % c.target_update_interval == 0:
+            self.q_target.load_state_dict(self.q.state_dict())
+        return {"loss": loss.detach(), "td_loss": td.detach(), "conservative_loss": conservative.detach(),
+                "q_mean": q_data.detach().mean()}
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        """Scaled observations (B, n, d) -> greedy actions (B, n)."""
+        return self.q(with_agent_id(obs)).argmax(-1)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"q": self.q, "q_target": self.q_target}

@@ -1,0 +1,78 @@
+"""The multi-agent algorithms behind one face: build from a dataset or a checkpoint config, update, act."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any
+
+import numpy as np
+import torch
+
+from baselines.data import AgentBatches, Scaling, Spec, agent_spec
+
+# name -> (module, class)
+ALGOS: dict[str, tuple[str, str]] = {
+    "mabc": ("baselines.mabc", "MABC"),
+    "icql": ("baselines.icql", "ICQL"),
+    "itd3bc": ("baselines.itd3bc", "ITD3BC"),
+    "matd3bc": ("baselines.matd3bc", "MATD3BC"),
+    "iiql": ("baselines.iiql", "IIQL"),
+}
+
+
+def algo_class(name: str):
+    mod, cls = ALGOS[name]
+    m = importlib.import_module(mod)
+    return m, getattr(m, cls)
+
+
+class MultiLearner:
+    """A parameter-shared multi-agent algorithm with its loader and scaling."""
+
+    multi_agent = True
+
+    def __init__(self, name: str, algo, scaling: Scaling, batches: AgentBatches | None = None):
+        self.name, self.algo, self.scaling, self.batches = name, algo, scaling, batches
+        self.batch_size = int(algo.config.batch_size)
+        self.device = algo.device
+
+    @classmethod
+    def from_dataset(cls, name: str, ds, scaling: Scaling, *, hidden: int = 256, layers: int = 2,
+                     batch_size: int = 256, device: str = "cpu", seed: int = 0,
+                     overrides: dict[str, Any] | None = None) -> MultiLearner:
+        torch.manual_seed(int(seed))
+        mod, klass = algo_class(name)
+        spec = agent_spec(ds)
+        if ("discrete" if spec.discrete else "continuous") not in klass.action_types:
+            raise ValueError(f"{name} does not support {'discrete' if spec.discrete else 'continuous'} actions; "
+                             f"it supports {klass.action_types}")
+        config = mod.Config(hidden=int(hidden), layers=int(layers), batch_size=int(batch_size),
+                            **(overrides or {}))
+        batches = AgentBatches(ds, scaling, device=device, seed=seed)
+        return cls(name, klass(spec, config, device), scaling, batches)
+
+    def step(self) -> dict[str, torch.Tensor]:
+        return self.algo.update(self.batches.sample(self.batch_size))
+
+    def policy(self, obs: np.ndarray) -> np.ndarray:
+        """Raw observations (B, n, d) -> env actions (B, n) ints or (B, n, *act)."""
+        x = torch.from_numpy(self.scaling.obs(np.asarray(obs, dtype=np.float32))).to(self.device)
+        a = self.algo.act(x).cpu().numpy()
+        if self.algo.spec.discrete:
+            return a.astype(np.int64)
+        return self.scaling.action_from_unit(a)
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return self.algo.modules()
+
+    def config_json(self) -> dict[str, Any]:
+        return {"kind": "multi", "algo": self.name, "config": dataclasses.asdict(self.algo.config),
+                "spec": dataclasses.asdict(self.algo.spec), "scaling": self.scaling.to_json()}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], device: str = "cpu") -> MultiLearner:
+        """Rebuild the networks (untrained) from a checkpoint's JSON config."""
+        mod, klass = algo_class(config["algo"])
+        algo = klass(Spec(**config["spec"]), mod.Config(**config["config"]), device)
+        return cls(config["algo"], algo, Scaling.from_json(config["scaling"]))

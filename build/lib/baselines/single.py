@@ -1,0 +1,174 @@
+"""Single-agent baselines through d3rlpy 2.8: BC, CQL, IQL, TD3+BC; DiscreteBC, DiscreteCQL, DiscreteBCQ.
+
+The algorithm is built from `ds.to_d3rlpy()` (shapes and action type), with the env's
+scaling (`baselines.data.fit_scaling`) handed to d3rlpy's own scalers:
+StandardObservationScaler (per-feature mean/std), MultiplyRewardScaler (1/std of the
+rewards) and MinMaxActionScaler (the action space's bounds onto the actor's [-1, 1]).
+
+Batches come from the ogdata arrays as d3rlpy `TransitionMiniBatch`es (`TransitionSampler`):
+the same transitions d3rlpy would draw, plus the last step of every truncated episode
+(d3rlpy's picker drops it, having no next observation), at ~0.1 ms a batch instead of ~2 ms.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from baselines.data import Scaling
+
+# name -> d3rlpy config class per action type
+ALGOS: dict[str, dict[str, str]] = {
+    "bc": {"continuous": "BCConfig", "discrete": "DiscreteBCConfig"},
+    "cql": {"continuous": "CQLConfig", "discrete": "DiscreteCQLConfig"},
+    "iql": {"continuous": "IQLConfig"},
+    "td3bc": {"continuous": "TD3PlusBCConfig"},
+    "bcq": {"discrete": "DiscreteBCQConfig"},
+}
+# Deviations from d3rlpy's defaults. DiscreteCQL/BCQ default to Atari settings (lr 6.25e-5, a hard
+# target copy every 8000 updates, batch 32) under which a short run never refreshes its target.
+OVERRIDES: dict[str, dict[str, Any]] = {
+    "DiscreteCQLConfig": {"learning_rate": 3e-4, "target_update_interval": 1000},
+    "DiscreteBCQConfig": {"learning_rate": 3e-4, "target_update_interval": 1000},
+}
+ENCODER_FIELDS = ("encoder_factory", "actor_encoder_factory", "critic_encoder_factory", "value_encoder_factory",
+                  "imitator_encoder_factory")
+
+
+def action_type(space: spaces.Space) -> str:
+    return "discrete" if isinstance(space, spaces.Discrete) else "continuous"
+
+
+def d3rlpy_device(device: str) -> str:
+    return device if ":" in device else f"{device}:0"
+
+
+def make_config(name: str, kind: str, scaling: Scaling, hidden: int = 256, layers: int = 2,
+                batch_size: int = 256, overrides: dict[str, Any] | None = None):
+    """The d3rlpy config of algorithm `name` for `kind` ("discrete"/"continuous") actions."""
+    import d3rlpy
+    from d3rlpy.models.encoders import VectorEncoderFactory
+    from d3rlpy.preprocessing import MinMaxActionScaler, MultiplyRewardScaler, StandardObservationScaler
+
+    cls_name = ALGOS[name].get(kind)
+    if cls_name is None:
+        raise ValueError(f"{name} has no {kind}-action variant; choose from "
+                         f"{sorted(k for k, v in ALGOS.items() if kind in v)}")
+    cls = getattr(d3rlpy.algos, cls_name)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kw: dict[str, Any] = {"batch_size": int(batch_size)}
+    enc = VectorEncoderFactory(hidden_units=[int(hidden)] * int(layers))
+    kw.update({f: enc for f in ENCODER_FIELDS if f in names})
+    if scaling.rule.get("observation", "standard") == "standard":
+        kw["observation_scaler"] = StandardObservationScaler(mean=np.asarray(scaling.obs_mean, np.float64),
+                                                             std=np.asarray(scaling.obs_std, np.float64))
+    if scaling.reward_scale != 1.0:
+        kw["reward_scaler"] = MultiplyRewardScaler(float(scaling.reward_scale))
+    if kind == "continuous":
+        kw["action_scaler"] = MinMaxActionScaler(minimum=np.asarray(scaling.action_low, np.float64),
+                                                 maximum=np.asarray(scaling.action_high, np.float64))
+    kw.update(OVERRIDES.get(cls_name, {}))
+    kw.update(overrides or {})
+    return cls(**kw)
+
+
+class TransitionSampler:
+    """Uniform d3rlpy TransitionMiniBatches from an ogdata dataset's transitions, in memory."""
+
+    def __init__(self, ds, seed: int = 0):
+        from d3rlpy.dataset import TransitionMiniBatch
+
+        self._mb = TransitionMiniBatch
+        arrs = {k: [] for k in ("observations", "next_observations", "actions", "rewards", "terminals")}
+        for chunk in ds.iter_chunks(chunk_size=1 << 18, keys=tuple(arrs)):
+            for k in arrs:
+                arrs[k].append(chunk[k])
+        n = ds.num_transitions
+        self.obs = np.concatenate(arrs["observations"]).astype(np.float32).reshape(n, -1)
+        self.next_obs = np.concatenate(arrs["next_observations"]).astype(np.float32).reshape(n, -1)
+        self.actions = np.concatenate(arrs["actions"]).astype(np.float32).reshape(n, -1)
+        self.rewards = np.concatenate(arrs["rewards"]).astype(np.float32).reshape(n, 1)
+        self.terminals = np.concatenate(arrs["terminals"]).astype(np.float32).reshape(n, 1)
+        self.size = n
+        self.rng = np.random.default_rng(seed)
+        self._ones: dict[int, np.ndarray] = {}
+
+    def sample(self, batch_size: int):
+        idx = self.rng.integers(0, self.size, size=batch_size)
+        if batch_size not in self._ones:
+            self._ones[batch_size] = np.ones((batch_size, 1), np.float32)
+        act = self.actions[idx]
+        return self._mb(observations=self.obs[idx], actions=act, rewards=self.rewards[idx],
+                        next_observations=self.next_obs[idx], next_actions=np.zeros_like(act),
+                        terminals=self.terminals[idx], intervals=self._ones[batch_size], transitions=[])
+
+
+class D3rlpyLearner:
+    """One d3rlpy algorithm, its sampler and its scaling: update, act, checkpoint."""
+
+    multi_agent = False
+
+    def __init__(self, name: str, algo, scaling: Scaling, kind: str, action_shape: tuple[int, ...],
+                 sampler: TransitionSampler | None = None):
+        self.name, self.algo, self.scaling, self.kind = name, algo, scaling, kind
+        self.action_shape = tuple(action_shape)
+        self.sampler = sampler
+        self.batch_size = int(algo.config.batch_size)
+
+    @classmethod
+    def from_dataset(cls, name: str, ds, scaling: Scaling, *, hidden: int = 256, layers: int = 2,
+                     batch_size: int = 256, device: str = "cpu", seed: int = 0,
+                     overrides: dict[str, Any] | None = None) -> D3rlpyLearner:
+        import d3rlpy
+
+        d3rlpy.seed(int(seed))
+        kind = action_type(ds.action_space)
+        cfg = make_config(name, kind, scaling, hidden, layers, batch_size, overrides)
+        algo = cfg.create(device=d3rlpy_device(device))
+        algo.build_with_dataset(ds.to_d3rlpy())
+        return cls(name, algo, scaling, kind, ds.action_space.shape or (), TransitionSampler(ds, seed))
+
+    def step(self) -> dict[str, float]:
+        return self.algo.update(self.sampler.sample(self.batch_size))
+
+    def policy(self, obs: np.ndarray) -> np.ndarray:
+        """Raw observations (B, *obs) -> env actions (B, *act) (d3rlpy applies the scalers)."""
+        a = self.algo.predict(np.asarray(obs, dtype=np.float32).reshape(len(obs), -1))
+        return a.astype(np.int64) if self.kind == "discrete" else a.reshape((len(obs),) + self.action_shape)
+
+    def modules(self) -> dict[str, Any]:
+        from torch import nn
+
+        mods = self.algo.impl.modules
+        return {f.name: getattr(mods, f.name) for f in dataclasses.fields(mods)
+                if isinstance(getattr(mods, f.name), nn.Module)}
+
+    def config_json(self) -> dict[str, Any]:
+        from d3rlpy.base import LearnableConfigWithShape
+
+        cfg = LearnableConfigWithShape(observation_shape=self.algo.impl.observation_shape,
+                                       action_size=self.algo.impl.action_size, config=self.algo.config)
+        return {"kind": "d3rlpy", "algo": self.name, "action_type": self.kind,
+                "action_shape": list(self.action_shape), "d3rlpy_version": _d3rlpy_version(),
+                "d3rlpy_config": cfg.serialize_to_dict(), "scaling": self.scaling.to_json()}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], device: str = "cpu") -> D3rlpyLearner:
+        """Rebuild the networks (untrained) from a checkpoint's JSON config."""
+        import json
+
+        from d3rlpy.base import LearnableConfigWithShape
+
+        cfg = LearnableConfigWithShape.deserialize(json.dumps(config["d3rlpy_config"]))
+        algo = cfg.create(device=d3rlpy_device(device))
+        return cls(config["algo"], algo, Scaling.from_json(config["scaling"]), config["action_type"],
+                   tuple(config["action_shape"]))
+
+
+def _d3rlpy_version() -> str:
+    import d3rlpy
+
+    return d3rlpy.__version__

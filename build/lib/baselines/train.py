@@ -1,0 +1,174 @@
+"""One training run: dataset -> algorithm -> periodic held-out evaluation -> checkpoint + result.
+
+Writes into the run directory: config.json (everything that defines the run, including the
+fitted scaling), log.jsonl (losses every `log_every` updates, one line per evaluation),
+checkpoint/ (model.safetensors + model.json) and, last, result.json — its presence marks
+a finished run (the reproduction script skips those).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from baselines.checkpoint import load_modules, read_checkpoint, save_checkpoint
+from baselines.data import fit_scaling
+from baselines.registry import check
+
+RESULT = "result.json"
+
+
+@dataclass
+class RunSettings:
+    algo: str
+    dataset: str
+    steps: int
+    seed: int = 0
+    device: str = "cpu"
+    hidden: int = 256
+    layers: int = 2
+    batch_size: int = 256
+    eval_episodes: int = 10
+    evals: int = 5  # evaluations spread evenly over the run, the last one at the end
+    log_every: int = 100
+    out: str | None = None
+    progress: bool = True
+    threads: int | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def default_out(dataset_id: str, algo: str, seed: int, root: str = "runs") -> Path:
+    return Path(root) / dataset_id.replace("/", "__") / algo / f"seed{seed}"
+
+
+def build_learner(algo: str, ds, s: RunSettings):
+    """The learner for `algo` on `ds` (d3rlpy for single-agent, baselines/*.py for multi-agent)."""
+    info = check(algo, ds)
+    scaling = fit_scaling(ds)
+    kw = dict(hidden=s.hidden, layers=s.layers, batch_size=s.batch_size, device=s.device, seed=s.seed,
+              overrides=s.overrides or None)
+    if info.multi_agent:
+        from baselines.multi import MultiLearner
+
+        return MultiLearner.from_dataset(algo, ds, scaling, **kw)
+    from baselines.single import D3rlpyLearner
+
+    return D3rlpyLearner.from_dataset(algo, ds, scaling, **kw)
+
+
+def load_learner(checkpoint_dir: str | os.PathLike, device: str = "cpu"):
+    """A trained learner from a checkpoint directory (safetensors + JSON; no pickle)."""
+    states, config = read_checkpoint(checkpoint_dir, device=device)
+    if config.get("kind") == "d3rlpy":
+        from baselines.single import D3rlpyLearner as cls
+    else:
+        from baselines.multi import MultiLearner as cls
+    learner = cls.from_config(config, device=device)
+    load_modules(learner.modules(), states)
+    return learner
+
+
+def _floats(d: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in d.items()}
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=_json_default))
+    tmp.replace(path)
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+
+def train(s: RunSettings) -> dict[str, Any]:
+    """Run one training run and return its result (also written to <out>/result.json)."""
+    import ogdata
+
+    if s.steps < 1:
+        raise ValueError(f"steps must be >= 1, got {s.steps}")
+    if s.threads:
+        import torch
+
+        torch.set_num_threads(int(s.threads))
+    ds = ogdata.load(s.dataset)
+    did = ds.dataset_id or str(ds.path)
+    out = Path(s.out) if s.out else default_out(did, s.algo, s.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    t_build = time.perf_counter()
+    learner = build_learner(s.algo, ds, s)
+    build_time = time.perf_counter() - t_build
+
+    evaluator = None
+    if ds.env_id and s.eval_episodes > 0:
+        from baselines.evaluate import Evaluator
+
+        evaluator = Evaluator(ds.env_id, ds.metadata.get("env_kwargs") or {}, episodes=s.eval_episodes,
+                              seed=s.seed)
+    config = {"settings": asdict(s), "dataset_id": did, "env_id": ds.env_id, "tier": ds.metadata.get("tier"),
+              "learner": learner.config_json(), "num_transitions": len(ds)}
+    _write_json(out / "config.json", config)
+
+    n_evals = max(1, min(s.evals, s.steps))
+    eval_at = {int(round(s.steps * (k + 1) / n_evals)) for k in range(n_evals)}
+    evals: list[dict[str, Any]] = []
+    train_time = 0.0
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=s.steps, desc=f"{s.algo} {did} s{s.seed}", disable=not s.progress, leave=False,
+               dynamic_ncols=True)
+    with open(out / "log.jsonl", "w") as log:
+        t0 = time.perf_counter()
+        for step in range(1, s.steps + 1):
+            losses = learner.step()
+            if step % s.log_every == 0 or step == s.steps:
+                train_time += time.perf_counter() - t0
+                rec = {"step": step, "time": round(train_time, 3), **_floats(losses)}
+                log.write(json.dumps(rec) + "\n")
+                bar.set_postfix({k: f"{v:.3g}" for k, v in list(rec.items())[2:5]}, refresh=False)
+                t0 = time.perf_counter()
+            if step in eval_at and evaluator is not None:
+                train_time += time.perf_counter() - t0
+                ev = evaluator(learner.policy)
+                ev["step"] = step
+                evals.append(ev)
+                log.write(json.dumps({"step": step, "eval": ev}, default=_json_default) + "\n")
+                log.flush()
+                bar.set_description(f"{s.algo} {did} s{s.seed} score {ev['normalised_score']:.1f}")
+                t0 = time.perf_counter()
+            bar.update(1)
+        train_time += time.perf_counter() - t0
+    bar.close()
+    save_checkpoint(out / "checkpoint", learner.modules(), learner.config_json())
+
+    result: dict[str, Any] = {
+        "algo": s.algo, "dataset": did, "env_id": ds.env_id, "tier": ds.metadata.get("tier"), "seed": s.seed,
+        "steps": s.steps, "settings": {k: getattr(s, k) for k in ("hidden", "layers", "batch_size",
+                                                                   "eval_episodes", "device")},
+        "scaling_rule": learner.scaling.rule, "reward_scale": learner.scaling.reward_scale,
+        "updates_per_s": s.steps / train_time if train_time > 0 else None,
+        "train_time_s": train_time, "build_time_s": build_time,
+        "evals": [{"step": e["step"], "normalised_score": e["normalised_score"], "return_mean": e["return_mean"]}
+                  for e in evals],
+    }
+    if evals:
+        last = evals[-1]
+        best = max(evals, key=lambda e: e["normalised_score"])
+        result["last"] = {k: last[k] for k in ("normalised_score", "normalised_score_std", "return_mean",
+                                               "return_std", "references", "eval_env", "heldout")}
+        result["last"]["finance"] = last.get("finance", {})
+        result["best"] = {"step": best["step"], "normalised_score": best["normalised_score"],
+                          "return_mean": best["return_mean"]}
+    _write_json(out / RESULT, result)
+    return result

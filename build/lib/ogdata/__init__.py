@@ -1,0 +1,84 @@
+"""ogdata: offline-RL datasets for markets — tiered, profiled (TQ, SACo), on the Hub, with baselines.
+
+The public surface is small and Minari-shaped: load / download / list_datasets / delete / verify /
+publish; create_dataset / DatasetWriter / from_hdf5 / combine_datasets / split_dataset; list_envs /
+make_env / make_vector_env. `import ogdata` registers every single-agent env with Gymnasium
+(`gymnasium.make("ogdata/execution-ac-v0")`) and stays light: zarr, torch and the Hub client load
+on first use.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ogdata import resolve as _resolve
+from ogdata.dataset import Dataset, Episode
+from ogdata.envs import list_envs, make_env, make_vector_env
+from ogdata.errors import OgdataError
+
+__version__ = "0.1.0"
+
+
+def load(id_or_path: str | os.PathLike, *, verify: bool = False, download: bool = True) -> Dataset:
+    """Open a dataset by local path or id (`<env-id>/<tier>-v<N>`).
+
+    An id not installed is fetched from the Hub or, for a catalogue id the Hub does not hold or
+    cannot be reached for, rebuilt from its recipe (ogdata/resolve.py). download=False: only an
+    installed copy will do. verify=True: re-hash every file against the manifest first.
+    """
+    return Dataset(_resolve.resolve(id_or_path, fetch=download), verify=verify)
+
+
+def download(dataset_id: str, revision: str | None = None, force: bool = False):
+    """Install one dataset (one tier) into OGDATA_HOME — from the Hub, else rebuilt from its catalogue
+    recipe — and return its path. force=True fetches again even when a copy is installed."""
+    return _resolve.resolve(_resolve.as_dataset_id(dataset_id), revision=revision, force=force)
+
+
+def list_datasets(remote: bool = False) -> list[str]:
+    """Dataset ids in the catalogue and installed locally, plus (remote=True) those on the Hub."""
+    return _resolve.list_datasets(remote=remote)
+
+
+def delete(dataset_id: str) -> bool:
+    """Remove the installed copy of a dataset id from OGDATA_HOME; False when none was installed."""
+    return _resolve.delete(dataset_id)
+
+
+def verify(path_or_id: str | os.PathLike) -> dict:
+    """Check every file of a dataset (path or installed id) against its manifest and, for catalogue
+    ids, its metadata against the catalogue recipe. Raises IntegrityError naming what differs."""
+    return _resolve.verify(path_or_id)
+
+
+def publish(path_or_id: str | os.PathLike, repo_id: str | None = None, token: str | None = None,
+            revision: str | None = None) -> str:
+    """Upload one dataset and its cards to the Hub in one commit; returns the commit sha."""
+    from ogdata.publishing import publish as _publish
+
+    return _publish(path_or_id, repo_id=repo_id, token=token, revision=revision)
+
+
+_LAZY = {  # public names whose modules import zarr / h5py: loaded on first use
+    "DatasetWriter": "ogdata.writing",
+    "create_dataset": "ogdata.writing",
+    "from_hdf5": "ogdata.writing",
+    "combine_datasets": "ogdata.combine",
+    "split_dataset": "ogdata.combine",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'ogdata' has no attribute {name!r}")
+
+
+__all__ = ["Dataset", "DatasetWriter", "Episode", "OgdataError", "combine_datasets", "create_dataset", "delete",
+           "download", "from_hdf5", "list_datasets", "list_envs", "load", "make_env", "make_vector_env",
+           "publish", "split_dataset", "verify"]

@@ -1,0 +1,5 @@
+import sys
+
+from ogdata.cli import main
+
+sys.exit(main())

@@ -1,0 +1,79 @@
+"""Roll a batched policy through a vectorised core and collect episode returns."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ogdata.errors import ReferenceMissingError
+
+REFERENCES_FILE = Path(__file__).resolve().parent.parent / "envs" / "references.json"
+
+
+def episode_returns(core, policy, episodes: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Run `episodes` episodes (the first episode of each of `core.num_envs` markets, repeated
+    in rounds) and return per-episode `returns` and `lengths`, plus the per-episode sum of every
+    numeric `info` key at the final step under `final_<key>`.
+
+    Multi-agent return = sum over steps of the mean reward across agents.
+    """
+    rng = np.random.default_rng(seed)
+    B = core.num_envs
+    rounds = -(-episodes // B)
+    rets, lens, finals = [], [], {}
+    for _r in range(rounds):
+        obs, _ = core.reset(seed=int(rng.integers(2**63)))
+        ret = np.zeros(B)
+        length = np.zeros(B, dtype=np.int64)
+        alive = np.ones(B, dtype=bool)
+        final: dict[str, np.ndarray] = {}
+        while alive.any():
+            act = policy(obs, rng)
+            obs, rew, term, trunc, info = core.step(act)
+            if core.multi_agent:
+                rew = rew.mean(axis=1)
+                term, trunc = term.all(axis=1), trunc.all(axis=1)
+            ret += np.where(alive, rew, 0.0)
+            length += alive
+            done = alive & (term | trunc)
+            for k, v in info.items():
+                v = np.asarray(v)
+                if v.dtype.kind in "fiu" and v.shape[:1] == (B,):
+                    cur = final.setdefault(k, np.zeros(v.shape, dtype=np.float64))
+                    cur[done] = v[done]
+            alive &= ~done
+        rets.append(ret)
+        lens.append(length)
+        for k, v in final.items():
+            finals.setdefault(f"final_{k}", []).append(v)
+    out = {"returns": np.concatenate(rets)[:episodes], "lengths": np.concatenate(lens)[:episodes]}
+    out.update({k: np.concatenate(v)[:episodes] for k, v in finals.items()})
+    return out
+
+
+def load_references() -> dict[str, Any]:
+    if not REFERENCES_FILE.exists():
+        return {}
+    return json.loads(REFERENCES_FILE.read_text())
+
+
+def reference_returns(env_id: str) -> dict[str, float]:
+    """The recorded {"random": R_random, "expert": R_expert} of an env (scripts/compute_references.py)."""
+    refs = load_references()
+    if env_id not in refs:
+        raise ReferenceMissingError(
+            f"no reference returns recorded for {env_id!r}; run `python scripts/compute_references.py "
+            f"--env {env_id}` to compute and record them")
+    return {"random": float(refs[env_id]["random"]), "expert": float(refs[env_id]["expert"])}
+
+
+def normalised_score(ret: float | np.ndarray, env_id: str | None = None, *, random: float | None = None,
+                     expert: float | None = None):
+    """100 × (R − R_random) / (R_expert − R_random)."""
+    if random is None or expert is None:
+        refs = reference_returns(env_id)
+        random, expert = refs["random"], refs["expert"]
+    return 100.0 * (np.asarray(ret) - random) / (expert - random)

@@ -1,0 +1,257 @@
+"""Writing datasets: columnar, sharded zarr appends, committed atomically.
+
+Everything is written into a hidden staging directory beside the target
+(`.<name>.partial-<pid>-<rand>`), fsynced, given its manifest, and renamed into place
+in one `os.rename`. A process killed mid-write leaves only a staging directory, which
+the next writer to that target removes once its owner process is gone.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from gymnasium import spaces
+from zarr.codecs import BloscCodec
+
+from ogdata.errors import DatasetExistsError, DataValidationError
+from ogdata.spaces import space_to_json
+from ogdata.storage import shards
+from ogdata.storage.format import DATA_DIR, FORMAT, FORMAT_VERSION, METADATA_FILE, write_json_atomic
+from ogdata.storage.manifest import build_manifest
+
+CHUNK_BYTES = 1 << 20      # ~1 MiB inner chunks: the unit of a lazy read
+SHARD_BYTES = 64 << 20     # ~64 MiB shard files: a 1M-transition dataset is a handful of files
+_LZ4 = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
+_ZSTD = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clean_stale_partials(target: Path) -> None:
+    """Remove staging dirs of `target` whose writer process no longer exists."""
+    for p in target.parent.glob(f".{target.name}.partial-*"):
+        try:
+            pid = int(p.name.rsplit(".partial-", 1)[1].split("-")[0])
+        except (IndexError, ValueError):
+            continue
+        if not _pid_alive(pid):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            fd = os.open(os.path.join(dirpath, f), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fd = os.open(dirpath, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class StagedDirectory:
+    """A directory built under a hidden name and renamed onto `target` by `commit()`."""
+
+    def __init__(self, target: str | os.PathLike, overwrite: bool = False):
+        self.target = Path(target).absolute()
+        if self.target.exists() and not overwrite:
+            raise DatasetExistsError(f"{self.target} already exists; pass overwrite=True to replace it "
+                                     "or choose another path")
+        self.overwrite = overwrite
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        _clean_stale_partials(self.target)
+        self.path = self.target.parent / f".{self.target.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.path.mkdir()
+
+    def commit(self) -> Path:
+        _fsync_tree(self.path)
+        if self.target.exists():
+            if not self.overwrite:
+                raise DatasetExistsError(f"{self.target} appeared while writing; not replacing it")
+            old = self.target.parent / f".{self.target.name}.old-{uuid.uuid4().hex[:8]}"
+            os.rename(self.target, old)
+            os.rename(self.path, self.target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(self.path, self.target)
+        fd = os.open(self.target.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return self.target
+
+    def abort(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _compressor_for(sample: np.ndarray):
+    """Compress an array only when it pays: blosc-lz4 (or zstd for flags/ints) must save >= 15%."""
+    if sample.size == 0:
+        return None
+    codec = _ZSTD if sample.dtype.kind in "biu" else _LZ4
+    raw = np.ascontiguousarray(sample[: max(1, min(len(sample), (1 << 22) // max(1, sample[0].nbytes)))])
+    try:
+        import numcodecs
+
+        nc = numcodecs.Blosc(cname=codec.cname.value, clevel=codec.clevel,
+                             shuffle=numcodecs.Blosc.BITSHUFFLE if codec is _ZSTD else numcodecs.Blosc.SHUFFLE)
+        ratio = len(nc.encode(raw)) / max(1, raw.nbytes)
+    except Exception:  # pragma: no cover - numcodecs ships with zarr
+        return codec
+    return codec if ratio < 0.85 else None
+
+
+class ColumnStore:
+    """Append-only zarr arrays, written in whole shards so nothing is rewritten.
+
+    Uncompressed arrays are written shard by shard by `ogdata.storage.shards` on two
+    threads (writing and hashing overlap; both release the GIL); compressed ones go
+    through zarr.
+    """
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.group = zarr.open_group(str(root / DATA_DIR), mode="w", zarr_format=3)
+        self.pool = ThreadPoolExecutor(max_workers=2)
+        self.pending: list[tuple[str, Future]] = []
+        self.next_shard: dict[str, int] = {}
+        self.chunk_rows: dict[str, int] = {}
+        self.arrays: dict[str, Any] = {}
+        self.buffers: dict[str, list[np.ndarray]] = {}
+        self.buffered: dict[str, int] = {}
+        self.length: dict[str, int] = {}
+        self.shard_rows: dict[str, int] = {}
+
+    def _create(self, name: str, first: np.ndarray) -> None:
+        row = first.shape[1:]
+        row_bytes = max(1, int(np.prod(row, dtype=np.int64)) * first.dtype.itemsize)
+        # ~1 MiB chunks, but no bigger than the first batch needs: a small dataset stays small on disk
+        chunk = max(1, min(max(1024, CHUNK_BYTES // row_bytes), max(4096, len(first))))
+        shard = chunk * max(1, SHARD_BYTES // (chunk * row_bytes))
+        comp = _compressor_for(first)
+        self.arrays[name] = self.group.create_array(
+            name, shape=(0,) + row, dtype=first.dtype, chunks=(chunk,) + row, shards=(shard,) + row,
+            compressors=[comp] if comp is not None else None, fill_value=0)
+        self.buffers[name], self.buffered[name], self.length[name] = [], 0, 0
+        self.shard_rows[name] = shard
+        self.chunk_rows[name] = chunk
+        self.next_shard[name] = 0
+
+    def append(self, name: str, data: np.ndarray) -> None:
+        data = np.ascontiguousarray(data)
+        if name not in self.arrays:
+            self._create(name, data)
+        self.buffers[name].append(data)
+        self.buffered[name] += len(data)
+        if self.buffered[name] >= self.shard_rows[name]:
+            self._flush(name, final=False)
+
+    def _flush(self, name: str, final: bool) -> None:
+        if not self.buffered[name]:
+            return
+        buf = np.concatenate(self.buffers[name]) if len(self.buffers[name]) > 1 else self.buffers[name][0]
+        n = len(buf) if final else (len(buf) // self.shard_rows[name]) * self.shard_rows[name]
+        if n:
+            arr, start = self.arrays[name], self.length[name]
+            if arr.compressors:
+                arr.resize((start + n,) + arr.shape[1:])
+                arr[start:start + n] = buf[:n]
+            else:
+                rows = self.shard_rows[name]
+                for a in range(0, n, rows):
+                    f = shards.shard_file(self.root / DATA_DIR / name, self.next_shard[name], buf.ndim)
+                    self.next_shard[name] += 1
+                    rel = f.relative_to(self.root).as_posix()
+                    self.pending.append((rel, self.pool.submit(
+                        shards.write_shard, f, buf[a:a + rows], self.chunk_rows[name],
+                        rows // self.chunk_rows[name])))
+            self.length[name] = start + n
+        rest = buf[n:]
+        self.buffers[name] = [rest] if len(rest) else []
+        self.buffered[name] = len(rest)
+
+    def ensure(self, name: str, row_shape: tuple[int, ...], dtype) -> None:
+        """Create an empty array if nothing was ever appended (e.g. a dataset with no episodes)."""
+        if name not in self.arrays:
+            self._create(name, np.zeros((0,) + tuple(row_shape), dtype=dtype))
+
+    def close(self) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[str, int]]]:
+        """Flush everything; returns (array descriptions, {relpath: (sha256, size)} of raw shards)."""
+        for name in self.arrays:
+            self._flush(name, final=True)
+        digests = {rel: fut.result() for rel, fut in self.pending}
+        self.pool.shutdown()
+        desc = {}
+        for name, a in self.arrays.items():
+            if not a.compressors and a.shape[0] != self.length[name]:
+                a.resize((self.length[name],) + a.shape[1:])  # metadata only: the shards are written
+            desc[name] = {"shape": list(a.shape), "dtype": a.dtype.name,
+                          "compressor": (a.compressors[0].cname.value if a.compressors else None),
+                          "chunk_rows": self.chunk_rows[name], "shard_rows": self.shard_rows[name]}
+        return desc, digests
+
+
+def check_finite(name: str, a: np.ndarray) -> None:
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        bad = np.argwhere(~np.isfinite(a))[0]
+        raise DataValidationError(f"{name} contains NaN or inf (first at index {tuple(int(i) for i in bad)}); "
+                                  "clean or drop those steps before writing")
+
+
+def base_metadata(observation_space: spaces.Space, action_space: spaces.Space, *, agents=None,
+                  state_space: spaces.Space | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "dataset_id": None,
+        "env_id": None,
+        "env_kwargs": {},
+        "tier": None,
+        "multi_agent": bool(agents),
+        "agents": list(agents) if agents else [],
+        "observation_space": space_to_json(observation_space),
+        "action_space": space_to_json(action_space),
+        "state_space": space_to_json(state_space) if state_space is not None else None,
+        "recipe": {},
+        "reference_returns": {},
+        "measures": {},
+    }
+    for k, v in (extra or {}).items():
+        if k in ("format", "format_version", "arrays", "manifest", "num_transitions", "num_episodes"):
+            raise DataValidationError(f"metadata key {k!r} is set by the writer; remove it from metadata=")
+        meta[k] = v
+    return meta
+
+
+def finish(stage: StagedDirectory, store: ColumnStore, meta: dict[str, Any], n: int, e: int,
+           commit: bool = True) -> Path:
+    """Close the arrays, write metadata with its manifest, and commit the staging directory.
+
+    commit=False: return the still-hidden staging path, for a caller that adds to the metadata
+    (measures) before `stage.commit()` makes it visible.
+    """
+    meta["arrays"], known = store.close()
+    meta["num_transitions"], meta["num_episodes"] = int(n), int(e)
+    meta["manifest"] = build_manifest(stage.path, known=known)
+    write_json_atomic(stage.path / METADATA_FILE, meta)
+    return stage.commit() if commit else stage.path
