@@ -9,8 +9,7 @@ from __future__ import annotations
 from ogdata.dataset import Dataset, Episode, load
 from ogdata.envs import list_envs, make_env, make_vector_env
 from ogdata.errors import OgdataError
-from ogdata.storage import DatasetWriter, create_dataset
-from ogdata.storage.convert import from_hdf5
+from ogdata.writing import DatasetWriter, create_dataset, from_hdf5
 
 __version__ = "0.1.0"
 

@@ -35,6 +35,10 @@ class DatasetExistsError(OgdataError, FileExistsError):
     """A dataset already exists at the target path."""
 
 
+class StorageError(OgdataError, OSError):
+    """Writing a dataset failed at the file system (disk full, permission denied); nothing was left."""
+
+
 class EnvError(OgdataError, ValueError):
     """Bad environment kwargs or a bad action."""
 

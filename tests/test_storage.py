@@ -364,7 +364,7 @@ KILL_SCRIPT = textwrap.dedent("""
         nxt = rng.standard_normal((B, 32), dtype=np.float32)
         done = np.full(B, t % 50 == 49)
         w.add(obs, rng.uniform(-1, 1, (B, 4)), np.ones(B), done, np.zeros(B, bool), nxt)
-        obs = nxt
+        obs = rng.standard_normal((B, 32), dtype=np.float32) if done[0] else nxt  # reset after an end
         if t == 200:
             print("writing", flush=True)
     w.close()
