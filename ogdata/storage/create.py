@@ -67,7 +67,7 @@ def infer_space(a: np.ndarray, per_row_axes: int = 1, what: str = "actions") -> 
     if a.dtype.kind == "f":
         return spaces.Box(-np.inf, np.inf, shape=shape, dtype=a.dtype)
     if a.dtype.kind == "b":
-        return spaces.Box(False, True, shape=shape, dtype=np.bool_)
+        return spaces.Box(0, 1, shape=shape, dtype=np.bool_)
     info = np.iinfo(a.dtype)
     return spaces.Box(info.min, info.max, shape=shape, dtype=a.dtype)
 
@@ -105,7 +105,8 @@ def conform(name: str, a: np.ndarray, space: spaces.Space, lead: int) -> np.ndar
         if a.min() < info.min or a.max() > info.max:
             raise DataValidationError(f"{name} has values from {_num(a.min())} to {_num(a.max())}, outside "
                                       f"{dtype}; pass a wider dtype in the space")
-    out = a.astype(dtype, copy=False)
+    with np.errstate(over="ignore"):
+        out = a.astype(dtype, copy=False)
     if dtype.kind == "f":
         check_finite(f"{name} (cast to {dtype} as its space records)", out)
     return out
