@@ -31,8 +31,6 @@ from ogdata.storage import manifest as manifest_mod
 from ogdata.storage import read_metadata, update_metadata, verify
 from ogdata.storage.format import METADATA_FILE
 
-FS = [pytest.mark.filterwarnings("ignore::UserWarning")]
-
 
 def _make(path, lengths=(50,) * 40, obs_dim=8, seed=10, **kw):
     rng = np.random.default_rng(seed)
@@ -157,6 +155,9 @@ def test_edited_metadata_is_detected(tmp_path):
     update_metadata(ds.path, measures={"tq": 0.25})  # the digest follows update_metadata
     assert verify(ds.path)["measures"] == {"tq": 0.25}
     assert ogdata.load(ds.path).measures == {"tq": 0.25}
+    # the digest covers metadata only: the data files and the manifest do not depend on it
+    other = _make(tmp_path / "b", metadata={"tier": "x"})
+    assert other.metadata["manifest"] == ds.metadata["manifest"]
 
 
 def test_metadata_written_world_readable(tmp_path):
@@ -179,12 +180,6 @@ def test_v0_metadata_without_digest_loads_and_verify_reports_it(tmp_path):
     assert len(ogdata.load(ds.path)) == 2000
     with pytest.warns(UserWarning, match="no metadata_sha256"):
         verify(ds.path)
-
-
-def test_digest_does_not_touch_data_files_or_manifest(tmp_path):
-    a = _make(tmp_path / "a", seed=3)
-    b = _make(tmp_path / "b", seed=3, metadata={"tier": "x"})
-    assert a.metadata["manifest"] == b.metadata["manifest"]   # data bytes independent of metadata
 
 
 # -- 5/13. bad input gets an ogdata error ------------------------------------------------------
@@ -220,7 +215,6 @@ def _bad_cases():
     yield "long-env", dict(g, metadata={"env_id": "e" * 5000}), "env_id must be a string of at most"
     yield "bad-lengths", dict(g, episode_lengths=["a", "b"]), "episode_lengths"
     yield "none-obs", dict(g, observations=None), "observations is None"
-    yield "bad-flags", dict(g, terminations=np.full(n, 2)), "boolean"
 
 
 @pytest.mark.parametrize("name,kwargs,match", list(_bad_cases()), ids=[c[0] for c in _bad_cases()])
@@ -240,7 +234,7 @@ def test_arrays_are_stored_as_their_space_says(tmp_path):
     assert ds.arrays()["observations"].tolist() == np.arange(21).reshape(7, 3).tolist()
 
 
-@pytest.mark.parametrize("size", [-1, 0, 2.5, "8", None, True, 1 << 30])
+@pytest.mark.parametrize("size", [-1, 0, 2.5, "8", None, True, 10**13])
 def test_bad_sample_sizes(tmp_path, size):
     ds = ogdata.create_dataset(tmp_path / "d", **GOOD)
     with pytest.raises(DataValidationError, match="batch_size must be an integer"):
@@ -540,8 +534,10 @@ def _ma_stream(rng, B, k, steps, max_len):
     state = rng.standard_normal((B, 3)).astype(np.float32)
     t = np.zeros(B, int)
     L = rng.integers(1, max_len + 1, size=B)
-    new = lambda b: {"obs": [obs[b].copy()], "state": [state[b].copy()], "act": [], "rew": [], "term": [],
-                     "trunc": []}
+
+    def new(b):  # reads the current obs/state: the reset ones after an episode ends
+        return {"obs": [obs[b].copy()], "state": [state[b].copy()], "act": [], "rew": [], "term": [], "trunc": []}
+
     cur = [new(b) for b in range(B)]
     stream, truth = [], []
     for _ in range(steps):
