@@ -391,11 +391,14 @@ class Dataset:
         by="episode": episodes shuffled with `rng` then cut; by="time": episodes kept in
         stored (generation) order, so earlier episodes land in earlier parts.
         """
-        fr = np.asarray(fractions, dtype=float)
-        if (fr <= 0).any() or not np.isclose(fr.sum(), 1.0):
-            raise ValueError(f"fractions must be positive and sum to 1, got {list(fractions)}")
+        try:
+            fr = np.asarray(fractions, dtype=float)
+        except (TypeError, ValueError):
+            fr = np.zeros(0)
+        if fr.ndim != 1 or not len(fr) or not np.isfinite(fr).all() or (fr <= 0).any() or not np.isclose(fr.sum(), 1.0):
+            raise DataValidationError(f"fractions must be positive and sum to 1, got {fractions!r}")
         if by not in ("episode", "time"):
-            raise ValueError(f"by must be 'episode' or 'time', got {by!r}")
+            raise DataValidationError(f"by must be 'episode' or 'time', got {by!r}")
         e = self.num_episodes
         order = np.arange(e)
         if by == "episode":

@@ -632,3 +632,24 @@ def test_multi_agent_agents_must_end_together(tmp_path_factory, B, seed, step):
     arrs["terminations"][1, 0] = True
     with pytest.raises(DataValidationError, match="step 1: some agents end"):
         ogdata.create_dataset(tmp_path_factory.mktemp("ma") / "c", **arrs)
+
+
+def test_update_metadata_refuses_what_it_could_not_read_back(tmp_path):
+    ds = ogdata.create_dataset(tmp_path / "d", **GOOD)
+    before = (ds.path / METADATA_FILE).read_bytes()
+    nested: list = []
+    for _ in range(5000):
+        nested = [nested]
+    for bad, match in (({"deep": nested}, "JSON-serialisable|nested"), (object(), "JSON-serialisable"),
+                       ({"x": [1] * 3, "deep": json.loads("[" * 100 + "]" * 100)}, "nested deeper"),
+                       ("e" * 5000, None)):
+        with pytest.raises(MetadataError, match=match):
+            update_metadata(ds.path, **({"env_id": bad} if match is None else {"measures": bad}))
+    assert (ds.path / METADATA_FILE).read_bytes() == before
+
+
+@pytest.mark.parametrize("fractions", ["abc", (0.5, float("nan")), (), ((0.5, 0.5),), (1.5, -0.5)])
+def test_split_bad_fractions(tmp_path, fractions):
+    ds = ogdata.create_dataset(tmp_path / "d", **GOOD)
+    with pytest.raises(DataValidationError, match="fractions must be positive"):
+        ds.split(fractions)

@@ -248,8 +248,8 @@ def seal_metadata(meta: dict[str, Any]) -> bytes:
     """Set meta[DIGEST_KEY] over the JSON form of `meta`; returns the bytes of metadata.json to write."""
     try:
         plain = json.loads(json.dumps({k: v for k, v in meta.items() if k != DIGEST_KEY}, allow_nan=False))
-    except (TypeError, ValueError) as e:
-        raise MetadataError(f"metadata is not JSON-serialisable ({e}); pass only strings, numbers, "
+    except (TypeError, ValueError, RecursionError) as e:
+        raise MetadataError(f"metadata is not JSON-serialisable ({str(e)[:200]}); pass only strings, numbers, "
                             "booleans, None, lists and dicts with string keys") from None
     meta[DIGEST_KEY] = plain[DIGEST_KEY] = metadata_digest(plain)
     return (json.dumps(plain, indent=1, sort_keys=True, allow_nan=False) + "\n").encode()
