@@ -10,12 +10,13 @@ on first use.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from ogdata import resolve as _resolve
+from ogdata.combine import combine_datasets, split_dataset
 from ogdata.dataset import Dataset, Episode
 from ogdata.envs import list_envs, make_env, make_vector_env
 from ogdata.errors import OgdataError
+from ogdata.writing import DatasetWriter, create_dataset, from_hdf5
 
 __version__ = "0.1.0"
 
@@ -58,25 +59,6 @@ def publish(path_or_id: str | os.PathLike, repo_id: str | None = None, token: st
     from ogdata.publishing import publish as _publish
 
     return _publish(path_or_id, repo_id=repo_id, token=token, revision=revision)
-
-
-_LAZY = {  # public names whose modules import zarr / h5py: loaded on first use
-    "DatasetWriter": "ogdata.writing",
-    "create_dataset": "ogdata.writing",
-    "from_hdf5": "ogdata.writing",
-    "combine_datasets": "ogdata.combine",
-    "split_dataset": "ogdata.combine",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'ogdata' has no attribute {name!r}")
 
 
 __all__ = ["Dataset", "DatasetWriter", "Episode", "OgdataError", "combine_datasets", "create_dataset", "delete",

@@ -3,6 +3,11 @@
 Reads are lazy (zarr slices) for iteration and streaming; `sample` and the converters
 pull the arrays into memory once (`arrays()`), because random gathers through zarr cost
 25-100 ms a batch and numpy gathers on memory cost microseconds.
+
+Opening checks what `ogdata.storage.integrity` describes: metadata.json against its digest and
+every manifest file present at its size on every open; the full sha256 once per copy
+(remembered beside the data), or now with `verify=True`. A shard that is missing or fails to
+decode while reading is an IntegrityError naming the file.
 """
 
 from __future__ import annotations
@@ -16,11 +21,19 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from ogdata.errors import DatasetNotFoundError, DataValidationError, MetadataError
+from ogdata.errors import (
+    DatasetNotFoundError,
+    DataValidationError,
+    IntegrityError,
+    MetadataError,
+    OgdataError,
+)
 from ogdata.spaces import space_from_json
-from ogdata.storage.format import DATA_DIR, read_metadata
+from ogdata.storage.format import DATA_DIR, DIGEST_KEY, OBS_KEYS, STEP_KEYS, read_metadata
+from ogdata.storage.integrity import check_open, name_bad_file
+from ogdata.storage.integrity import verify as verify_dataset
 
-STEP_KEYS = ("actions", "rewards", "terminations", "truncations")
+MAX_SAMPLE = 1 << 24   # transitions in one `sample` batch
 
 
 @dataclass
@@ -49,12 +62,20 @@ class Dataset:
 
     def __init__(self, path: str | os.PathLike, *, verify: bool = False, _arrays: dict | None = None,
                  _metadata: dict | None = None):
-        self.path = Path(path)
-        self.metadata: dict[str, Any] = _metadata if _metadata is not None else read_metadata(self.path)
-        if verify:
-            from ogdata.storage import verify as _verify
+        """Open the dataset folder `path`.
 
-            _verify(self.path)
+        Checks metadata.json and that every manifest file is there at its size; hashes every file
+        once per copy (remembered in `.ogdata-verified.json`), or now with verify=True. Raises
+        IntegrityError naming a missing, truncated or corrupted file.
+        """
+        self.path = Path(path)
+        if _metadata is not None:
+            self.metadata: dict[str, Any] = _metadata
+        elif verify:
+            self.metadata = verify_dataset(self.path)
+        else:
+            self.metadata = read_metadata(self.path)
+            check_open(self.path, self.metadata)
         self._arrays: dict[str, np.ndarray] | None = _arrays
         self._group = None
         self._lengths: np.ndarray | None = None
@@ -118,18 +139,26 @@ class Dataset:
             if not root.is_dir():
                 raise DatasetNotFoundError(f"{self.path}: the data directory is missing; re-download or "
                                            "regenerate the dataset")
-            self._group = zarr.open_group(str(root), mode="r")
+            try:
+                self._group = zarr.open_group(str(root), mode="r")
+            except Exception as e:  # noqa: BLE001 - zarr's errors name no file
+                raise name_bad_file(self.path, self.metadata["manifest"], [f"{DATA_DIR}/zarr.json"],
+                                    "the zarr store", e) from e
         return self._group
 
     def _read(self, name: str, sl: slice | None = None) -> np.ndarray:
         if self._arrays is not None:
             a = self._arrays[name]
             return a if sl is None else a[sl]
+        group = self._zarr()
         try:
-            arr = self._zarr()[name]
+            arr = group[name]
         except KeyError:
             raise MetadataError(f"{self.path}: array {name!r} is missing from the store; the dataset is "
                                 "incomplete — re-download or regenerate it") from None
+        except Exception as e:  # noqa: BLE001 - a corrupted zarr.json
+            raise name_bad_file(self.path, self.metadata["manifest"], [f"{DATA_DIR}/{name}/zarr.json"],
+                                f"array {name!r}", e) from e
         desc = self.metadata["arrays"].get(name)
         if desc and list(arr.shape) != list(desc["shape"]):
             raise MetadataError(f"{self.path}: array {name!r} has shape {list(arr.shape)} but metadata says "
@@ -141,7 +170,33 @@ class Dataset:
                               desc["shard_rows"])
             if fast is not None:
                 return fast
-        return arr[:] if sl is None else arr[sl]
+        self._check_shards(name, arr.shape, desc, sl)
+        try:
+            return arr[:] if sl is None else arr[sl]
+        except OgdataError:
+            raise
+        except Exception as e:  # zarr's decode / checksum errors name no file: find it
+            prefix = f"{DATA_DIR}/{name}/"
+            rels = sorted(r for r in self.metadata["manifest"] if r.startswith(prefix))
+            raise name_bad_file(self.path, self.metadata["manifest"], rels, f"array {name!r}", e) from e
+
+    def _check_shards(self, name: str, shape, desc: dict | None, sl: slice | None) -> None:
+        """A shard file the read touches that the manifest lists must exist (zarr would read zeros)."""
+        rows = (desc or {}).get("shard_rows")
+        n = int(shape[0]) if len(shape) else 0
+        if not rows or not n:
+            return
+        a, b, _ = (sl or slice(None)).indices(n)
+        if b <= a:
+            return
+        from ogdata.storage.shards import shard_file
+
+        manifest = self.metadata["manifest"]
+        for s in range(a // rows, (b - 1) // rows + 1):
+            rel = shard_file(Path(DATA_DIR, name), s, len(shape)).as_posix()
+            if rel in manifest and not (self.path / rel).is_file():
+                raise IntegrityError(f"{self.path}: file {rel!r} listed in the manifest is missing; re-download "
+                                     "or regenerate the dataset")
 
     def _has(self, name: str) -> bool:
         return name in (self._arrays if self._arrays is not None else self.metadata["arrays"])
@@ -160,7 +215,7 @@ class Dataset:
         for k in STEP_KEYS:
             if k in arrs and len(arrs[k]) != n:
                 raise MetadataError(f"{self.path}: {k} has {len(arrs[k])} rows, episodes sum to {n}")
-        for k in ("observations", "states"):
+        for k in OBS_KEYS:
             if k in arrs and len(arrs[k]) != n + e:
                 raise MetadataError(f"{self.path}: {k} has {len(arrs[k])} rows, expected {n + e} "
                                     "(T+1 per episode)")
@@ -215,7 +270,7 @@ class Dataset:
                 j += 1
             t0, t1 = int(starts[i]), int(starts[j - 1] + lengths[j - 1])
             o0, o1 = t0 + i, t1 + j
-            block = {n: self._read(n, slice(o0, o1)) for n in ("observations", "states") if self._has(n)}
+            block = {n: self._read(n, slice(o0, o1)) for n in OBS_KEYS if self._has(n)}
             block.update({n: self._read(n, slice(t0, t1)) for n in STEP_KEYS})
             for k in range(i, j):
                 ts = int(starts[k]) - t0
@@ -276,9 +331,18 @@ class Dataset:
         next_observations is the true next observation at every step, including the last
         step of truncated episodes; `terminals` is the termination flag of that step.
         """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or not (
+                1 <= batch_size <= MAX_SAMPLE):
+            raise DataValidationError(f"batch_size must be an integer from 1 to {MAX_SAMPLE}, got {batch_size!r}; "
+                                      "draw several batches for more")
         if self.num_transitions == 0:
             raise DataValidationError("cannot sample from an empty dataset")
-        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        if rng is not None and not isinstance(rng, np.random.Generator | int | np.integer):
+            raise DataValidationError(f"rng must be a seed (int), a numpy Generator or None, got {type(rng).__name__}")
+        try:
+            rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        except ValueError as e:
+            raise DataValidationError(f"rng seed {rng!r} is not usable ({e}); pass a non-negative integer") from None
         arrs = self.arrays()
         idx = rng.integers(0, self.num_transitions, size=int(batch_size))
         oi = idx + self._episode_of()[idx]
@@ -310,7 +374,7 @@ class Dataset:
         if "states" in arrs:
             out["states"] = arrs["states"][o_idx]
         out["episode_lengths"] = lengths.copy()
-        meta = dict(self.metadata)
+        meta = {k: v for k, v in self.metadata.items() if k != DIGEST_KEY}  # a view: not the file's content
         meta["num_transitions"], meta["num_episodes"] = int(lengths.sum()), len(idx)
         meta["parent"] = {"path": str(self.path), "dataset_id": self.dataset_id, "episodes": len(idx)}
         return Dataset(self.path, _arrays=out, _metadata=meta)
@@ -327,11 +391,14 @@ class Dataset:
         by="episode": episodes shuffled with `rng` then cut; by="time": episodes kept in
         stored (generation) order, so earlier episodes land in earlier parts.
         """
-        fr = np.asarray(fractions, dtype=float)
-        if (fr <= 0).any() or not np.isclose(fr.sum(), 1.0):
-            raise ValueError(f"fractions must be positive and sum to 1, got {list(fractions)}")
+        try:
+            fr = np.asarray(fractions, dtype=float)
+        except (TypeError, ValueError):
+            fr = np.zeros(0)
+        if fr.ndim != 1 or not len(fr) or not np.isfinite(fr).all() or (fr <= 0).any() or not np.isclose(fr.sum(), 1.0):
+            raise DataValidationError(f"fractions must be positive and sum to 1, got {fractions!r}")
         if by not in ("episode", "time"):
-            raise ValueError(f"by must be 'episode' or 'time', got {by!r}")
+            raise DataValidationError(f"by must be 'episode' or 'time', got {by!r}")
         e = self.num_episodes
         order = np.arange(e)
         if by == "episode":

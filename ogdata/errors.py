@@ -39,6 +39,10 @@ class InvalidArgumentError(OgdataError, ValueError):
     """An argument of an ogdata function or command is out of its range (a negative seed, 0 workers)."""
 
 
+class StorageError(OgdataError, OSError):
+    """Writing a dataset failed at the file system (disk full, permission denied); nothing was left."""
+
+
 class EnvError(OgdataError, ValueError):
     """Bad environment kwargs or a bad action."""
 

@@ -434,7 +434,9 @@ def record_training_run(env_id: str, recipe: dict[str, Any], seed: int, out_dir:
         except BaseException:
             writer.abort()
             raise
-    ds = writer.close(incomplete="drop")
+    from ogdata.dataset import Dataset
+
+    ds = Dataset(writer.close(incomplete="drop"))
     ds._train_result = res  # type: ignore[attr-defined]
     return ds
 

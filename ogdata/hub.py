@@ -30,12 +30,19 @@ from ogdata.errors import HubError, IntegrityError, MetadataError, NotOnHubError
 from ogdata.ids import TIERS, DatasetId, hub_repo, parse_id
 from ogdata.progress import is_terminal
 from ogdata.storage import verify as verify_files
-from ogdata.storage.format import CARD_FILE, METADATA_FILE, SOURCE_FILE, validate_metadata
+from ogdata.storage.format import (
+    CARD_FILE,
+    MAX_METADATA_BYTES,
+    METADATA_FILE,
+    SOURCE_FILE,
+    check_depth,
+    validate_metadata,
+)
 from ogdata.storage.install import install, write_source
 from ogdata.storage.manifest import check_manifest_paths
 
 REPO_TYPE = "dataset"
-MAX_REMOTE_METADATA_BYTES = 16 << 20   # a metadata.json larger than this is refused unread
+
 MAX_SPACE_ELEMENTS = 1 << 20            # a remote space may declare at most this many elements per row
 _GLOB_CHARS = set("*?[]")
 _LOCAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
@@ -167,13 +174,14 @@ def check_remote_metadata(meta: Any, dataset_id: str) -> dict[str, Any]:
 def parse_remote_metadata(raw: bytes, dataset_id: str) -> dict[str, Any]:
     """Bytes of a remote metadata.json → validated dict (size- and depth-bounded before parsing)."""
     where = f"metadata.json of {dataset_id} on the Hub"
-    if len(raw) > MAX_REMOTE_METADATA_BYTES:
-        raise MetadataError(f"{where} is {len(raw):,} bytes (limit {MAX_REMOTE_METADATA_BYTES:,}); refusing it")
+    if len(raw) > MAX_METADATA_BYTES:
+        raise MetadataError(f"{where} is {len(raw):,} bytes (limit {MAX_METADATA_BYTES:,}); refusing it")
     try:
         meta = json.loads(raw)
     except (ValueError, RecursionError) as e:
         raise MetadataError(f"{where} is not valid JSON ({type(e).__name__}); the remote copy is broken — "
                             "report it to the publisher") from None
+    check_depth(meta, where)
     return check_remote_metadata(meta, dataset_id)
 
 
@@ -223,9 +231,9 @@ def _fetch_metadata(repo_id: str, folder: str, commit: str, dataset_id: str) -> 
             f = hf_hub_download(repo_id, f"{folder}/{METADATA_FILE}", repo_type=REPO_TYPE, revision=commit,
                                 local_dir=tmp, endpoint=config.hub_endpoint(), token=config.hub_token())
             p = Path(f)
-            if p.stat().st_size > MAX_REMOTE_METADATA_BYTES:
+            if p.stat().st_size > MAX_METADATA_BYTES:
                 raise MetadataError(f"{folder}/{METADATA_FILE} of {repo_id} is larger than "
-                                    f"{MAX_REMOTE_METADATA_BYTES:,} bytes; refusing it")
+                                    f"{MAX_METADATA_BYTES:,} bytes; refusing it")
             raw = p.read_bytes()
         except OgdataError:
             raise

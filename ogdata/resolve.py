@@ -36,6 +36,7 @@ from ogdata.errors import (
     closest,
 )
 from ogdata.ids import DatasetId, installed_path, looks_like_id, parse_id
+from ogdata.storage import ensure_verified
 from ogdata.storage import verify as verify_files
 from ogdata.storage.format import METADATA_FILE, read_metadata
 from ogdata.storage.install import install, install_lock, read_source, remove, write_source
@@ -67,13 +68,23 @@ def _acceptable(path: Path, revision: str | None) -> bool:
         len(revision) >= 7 and str(src.get("commit", "")).startswith(revision))
 
 
+def _checked(did: DatasetId, final: Path) -> Path:
+    """An installed copy after storage's check (sizes every time, full sha256 once per copy, remembered)."""
+    try:
+        ensure_verified(final)
+    except IntegrityError as e:
+        raise IntegrityError(f"the installed copy of {did} is damaged: {e}. Fetch it again with "
+                             f"`ogdata download --force {did}` (or ogdata.download(id, force=True))") from None
+    return final
+
+
 # ----------------------------------------------------------------------------------- sources
 # Each source: (did, final, revision, reasons) -> Path | None. None = "not here, try the next",
 # with the reason appended to `reasons`; an OgdataError = "here, but broken" (stops the search).
 
 def _from_installed(did: DatasetId, final: Path, revision: str | None, reasons: list[str]) -> Path | None:
     if _acceptable(final, revision):
-        return final
+        return _checked(did, final)
     if (final / METADATA_FILE).is_file():
         src = read_source(final)
         have = "rebuilt from its recipe" if src.get("rebuilt") else f"commit {src.get('commit')}"
@@ -202,11 +213,11 @@ def resolve(target: str | os.PathLike | DatasetId, *, revision: str | None = Non
     final = installed_path(did)
     if not fetch:
         if _acceptable(final, revision):
-            return final
+            return _checked(did, final)
         raise DatasetNotFoundError(f"{did} is not installed ({final}); run `ogdata download {did}`")
     reasons: list[str] = []
     if not force and _acceptable(final, revision):
-        return final
+        return _checked(did, final)
     lock = install_lock(final, _locks())
     try:
         for name, source in _SOURCES:

@@ -236,12 +236,22 @@ def test_filter_and_split(tmp_path):
         ds.split((0.5, 0.6))
 
 
-def test_one_shard_file_per_array_for_a_million_rows_sizing(tmp_path):
+def test_sharding_keeps_files_few_200k_rows_and_sized_for_a_million(tmp_path):
+    """200k transitions (obs 16 x float32) are written; each array's file count is its shard count,
+    and the recorded shard size means a 1M-row array of the same width is at most 16 shard files."""
     rng = np.random.default_rng(8)
     arrs = make_flat_episodes(rng, [1000] * 200, obs_dim=16)
-    ogdata.create_dataset(tmp_path / "d", **arrs)
-    files = [p for p in (tmp_path / "d").rglob("*") if p.is_file()]
-    assert len(files) < 25  # sharded: a handful of files, not one per chunk
+    ds = ogdata.create_dataset(tmp_path / "d", **arrs)
+    assert len(ds) == 200_000
+    for name, desc in ds.metadata["arrays"].items():
+        files = [p for p in (tmp_path / "d" / "data" / name).rglob("*") if p.is_file() and p.name != "zarr.json"]
+        rows = desc["shape"][0]
+        if desc["compressor"] is None:
+            assert len(files) == -(-rows // desc["shard_rows"]), name    # one file per shard, never per chunk
+        else:
+            assert 1 <= len(files) <= -(-rows // desc["shard_rows"]), name
+        assert -(-1_000_000 // desc["shard_rows"]) <= 16, name
+    assert len([p for p in (tmp_path / "d").rglob("*") if p.is_file()]) < 25
 
 
 # -- errors and faults -------------------------------------------------------------------------
@@ -364,7 +374,7 @@ KILL_SCRIPT = textwrap.dedent("""
         nxt = rng.standard_normal((B, 32), dtype=np.float32)
         done = np.full(B, t % 50 == 49)
         w.add(obs, rng.uniform(-1, 1, (B, 4)), np.ones(B), done, np.zeros(B, bool), nxt)
-        obs = nxt
+        obs = rng.standard_normal((B, 32), dtype=np.float32) if done[0] else nxt  # reset after an end
         if t == 200:
             print("writing", flush=True)
     w.close()

@@ -13,6 +13,7 @@ from gymnasium import spaces
 from ogdata.errors import DatasetNotFoundError, DataValidationError, MetadataError
 
 EP_KEY = "ogdata/episode_lengths"
+TRUNC_KEY = "ogdata/truncations"   # the stored flags, when `timeouts` had to add episode ends
 META_ATTR = "ogdata_metadata"
 
 
@@ -56,9 +57,11 @@ def to_d3rlpy(ds):
 def to_hdf5(ds, path: str | os.PathLike) -> Path:
     """D4RL keys (observations, actions, rewards, terminals, timeouts, next_observations) + ogdata's own.
 
-    terminals = terminations; timeouts = truncations. The exact episode boundaries and the
-    metadata ride along under `ogdata/` and an attribute, so `from_hdf5` restores the dataset
-    byte for byte; other readers see a plain D4RL file.
+    terminals = terminations; timeouts = truncations, plus every episode end that carries
+    neither flag (a D4RL reader splits episodes on terminals | timeouts, so it sees every
+    episode ogdata has). The exact episode boundaries, the stored flags and the metadata ride
+    along under `ogdata/` and an attribute, so `from_hdf5` restores the dataset byte for byte;
+    other readers see a plain D4RL file.
     """
     import h5py
 
@@ -74,13 +77,20 @@ def to_hdf5(ds, path: str | os.PathLike) -> Path:
             f.create_dataset("next_observations", data=arrs["observations"][oi + 1])
             f.create_dataset("actions", data=arrs["actions"])
             f.create_dataset("rewards", data=arrs["rewards"])
-            f.create_dataset("terminals", data=arrs["terminations"])
-            f.create_dataset("timeouts", data=arrs["truncations"])
+            term, trunc = arrs["terminations"], arrs["truncations"]
+            end = _episode_end_mask(ds.episode_lengths, n)
+            if term.ndim > 1:
+                end = end[:, None]
+            unflagged = end & ~(term | trunc)
+            f.create_dataset("terminals", data=term)
+            f.create_dataset("timeouts", data=trunc | unflagged)
+            if unflagged.any():
+                f.create_dataset(TRUNC_KEY, data=trunc)
             if "states" in arrs:
                 f.create_dataset("states", data=arrs["states"][oi])
                 f.create_dataset("next_states", data=arrs["states"][oi + 1])
             f.create_dataset(EP_KEY, data=ds.episode_lengths)
-            meta = {k: v for k, v in ds.metadata.items() if k not in ("manifest", "arrays")}
+            meta = {k: v for k, v in ds.metadata.items() if k not in ("manifest", "arrays", "metadata_sha256")}
             f.attrs[META_ATTR] = json.dumps(meta, sort_keys=True)
             f.flush()
         os.replace(tmp, path)
@@ -90,9 +100,27 @@ def to_hdf5(ds, path: str | os.PathLike) -> Path:
     return path
 
 
+def _source_metadata(raw, where) -> dict:
+    from ogdata.storage.format import MAX_METADATA_BYTES, check_depth
+
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "replace")
+    if not isinstance(raw, str) or len(raw) > MAX_METADATA_BYTES:
+        raise MetadataError(f"{where}: attribute {META_ATTR!r} is not ogdata metadata JSON")
+    try:
+        meta = json.loads(raw)
+        check_depth(meta, f"{where}: attribute {META_ATTR!r}")
+    except (ValueError, RecursionError) as e:
+        raise MetadataError(f"{where}: attribute {META_ATTR!r} is not valid JSON ({str(e)[:120]})") from None
+    if not isinstance(meta, dict):
+        raise MetadataError(f"{where}: attribute {META_ATTR!r} is not a JSON object")
+    return meta
+
+
 def from_hdf5(hdf5_path: str | os.PathLike, dataset_path: str | os.PathLike, *, overwrite: bool = False,
-              metadata: dict | None = None):
-    """Convert a D4RL-style HDF5 file into the native format at `dataset_path`; returns the Dataset.
+              metadata: dict | None = None) -> Path:
+    """Convert a D4RL-style HDF5 file into the native format at `dataset_path`; returns its Path
+    (`ogdata.from_hdf5` returns the opened Dataset).
 
     Episodes end at terminals, at timeouts, at the file's last step, and wherever
     next_observations[t] != observations[t+1]. Files without next_observations (the
@@ -121,13 +149,14 @@ def from_hdf5(hdf5_path: str | os.PathLike, dataset_path: str | os.PathLike, *, 
         rew = f["rewards"][:]
         n = len(act)
         term = f["terminals"][:].astype(bool).reshape(rew.shape if rew.ndim > 1 else (n,))
-        trunc = (f["timeouts"][:].astype(bool).reshape(term.shape) if "timeouts" in f
+        trunc = (f[TRUNC_KEY][:].astype(bool).reshape(term.shape) if TRUNC_KEY in f
+                 else f["timeouts"][:].astype(bool).reshape(term.shape) if "timeouts" in f
                  else np.zeros_like(term))
         nxt = f["next_observations"][:] if "next_observations" in f else None
         lengths = f[EP_KEY][:] if EP_KEY in f else None
         st = f["states"][:] if "states" in f else None
         nst = f["next_states"][:] if "next_states" in f else None
-        src_meta = json.loads(f.attrs[META_ATTR]) if META_ATTR in f.attrs else None
+        src_meta = _source_metadata(f.attrs[META_ATTR], hdf5_path) if META_ATTR in f.attrs else None
     if rew.ndim == 2 and rew.shape[1] == 1 and src_meta is None:
         rew = rew[:, 0]
         term, trunc = term.reshape(n), trunc.reshape(n)
@@ -136,12 +165,18 @@ def from_hdf5(hdf5_path: str | os.PathLike, dataset_path: str | os.PathLike, *, 
     if src_meta is not None:
         meta = {k: v for k, v in src_meta.items() if k not in (
             "format", "format_version", "num_transitions", "num_episodes", "observation_space",
-            "action_space", "state_space", "agents", "multi_agent")}
-        kw = {"observation_space": space_from_json(src_meta["observation_space"]),
-              "action_space": space_from_json(src_meta["action_space"]),
-              "agents": src_meta.get("agents") or None}
-        if src_meta.get("state_space"):
-            kw["state_space"] = space_from_json(src_meta["state_space"])
+            "action_space", "state_space", "agents", "multi_agent", "metadata_sha256")}
+        try:
+            kw = {"observation_space": space_from_json(src_meta["observation_space"]),
+                  "action_space": space_from_json(src_meta["action_space"]),
+                  "agents": src_meta.get("agents") or None}
+            if src_meta.get("state_space"):
+                kw["state_space"] = space_from_json(src_meta["state_space"])
+        except (KeyError, TypeError, ValueError) as e:
+            if isinstance(e, MetadataError):
+                raise
+            raise MetadataError(f"{hdf5_path}: attribute {META_ATTR!r} lacks valid spaces ({e!r}); remove the "
+                                "attribute to convert the file as plain D4RL") from None
     meta.update(metadata or {})
     if nxt is None:
         done = (term | trunc) if term.ndim == 1 else (term | trunc).all(axis=1)

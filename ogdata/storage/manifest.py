@@ -6,13 +6,17 @@ import hashlib
 import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from ogdata.errors import IntegrityError
+from ogdata.storage.format import CARD_FILE, METADATA_FILE, SOURCE_FILE, check_manifest_paths
 
-METADATA_FILE = "metadata.json"
+VERIFIED_FILE = ".ogdata-verified.json"   # the remembered result of a full check (see storage.integrity)
 # files that live beside a dataset but are not part of it (not in the manifest)
-UNTRACKED = {METADATA_FILE, "README.md", ".ogdata-source.json"}
+UNTRACKED = {METADATA_FILE, CARD_FILE, SOURCE_FILE, VERIFIED_FILE}
+
+__all__ = ["UNTRACKED", "VERIFIED_FILE", "build_manifest", "check_manifest_paths", "check_present",
+           "dataset_files", "sha256_file", "verify_files"]
 
 
 def sha256_file(path: str | os.PathLike, bufsize: int = 1 << 22) -> str:
@@ -54,46 +58,67 @@ def build_manifest(root: str | os.PathLike, known: Mapping[str, tuple[str, int]]
             for r in files}
 
 
-def check_manifest_paths(manifest: Mapping[str, object]) -> None:
-    """Reject manifests naming paths outside the dataset (absolute, '..', backslashes, empty)."""
-    if not isinstance(manifest, Mapping):
-        raise IntegrityError("manifest must be a mapping {relative path: {sha256, size}}")
+def check_present(root: str | os.PathLike, manifest: Mapping[str, Mapping[str, object]]
+                  ) -> dict[str, os.stat_result]:
+    """The cheap check: every manifest file exists, is a plain file and has its recorded size.
+
+    One stat per file (a dataset is a handful of shard files). Returns the stats by path.
+    Raises IntegrityError naming the first missing, linked or wrongly sized file.
+    """
+    root = Path(root)
+    stats: dict[str, os.stat_result] = {}
+    missing = []
     for rel, entry in manifest.items():
-        p = PurePosixPath(rel)
-        if (not rel or rel.startswith("/") or "\\" in rel or p.is_absolute() or ".." in p.parts
-                or any(part in ("", ".") for part in rel.split("/")) or ":" in p.parts[0]):
-            raise IntegrityError(f"manifest names a path outside the dataset: {rel!r}; "
-                                 "refusing to use this dataset (its metadata is malformed or malicious)")
-        if not isinstance(entry, Mapping) or not isinstance(entry.get("sha256"), str) or len(entry["sha256"]) != 64:
-            raise IntegrityError(f"manifest entry for {rel!r} lacks a sha256 hex digest")
+        try:
+            st = os.lstat(root / rel)
+        except FileNotFoundError:
+            missing.append(rel)
+            continue
+        except OSError as e:
+            raise IntegrityError(f"{root}: file {rel!r} cannot be read ({e.strerror or e}); check its "
+                                 "permissions, or re-download or regenerate the dataset") from None
+        if not _is_file(st):
+            raise IntegrityError(f"{root}: {rel!r} is a symlink or not a regular file; datasets hold plain "
+                                 "files only — re-download or regenerate the dataset")
+        if "size" in entry and st.st_size != entry["size"]:
+            raise IntegrityError(f"{root}: file {rel!r} is {st.st_size} bytes, the manifest says {entry['size']} "
+                                 "(truncated or corrupted); re-download or regenerate the dataset")
+        stats[rel] = st
+    if missing:
+        raise IntegrityError(f"{root}: file {missing[0]!r} listed in the manifest is missing "
+                             f"({len(missing)} missing); re-download or regenerate the dataset")
+    return stats
+
+
+def _is_file(st: os.stat_result) -> bool:
+    import stat
+
+    return stat.S_ISREG(st.st_mode)
 
 
 def verify_files(root: str | os.PathLike, manifest: Mapping[str, Mapping[str, object]]) -> None:
     """Check every file against the manifest; raise IntegrityError naming the first bad file."""
     root = Path(root)
     check_manifest_paths(manifest)
-    present = set(dataset_files(root))
-    missing = sorted(set(manifest) - present)
-    if missing:
-        raise IntegrityError(f"{root}: file {missing[0]!r} listed in the manifest is missing "
-                             f"({len(missing)} missing); re-download or regenerate the dataset")
-    extra = sorted(present - set(manifest))
+    check_present(root, manifest)
+    extra = sorted(set(dataset_files(root)) - set(manifest))
     if extra:
         raise IntegrityError(f"{root}: file {extra[0]!r} is not in the manifest; remove it or "
                              "re-download the dataset")
-    for rel, entry in manifest.items():
-        f = root / rel
-        if f.is_symlink():
-            raise IntegrityError(f"{root}: {rel!r} is a symlink; datasets hold plain files only")
-        size = f.stat().st_size
-        if "size" in entry and size != entry["size"]:
-            raise IntegrityError(f"{root}: file {rel!r} is {size} bytes, the manifest says {entry['size']} "
-                                 "(truncated or corrupted); re-download or regenerate the dataset")
-    rels = list(manifest)
+    bad = first_mismatch(root, manifest, list(manifest))
+    if bad is not None:
+        rel, d = bad
+        raise IntegrityError(f"{root}: checksum mismatch in {rel!r} (sha256 {d[:12]}…, manifest "
+                             f"{str(manifest[rel]['sha256'])[:12]}…): the file is corrupted; "
+                             "re-download or regenerate the dataset")
+
+
+def first_mismatch(root: Path, manifest: Mapping[str, Mapping[str, object]], rels: list[str]
+                   ) -> tuple[str, str] | None:
+    """(path, actual sha256) of the first of `rels` whose content differs from the manifest, or None."""
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as ex:
         digests = list(ex.map(lambda r: sha256_file(root / r), rels))
     for rel, d in zip(rels, digests):
         if d != manifest[rel]["sha256"]:
-            raise IntegrityError(f"{root}: checksum mismatch in {rel!r} (sha256 {d[:12]}…, manifest "
-                                 f"{str(manifest[rel]['sha256'])[:12]}…): the file is corrupted; "
-                                 "re-download or regenerate the dataset")
+            return rel, d
+    return None

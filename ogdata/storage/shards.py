@@ -6,6 +6,9 @@ of (offset, nbytes) pairs as little-endian uint64 and its crc32c — exactly the
 sharding codec layout, so any zarr reader opens the store (tested). Writing skips zarr's
 per-chunk encode/copy pipeline; reading `readinto`s straight into the result array, which
 is what `np.load` does. Compressed arrays still go through zarr.
+
+ogdata writes every shard of a raw array, so a shard file that is missing, shorter than its
+rows, or whose index fails its crc32c is an IntegrityError naming the file — never zeros.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from pathlib import Path
 
 import google_crc32c
 import numpy as np
+
+from ogdata.errors import IntegrityError
 
 MISSING = np.uint64(2**64 - 1)
 
@@ -67,19 +72,23 @@ def read_array(array_dir: Path, shape: tuple[int, ...], dtype: np.dtype, chunk_r
     for s, start in enumerate(range(0, n, shard_rows)):
         rows = min(shard_rows, n - start)
         f = shard_file(array_dir, s, len(shape))
-        if not f.is_file():
-            out[start:start + rows] = 0  # an all-fill shard is never written
-            continue
-        with open(f, "rb", buffering=0) as fh:
+        try:
+            fh = open(f, "rb", buffering=0)
+        except FileNotFoundError:
+            raise IntegrityError(f"{f}: shard {s} of {array_dir.name} is missing; re-download or regenerate "
+                                 "the dataset") from None
+        with fh:
             size = os.fstat(fh.fileno()).st_size
             idx_bytes = n_inner * 16 + 4
             if size < idx_bytes:
-                return None
+                raise IntegrityError(f"{f}: shard of {size} bytes is too short to hold its index (truncated); "
+                                     "re-download or regenerate the dataset")
             fh.seek(size - idx_bytes)
             raw = fh.read(idx_bytes)
             ib = raw[:-4]
             if np.frombuffer(raw[-4:], "<u4")[0] != google_crc32c.value(ib):
-                return None
+                raise IntegrityError(f"{f}: the shard index fails its crc32c (the file is corrupted); "
+                                     "re-download or regenerate the dataset")
             index = np.frombuffer(ib, "<u8").reshape(n_inner, 2)
             used = -(-rows // chunk_rows)
             expect = np.arange(used, dtype=np.uint64) * np.uint64(chunk_bytes)
@@ -92,6 +101,7 @@ def read_array(array_dir: Path, shape: tuple[int, ...], dtype: np.dtype, chunk_r
             while got < want:
                 k = fh.readinto(view[got:])
                 if not k:
-                    return None
+                    raise IntegrityError(f"{f}: ends after {got} of its {want} data bytes (truncated); "
+                                         "re-download or regenerate the dataset")
                 got += k
     return out

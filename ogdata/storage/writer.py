@@ -3,11 +3,17 @@
 Everything is written into a hidden staging directory beside the target
 (`.<name>.partial-<pid>-<rand>`), fsynced, given its manifest, and renamed into place
 in one `os.rename`. A process killed mid-write leaves only a staging directory, which
-the next writer to that target removes once its owner process is gone.
+the next writer to that target removes once its owner process is gone. A full disk (or any
+other OSError) while writing removes the staging directory and raises StorageError naming the
+target. `overwrite=True` replaces only an ogdata dataset (a folder whose metadata.json says
+format "ogdata" and that holds nothing but the dataset's files); anything else at the target is
+a DatasetExistsError.
 """
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import shutil
 import uuid
@@ -16,20 +22,35 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import zarr
 from gymnasium import spaces
-from zarr.codecs import BloscCodec
 
-from ogdata.errors import DatasetExistsError, DataValidationError
+from ogdata.errors import DatasetExistsError, DataValidationError, MetadataError, OgdataError, StorageError
 from ogdata.spaces import space_to_json
 from ogdata.storage import shards
-from ogdata.storage.format import DATA_DIR, FORMAT, FORMAT_VERSION, METADATA_FILE, write_json_atomic
-from ogdata.storage.manifest import build_manifest
+from ogdata.storage.format import (
+    DATA_DIR,
+    DIGEST_KEY,
+    FORMAT,
+    FORMAT_VERSION,
+    MAX_METADATA_BYTES,
+    METADATA_FILE,
+    WRITER_KEYS,
+    check_depth,
+    validate_metadata,
+    write_metadata,
+)
+from ogdata.storage.manifest import UNTRACKED, build_manifest
 
 CHUNK_BYTES = 1 << 20      # ~1 MiB inner chunks: the unit of a lazy read
 SHARD_BYTES = 64 << 20     # ~64 MiB shard files: a 1M-transition dataset is a handful of files
-_LZ4 = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
-_ZSTD = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
+
+
+def _codecs():
+    """(lz4 for floats, zstd for flags/ints): zarr is imported on first write, not with ogdata."""
+    from zarr.codecs import BloscCodec
+
+    return (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),
+            BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle"))
 
 
 def _pid_alive(pid: int) -> bool:
@@ -68,25 +89,72 @@ def _fsync_tree(root: Path) -> None:
             os.close(fd)
 
 
+def is_replaceable_dataset(path: Path) -> str | None:
+    """None if `path` holds an ogdata dataset that overwrite may replace, else why not."""
+    if path.is_symlink() or not path.is_dir():
+        return "it is not a directory"
+    meta = path / METADATA_FILE
+    try:
+        if not meta.is_file() or meta.stat().st_size > MAX_METADATA_BYTES:
+            return f"it has no {METADATA_FILE}"
+        m = json.loads(meta.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return f"its {METADATA_FILE} is not readable JSON"
+    if not isinstance(m, dict) or m.get("format") != FORMAT or not isinstance(m.get("manifest"), dict):
+        return f"its {METADATA_FILE} is not ogdata metadata (format {FORMAT!r} with a manifest)"
+    known = set(m["manifest"]) | UNTRACKED
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for f in filenames:
+            rel = Path(dirpath, f).relative_to(path).as_posix()
+            if rel not in known and not f.startswith("."):
+                return f"it holds {rel!r}, which is not a file of the dataset"
+    return None
+
+
+def storage_error(target: Path, e: OSError) -> StorageError:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageError(f"no space left on the device while writing {target} ({e.strerror}); nothing was "
+                            "written — free some space or choose a path on another disk")
+    return StorageError(f"writing {target} failed ({e.strerror or e}"
+                        f"{': ' + str(e.filename) if e.filename else ''}); nothing was written — check the "
+                        "path and its permissions")
+
+
 class StagedDirectory:
     """A directory built under a hidden name and renamed onto `target` by `commit()`."""
 
     def __init__(self, target: str | os.PathLike, overwrite: bool = False):
         self.target = Path(target).absolute()
-        if self.target.exists() and not overwrite:
+        self.overwrite = overwrite
+        self._check_target()
+        try:
+            self.target.parent.mkdir(parents=True, exist_ok=True)
+            _clean_stale_partials(self.target)
+            self.path = self.target.parent / f".{self.target.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            self.path.mkdir()
+        except FileExistsError:
+            raise DatasetExistsError(f"{self.target.parent} is not a directory; choose another path") from None
+        except OSError as e:
+            raise storage_error(self.target, e) from None
+
+    def _check_target(self) -> None:
+        if not (self.target.exists() or self.target.is_symlink()):
+            return
+        if not self.overwrite:
             raise DatasetExistsError(f"{self.target} already exists; pass overwrite=True to replace it "
                                      "or choose another path")
-        self.overwrite = overwrite
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        _clean_stale_partials(self.target)
-        self.path = self.target.parent / f".{self.target.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.path.mkdir()
+        why = is_replaceable_dataset(self.target)
+        if why is not None:
+            raise DatasetExistsError(f"{self.target} exists and is not an ogdata dataset ({why}); overwrite=True "
+                                     "only replaces ogdata datasets — move it away yourself or choose another path")
 
     def commit(self) -> Path:
         _fsync_tree(self.path)
-        if self.target.exists():
+        if self.target.exists() or self.target.is_symlink():
             if not self.overwrite:
                 raise DatasetExistsError(f"{self.target} appeared while writing; not replacing it")
+            self._check_target()
             old = self.target.parent / f".{self.target.name}.old-{uuid.uuid4().hex[:8]}"
             os.rename(self.target, old)
             os.rename(self.path, self.target)
@@ -108,13 +176,14 @@ def _compressor_for(sample: np.ndarray):
     """Compress an array only when it pays: blosc-lz4 (or zstd for flags/ints) must save >= 15%."""
     if sample.size == 0:
         return None
-    codec = _ZSTD if sample.dtype.kind in "biu" else _LZ4
+    lz4, zstd = _codecs()
+    codec = zstd if sample.dtype.kind in "biu" else lz4
     raw = np.ascontiguousarray(sample[: max(1, min(len(sample), (1 << 22) // max(1, sample[0].nbytes)))])
     try:
         import numcodecs
 
         nc = numcodecs.Blosc(cname=codec.cname.value, clevel=codec.clevel,
-                             shuffle=numcodecs.Blosc.BITSHUFFLE if codec is _ZSTD else numcodecs.Blosc.SHUFFLE)
+                             shuffle=numcodecs.Blosc.BITSHUFFLE if codec is zstd else numcodecs.Blosc.SHUFFLE)
         ratio = len(nc.encode(raw)) / max(1, raw.nbytes)
     except Exception:  # pragma: no cover - numcodecs ships with zarr
         return codec
@@ -129,9 +198,15 @@ class ColumnStore:
     through zarr.
     """
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, target: Path | None = None):
+        import zarr
+
         self.root = root
-        self.group = zarr.open_group(str(root / DATA_DIR), mode="w", zarr_format=3)
+        self.target = target or root.parent / root.name[1:].split(".partial-")[0]  # named in errors
+        try:
+            self.group = zarr.open_group(str(root / DATA_DIR), mode="w", zarr_format=3)
+        except OSError as e:
+            raise storage_error(self.target, e) from e
         self.pool = ThreadPoolExecutor(max_workers=2)
         self.pending: list[tuple[str, Future]] = []
         self.next_shard: dict[str, int] = {}
@@ -159,12 +234,17 @@ class ColumnStore:
 
     def append(self, name: str, data: np.ndarray) -> None:
         data = np.ascontiguousarray(data)
-        if name not in self.arrays:
-            self._create(name, data)
-        self.buffers[name].append(data)
-        self.buffered[name] += len(data)
-        if self.buffered[name] >= self.shard_rows[name]:
-            self._flush(name, final=False)
+        try:
+            if name not in self.arrays:
+                self._create(name, data)
+            self.buffers[name].append(data)
+            self.buffered[name] += len(data)
+            if self.buffered[name] >= self.shard_rows[name]:
+                self._flush(name, final=False)
+        except OSError as e:
+            if isinstance(e, OgdataError):
+                raise
+            raise storage_error(self.target, e) from e
 
     def _flush(self, name: str, final: bool) -> None:
         if not self.buffered[name]:
@@ -197,6 +277,14 @@ class ColumnStore:
 
     def close(self) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[str, int]]]:
         """Flush everything; returns (array descriptions, {relpath: (sha256, size)} of raw shards)."""
+        try:
+            return self._close()
+        except OSError as e:
+            if isinstance(e, OgdataError):
+                raise
+            raise storage_error(self.target, e) from e
+
+    def _close(self) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[str, int]]]:
         for name in self.arrays:
             self._flush(name, final=True)
         digests = {rel: fut.result() for rel, fut in self.pending}
@@ -210,12 +298,46 @@ class ColumnStore:
                           "chunk_rows": self.chunk_rows[name], "shard_rows": self.shard_rows[name]}
         return desc, digests
 
+    def abort(self) -> None:
+        """Stop the shard writers (waiting for running ones) so the staging directory can go."""
+        for _, fut in self.pending:
+            fut.cancel()
+        self.pool.shutdown(wait=True)
+
 
 def check_finite(name: str, a: np.ndarray) -> None:
     if a.dtype.kind == "f" and not np.isfinite(a).all():
         bad = np.argwhere(~np.isfinite(a))[0]
         raise DataValidationError(f"{name} contains NaN or inf (first at index {tuple(int(i) for i in bad)}); "
                                   "clean or drop those steps before writing")
+
+
+def check_metadata_arg(extra: Any) -> dict[str, Any]:
+    """Validate a user's `metadata=` before anything is written: a dict of JSON values, bounded."""
+    if extra is None:
+        return {}
+    if not isinstance(extra, dict):
+        raise DataValidationError(f"metadata must be a dict, got {type(extra).__name__}")
+    for k in extra:
+        if k in WRITER_KEYS:
+            if k == DIGEST_KEY:
+                continue
+            raise DataValidationError(f"metadata key {k!r} is set by the writer; remove it from metadata=")
+        if not isinstance(k, str):
+            raise DataValidationError(f"metadata keys must be strings, got {k!r}")
+    try:
+        check_depth(extra, "metadata=")
+        raw = json.dumps(extra, allow_nan=False)
+    except MetadataError as e:
+        raise DataValidationError(str(e).replace("the file is malformed — re-download or regenerate the dataset",
+                                                 "flatten it")) from None
+    except (TypeError, ValueError, RecursionError) as e:
+        raise DataValidationError(f"metadata is not JSON-serialisable ({str(e)[:200]}); pass only strings, "
+                                  "finite numbers, booleans, None, lists and dicts with string keys") from None
+    if len(raw) > MAX_METADATA_BYTES // 2:
+        raise DataValidationError(f"metadata= is {len(raw)} bytes of JSON; keep it under "
+                                  f"{MAX_METADATA_BYTES // 2} (store large things as files beside the dataset)")
+    return {k: v for k, v in extra.items() if k != DIGEST_KEY}
 
 
 def base_metadata(observation_space: spaces.Space, action_space: spaces.Space, *, agents=None,
@@ -228,7 +350,7 @@ def base_metadata(observation_space: spaces.Space, action_space: spaces.Space, *
         "env_kwargs": {},
         "tier": None,
         "multi_agent": bool(agents),
-        "agents": list(agents) if agents else [],
+        "agents": [str(a) for a in agents] if agents else [],
         "observation_space": space_to_json(observation_space),
         "action_space": space_to_json(action_space),
         "state_space": space_to_json(state_space) if state_space is not None else None,
@@ -236,22 +358,37 @@ def base_metadata(observation_space: spaces.Space, action_space: spaces.Space, *
         "reference_returns": {},
         "measures": {},
     }
-    for k, v in (extra or {}).items():
-        if k in ("format", "format_version", "arrays", "manifest", "num_transitions", "num_episodes"):
-            raise DataValidationError(f"metadata key {k!r} is set by the writer; remove it from metadata=")
-        meta[k] = v
+    meta.update(check_metadata_arg(extra))
+    # what the reader will refuse, refused before writing (names too long, bad types, huge spaces)
+    probe = dict(meta, num_transitions=0, num_episodes=0, arrays={"actions": {"shape": [0], "dtype": "f4"}},
+                 manifest={})
+    try:
+        validate_metadata(probe, where="metadata=")
+    except MetadataError as e:
+        raise DataValidationError(str(e)) from None
     return meta
 
 
 def finish(stage: StagedDirectory, store: ColumnStore, meta: dict[str, Any], n: int, e: int,
            commit: bool = True) -> Path:
-    """Close the arrays, write metadata with its manifest, and commit the staging directory.
+    """Close the arrays, write metadata with its manifest and digest, remember the files as verified
+    (their hashes were taken while writing), and commit the staging directory.
 
     commit=False: return the still-hidden staging path, for a caller that adds to the metadata
     (measures) before `stage.commit()` makes it visible.
     """
-    meta["arrays"], known = store.close()
-    meta["num_transitions"], meta["num_episodes"] = int(n), int(e)
-    meta["manifest"] = build_manifest(stage.path, known=known)
-    write_json_atomic(stage.path / METADATA_FILE, meta)
-    return stage.commit() if commit else stage.path
+    from ogdata.storage.integrity import remember_verified, stamp_key
+
+    try:
+        meta["arrays"], known = store.close()
+        meta["num_transitions"], meta["num_episodes"] = int(n), int(e)
+        meta["manifest"] = build_manifest(stage.path, known=known)
+        write_metadata(stage.path, meta)
+        remember_verified(stage.path, stamp_key(stage.path, meta["manifest"]))
+        return stage.commit() if commit else stage.path
+    except BaseException as err:
+        store.abort()
+        stage.abort()
+        if isinstance(err, OSError) and not isinstance(err, OgdataError):
+            raise storage_error(stage.target, err) from err
+        raise
