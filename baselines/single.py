@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from baselines.console import import_d3rlpy
 from baselines.data import Scaling
 from ogdata.errors import DataValidationError, InvalidIdError, closest
 
@@ -70,7 +71,7 @@ def d3rlpy_device(device: str) -> str:
 def make_config(name: str, kind: str, scaling: Scaling, hidden: int = 256, layers: int = 2,
                 batch_size: int = 256, overrides: dict[str, Any] | None = None):
     """The d3rlpy config of algorithm `name` for `kind` ("discrete"/"continuous") actions."""
-    import d3rlpy
+    d3rlpy = import_d3rlpy()
     from d3rlpy.models.encoders import VectorEncoderFactory
     from d3rlpy.preprocessing import MinMaxActionScaler, MultiplyRewardScaler, StandardObservationScaler
 
@@ -104,6 +105,7 @@ class TransitionSampler:
     """Uniform d3rlpy TransitionMiniBatches from an ogdata dataset's transitions, in memory."""
 
     def __init__(self, ds, seed: int = 0):
+        import_d3rlpy()
         from d3rlpy.dataset import TransitionMiniBatch
 
         self._mb = TransitionMiniBatch
@@ -147,8 +149,7 @@ class D3rlpyLearner:
     def from_dataset(cls, name: str, ds, scaling: Scaling, *, hidden: int = 256, layers: int = 2,
                      batch_size: int = 256, device: str = "cpu", seed: int = 0,
                      overrides: dict[str, Any] | None = None) -> D3rlpyLearner:
-        import d3rlpy
-
+        d3rlpy = import_d3rlpy()
         d3rlpy.seed(int(seed))
         kind = action_type(ds.action_space)
         cfg = make_config(name, kind, scaling, hidden, layers, batch_size, overrides)
@@ -185,6 +186,7 @@ class D3rlpyLearner:
         """Rebuild the networks (untrained) from a checkpoint's JSON config."""
         import json
 
+        import_d3rlpy()
         from d3rlpy.base import LearnableConfigWithShape
 
         cfg = LearnableConfigWithShape.deserialize(json.dumps(config["d3rlpy_config"]))
@@ -194,6 +196,4 @@ class D3rlpyLearner:
 
 
 def _d3rlpy_version() -> str:
-    import d3rlpy
-
-    return d3rlpy.__version__
+    return import_d3rlpy().__version__

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from baselines.checkpoint import load_modules, read_checkpoint, save_checkpoint
+from baselines.console import Progress
 from baselines.data import fit_scaling
 from baselines.registry import check
 
@@ -38,7 +39,7 @@ class RunSettings:
     evals: int = 5  # evaluations spread evenly over the run, the last one at the end
     log_every: int = 100
     out: str | None = None
-    progress: bool = True
+    progress: bool = True  # a bar on a terminal; a plain line a minute in a pipe or log
     threads: int | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
 
@@ -124,10 +125,7 @@ def train(s: RunSettings) -> dict[str, Any]:
     eval_at = {int(round(s.steps * (k + 1) / n_evals)) for k in range(n_evals)}
     evals: list[dict[str, Any]] = []
     train_time = 0.0
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=s.steps, desc=f"{s.algo} {did} s{s.seed}", disable=not s.progress, leave=False,
-               dynamic_ncols=True)
+    bar = Progress(s.steps, f"{s.algo} {did} s{s.seed}", enabled=s.progress)
     with open(out / "log.jsonl", "w") as log:
         t0 = time.perf_counter()
         for step in range(1, s.steps + 1):
@@ -136,7 +134,7 @@ def train(s: RunSettings) -> dict[str, Any]:
                 train_time += time.perf_counter() - t0
                 rec = {"step": step, "time": round(train_time, 3), **_floats(losses)}
                 log.write(json.dumps(rec) + "\n")
-                bar.set_postfix({k: f"{v:.3g}" for k, v in list(rec.items())[2:5]}, refresh=False)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in list(rec.items())[2:5]})
                 t0 = time.perf_counter()
             if step in eval_at and evaluator is not None:
                 train_time += time.perf_counter() - t0

@@ -101,12 +101,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="bench_out/baselines.md")
     args = p.parse_args(argv)
 
-    import logging
-
-    import structlog
     import torch
 
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     torch.set_num_threads(args.threads)
     from baselines.data import fit_scaling
     from baselines.multi import MultiLearner

@@ -1,6 +1,8 @@
 """Single-agent baselines (d3rlpy) on toy problems whose answer is known, checkpoints, evaluation and the CLI."""
 
+import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +22,7 @@ from baselines.train import RunSettings, load_learner, train
 from ogdata.envs.core import VectorMarket
 from ogdata.envs.registry import EnvSpec
 from ogdata.errors import InvalidIdError
+from ogdata.policies import reference_returns
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = dict(hidden=32, layers=2, batch_size=128)
@@ -299,11 +302,19 @@ def test_cli_trains_end_to_end_on_a_registered_env(tmp_path, capsys):
                           "--batch-size", "32", "--out", str(tmp_path / "run"), "--threads", "1"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    summary = json.loads(out.stdout.strip().splitlines()[-1])
-    assert summary["algo"] == "td3bc" and summary["steps"] == 4 and np.isfinite(summary["last_score"])
+    assert len(out.stdout.splitlines()) == 1  # stdout carries the summary only; logs go to stderr
+    summary = json.loads(out.stdout)
     res = json.loads((tmp_path / "run" / "result.json").read_text())
-    assert res["last"]["references"]["source"] == "recorded"
+    assert summary == {"algo": "td3bc", "dataset": "execution-ac/random-v0", "seed": 0, "steps": 4,
+                       "updates_per_s": res["updates_per_s"], "last_score": res["last"]["normalised_score"],
+                       "best_score": res["best"]["normalised_score"]}
+    refs = res["last"]["references"]
+    assert refs == {"source": "recorded", **reference_returns("execution-ac")}
+    # the score is the recorded normalisation of the evaluated mean return
+    assert summary["last_score"] == pytest.approx(100 * (res["last"]["return_mean"] - refs["random"])
+                                                  / (refs["expert"] - refs["random"]))
     assert "implementation_shortfall_bp" in res["last"]["finance"]
+    _assert_plain(out.stdout + out.stderr)
     from baselines.__main__ import main
 
     assert main(["train", "--algo", "bcq", "--dataset", str(tmp_path / "ds"), "--steps", "4"]) == 2
@@ -354,3 +365,69 @@ def test_reproduce_runs_aggregates_resumes_and_records_cards(tmp_path, _isolated
     assert len(done) == 4
     assert rep.main(argv) == 0  # resumable: finished runs are skipped, not redone
     assert [f.stat().st_mtime_ns for f in done] == stamps
+
+
+# -- output a user reads (issue #12, item 18) -------------------------------------------------------------------------
+def _assert_plain(text: str) -> None:
+    """What a baseline run writes into a pipe or a log file: no gym banner, no ANSI codes, no redraws."""
+    assert "Gym has been unmaintained" not in text
+    assert "\x1b[" not in text
+    assert text.count("\r") == 0
+
+
+def test_a_run_into_a_pipe_writes_plain_lines(tmp_path):
+    """train() from Python with its progress display on, stdout and stderr piped: d3rlpy's structlog lines
+    (INFO, coloured) and gym's banner are gone, and the progress is one plain line, not redraws."""
+    random_execution_dataset(tmp_path / "ds")
+    code = ("from baselines.train import RunSettings, train\n"
+            f"train(RunSettings(algo='td3bc', dataset={str(tmp_path / 'ds')!r}, steps=30, eval_episodes=2, "
+            f"evals=1, hidden=16, batch_size=32, out={str(tmp_path / 'run')!r}, threads=1))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    _assert_plain(out.stdout + out.stderr)
+    assert out.stdout == ""
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("td3bc execution-ac/random-v0 s0 score ")
+    assert ": 30/30 (100%)" in lines[0]
+
+
+class _Stream(io.StringIO):
+    def __init__(self, tty: bool):
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_progress_is_a_bar_on_a_terminal_and_plain_lines_elsewhere(monkeypatch):
+    from baselines.console import Progress
+
+    pipe = _Stream(tty=False)
+    p = Progress(10, "run", file=pipe, interval=0.0)  # a line at every update
+    for i in range(10):
+        p.set_postfix({"loss": i})
+        p.update(1)
+    p.close()
+    p.close()
+    lines = pipe.getvalue().splitlines()
+    assert len(lines) == 11 and "\r" not in pipe.getvalue()
+    assert lines[0].startswith("run: 1/10 (10%), ") and lines[0].endswith(", loss=0")
+    assert lines[-1].startswith("run: 10/10 (100%), ")
+    quiet = _Stream(tty=False)
+    p = Progress(1000, "run", file=quiet)  # the default: a line a minute, and one at the end
+    for _ in range(1000):
+        p.update(1)
+    p.close()
+    assert quiet.getvalue().count("\n") == 1 and quiet.getvalue().startswith("run: 1000/1000 (100%)")
+    off = _Stream(tty=False)
+    p = Progress(5, "run", file=off, enabled=False, interval=0.0)
+    p.update(5)
+    p.close()
+    assert off.getvalue() == ""
+    term = _Stream(tty=True)
+    p = Progress(5, "run", file=term)
+    p.update(5)
+    p.close()
+    assert term.getvalue().startswith("\rrun:   0%|")  # tqdm's bar, redrawn in place
