@@ -158,6 +158,25 @@ def agent_spec(ds) -> Spec:
     raise DataValidationError(f"action space {sp} is not supported by the baselines (Discrete or Box only)")
 
 
+def check_agents_end_together(terminations: np.ndarray, truncations: np.ndarray, start: int = 0,
+                              ds=None) -> None:
+    """Raise DataValidationError unless, at every step, either every agent's episode ends or none does.
+
+    Per-agent terminal flags bootstrap each agent's value; an agent that ended while its episode
+    went on would be trained on transitions that never happened. (B, n) flags of steps start, start+1, ...
+    """
+    ends = np.asarray(terminations, dtype=bool) | np.asarray(truncations, dtype=bool)
+    split = ends.any(axis=1) != ends.all(axis=1)
+    if split.any():
+        i = int(np.flatnonzero(split)[0])
+        where = f"{ds.dataset_id or ds.path}: " if ds is not None else ""
+        raise DataValidationError(
+            f"{where}at transition {start + i} agents {np.flatnonzero(ends[i]).tolist()} end their episode but "
+            f"agents {np.flatnonzero(~ends[i]).tolist()} do not ({int(split.sum())} such steps); a multi-agent "
+            "episode must end for every agent at the same step. Regenerate the dataset, or fix its "
+            "terminations/truncations")
+
+
 class AgentBatches:
     """A multi-agent dataset on one device: uniform batches of joint transitions.
 
@@ -176,7 +195,10 @@ class AgentBatches:
         self.device = torch.device(device)
         keys = [k for k in self.KEYS if self.spec.state_dim or "state" not in k]
         parts: dict[str, list[np.ndarray]] = {k: [] for k in keys}
-        for chunk in ds.iter_chunks(chunk_size=chunk_size, keys=keys):
+        start = 0
+        for chunk in ds.iter_chunks(chunk_size=chunk_size, keys=[*keys, "truncations"]):
+            check_agents_end_together(chunk["terminals"], chunk["truncations"], start, ds)
+            start += len(chunk["terminals"])
             for k in keys:
                 parts[k].append(self._prepare(k, chunk[k]))
         self.data = {k: torch.from_numpy(np.concatenate(v) if v else np.zeros((0,))).to(self.device)

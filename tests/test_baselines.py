@@ -253,6 +253,55 @@ def test_evaluator_scores_random_at_0_and_the_expert_at_100(toy_env):
     assert expert["finance"]["wealth_kind"] == "capital" and expert["finance"]["max_drawdown"] == 0.0
 
 
+@pytest.mark.parametrize("train_id", ["portfolio-sp500", "trading-sp500"])
+def test_evaluator_normalises_with_the_heldout_ids_references(train_id):
+    """Real prices: the references are those recorded for the held-out `-eval` id, not the training id's."""
+    ev = Evaluator(train_id, episodes=1)
+    assert ev.setting.env_id == train_id + "-eval" and ev.setting.how == "eval-id"
+    heldout_refs = reference_returns(train_id + "-eval")
+    assert heldout_refs != reference_returns(train_id)
+    assert ev.references() == {**heldout_refs, "source": "recorded"}
+
+
+def _fresh_returns(env_id: str, role: str, episodes: int, seed: int) -> np.ndarray:
+    """Returns of a reference policy on fresh episodes, rolled here with the core and nothing else."""
+    from ogdata.envs import make_core
+    from ogdata.envs.registry import env_spec
+    from ogdata.policies import make_policy
+
+    core = make_core(env_id, num_envs=episodes)
+    pol, rng = make_policy(env_spec(env_id).references[role], core), np.random.default_rng(seed)
+    obs, _ = core.reset(seed=seed)
+    ret, alive = np.zeros(episodes), np.ones(episodes, bool)
+    while alive.any():
+        obs, r, term, trunc, _ = core.step(pol(obs, rng))
+        ret += np.where(alive, r, 0.0)
+        alive &= ~(term | trunc)
+    return ret
+
+
+def test_evaluator_references_match_fresh_episodes_of_the_heldout_years():
+    """An independent check of the references the evaluator uses for trading-sp500: the expert (always long)
+    rolled on 1,024 fresh episodes of the held-out years agrees with them within 4 standard errors (the
+    recorded mean's and the fresh mean's), and the training years' expert return does not (it is ~10 away)."""
+    from ogdata.policies.evaluate import load_references
+
+    ev = Evaluator("trading-sp500", episodes=256, seed=0)
+    fresh = _fresh_returns("trading-sp500-eval", "expert", 1024, seed=12345)
+    rec = load_references()["trading-sp500-eval"]
+    se = np.hypot(rec["expert_std"] / np.sqrt(rec["episodes"]), fresh.std(ddof=1) / np.sqrt(len(fresh)))
+    assert abs(ev.references()["expert"] - fresh.mean()) < 4 * se
+    assert abs(reference_returns("trading-sp500")["expert"] - fresh.mean()) > 4 * se  # the check can tell them apart
+    # and so the expert itself scores about 100 on the held-out years (the training id's references give ~135)
+    from ogdata.policies import make_policy
+
+    pol, rng = make_policy("trading/always-long", ev.core), np.random.default_rng(0)
+    score = ev(lambda obs: pol(obs, rng))
+    refs = ev.references()
+    score_se = 100 * score["return_std"] / np.sqrt(score["episodes"]) / (refs["expert"] - refs["random"])
+    assert abs(score["normalised_score"] - 100.0) < 4 * np.hypot(score_se, 100 * se / (refs["expert"] - refs["random"]))
+
+
 def test_train_writes_logs_checkpoint_and_result(tmp_path, toy_env):
     bandit_dataset(tmp_path / "toy", n=400)
     res = train(RunSettings(algo="bc", dataset=str(tmp_path / "toy"), steps=20, seed=3, evals=2, eval_episodes=16,
