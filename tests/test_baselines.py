@@ -219,6 +219,26 @@ def test_registry_matches_algorithms_to_datasets(tmp_path, capsys):
         check("mabc", ds)
 
 
+def test_registry_is_derived_from_the_algorithms():
+    """Each algorithm's identity lives on it; the registry only reads it (and points at real code)."""
+    import d3rlpy
+
+    from baselines import multi, single
+    from baselines.registry import ALGORITHMS
+
+    assert list(ALGORITHMS) == [a.name for a in single.ALGORITHMS] + [c.name for c in multi.CLASSES]
+    for a in single.ALGORITHMS:
+        info = ALGORITHMS[a.name]
+        assert not info.multi_agent and set(info.action_types) == set(a.configs)
+        for kind, cfg in a.configs.items():  # every named d3rlpy config exists and has that action type
+            cls = getattr(d3rlpy.algos, cfg)
+            assert cls.__name__.startswith("Discrete") == (kind == "discrete")
+    for c in multi.CLASSES:
+        info = ALGORITHMS[c.name]
+        assert info.multi_agent and info.action_types == c.action_types and info.description == c.description
+        assert (ROOT / info.implementation).is_file() and c.config_class().batch_size == 256
+
+
 # -- checkpoints ---------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["iql", "cql"])
 def test_d3rlpy_checkpoints_round_trip_exactly(tmp_path, name):
@@ -249,7 +269,10 @@ def test_evaluator_scores_random_at_0_and_the_expert_at_100(toy_env):
     assert expert["normalised_score"] == pytest.approx(100.0)
     zero = ev(lambda obs: np.zeros_like(obs))  # a = 0: E[1 − x²] = 2/3, halfway between random and expert
     assert zero["return_mean"] == pytest.approx(2 / 3, abs=0.05)
-    assert 40 < zero["normalised_score"] < 60
+    assert zero["normalised_score"] == pytest.approx(100 * (zero["return_mean"] - refs["random"])
+                                                     / (refs["expert"] - refs["random"]), rel=1e-12)
+    assert zero["normalised_score"] == pytest.approx(50, abs=8)
+    assert zero["episodes"] == 400 and zero["mean_length"] == 1.0 and zero["eval_env"] == "test-toy-bandit"
     assert expert["finance"]["wealth_kind"] == "capital" and expert["finance"]["max_drawdown"] == 0.0
 
 
@@ -312,9 +335,15 @@ def test_train_writes_logs_checkpoint_and_result(tmp_path, toy_env):
     assert [x["step"] for x in lines if "eval" in x] == [10, 20]
     assert res["last"]["normalised_score"] == res["evals"][-1]["normalised_score"]
     assert res["best"]["normalised_score"] == max(e["normalised_score"] for e in res["evals"])
-    assert json.loads((run / "result.json").read_text())["seed"] == 3
-    assert (run / "checkpoint" / "model.safetensors").is_file()
-    assert json.loads((run / "config.json").read_text())["learner"]["scaling"]["reward_scale"] > 0
+    assert json.loads((run / "result.json").read_text()) == json.loads(json.dumps(res))
+    assert res["seed"] == 3 and res["steps"] == 20
+    # the recorded scaling is the one fitted on the data: rewards × 1/std
+    rewards = ogdata.load(tmp_path / "toy").arrays()["rewards"]
+    scaling = json.loads((run / "config.json").read_text())["learner"]["scaling"]
+    assert scaling["reward_scale"] == pytest.approx(1 / rewards.std(), rel=1e-6) == res["reward_scale"]
+    # the checkpoint acts exactly as the result's last evaluation did
+    again = Evaluator("test-toy-bandit", episodes=16, seed=3)(load_learner(run / "checkpoint").policy)
+    assert again["normalised_score"] == res["last"]["normalised_score"]
 
 
 def random_execution_dataset(path, envs=4, tier="random"):

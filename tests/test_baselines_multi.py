@@ -141,10 +141,14 @@ def test_checkpoints_round_trip_exactly(tasks, tmp_path, name, task):
 
 
 def test_wrong_action_type_is_refused(tasks):
-    with pytest.raises(ValueError, match="icql does not support continuous"):
+    from ogdata.errors import DataValidationError, InvalidIdError
+
+    with pytest.raises(DataValidationError, match="icql does not support continuous actions; it supports discrete"):
         MultiLearner.from_dataset("icql", tasks["mixed"], fit_scaling(tasks["mixed"]), **SMALL)
-    with pytest.raises(ValueError, match="matd3bc does not support discrete"):
+    with pytest.raises(DataValidationError, match="matd3bc does not support discrete"):
         MultiLearner.from_dataset("matd3bc", tasks["discrete"], fit_scaling(tasks["discrete"]), **SMALL)
+    with pytest.raises(InvalidIdError, match="Did you mean 'iiql'"):
+        MultiLearner.from_dataset("iqql", tasks["discrete"], fit_scaling(tasks["discrete"]), **SMALL)
 
 
 def two_step_task(path, n=2000, expert_fraction=0.3, seed=0):
