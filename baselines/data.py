@@ -53,14 +53,14 @@ class Scaling:
     """Affine maps fitted on a dataset: obs' = (obs − mean) / std, r' = r × reward_scale,
     a' = 2 (a − low) / (high − low) − 1 for continuous actions."""
 
-    obs_mean: list
-    obs_std: list
-    reward_scale: float = 1.0
-    state_mean: list | None = None
-    state_std: list | None = None
-    action_low: list | None = None
+    obs_mean: list  # per-feature mean of the observations
+    obs_std: list  # per-feature std (1 where a feature is constant)
+    reward_scale: float = 1.0  # rewards are multiplied by this (1 / std of the rewards)
+    state_mean: list | None = None  # per-feature mean of the global states (multi-agent)
+    state_std: list | None = None  # per-feature std of the global states
+    action_low: list | None = None  # continuous actions: the bounds mapped onto [-1, 1]
     action_high: list | None = None
-    rule: dict = field(default_factory=dict)
+    rule: dict = field(default_factory=dict)  # the SCALING_RULES entry used, with its family and why
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -136,10 +136,10 @@ def fit_scaling(ds, rule: dict | None = None) -> Scaling:
 class Spec:
     """What a multi-agent network needs to know about the data."""
 
-    n_agents: int
-    obs_dim: int
-    state_dim: int
-    discrete: bool
+    n_agents: int  # agents per joint step
+    obs_dim: int  # size of one agent's flat observation
+    state_dim: int  # size of the flat global state (0: the dataset has none)
+    discrete: bool  # Discrete actions (else Box)
     act_dim: int  # continuous: action size; discrete: number of actions
 
 

@@ -27,21 +27,21 @@ RESULT = "result.json"
 
 @dataclass
 class RunSettings:
-    algo: str
-    dataset: str
-    steps: int
-    seed: int = 0
-    device: str = "cpu"
-    hidden: int = 256
-    layers: int = 2
-    batch_size: int = 256
-    eval_episodes: int = 10
+    algo: str  # an algorithm of `python -m baselines list`
+    dataset: str  # a dataset id (<env-id>/<tier>-v<N>) or a local path
+    steps: int  # gradient updates
+    seed: int = 0  # seeds the networks, the batches and the evaluation markets
+    device: str = "cpu"  # cpu, cuda or cuda:N
+    hidden: int = 256  # hidden units per layer
+    layers: int = 2  # hidden layers
+    batch_size: int = 256  # transitions per update (joint transitions for multi-agent data)
+    eval_episodes: int = 10  # held-out episodes per evaluation (0: no evaluation)
     evals: int = 5  # evaluations spread evenly over the run, the last one at the end
-    log_every: int = 100
-    out: str | None = None
+    log_every: int = 100  # updates between loss lines in log.jsonl
+    out: str | None = None  # run directory (default runs/<dataset>/<algo>/seed<S>)
     progress: bool = True  # a bar on a terminal; a plain line a minute in a pipe or log
-    threads: int | None = None
-    overrides: dict[str, Any] = field(default_factory=dict)
+    threads: int | None = None  # torch CPU threads (None: torch's default)
+    overrides: dict[str, Any] = field(default_factory=dict)  # config fields of the algorithm to change
 
 
 def default_out(dataset_id: str, algo: str, seed: int, root: str = "runs") -> Path:
