@@ -7,18 +7,6 @@ import json
 import sys
 
 
-def _quiet_d3rlpy() -> None:
-    """d3rlpy logs every build through structlog at INFO; keep the terminal for the progress bar."""
-    import logging
-
-    try:
-        import structlog
-
-        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    except ImportError:  # pragma: no cover - structlog ships with d3rlpy
-        pass
-
-
 def cmd_list(args) -> int:
     from baselines.registry import ALGORITHMS
 
@@ -35,7 +23,6 @@ def cmd_list(args) -> int:
 def cmd_train(args) -> int:
     from baselines.train import RunSettings, train
 
-    _quiet_d3rlpy()
     s = RunSettings(algo=args.algo, dataset=args.dataset, steps=args.steps, seed=args.seed, device=args.device,
                     hidden=args.hidden, layers=args.layers, batch_size=args.batch_size,
                     eval_episodes=args.eval_episodes, evals=args.evals, log_every=args.log_every, out=args.out,
@@ -53,7 +40,6 @@ def cmd_evaluate(args) -> int:
     from baselines.evaluate import Evaluator
     from baselines.train import load_learner
 
-    _quiet_d3rlpy()
     learner = load_learner(args.checkpoint, device=args.device)
     ds = ogdata.load(args.dataset)
     ev = Evaluator(ds.env_id, ds.metadata.get("env_kwargs") or {}, episodes=args.episodes, seed=args.seed)

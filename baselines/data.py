@@ -53,14 +53,14 @@ class Scaling:
     """Affine maps fitted on a dataset: obs' = (obs − mean) / std, r' = r × reward_scale,
     a' = 2 (a − low) / (high − low) − 1 for continuous actions."""
 
-    obs_mean: list
-    obs_std: list
-    reward_scale: float = 1.0
-    state_mean: list | None = None
-    state_std: list | None = None
-    action_low: list | None = None
+    obs_mean: list  # per-feature mean of the observations
+    obs_std: list  # per-feature std (1 where a feature is constant)
+    reward_scale: float = 1.0  # rewards are multiplied by this (1 / std of the rewards)
+    state_mean: list | None = None  # per-feature mean of the global states (multi-agent)
+    state_std: list | None = None  # per-feature std of the global states
+    action_low: list | None = None  # continuous actions: the bounds mapped onto [-1, 1]
     action_high: list | None = None
-    rule: dict = field(default_factory=dict)
+    rule: dict = field(default_factory=dict)  # the SCALING_RULES entry used, with its family and why
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -136,10 +136,10 @@ def fit_scaling(ds, rule: dict | None = None) -> Scaling:
 class Spec:
     """What a multi-agent network needs to know about the data."""
 
-    n_agents: int
-    obs_dim: int
-    state_dim: int
-    discrete: bool
+    n_agents: int  # agents per joint step
+    obs_dim: int  # size of one agent's flat observation
+    state_dim: int  # size of the flat global state (0: the dataset has none)
+    discrete: bool  # Discrete actions (else Box)
     act_dim: int  # continuous: action size; discrete: number of actions
 
 
@@ -156,6 +156,25 @@ def agent_spec(ds) -> Spec:
     if isinstance(sp, spaces.Box):
         return Spec(len(ds.agents), obs_dim, state_dim, False, int(np.prod(sp.shape)))
     raise DataValidationError(f"action space {sp} is not supported by the baselines (Discrete or Box only)")
+
+
+def check_agents_end_together(terminations: np.ndarray, truncations: np.ndarray, start: int = 0,
+                              ds=None) -> None:
+    """Raise DataValidationError unless, at every step, either every agent's episode ends or none does.
+
+    Per-agent terminal flags bootstrap each agent's value; an agent that ended while its episode
+    went on would be trained on transitions that never happened. (B, n) flags of steps start, start+1, ...
+    """
+    ends = np.asarray(terminations, dtype=bool) | np.asarray(truncations, dtype=bool)
+    split = ends.any(axis=1) != ends.all(axis=1)
+    if split.any():
+        i = int(np.flatnonzero(split)[0])
+        where = f"{ds.dataset_id or ds.path}: " if ds is not None else ""
+        raise DataValidationError(
+            f"{where}at transition {start + i} agents {np.flatnonzero(ends[i]).tolist()} end their episode but "
+            f"agents {np.flatnonzero(~ends[i]).tolist()} do not ({int(split.sum())} such steps); a multi-agent "
+            "episode must end for every agent at the same step. Regenerate the dataset, or fix its "
+            "terminations/truncations")
 
 
 class AgentBatches:
@@ -176,7 +195,10 @@ class AgentBatches:
         self.device = torch.device(device)
         keys = [k for k in self.KEYS if self.spec.state_dim or "state" not in k]
         parts: dict[str, list[np.ndarray]] = {k: [] for k in keys}
-        for chunk in ds.iter_chunks(chunk_size=chunk_size, keys=keys):
+        start = 0
+        for chunk in ds.iter_chunks(chunk_size=chunk_size, keys=[*keys, "truncations"]):
+            check_agents_end_together(chunk["terminals"], chunk["truncations"], start, ds)
+            start += len(chunk["terminals"])
             for k in keys:
                 parts[k].append(self._prepare(k, chunk[k]))
         self.data = {k: torch.from_numpy(np.concatenate(v) if v else np.zeros((0,))).to(self.device)

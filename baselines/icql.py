@@ -16,42 +16,30 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.data import Spec, with_agent_id
+from baselines.networks import adam, mlp
+from ogdata.errors import DataValidationError
 
 
 @dataclass
 class Config:
-    hidden: int = 256
-    layers: int = 2
-    lr: float = 3e-4
-    batch_size: int = 256
-    gamma: float = 0.99
-    alpha: float = 1.0
-    target_update_interval: int = 1000
-
-
-def mlp(inp: int, out: int, hidden: int, layers: int) -> nn.Sequential:
-    dims = [inp] + [hidden] * layers
-    mods: list[nn.Module] = []
-    for a, b in zip(dims[:-1], dims[1:]):
-        mods += [nn.Linear(a, b), nn.ReLU()]
-    return nn.Sequential(*mods, nn.Linear(dims[-1], out))
-
-def adam(params, lr: float) -> torch.optim.Adam:
-    """Adam with the fused kernel where torch has it (CPU since 2.4): ~4x less optimiser overhead."""
-    params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError):
-        return torch.optim.Adam(params, lr=lr)
+    hidden: int = 256  # hidden units per layer
+    layers: int = 2  # hidden layers of the Q-network
+    lr: float = 3e-4  # Adam learning rate
+    batch_size: int = 256  # joint transitions per update (each gives n agent examples)
+    gamma: float = 0.99  # discount
+    alpha: float = 1.0  # weight of the conservative term
+    target_update_interval: int = 1000  # updates between hard copies of the target network
 
 
 class ICQL:
     name = "icql"
+    description = "independent CQL"
     action_types = ("discrete",)
+    config_class = Config
 
     def __init__(self, spec: Spec, config: Config = Config(), device: str = "cpu"):
         if not spec.discrete:
-            raise ValueError("ICQL needs discrete actions; use itd3bc, matd3bc or iiql for continuous ones")
+            raise DataValidationError("ICQL needs discrete actions; use itd3bc, matd3bc or iiql for continuous ones")
         self.spec, self.config, self.device = spec, config, torch.device(device)
         self.q = mlp(spec.obs_dim + spec.n_agents, spec.act_dim, config.hidden, config.layers).to(self.device)
         self.q_target = mlp(spec.obs_dim + spec.n_agents, spec.act_dim, config.hidden,

@@ -20,70 +20,27 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.data import Spec, with_agent_id
+from baselines.networks import Twin, adam, mlp, soft_update
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # bounds of the Gaussian policy's log-std (d3rlpy's IQL)
 
 
 @dataclass
 class Config:
-    hidden: int = 256
-    layers: int = 2
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
-    batch_size: int = 256
-    gamma: float = 0.99
-    tau: float = 0.005
-    expectile: float = 0.7
-    beta: float = 3.0
-    max_weight: float = 100.0
-
-
-def mlp(inp: int, out: int, hidden: int, layers: int) -> nn.Sequential:
-    dims = [inp] + [hidden] * layers
-    mods: list[nn.Module] = []
-    for a, b in zip(dims[:-1], dims[1:]):
-        mods += [nn.Linear(a, b), nn.ReLU()]
-    return nn.Sequential(*mods, nn.Linear(dims[-1], out))
-
-def adam(params, lr: float) -> torch.optim.Adam:
-    """Adam with the fused kernel where torch has it (CPU since 2.4): ~4x less optimiser overhead."""
-    params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError):
-        return torch.optim.Adam(params, lr=lr)
-
-
-class Twin(nn.Module):
-    """k critics as one batched MLP (weights (k, in, out)): one matmul per layer for all of them."""
-
-    def __init__(self, inp: int, hidden: int, layers: int, out: int = 1, k: int = 2):
-        super().__init__()
-        dims = [inp] + [hidden] * layers + [out]
-        self.w = nn.ParameterList()
-        self.b = nn.ParameterList()
-        for a, b in zip(dims[:-1], dims[1:]):
-            bound = 1.0 / math.sqrt(a)  # nn.Linear's default initialisation
-            self.w.append(nn.Parameter(torch.empty(k, a, b).uniform_(-bound, bound)))
-            self.b.append(nn.Parameter(torch.empty(k, 1, b).uniform_(-bound, bound)))
-        self.k = k
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (M, in) -> (k, M, out)."""
-        h = x.unsqueeze(0).expand(self.k, -1, -1)
-        last = len(self.w) - 1
-        for i, (w, b) in enumerate(zip(self.w, self.b)):
-            h = torch.baddbmm(b, h, w)
-            if i < last:
-                h = torch.relu(h)
-        return h
-
-
-def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
-    with torch.no_grad():
-        torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
+    hidden: int = 256  # hidden units per layer
+    layers: int = 2  # hidden layers of the policy, the value and each critic
+    actor_lr: float = 3e-4  # Adam learning rate of the policy
+    critic_lr: float = 3e-4  # Adam learning rate of the twin critics and the value (one optimiser)
+    batch_size: int = 256  # joint transitions per update (each gives n agent examples)
+    gamma: float = 0.99  # discount
+    tau: float = 0.005  # Polyak rate of the target critics
+    expectile: float = 0.7  # τ of V's expectile regression (0.5: the mean; → 1: the in-sample maximum)
+    beta: float = 3.0  # inverse temperature β of the advantage weights exp(β·(Q − V))
+    max_weight: float = 100.0  # advantage weights are clipped at this value
 
 
 class GaussianActor(nn.Module):
-    """N(tanh(μ(x)), exp(log_std)) with a state-independent log-std in [-5, 2]."""
+    """N(tanh(μ(x)), exp(log_std)) with a state-independent log-std in [LOG_STD_MIN, LOG_STD_MAX]."""
 
     def __init__(self, inp: int, act: int, hidden: int, layers: int):
         super().__init__()
@@ -92,7 +49,7 @@ class GaussianActor(nn.Module):
 
     def log_prob(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         mean = torch.tanh(self.mu(x))
-        log_std = self.log_std.clamp(-5.0, 2.0)
+        log_std = self.log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
         z = (a - mean) * torch.exp(-log_std)
         return (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
 
@@ -102,7 +59,9 @@ class GaussianActor(nn.Module):
 
 class IIQL:
     name = "iiql"
+    description = "independent IQL"
     action_types = ("discrete", "continuous")
+    config_class = Config
 
     def __init__(self, spec: Spec, config: Config = Config(), device: str = "cpu"):
         self.spec, self.config, self.device = spec, config, torch.device(device)
@@ -118,7 +77,7 @@ class IIQL:
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.value = mlp(d + n, 1, h, L).to(self.device)
         self.critic_optim = adam(list(self.critic.parameters()) + list(self.value.parameters()),
-                                             lr=config.critic_lr)
+                                 lr=config.critic_lr)
         self.actor_optim = adam(self.actor.parameters(), lr=config.actor_lr)
 
     def _q(self, net: Twin, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
@@ -129,25 +88,40 @@ class IIQL:
         return net(torch.cat([x, a], 1)).squeeze(-1)
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        c = self.config
         x = with_agent_id(batch["observations"]).flatten(0, 1)  # (B·n, d + n)
         x2 = with_agent_id(batch["next_observations"]).flatten(0, 1)
         a = batch["actions"].flatten() if self.spec.discrete else batch["actions"].flatten(0, 1)
         r, done = batch["rewards"].flatten(), batch["terminals"].flatten()
 
-        with torch.no_grad():
-            q_t = self._q(self.critic_target, x, a).min(0).values
-            y = r + c.gamma * (1.0 - done) * self.value(x2).squeeze(-1)
-        v = self.value(x).squeeze(-1)
-        diff = q_t - v
-        value_loss = (torch.abs(c.expectile - (diff < 0).float()) * diff.pow(2)).mean()
-        q = self._q(self.critic, x, a)
-        q_loss = F.mse_loss(q, y.expand_as(q), reduction="none").mean(1).sum()
-        self.critic_optim.zero_grad(set_to_none=True)
+        value_loss, advantage = self._value_loss(x, a)
+        q_loss, q = self._q_loss(x, a, r, x2, done)
+        self.critic_optim.zero_grad(set_to_none=True)  # V and Q: disjoint parameters, one optimiser step
         (value_loss + q_loss).backward()
         self.critic_optim.step()
+        actor_loss = self._update_policy(x, a, advantage.detach())
+        soft_update(self.critic_target, self.critic, self.config.tau)
+        return {"value_loss": value_loss.detach(), "q_loss": q_loss.detach(), "actor_loss": actor_loss,
+                "q_mean": q.detach().mean()}
 
-        weight = torch.exp(c.beta * diff.detach()).clamp(max=c.max_weight)
+    def _value_loss(self, x, a) -> tuple[torch.Tensor, torch.Tensor]:
+        """V(o) expectile-regresses on min_k Q'_k(o, a); returns the loss and the advantage Q' − V."""
+        with torch.no_grad():
+            q_t = self._q(self.critic_target, x, a).min(0).values
+        diff = q_t - self.value(x).squeeze(-1)
+        weight = torch.abs(self.config.expectile - (diff < 0).float())
+        return (weight * diff.pow(2)).mean(), diff
+
+    def _q_loss(self, x, a, r, x2, done) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both critics regress on r + γ(1−d)·V(o'); returns the loss and the (k, M) values."""
+        with torch.no_grad():
+            y = r + self.config.gamma * (1.0 - done) * self.value(x2).squeeze(-1)
+        q = self._q(self.critic, x, a)
+        return F.mse_loss(q, y.expand_as(q), reduction="none").mean(1).sum(), q
+
+    def _update_policy(self, x, a, advantage) -> torch.Tensor:
+        """Advantage-weighted regression: maximise min(exp(β·A), max_weight) · log π(a | o)."""
+        c = self.config
+        weight = torch.exp(c.beta * advantage).clamp(max=c.max_weight)
         if self.spec.discrete:
             log_prob = F.log_softmax(self.actor(x), -1).gather(1, a[:, None]).squeeze(1)
         else:
@@ -156,9 +130,7 @@ class IIQL:
         self.actor_optim.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_optim.step()
-        soft_update(self.critic_target, self.critic, c.tau)
-        return {"value_loss": value_loss.detach(), "q_loss": q_loss.detach(), "actor_loss": actor_loss.detach(),
-                "q_mean": q.detach().mean()}
+        return actor_loss.detach()
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> torch.Tensor:

@@ -15,35 +15,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.data import Spec, with_agent_id
+from baselines.networks import adam, mlp
 
 
 @dataclass
 class Config:
-    hidden: int = 256
-    layers: int = 2
-    lr: float = 1e-3
-    batch_size: int = 256
-
-
-def mlp(inp: int, out: int, hidden: int, layers: int) -> nn.Sequential:
-    dims = [inp] + [hidden] * layers
-    mods: list[nn.Module] = []
-    for a, b in zip(dims[:-1], dims[1:]):
-        mods += [nn.Linear(a, b), nn.ReLU()]
-    return nn.Sequential(*mods, nn.Linear(dims[-1], out))
-
-def adam(params, lr: float) -> torch.optim.Adam:
-    """Adam with the fused kernel where torch has it (CPU since 2.4): ~4x less optimiser overhead."""
-    params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError):
-        return torch.optim.Adam(params, lr=lr)
+    hidden: int = 256  # hidden units per layer
+    layers: int = 2  # hidden layers of the policy
+    lr: float = 1e-3  # Adam learning rate
+    batch_size: int = 256  # joint transitions per update (each gives n agent examples)
 
 
 class MABC:
     name = "mabc"
+    description = "shared-parameter BC with a one-hot agent id"
     action_types = ("discrete", "continuous")
+    config_class = Config
 
     def __init__(self, spec: Spec, config: Config = Config(), device: str = "cpu"):
         self.spec, self.config, self.device = spec, config, torch.device(device)

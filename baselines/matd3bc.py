@@ -10,7 +10,6 @@ maximises λ·Q_1 − (π(o_i) − a_i)², λ = α / mean|Q_1|. Agents fold into
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -18,78 +17,38 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.data import Spec, with_agent_id
+from baselines.networks import Twin, adam, mlp, soft_update
+from ogdata.errors import DataValidationError
+
+Q_SCALE_MIN = 1e-6  # floor of mean|Q| in λ = α / mean|Q| (a critic still at zero)
 
 
 @dataclass
 class Config:
-    hidden: int = 256
-    layers: int = 2
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
-    batch_size: int = 256
-    gamma: float = 0.99
-    tau: float = 0.005
-    alpha: float = 2.5
-    policy_noise: float = 0.2
-    noise_clip: float = 0.5
-    policy_delay: int = 2
-
-
-def mlp(inp: int, out: int, hidden: int, layers: int) -> nn.Sequential:
-    dims = [inp] + [hidden] * layers
-    mods: list[nn.Module] = []
-    for a, b in zip(dims[:-1], dims[1:]):
-        mods += [nn.Linear(a, b), nn.ReLU()]
-    return nn.Sequential(*mods, nn.Linear(dims[-1], out))
-
-def adam(params, lr: float) -> torch.optim.Adam:
-    """Adam with the fused kernel where torch has it (CPU since 2.4): ~4x less optimiser overhead."""
-    params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError):
-        return torch.optim.Adam(params, lr=lr)
-
-
-class Twin(nn.Module):
-    """k critics as one batched MLP (weights (k, in, out)): one matmul per layer for all of them."""
-
-    def __init__(self, inp: int, hidden: int, layers: int, k: int = 2):
-        super().__init__()
-        dims = [inp] + [hidden] * layers + [1]
-        self.w = nn.ParameterList()
-        self.b = nn.ParameterList()
-        for a, b in zip(dims[:-1], dims[1:]):
-            bound = 1.0 / math.sqrt(a)  # nn.Linear's default initialisation
-            self.w.append(nn.Parameter(torch.empty(k, a, b).uniform_(-bound, bound)))
-            self.b.append(nn.Parameter(torch.empty(k, 1, b).uniform_(-bound, bound)))
-        self.k = k
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (M, in) -> Q (k, M)."""
-        h = x.unsqueeze(0).expand(self.k, -1, -1)
-        last = len(self.w) - 1
-        for i, (w, b) in enumerate(zip(self.w, self.b)):
-            h = torch.baddbmm(b, h, w)
-            if i < last:
-                h = torch.relu(h)
-        return h.squeeze(-1)
-
-
-def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
-    with torch.no_grad():
-        torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
+    hidden: int = 256  # hidden units per layer
+    layers: int = 2  # hidden layers of the actor and of each critic
+    actor_lr: float = 3e-4  # Adam learning rate of the actors
+    critic_lr: float = 3e-4  # Adam learning rate of the centralised twin critics
+    batch_size: int = 256  # joint transitions per update
+    gamma: float = 0.99  # discount
+    tau: float = 0.005  # Polyak rate of the target networks
+    alpha: float = 2.5  # α in λ = α / mean|Q|: the weight of Q against the BC term
+    policy_noise: float = 0.2  # std of the target policy smoothing noise (actions in [-1, 1])
+    noise_clip: float = 0.5  # the smoothing noise is clipped to ±noise_clip
+    policy_delay: int = 2  # critic updates per actor (and target) update
 
 
 class MATD3BC:
     name = "matd3bc"
+    description = "TD3+BC with a centralised critic on the global state and joint action"
     action_types = ("continuous",)
+    config_class = Config
 
     def __init__(self, spec: Spec, config: Config = Config(), device: str = "cpu"):
         if spec.discrete:
-            raise ValueError("MATD3+BC needs continuous actions; use icql, iiql or mabc for discrete ones")
+            raise DataValidationError("MATD3+BC needs continuous actions; use icql, iiql or mabc for discrete ones")
         if spec.state_dim == 0:
-            raise ValueError("MATD3+BC's centralised critic needs the dataset's global states")
+            raise DataValidationError("MATD3+BC's centralised critic needs the dataset's global states")
         self.spec, self.config, self.device = spec, config, torch.device(device)
         d, n, a, s = spec.obs_dim, spec.n_agents, spec.act_dim, spec.state_dim
         self.actor = mlp(d + n, a, config.hidden, config.layers).to(self.device)
@@ -109,42 +68,49 @@ class MATD3BC:
         return torch.cat([state[:, None].expand(B, n, -1), joint, self.eye.expand(B, -1, -1)], -1).flatten(0, 1)
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = self._update_critic(batch)
+        self.steps += 1
+        if self.steps % self.config.policy_delay == 0:
+            out["actor_loss"] = self._update_actors(batch)
+            soft_update(self.critic_target, self.critic, self.config.tau)
+            soft_update(self.actor_target, self.actor, self.config.tau)
+        return out
+
+    def _update_critic(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Each agent's critic onto r_i + γ(1−d_i)·min_k Q'_k(s', ã'_1..ã'_n, id_i)."""
         c = self.config
-        obs, a = batch["observations"], batch["actions"]  # (B, n, d), (B, n, act)
+        a = batch["actions"]  # (B, n, act)
         B, n = a.shape[:2]
         r, done = batch["rewards"].flatten(), batch["terminals"].flatten()
-
         with torch.no_grad():
             noise = (torch.randn_like(a) * c.policy_noise).clamp(-c.noise_clip, c.noise_clip)
             a2 = (torch.tanh(self.actor_target(with_agent_id(batch["next_observations"]))) + noise).clamp(-1, 1)
             joint2 = a2.reshape(B, 1, -1).expand(B, n, -1)
-            q2 = self.critic_target(self._critic_input(batch["next_states"], joint2)).min(0).values
+            q2 = self.critic_target(self._critic_input(batch["next_states"], joint2)).squeeze(-1).min(0).values
             y = r + c.gamma * (1.0 - done) * q2
         joint = a.reshape(B, 1, -1).expand(B, n, -1)
-        q = self.critic(self._critic_input(batch["states"], joint))  # (2, B·n)
+        q = self.critic(self._critic_input(batch["states"], joint)).squeeze(-1)  # (2, B·n)
         critic_loss = F.mse_loss(q, y.expand_as(q), reduction="none").mean(1).sum()
         self.critic_optim.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_optim.step()
-        out = {"critic_loss": critic_loss.detach(), "q_mean": q.detach().mean()}
+        return {"critic_loss": critic_loss.detach(), "q_mean": q.detach().mean()}
 
-        self.steps += 1
-        if self.steps % c.policy_delay == 0:
-            pi = torch.tanh(self.actor(with_agent_id(obs)))  # (B, n, act)
-            own = self.eye[None, :, :, None]  # critic i sees agent i's slot from π, the others from data
-            joint_pi = (own * pi[:, None] + (1.0 - own) * a[:, None]).flatten(2)  # (B, n, n·act)
-            self.critic.requires_grad_(False)
-            q_pi = self.critic(self._critic_input(batch["states"], joint_pi))[0]
-            lam = c.alpha / q_pi.abs().mean().detach().clamp_min(1e-6)
-            actor_loss = -lam * q_pi.mean() + F.mse_loss(pi, a)
-            self.actor_optim.zero_grad(set_to_none=True)
-            actor_loss.backward()
-            self.actor_optim.step()
-            self.critic.requires_grad_(True)
-            soft_update(self.critic_target, self.critic, c.tau)
-            soft_update(self.actor_target, self.actor, c.tau)
-            out["actor_loss"] = actor_loss.detach()
-        return out
+    def _update_actors(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Agent i's actor maximises λ·Q_1(s, a_{−i}, π(o_i), id_i) − (π(o_i) − a_i)², λ = α / mean|Q_1|."""
+        obs, a = batch["observations"], batch["actions"]  # (B, n, d), (B, n, act)
+        pi = torch.tanh(self.actor(with_agent_id(obs)))  # (B, n, act)
+        own = self.eye[None, :, :, None]  # critic i sees agent i's slot from π, the others from data
+        joint_pi = (own * pi[:, None] + (1.0 - own) * a[:, None]).flatten(2)  # (B, n, n·act)
+        self.critic.requires_grad_(False)  # the actor step needs no critic weight gradients
+        q_pi = self.critic(self._critic_input(batch["states"], joint_pi)).squeeze(-1)[0]
+        lam = self.config.alpha / q_pi.abs().mean().detach().clamp_min(Q_SCALE_MIN)
+        actor_loss = -lam * q_pi.mean() + F.mse_loss(pi, a)
+        self.actor_optim.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_optim.step()
+        self.critic.requires_grad_(True)
+        return actor_loss.detach()
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> torch.Tensor:

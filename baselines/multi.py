@@ -3,28 +3,32 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from typing import Any
 
 import numpy as np
 import torch
 
 from baselines.data import AgentBatches, Scaling, Spec, agent_spec
+from baselines.icql import ICQL
+from baselines.iiql import IIQL
+from baselines.itd3bc import ITD3BC
+from baselines.mabc import MABC
+from baselines.matd3bc import MATD3BC
+from ogdata.errors import DataValidationError, InvalidIdError, closest
 
-# name -> (module, class)
-ALGOS: dict[str, tuple[str, str]] = {
-    "mabc": ("baselines.mabc", "MABC"),
-    "icql": ("baselines.icql", "ICQL"),
-    "itd3bc": ("baselines.itd3bc", "ITD3BC"),
-    "matd3bc": ("baselines.matd3bc", "MATD3BC"),
-    "iiql": ("baselines.iiql", "IIQL"),
-}
+# The multi-agent algorithms, in the order `python -m baselines list` shows them. Each class carries
+# its identity (name, description, action_types) and its config_class; the registry reads them here.
+CLASSES = (MABC, ICQL, ITD3BC, MATD3BC, IIQL)
+ALGOS = {cls.name: cls for cls in CLASSES}
 
 
 def algo_class(name: str):
-    mod, cls = ALGOS[name]
-    m = importlib.import_module(mod)
-    return m, getattr(m, cls)
+    """The class of the multi-agent algorithm `name`."""
+    cls = ALGOS.get(name)
+    if cls is None:
+        raise InvalidIdError(f"unknown multi-agent algorithm {name!r}.{closest(name, ALGOS)} "
+                             f"choose from {', '.join(ALGOS)}")
+    return cls
 
 
 class MultiLearner:
@@ -42,13 +46,13 @@ class MultiLearner:
                      batch_size: int = 256, device: str = "cpu", seed: int = 0,
                      overrides: dict[str, Any] | None = None) -> MultiLearner:
         torch.manual_seed(int(seed))
-        mod, klass = algo_class(name)
+        klass = algo_class(name)
         spec = agent_spec(ds)
         if ("discrete" if spec.discrete else "continuous") not in klass.action_types:
-            raise ValueError(f"{name} does not support {'discrete' if spec.discrete else 'continuous'} actions; "
-                             f"it supports {klass.action_types}")
-        config = mod.Config(hidden=int(hidden), layers=int(layers), batch_size=int(batch_size),
-                            **(overrides or {}))
+            raise DataValidationError(f"{name} does not support {'discrete' if spec.discrete else 'continuous'} "
+                                      f"actions; it supports {' and '.join(klass.action_types)}")
+        config = klass.config_class(hidden=int(hidden), layers=int(layers), batch_size=int(batch_size),
+                                    **(overrides or {}))
         batches = AgentBatches(ds, scaling, device=device, seed=seed)
         return cls(name, klass(spec, config, device), scaling, batches)
 
@@ -73,6 +77,6 @@ class MultiLearner:
     @classmethod
     def from_config(cls, config: dict[str, Any], device: str = "cpu") -> MultiLearner:
         """Rebuild the networks (untrained) from a checkpoint's JSON config."""
-        mod, klass = algo_class(config["algo"])
-        algo = klass(Spec(**config["spec"]), mod.Config(**config["config"]), device)
+        klass = algo_class(config["algo"])
+        algo = klass(Spec(**config["spec"]), klass.config_class(**config["config"]), device)
         return cls(config["algo"], algo, Scaling.from_json(config["scaling"]))

@@ -4,32 +4,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from baselines import multi, single
+from baselines.single import D3rlpyAlgo
 from ogdata.errors import InvalidIdError, closest
 
 
 @dataclass(frozen=True)
 class AlgoInfo:
-    name: str
-    multi_agent: bool
-    action_types: tuple[str, ...]
-    implementation: str
-    description: str
+    name: str  # the --algo name
+    multi_agent: bool  # trains on multi-agent (True) or single-agent (False) datasets
+    action_types: tuple[str, ...]  # "discrete" and/or "continuous"
+    implementation: str  # where the code is: "d3rlpy <Algo>" or "baselines/<file>.py"
+    description: str  # a few words
 
 
-ALGORITHMS: dict[str, AlgoInfo] = {a.name: a for a in (
-    AlgoInfo("bc", False, ("discrete", "continuous"), "d3rlpy BC / DiscreteBC", "behaviour cloning"),
-    AlgoInfo("cql", False, ("discrete", "continuous"), "d3rlpy CQL / DiscreteCQL", "conservative Q-learning"),
-    AlgoInfo("iql", False, ("continuous",), "d3rlpy IQL", "implicit Q-learning"),
-    AlgoInfo("td3bc", False, ("continuous",), "d3rlpy TD3PlusBC", "TD3 with a behaviour-cloning term"),
-    AlgoInfo("bcq", False, ("discrete",), "d3rlpy DiscreteBCQ", "batch-constrained Q-learning"),
-    AlgoInfo("mabc", True, ("discrete", "continuous"), "baselines/mabc.py",
-             "shared-parameter BC with a one-hot agent id"),
-    AlgoInfo("icql", True, ("discrete",), "baselines/icql.py", "independent CQL"),
-    AlgoInfo("itd3bc", True, ("continuous",), "baselines/itd3bc.py", "independent TD3+BC"),
-    AlgoInfo("matd3bc", True, ("continuous",), "baselines/matd3bc.py",
-             "TD3+BC with a centralised critic on the global state and joint action"),
-    AlgoInfo("iiql", True, ("discrete", "continuous"), "baselines/iiql.py", "independent IQL"),
-)}
+def _single_agent(a: D3rlpyAlgo) -> AlgoInfo:
+    return AlgoInfo(a.name, False, tuple(a.action_types), a.implementation, a.description)
+
+
+def _multi_agent(cls) -> AlgoInfo:
+    return AlgoInfo(cls.name, True, tuple(cls.action_types), cls.__module__.replace(".", "/") + ".py",
+                    cls.description)
+
+
+# Derived from the algorithms themselves (baselines.single.ALGORITHMS, the classes in baselines.multi).
+ALGORITHMS: dict[str, AlgoInfo] = {a.name: a for a in (*map(_single_agent, single.ALGORITHMS),
+                                                       *map(_multi_agent, multi.CLASSES))}
 
 
 def dataset_kind(ds) -> tuple[bool, str]:

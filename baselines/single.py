@@ -13,21 +13,43 @@ the same transitions d3rlpy would draw, plus the last step of every truncated ep
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 
+from baselines.console import import_d3rlpy
 from baselines.data import Scaling
+from ogdata.errors import DataValidationError, InvalidIdError, closest
 
-# name -> d3rlpy config class per action type
-ALGOS: dict[str, dict[str, str]] = {
-    "bc": {"continuous": "BCConfig", "discrete": "DiscreteBCConfig"},
-    "cql": {"continuous": "CQLConfig", "discrete": "DiscreteCQLConfig"},
-    "iql": {"continuous": "IQLConfig"},
-    "td3bc": {"continuous": "TD3PlusBCConfig"},
-    "bcq": {"discrete": "DiscreteBCQConfig"},
-}
+
+@dataclass(frozen=True)
+class D3rlpyAlgo:
+    """A single-agent algorithm run through d3rlpy: its name, what it is, its d3rlpy config per action type."""
+
+    name: str  # the name `python -m baselines train --algo` takes
+    description: str  # a few words for `python -m baselines list`
+    configs: dict[str, str]  # action type ("discrete" / "continuous") -> d3rlpy config class name
+
+    @property
+    def action_types(self) -> tuple[str, ...]:
+        return tuple(k for k in ("discrete", "continuous") if k in self.configs)
+
+    @property
+    def implementation(self) -> str:
+        return "d3rlpy " + " / ".join(c.removesuffix("Config") for c in self.configs.values())
+
+
+# The single-agent algorithms, in the order `python -m baselines list` shows them.
+ALGORITHMS = (
+    D3rlpyAlgo("bc", "behaviour cloning", {"continuous": "BCConfig", "discrete": "DiscreteBCConfig"}),
+    D3rlpyAlgo("cql", "conservative Q-learning", {"continuous": "CQLConfig", "discrete": "DiscreteCQLConfig"}),
+    D3rlpyAlgo("iql", "implicit Q-learning", {"continuous": "IQLConfig"}),
+    D3rlpyAlgo("td3bc", "TD3 with a behaviour-cloning term", {"continuous": "TD3PlusBCConfig"}),
+    D3rlpyAlgo("bcq", "batch-constrained Q-learning", {"discrete": "DiscreteBCQConfig"}),
+)
+ALGOS = {a.name: a for a in ALGORITHMS}
 # Deviations from d3rlpy's defaults. DiscreteCQL/BCQ default to Atari settings (lr 6.25e-5, a hard
 # target copy every 8000 updates, batch 32) under which a short run never refreshes its target.
 OVERRIDES: dict[str, dict[str, Any]] = {
@@ -49,14 +71,18 @@ def d3rlpy_device(device: str) -> str:
 def make_config(name: str, kind: str, scaling: Scaling, hidden: int = 256, layers: int = 2,
                 batch_size: int = 256, overrides: dict[str, Any] | None = None):
     """The d3rlpy config of algorithm `name` for `kind` ("discrete"/"continuous") actions."""
-    import d3rlpy
+    d3rlpy = import_d3rlpy()
     from d3rlpy.models.encoders import VectorEncoderFactory
     from d3rlpy.preprocessing import MinMaxActionScaler, MultiplyRewardScaler, StandardObservationScaler
 
-    cls_name = ALGOS[name].get(kind)
+    algo = ALGOS.get(name)
+    if algo is None:
+        raise InvalidIdError(f"unknown single-agent algorithm {name!r}.{closest(name, ALGOS)} "
+                             f"choose from {', '.join(ALGOS)}")
+    cls_name = algo.configs.get(kind)
     if cls_name is None:
-        raise ValueError(f"{name} has no {kind}-action variant; choose from "
-                         f"{sorted(k for k, v in ALGOS.items() if kind in v)}")
+        raise DataValidationError(f"{name} has no {kind}-action variant; choose from "
+                                  f"{', '.join(a.name for a in ALGORITHMS if kind in a.configs)}")
     cls = getattr(d3rlpy.algos, cls_name)
     names = {f.name for f in dataclasses.fields(cls)}
     kw: dict[str, Any] = {"batch_size": int(batch_size)}
@@ -79,6 +105,7 @@ class TransitionSampler:
     """Uniform d3rlpy TransitionMiniBatches from an ogdata dataset's transitions, in memory."""
 
     def __init__(self, ds, seed: int = 0):
+        import_d3rlpy()
         from d3rlpy.dataset import TransitionMiniBatch
 
         self._mb = TransitionMiniBatch
@@ -122,8 +149,7 @@ class D3rlpyLearner:
     def from_dataset(cls, name: str, ds, scaling: Scaling, *, hidden: int = 256, layers: int = 2,
                      batch_size: int = 256, device: str = "cpu", seed: int = 0,
                      overrides: dict[str, Any] | None = None) -> D3rlpyLearner:
-        import d3rlpy
-
+        d3rlpy = import_d3rlpy()
         d3rlpy.seed(int(seed))
         kind = action_type(ds.action_space)
         cfg = make_config(name, kind, scaling, hidden, layers, batch_size, overrides)
@@ -160,6 +186,7 @@ class D3rlpyLearner:
         """Rebuild the networks (untrained) from a checkpoint's JSON config."""
         import json
 
+        import_d3rlpy()
         from d3rlpy.base import LearnableConfigWithShape
 
         cfg = LearnableConfigWithShape.deserialize(json.dumps(config["d3rlpy_config"]))
@@ -169,6 +196,4 @@ class D3rlpyLearner:
 
 
 def _d3rlpy_version() -> str:
-    import d3rlpy
-
-    return d3rlpy.__version__
+    return import_d3rlpy().__version__

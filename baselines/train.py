@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from baselines.checkpoint import load_modules, read_checkpoint, save_checkpoint
+from baselines.console import Progress
 from baselines.data import fit_scaling
 from baselines.registry import check
 
@@ -26,21 +27,21 @@ RESULT = "result.json"
 
 @dataclass
 class RunSettings:
-    algo: str
-    dataset: str
-    steps: int
-    seed: int = 0
-    device: str = "cpu"
-    hidden: int = 256
-    layers: int = 2
-    batch_size: int = 256
-    eval_episodes: int = 10
+    algo: str  # an algorithm of `python -m baselines list`
+    dataset: str  # a dataset id (<env-id>/<tier>-v<N>) or a local path
+    steps: int  # gradient updates
+    seed: int = 0  # seeds the networks, the batches and the evaluation markets
+    device: str = "cpu"  # cpu, cuda or cuda:N
+    hidden: int = 256  # hidden units per layer
+    layers: int = 2  # hidden layers
+    batch_size: int = 256  # transitions per update (joint transitions for multi-agent data)
+    eval_episodes: int = 10  # held-out episodes per evaluation (0: no evaluation)
     evals: int = 5  # evaluations spread evenly over the run, the last one at the end
-    log_every: int = 100
-    out: str | None = None
-    progress: bool = True
-    threads: int | None = None
-    overrides: dict[str, Any] = field(default_factory=dict)
+    log_every: int = 100  # updates between loss lines in log.jsonl
+    out: str | None = None  # run directory (default runs/<dataset>/<algo>/seed<S>)
+    progress: bool = True  # a bar on a terminal; a plain line a minute in a pipe or log
+    threads: int | None = None  # torch CPU threads (None: torch's default)
+    overrides: dict[str, Any] = field(default_factory=dict)  # config fields of the algorithm to change
 
 
 def default_out(dataset_id: str, algo: str, seed: int, root: str = "runs") -> Path:
@@ -124,10 +125,7 @@ def train(s: RunSettings) -> dict[str, Any]:
     eval_at = {int(round(s.steps * (k + 1) / n_evals)) for k in range(n_evals)}
     evals: list[dict[str, Any]] = []
     train_time = 0.0
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=s.steps, desc=f"{s.algo} {did} s{s.seed}", disable=not s.progress, leave=False,
-               dynamic_ncols=True)
+    bar = Progress(s.steps, f"{s.algo} {did} s{s.seed}", enabled=s.progress)
     with open(out / "log.jsonl", "w") as log:
         t0 = time.perf_counter()
         for step in range(1, s.steps + 1):
@@ -136,7 +134,7 @@ def train(s: RunSettings) -> dict[str, Any]:
                 train_time += time.perf_counter() - t0
                 rec = {"step": step, "time": round(train_time, 3), **_floats(losses)}
                 log.write(json.dumps(rec) + "\n")
-                bar.set_postfix({k: f"{v:.3g}" for k, v in list(rec.items())[2:5]}, refresh=False)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in list(rec.items())[2:5]})
                 t0 = time.perf_counter()
             if step in eval_at and evaluator is not None:
                 train_time += time.perf_counter() - t0

@@ -26,12 +26,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-PAIRS = [  # (multi-agent algo, d3rlpy algo, action type, d3rlpy class shown)
-    ("mabc", "bc", "continuous", "BC"),
-    ("icql", "cql", "discrete", "DiscreteCQL"),
-    ("itd3bc", "td3bc", "continuous", "TD3PlusBC"),
-    ("matd3bc", "td3bc", "continuous", "TD3PlusBC"),
-    ("iiql", "iql", "continuous", "IQL"),
+PAIRS = [  # (multi-agent algo, its d3rlpy counterpart, action type)
+    ("mabc", "bc", "continuous"),
+    ("icql", "cql", "discrete"),
+    ("itd3bc", "td3bc", "continuous"),
+    ("matd3bc", "td3bc", "continuous"),
+    ("iiql", "iql", "continuous"),
 ]
 
 
@@ -101,13 +101,10 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="bench_out/baselines.md")
     args = p.parse_args(argv)
 
-    import logging
-
-    import structlog
     import torch
 
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     torch.set_num_threads(args.threads)
+    from baselines import single
     from baselines.data import fit_scaling
     from baselines.multi import MultiLearner
     from baselines.single import D3rlpyLearner
@@ -117,7 +114,8 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         data = make_data(Path(tmp), n, args.obs_dim, args.act_dim, args.actions, args.transitions)
-        for ma, sa, kind, sa_name in PAIRS:
+        for ma, sa, kind in PAIRS:
+            sa_name = single.ALGOS[sa].configs[kind].removesuffix("Config")  # the d3rlpy class shown
             mds, sds = data[("multi", kind)], data[("single", kind)]
             learners = {
                 "ma": MultiLearner.from_dataset(ma, mds, fit_scaling(mds), batch_size=args.batch, **kw),

@@ -110,14 +110,6 @@ def run_dir(runs_root: Path, did: str, algo: str, seed: int) -> Path:
 
 def run_one(settings: dict) -> dict:
     """One run in a worker process; errors are returned, not raised, so the suite carries on."""
-    import logging
-
-    try:
-        import structlog
-
-        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    except ImportError:
-        pass
     from baselines.train import train
 
     t0 = time.perf_counter()
@@ -329,18 +321,18 @@ def main(argv=None) -> int:
     t0 = time.time()
     failures = []
     if todo and not args.aggregate_only:
-        from tqdm.auto import tqdm
+        from baselines.console import Progress
 
         base = {k: cfg[k] for k in ("steps", "hidden", "layers", "batch_size", "eval_episodes", "evals", "device",
                                     "threads")}
         jobs = [{**asdict(RunSettings(algo=a, dataset=d, seed=s, out=str(run_dir(runs_root, d, a, s)),
                                       progress=False, **base))} for d, a, s in todo]
-        bar = tqdm(total=len(jobs), desc=f"{args.suite} suite", dynamic_ncols=True)
+        bar = Progress(len(jobs), f"{args.suite} suite")
         if cfg["jobs"] <= 1:
             outs = (run_one(j) for j in jobs)
             for o in outs:
                 failures += [] if o["ok"] else [o]
-                bar.set_postfix_str(f"{o['settings']['algo']} {o['settings']['dataset']}")
+                bar.set_postfix({"last": f"{o['settings']['algo']} {o['settings']['dataset']}"})
                 bar.update(1)
         else:
             import multiprocessing as mp
@@ -350,7 +342,7 @@ def main(argv=None) -> int:
                 for f in as_completed(futs):
                     o = f.result()
                     failures += [] if o["ok"] else [o]
-                    bar.set_postfix_str(f"{o['settings']['algo']} {o['settings']['dataset']}")
+                    bar.set_postfix({"last": f"{o['settings']['algo']} {o['settings']['dataset']}"})
                     bar.update(1)
         bar.close()
     wall = time.time() - t0

@@ -1,6 +1,8 @@
 """Single-agent baselines (d3rlpy) on toy problems whose answer is known, checkpoints, evaluation and the CLI."""
 
+import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +22,7 @@ from baselines.train import RunSettings, load_learner, train
 from ogdata.envs.core import VectorMarket
 from ogdata.envs.registry import EnvSpec
 from ogdata.errors import InvalidIdError
+from ogdata.policies import reference_returns
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = dict(hidden=32, layers=2, batch_size=128)
@@ -216,6 +219,26 @@ def test_registry_matches_algorithms_to_datasets(tmp_path, capsys):
         check("mabc", ds)
 
 
+def test_registry_is_derived_from_the_algorithms():
+    """Each algorithm's identity lives on it; the registry only reads it (and points at real code)."""
+    import d3rlpy
+
+    from baselines import multi, single
+    from baselines.registry import ALGORITHMS
+
+    assert list(ALGORITHMS) == [a.name for a in single.ALGORITHMS] + [c.name for c in multi.CLASSES]
+    for a in single.ALGORITHMS:
+        info = ALGORITHMS[a.name]
+        assert not info.multi_agent and set(info.action_types) == set(a.configs)
+        for kind, cfg in a.configs.items():  # every named d3rlpy config exists and has that action type
+            cls = getattr(d3rlpy.algos, cfg)
+            assert cls.__name__.startswith("Discrete") == (kind == "discrete")
+    for c in multi.CLASSES:
+        info = ALGORITHMS[c.name]
+        assert info.multi_agent and info.action_types == c.action_types and info.description == c.description
+        assert (ROOT / info.implementation).is_file() and c.config_class().batch_size == 256
+
+
 # -- checkpoints ---------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["iql", "cql"])
 def test_d3rlpy_checkpoints_round_trip_exactly(tmp_path, name):
@@ -246,8 +269,60 @@ def test_evaluator_scores_random_at_0_and_the_expert_at_100(toy_env):
     assert expert["normalised_score"] == pytest.approx(100.0)
     zero = ev(lambda obs: np.zeros_like(obs))  # a = 0: E[1 − x²] = 2/3, halfway between random and expert
     assert zero["return_mean"] == pytest.approx(2 / 3, abs=0.05)
-    assert 40 < zero["normalised_score"] < 60
+    assert zero["normalised_score"] == pytest.approx(100 * (zero["return_mean"] - refs["random"])
+                                                     / (refs["expert"] - refs["random"]), rel=1e-12)
+    assert zero["normalised_score"] == pytest.approx(50, abs=8)
+    assert zero["episodes"] == 400 and zero["mean_length"] == 1.0 and zero["eval_env"] == "test-toy-bandit"
     assert expert["finance"]["wealth_kind"] == "capital" and expert["finance"]["max_drawdown"] == 0.0
+
+
+@pytest.mark.parametrize("train_id", ["portfolio-sp500", "trading-sp500"])
+def test_evaluator_normalises_with_the_heldout_ids_references(train_id):
+    """Real prices: the references are those recorded for the held-out `-eval` id, not the training id's."""
+    ev = Evaluator(train_id, episodes=1)
+    assert ev.setting.env_id == train_id + "-eval" and ev.setting.how == "eval-id"
+    heldout_refs = reference_returns(train_id + "-eval")
+    assert heldout_refs != reference_returns(train_id)
+    assert ev.references() == {**heldout_refs, "source": "recorded"}
+
+
+def _fresh_returns(env_id: str, role: str, episodes: int, seed: int) -> np.ndarray:
+    """Returns of a reference policy on fresh episodes, rolled here with the core and nothing else."""
+    from ogdata.envs import make_core
+    from ogdata.envs.registry import env_spec
+    from ogdata.policies import make_policy
+
+    core = make_core(env_id, num_envs=episodes)
+    pol, rng = make_policy(env_spec(env_id).references[role], core), np.random.default_rng(seed)
+    obs, _ = core.reset(seed=seed)
+    ret, alive = np.zeros(episodes), np.ones(episodes, bool)
+    while alive.any():
+        obs, r, term, trunc, _ = core.step(pol(obs, rng))
+        ret += np.where(alive, r, 0.0)
+        alive &= ~(term | trunc)
+    return ret
+
+
+def test_evaluator_references_match_fresh_episodes_of_the_heldout_years():
+    """An independent check of the references the evaluator uses for trading-sp500: the expert (always long)
+    rolled on 1,024 fresh episodes of the held-out years agrees with them within 4 standard errors (the
+    recorded mean's and the fresh mean's), and the training years' expert return does not (it is ~10 away)."""
+    from ogdata.policies.evaluate import load_references
+
+    ev = Evaluator("trading-sp500", episodes=256, seed=0)
+    fresh = _fresh_returns("trading-sp500-eval", "expert", 1024, seed=12345)
+    rec = load_references()["trading-sp500-eval"]
+    se = np.hypot(rec["expert_std"] / np.sqrt(rec["episodes"]), fresh.std(ddof=1) / np.sqrt(len(fresh)))
+    assert abs(ev.references()["expert"] - fresh.mean()) < 4 * se
+    assert abs(reference_returns("trading-sp500")["expert"] - fresh.mean()) > 4 * se  # the check can tell them apart
+    # and so the expert itself scores about 100 on the held-out years (the training id's references give ~135)
+    from ogdata.policies import make_policy
+
+    pol, rng = make_policy("trading/always-long", ev.core), np.random.default_rng(0)
+    score = ev(lambda obs: pol(obs, rng))
+    refs = ev.references()
+    score_se = 100 * score["return_std"] / np.sqrt(score["episodes"]) / (refs["expert"] - refs["random"])
+    assert abs(score["normalised_score"] - 100.0) < 4 * np.hypot(score_se, 100 * se / (refs["expert"] - refs["random"]))
 
 
 def test_train_writes_logs_checkpoint_and_result(tmp_path, toy_env):
@@ -260,9 +335,15 @@ def test_train_writes_logs_checkpoint_and_result(tmp_path, toy_env):
     assert [x["step"] for x in lines if "eval" in x] == [10, 20]
     assert res["last"]["normalised_score"] == res["evals"][-1]["normalised_score"]
     assert res["best"]["normalised_score"] == max(e["normalised_score"] for e in res["evals"])
-    assert json.loads((run / "result.json").read_text())["seed"] == 3
-    assert (run / "checkpoint" / "model.safetensors").is_file()
-    assert json.loads((run / "config.json").read_text())["learner"]["scaling"]["reward_scale"] > 0
+    assert json.loads((run / "result.json").read_text()) == json.loads(json.dumps(res))
+    assert res["seed"] == 3 and res["steps"] == 20
+    # the recorded scaling is the one fitted on the data: rewards × 1/std
+    rewards = ogdata.load(tmp_path / "toy").arrays()["rewards"]
+    scaling = json.loads((run / "config.json").read_text())["learner"]["scaling"]
+    assert scaling["reward_scale"] == pytest.approx(1 / rewards.std(), rel=1e-6) == res["reward_scale"]
+    # the checkpoint acts exactly as the result's last evaluation did
+    again = Evaluator("test-toy-bandit", episodes=16, seed=3)(load_learner(run / "checkpoint").policy)
+    assert again["normalised_score"] == res["last"]["normalised_score"]
 
 
 def random_execution_dataset(path, envs=4, tier="random"):
@@ -299,11 +380,19 @@ def test_cli_trains_end_to_end_on_a_registered_env(tmp_path, capsys):
                           "--batch-size", "32", "--out", str(tmp_path / "run"), "--threads", "1"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    summary = json.loads(out.stdout.strip().splitlines()[-1])
-    assert summary["algo"] == "td3bc" and summary["steps"] == 4 and np.isfinite(summary["last_score"])
+    assert len(out.stdout.splitlines()) == 1  # stdout carries the summary only; logs go to stderr
+    summary = json.loads(out.stdout)
     res = json.loads((tmp_path / "run" / "result.json").read_text())
-    assert res["last"]["references"]["source"] == "recorded"
+    assert summary == {"algo": "td3bc", "dataset": "execution-ac/random-v0", "seed": 0, "steps": 4,
+                       "updates_per_s": res["updates_per_s"], "last_score": res["last"]["normalised_score"],
+                       "best_score": res["best"]["normalised_score"]}
+    refs = res["last"]["references"]
+    assert refs == {"source": "recorded", **reference_returns("execution-ac")}
+    # the score is the recorded normalisation of the evaluated mean return
+    assert summary["last_score"] == pytest.approx(100 * (res["last"]["return_mean"] - refs["random"])
+                                                  / (refs["expert"] - refs["random"]))
     assert "implementation_shortfall_bp" in res["last"]["finance"]
+    _assert_plain(out.stdout + out.stderr)
     from baselines.__main__ import main
 
     assert main(["train", "--algo", "bcq", "--dataset", str(tmp_path / "ds"), "--steps", "4"]) == 2
@@ -354,3 +443,69 @@ def test_reproduce_runs_aggregates_resumes_and_records_cards(tmp_path, _isolated
     assert len(done) == 4
     assert rep.main(argv) == 0  # resumable: finished runs are skipped, not redone
     assert [f.stat().st_mtime_ns for f in done] == stamps
+
+
+# -- output a user reads (issue #12, item 18) -------------------------------------------------------------------------
+def _assert_plain(text: str) -> None:
+    """What a baseline run writes into a pipe or a log file: no gym banner, no ANSI codes, no redraws."""
+    assert "Gym has been unmaintained" not in text
+    assert "\x1b[" not in text
+    assert text.count("\r") == 0
+
+
+def test_a_run_into_a_pipe_writes_plain_lines(tmp_path):
+    """train() from Python with its progress display on, stdout and stderr piped: d3rlpy's structlog lines
+    (INFO, coloured) and gym's banner are gone, and the progress is one plain line, not redraws."""
+    random_execution_dataset(tmp_path / "ds")
+    code = ("from baselines.train import RunSettings, train\n"
+            f"train(RunSettings(algo='td3bc', dataset={str(tmp_path / 'ds')!r}, steps=30, eval_episodes=2, "
+            f"evals=1, hidden=16, batch_size=32, out={str(tmp_path / 'run')!r}, threads=1))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    _assert_plain(out.stdout + out.stderr)
+    assert out.stdout == ""
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("td3bc execution-ac/random-v0 s0 score ")
+    assert ": 30/30 (100%)" in lines[0]
+
+
+class _Stream(io.StringIO):
+    def __init__(self, tty: bool):
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_progress_is_a_bar_on_a_terminal_and_plain_lines_elsewhere(monkeypatch):
+    from baselines.console import Progress
+
+    pipe = _Stream(tty=False)
+    p = Progress(10, "run", file=pipe, interval=0.0)  # a line at every update
+    for i in range(10):
+        p.set_postfix({"loss": i})
+        p.update(1)
+    p.close()
+    p.close()
+    lines = pipe.getvalue().splitlines()
+    assert len(lines) == 11 and "\r" not in pipe.getvalue()
+    assert lines[0].startswith("run: 1/10 (10%), ") and lines[0].endswith(", loss=0")
+    assert lines[-1].startswith("run: 10/10 (100%), ")
+    quiet = _Stream(tty=False)
+    p = Progress(1000, "run", file=quiet)  # the default: a line a minute, and one at the end
+    for _ in range(1000):
+        p.update(1)
+    p.close()
+    assert quiet.getvalue().count("\n") == 1 and quiet.getvalue().startswith("run: 1000/1000 (100%)")
+    off = _Stream(tty=False)
+    p = Progress(5, "run", file=off, enabled=False, interval=0.0)
+    p.update(5)
+    p.close()
+    assert off.getvalue() == ""
+    term = _Stream(tty=True)
+    p = Progress(5, "run", file=term)
+    p.update(5)
+    p.close()
+    assert term.getvalue().startswith("\rrun:   0%|")  # tqdm's bar, redrawn in place

@@ -11,6 +11,7 @@ from baselines.data import AgentBatches, fit_scaling
 from baselines.multi import MultiLearner
 from baselines.registry import applicable
 from baselines.train import load_learner
+from ogdata.envs.core import VectorMarket
 
 SMALL = dict(hidden=32, layers=2, batch_size=128)
 SIGN = np.array([1.0, -1.0], np.float32)  # agent 0 should play +x_0, agent 1 should play −x_1
@@ -140,10 +141,14 @@ def test_checkpoints_round_trip_exactly(tasks, tmp_path, name, task):
 
 
 def test_wrong_action_type_is_refused(tasks):
-    with pytest.raises(ValueError, match="icql does not support continuous"):
+    from ogdata.errors import DataValidationError, InvalidIdError
+
+    with pytest.raises(DataValidationError, match="icql does not support continuous actions; it supports discrete"):
         MultiLearner.from_dataset("icql", tasks["mixed"], fit_scaling(tasks["mixed"]), **SMALL)
-    with pytest.raises(ValueError, match="matd3bc does not support discrete"):
+    with pytest.raises(DataValidationError, match="matd3bc does not support discrete"):
         MultiLearner.from_dataset("matd3bc", tasks["discrete"], fit_scaling(tasks["discrete"]), **SMALL)
+    with pytest.raises(InvalidIdError, match="Did you mean 'iiql'"):
+        MultiLearner.from_dataset("iqql", tasks["discrete"], fit_scaling(tasks["discrete"]), **SMALL)
 
 
 def two_step_task(path, n=2000, expert_fraction=0.3, seed=0):
@@ -186,3 +191,98 @@ def test_q_learners_bootstrap_a_delayed_reward(tmp_path, name, overrides):
     for _ in range(200):
         mabc.step()
     np.testing.assert_array_equal(mabc.policy(first), [[0, 0]])  # BC copies the data's majority
+
+
+# -- every agent's episode ends at the same step (issue #12, item 19) ------------------------------------------------
+def _split_end_arrays(n_eps=3, T=3):
+    """Arrays of n_eps 2-agent episodes of T steps in which agent 0 of episode 1 terminates one step early."""
+    rng = np.random.default_rng(0)
+    term = np.zeros((n_eps * T, 2), bool)
+    term[T - 1::T] = True
+    term[T + T - 2, 0] = True  # episode 1: agent 0 ends at its step T-1 of T, agent 1 goes on
+    obs = rng.standard_normal((n_eps * (T + 1), 2, 3)).astype(np.float32)
+    return dict(observations=obs, actions=rng.integers(0, 3, (n_eps * T, 2)),
+                rewards=rng.standard_normal((n_eps * T, 2)).astype(np.float32), terminations=term,
+                truncations=np.zeros((n_eps * T, 2), bool), episode_lengths=np.full(n_eps, T),
+                states=obs.reshape(-1, 6), agents=["a", "b"])
+
+
+def test_create_dataset_refuses_agents_that_end_at_different_steps(tmp_path):
+    from ogdata.errors import DataValidationError
+
+    arrs = _split_end_arrays()
+    with pytest.raises(DataValidationError, match="at the same step"):
+        ogdata.create_dataset(tmp_path / "split", action_space=spaces.Discrete(3), **arrs)
+    arrs["truncations"] = arrs.pop("terminations")  # a truncation ends an agent's episode as well
+    arrs["terminations"] = np.zeros_like(arrs["truncations"])
+    with pytest.raises(DataValidationError, match="at the same step"):
+        ogdata.create_dataset(tmp_path / "split2", action_space=spaces.Discrete(3), **arrs)
+    assert not (tmp_path / "split").exists() and not (tmp_path / "split2").exists()
+
+
+def test_dataset_writer_refuses_agents_that_end_at_different_steps(tmp_path):
+    from ogdata.errors import DataValidationError
+    from ogdata.storage import DatasetWriter
+
+    box = spaces.Box(-10, 10, (3,), np.float32)
+    w = DatasetWriter(tmp_path / "w", box, spaces.Discrete(3), num_envs=2, agents=["a", "b"],
+                      state_space=spaces.Box(-10, 10, (6,), np.float32))
+    obs = np.zeros((2, 2, 3), np.float32)
+    st = np.zeros((2, 6), np.float32)
+    act, rew = np.zeros((2, 2), np.int64), np.zeros((2, 2), np.float32)
+    no = np.zeros((2, 2), bool)
+    w.add(obs, act, rew, no, no, obs, st, st)  # nobody ends: fine
+    one = no.copy()
+    one[1, 0] = True  # env 1: agent a ends, agent b does not
+    with pytest.raises(DataValidationError, match="at the same step"):
+        w.add(obs, act, rew, one, no, obs, st, st)
+
+
+def test_loader_refuses_a_dataset_whose_agents_end_at_different_steps(tmp_path):
+    """A dataset written by other means (here: arrays in memory) that splits an episode's end is refused
+    by the multi-agent loader with the transition named, never trained on."""
+    from ogdata.dataset import Dataset
+    from ogdata.errors import DataValidationError
+
+    good = ogdata.create_dataset(tmp_path / "good", action_space=spaces.Discrete(3),
+                                 **{**_split_end_arrays(), "terminations": np.tile([[0, 0], [0, 0], [1, 1]], (3, 1))
+                                    .astype(bool)})
+    arrs = {k: np.array(v) for k, v in good.arrays().items()}
+    assert AgentBatches(Dataset(good.path, _arrays=arrs, _metadata=good.metadata), fit_scaling(good)).size == 9
+    arrs["terminations"] = _split_end_arrays()["terminations"]
+    bad = Dataset(good.path, _arrays=arrs, _metadata=good.metadata)
+    with pytest.raises(DataValidationError, match=r"at transition 4 agents \[0\] end their episode but agents \[1\]"):
+        AgentBatches(bad, fit_scaling(bad))
+    with pytest.raises(DataValidationError, match="must end for every agent at the same step"):
+        MultiLearner.from_dataset("icql", bad, fit_scaling(bad), **SMALL)
+
+
+class SplitEndMarket(VectorMarket):
+    """Two agents: agent 0's episode ends after step 1, agent 1's after step 2."""
+
+    multi_agent = True
+    agents = ("a", "b")
+    observation_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+    action_space = spaces.Discrete(2)
+    max_steps = 2
+
+    def _reset(self, mask):
+        return np.zeros((self.num_envs, 2, 1), np.float32), {}
+
+    def _step(self, actions):
+        self._t += 1
+        term = np.stack([self._t >= 1, self._t >= 2], axis=1)
+        return np.zeros((self.num_envs, 2, 1), np.float32), np.ones((self.num_envs, 2)), term, np.zeros_like(term), {}
+
+
+def test_evaluator_refuses_an_env_whose_agents_end_at_different_steps(monkeypatch):
+    from baselines.evaluate import Evaluator
+    from ogdata.envs import registry
+    from ogdata.errors import EnvError
+
+    registry._load_families()
+    monkeypatch.setitem(registry._REGISTRY, "test-split-end", registry.EnvSpec(
+        id="test-split-end", core=f"{__name__}:SplitEndMarket", family="test"))
+    ev = Evaluator("test-split-end", episodes=3)
+    with pytest.raises(EnvError, match=r"at step 1 of market 0, agents \[0\] ended and agents \[1\] did not"):
+        ev(lambda obs: np.zeros(obs.shape[:2], np.int64))
