@@ -566,6 +566,10 @@ def test_show_escapes_and_bounds_hostile_remote_metadata(online, tmp_path, capsy
         meta.update(evil)
     client = api(online)
     client.create_repo(f"{ORG}/{env}", repo_type="dataset", exist_ok=True)
+    from ogdata.storage.format import metadata_digest
+
+    meta.pop("metadata_sha256", None)
+    meta["metadata_sha256"] = metadata_digest(meta)   # a hostile publisher seals it too
     client.upload_file(path_or_fileobj=json.dumps(meta).encode(), path_in_repo="good-v0/metadata.json",
                        repo_id=f"{ORG}/{env}", repo_type="dataset")
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
