@@ -36,6 +36,8 @@ import numpy as np
 from ogdata.catalogue import TIER_RECIPE_FIELDS
 from ogdata.errors import DatasetNotFoundError, EnvError, InvalidIdError, MissingExtraError, OgdataError
 from ogdata.ids import TIERS
+from ogdata.measures import profile as measure_profile
+from ogdata.measures import recorded_measures
 
 SHARD_TRANSITIONS = 25_000   # transitions per shard (the unit of parallel work)
 MAX_SHARD_ENVS = 256         # markets per shard core
@@ -578,9 +580,24 @@ def catalogue_path(env_id: str, tier: str, transitions: int, seed: int) -> Path:
     return home() / "custom" / env_id / f"{tier}-n{int(transitions)}-s{int(seed)}"
 
 
+def record_measures(dataset, reference=None, **kwargs) -> dict[str, Any]:
+    """Compute every measure (`ogdata.measures.profile`, kwargs passed on) and record it in the dataset's
+    metadata["measures"], atomically; the bin limits and coarse SACo parameters also go on the reference
+    (`ogdata.measures.recorded_measures` says what goes where). Returns the profile."""
+    from ogdata.storage import update_metadata
+
+    prof = measure_profile(dataset, reference, **kwargs)
+    mine, theirs = recorded_measures(dataset, reference, prof)
+    update_metadata(dataset.path, measures=mine)
+    dataset.metadata["measures"] = mine
+    if theirs is not None:
+        update_metadata(reference.path, measures=theirs)
+        reference.metadata["measures"] = theirs
+    return prof
+
+
 def _profile(ds, out_path: Path, tier: str, version: int, reference) -> None:
     from ogdata.dataset import Dataset
-    from ogdata.measures import record_measures
 
     ref = None
     if tier == "replay":

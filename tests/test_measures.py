@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 import ogdata
 from ogdata import measures as M
 from ogdata.errors import DataValidationError, MetadataError, ReferenceMissingError
+from ogdata.generate import record_measures
+from ogdata.measures.counter import _dedup
 
 # ---------------------------------------------------------------------------------------
 # helpers
@@ -205,9 +207,9 @@ def test_hash_collisions_are_resolved_exactly():
     rows = rng.integers(0, 4, size=(500, 3)).astype(np.uint64)
     truth = len(np.unique(rows, axis=0))
     h = np.zeros(500, np.uint64)                        # every row collides
-    assert M._dedup([h, rows], need_rows=False) == truth
+    assert _dedup([h, rows], need_rows=False) == truth
     h = (rows[:, 0] % np.uint64(3)) << np.uint64(62)     # a (terrible) hash of the row: three colliding groups
-    hu, ru = M._dedup([h, rows])
+    hu, ru = _dedup([h, rows])
     assert len(hu) == truth == len(np.unique(ru, axis=0))
 
 
@@ -295,7 +297,7 @@ def test_limits_come_from_reference_are_stored_and_reused(chain):
     # limits span the observations actions were taken in (the final position 8 of an episode is not one)
     assert lim["joint"]["parts"][0]["low"] == [0.0] and lim["joint"]["parts"][0]["high"] == [7.0]
     assert lim["joint"]["parts"][1] == {"key": "actions", "kind": "discrete", "low": [0], "high": [1]}
-    M.record_measures(chain["expert"][0], ref, random_return=0.0, expert_return=36.0)
+    record_measures(chain["expert"][0], ref, random_return=0.0, expert_return=36.0)
     ref2 = ogdata.load(ref.path)
     assert ref2.measures["saco_limits"]["joint"] == lim["joint"]
     stored = ogdata.load(chain["expert"][0].path).measures
@@ -462,10 +464,10 @@ def test_coarse_separates_tiers_where_fine_saco_saturates(tmp_path):
 
 def test_coarse_params_stored_on_reference_and_reused(chain):
     ref, ds = chain["replay"][0], chain["expert"][0]
-    M.record_measures(ref, ref, random_return=0.0, expert_return=36.0)
+    record_measures(ref, ref, random_return=0.0, expert_return=36.0)
     stored = ogdata.load(ref.path).measures
     assert stored["saco_coarse"] == 1.0 and stored["saco_coarse_params"] == M.coarse_params(ref)
-    prof = M.record_measures(ds, ogdata.load(ref.path), random_return=0.0, expert_return=36.0)
+    prof = record_measures(ds, ogdata.load(ref.path), random_return=0.0, expert_return=36.0)
     m = ogdata.load(ds.path).measures
     assert "saco_coarse_params" not in m                                 # the parameters live on the reference
     assert m["saco_coarse"] == prof["saco_coarse"] and m["saco_coarse_reference"] == stored["saco_coarse_reference"]
