@@ -40,6 +40,9 @@ class _ActionAccumulator:
                                               f"space has {len(c)} values from {int(self.low[d])})")
                 c += np.bincount(v, minlength=len(c))
             return
+        if a.shape[1] == 0:
+            raise DataValidationError("the actions have zero columns (shape (n, 0)); action statistics need at "
+                                      "least one action dimension")
         a = a.astype(np.float64)
         if self.s1 is None:
             z = np.zeros(a.shape[1])

@@ -39,6 +39,11 @@ class Part:
     low: np.ndarray      # (d,) float64
     high: np.ndarray     # (d,) float64
 
+    def __post_init__(self):
+        if len(self.low) == 0:
+            raise DataValidationError(f"{self.key!r} has zero columns (an empty observation or action); SACo "
+                                      "needs at least one column in every part: give it a dimension or leave it out")
+
     @property
     def width(self) -> int:
         return len(self.low)

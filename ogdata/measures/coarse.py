@@ -177,6 +177,10 @@ def coarse_params(reference, k: int = COARSE_K, action_k: int = COARSE_ACTION_K,
     for ch in reference.iter_chunks(chunk_size, keys=keys):
         for v, parts in views.items():
             s, a = _coarse_rows(ch, parts)
+            for (pkey, _, _), x in zip(parts, (s, a)):
+                if x.shape[1] == 0:
+                    raise DataValidationError(f"{pkey!r} has zero columns (an empty observation or action); coarse "
+                                              "SACo needs at least one column in each: give it a dimension")
             moments[v][0].add(s)
             if disc[v] is None:
                 moments[v][1].add(a)
@@ -238,7 +242,7 @@ def _coarse_params_for(reference, params: dict | None, cfg: dict[str, Any], chun
             and stored.get("reference_transitions") == len(reference):
         return stored
     cacheable = "parent" not in reference.metadata and getattr(reference, "_arrays", None) is None
-    key = (str(reference.path.resolve()), len(reference), json.dumps(cfg, sort_keys=True))
+    key = (str(reference.path.resolve()), len(reference), json.dumps(cfg, sort_keys=True)) if cacheable else None
     if cacheable and key in _COARSE_FIT_CACHE:
         return _COARSE_FIT_CACHE[key]
     fitted = coarse_params(reference, chunk_size=chunk_size, **cfg)
