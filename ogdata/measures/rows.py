@@ -112,7 +112,7 @@ def reference_counts(reference, params: dict, views: list[str], exact: bool, chu
     `coarse.count_coarse` (coarse SACo parameters)."""
     cacheable = "parent" not in reference.metadata and getattr(reference, "_arrays", None) is None
     key = (counter.__name__, str(reference.path.resolve()), len(reference), json.dumps(params, sort_keys=True),
-           exact, tuple(views))
+           exact, tuple(views)) if cacheable else None
     if cacheable and key in _REF_CACHE:
         return _REF_CACHE[key]
     counts = counter(reference, params, views, exact, chunk_size)
