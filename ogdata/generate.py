@@ -48,12 +48,14 @@ from ogdata.errors import (
     ReferenceMissingError,
 )
 from ogdata.ids import TIERS, installed_path, parse_id
+from ogdata.measures import profile as measure_profile
+from ogdata.measures import recorded_measures
 from ogdata.policies.checkpoint import BehaviourPolicy, load_checkpoint
 from ogdata.policies.evaluate import reference_returns
 from ogdata.policies.ppo import PPOConfig, train
 from ogdata.policies.reference import make_policy
 from ogdata.progress import progress_bar
-from ogdata.storage import DatasetWriter
+from ogdata.storage import DatasetWriter, update_metadata
 from ogdata.storage.format import METADATA_FILE, read_metadata
 from ogdata.storage.writer import ColumnStore, StagedDirectory, base_metadata, finish
 
@@ -596,9 +598,21 @@ def catalogue_path(env_id: str, tier: str, transitions: int, seed: int) -> Path:
     return home() / "custom" / env_id / f"{tier}-n{int(transitions)}-s{int(seed)}"
 
 
-def _profile(ds, out_path: Path, tier: str, version: int, reference) -> None:
-    from ogdata.measures import record_measures
+def record_measures(dataset, reference=None, **kwargs) -> dict[str, Any]:
+    """Compute every measure (`ogdata.measures.profile`, kwargs passed on) and record it in the dataset's
+    metadata["measures"], atomically; the bin limits and coarse SACo parameters also go on the reference
+    (`ogdata.measures.recorded_measures` says what goes where). Returns the profile."""
+    prof = measure_profile(dataset, reference, **kwargs)
+    mine, theirs = recorded_measures(dataset, reference, prof)
+    update_metadata(dataset.path, measures=mine)
+    dataset.metadata["measures"] = mine
+    if theirs is not None:
+        update_metadata(reference.path, measures=theirs)
+        reference.metadata["measures"] = theirs
+    return prof
 
+
+def _profile(ds, out_path: Path, tier: str, version: int, reference) -> None:
     ref = None
     if tier == "replay":
         ref = ds

@@ -32,6 +32,7 @@ from ogdata.errors import (
     ReferenceMissingError,
 )
 from ogdata.ids import installed_path, looks_like_id
+from ogdata.policies.evaluate import reference_returns
 from ogdata.resolve import as_dataset_id, check_known_env, resolve
 from ogdata.spaces import space_to_json
 from ogdata.storage.format import METADATA_FILE, read_metadata
@@ -193,7 +194,7 @@ def run_profile(target: str, reference: str | None, as_json: bool, plot: str | N
 
     ds = _load(target)
     ref = resolve_reference(ds, reference)
-    prof = M.profile(ds, ref, progress=not as_json)
+    prof = M.profile(ds, ref, progress=not as_json, reference_returns=_registered_returns(ds.env_id))
     prof["path"] = str(ds.path)
     prof["agents"] = ds.agents if ds.multi_agent else None
     if plot:
@@ -208,6 +209,16 @@ def run_profile(target: str, reference: str | None, as_json: bool, plot: str | N
     return 0
 
 
+def _registered_returns(env_id: str | None) -> dict[str, float] | None:
+    """The env's registered reference returns, the TQ fallback for a dataset that records none."""
+    if not env_id:
+        return None
+    try:
+        return reference_returns(env_id)
+    except ReferenceMissingError:
+        return None
+
+
 def _tier_key(tier: str | None) -> tuple[int, str]:
     t = tier or "?"
     return (TIER_ORDER.index(t) if t in TIER_ORDER else len(TIER_ORDER), t)
@@ -220,7 +231,7 @@ def env_points(ds, ref, limits: dict | None = None, coarse_params: dict | None =
         d = ds if p == ds.path.resolve() else _load(p)
         rets = d.episode_returns()
         try:
-            r_rand, r_exp = M.reference_returns_for(d)
+            r_rand, r_exp = M.reference_returns_for(d, fallback=_registered_returns(d.env_id))
             q = M.tq(rets, r_rand, r_exp) if len(rets) else None
         except ReferenceMissingError:
             q = None

@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 import ogdata
 from ogdata import measures as M
 from ogdata.errors import DataValidationError, MetadataError, ReferenceMissingError
+from ogdata.generate import record_measures
+from ogdata.measures.counter import _dedup
 
 # ---------------------------------------------------------------------------------------
 # helpers
@@ -74,6 +76,16 @@ def test_tq_hand_values_and_references():
         M.tq([1.0], None, None)
     with pytest.raises(DataValidationError, match="empty"):
         M.tq([], 0.0, 1.0)
+
+
+def test_tq_is_the_mean_return_not_the_median(tmp_path):
+    # a skewed sample: mean 2, median 0, so only the mean gives 0.2 (the median would give 0.0)
+    assert M.tq([0.0, 0.0, 0.0, 0.0, 10.0], 0.0, 10.0) == 0.2
+    assert M.tq([0.0, 0.0, 0.0, 10.0], -10.0, 10.0) == 0.625        # (2.5 + 10) / 20
+    # the same through a Dataset: four one-step episodes with rewards 0, 0, 0, 10
+    ds = _write(tmp_path / "skew", np.zeros((8, 1), np.float32), np.zeros(4, np.int64),
+                np.array([0, 0, 0, 10], np.float32), [1, 1, 1, 1])
+    assert M.tq(ds, -10.0, 10.0) == 0.625
 
 
 def test_tq_is_zero_for_random_and_one_for_expert_datasets(tmp_path):
@@ -205,9 +217,9 @@ def test_hash_collisions_are_resolved_exactly():
     rows = rng.integers(0, 4, size=(500, 3)).astype(np.uint64)
     truth = len(np.unique(rows, axis=0))
     h = np.zeros(500, np.uint64)                        # every row collides
-    assert M._dedup([h, rows], need_rows=False) == truth
+    assert _dedup([h, rows], need_rows=False) == truth
     h = (rows[:, 0] % np.uint64(3)) << np.uint64(62)     # a (terrible) hash of the row: three colliding groups
-    hu, ru = M._dedup([h, rows])
+    hu, ru = _dedup([h, rows])
     assert len(hu) == truth == len(np.unique(ru, axis=0))
 
 
@@ -252,6 +264,29 @@ def test_hyperloglog_mode_within_documented_error():
     assert abs(M.UniqueCounter([3] * 4, exact=False).add_codes(small).count() - 81) <= 2
 
 
+def test_hyperloglog_estimate_within_its_stated_error_on_known_counts():
+    from ogdata.measures.hll import HyperLogLog
+
+    errors = []
+    for seed in range(12):
+        # ~100,000 distinct random hashes, counted exactly by np.unique: above 2.5 m = 40,960 registers, so the
+        # raw HLL regime (not linear counting)
+        h = np.unique(np.random.default_rng(seed).integers(0, 2**64, size=100_000, dtype=np.uint64))
+        n = len(h)
+        hll = HyperLogLog()
+        hll.add(h)
+        est = hll.estimate()
+        hll.add(h[: n // 2])                          # duplicates never move the registers
+        assert hll.estimate() == est
+        errors.append((est - n) / n)
+        assert abs(errors[-1]) < 4 * M.HLL_STANDARD_ERROR
+    assert M.HLL_STANDARD_ERROR == HyperLogLog().standard_error == pytest.approx(0.008125)
+    # over independent runs the error's spread is the stated one (1.04 / sqrt(2^14) ≈ 0.81%), and unbiased
+    rms = float(np.sqrt(np.mean(np.square(errors))))
+    assert 0.4 * M.HLL_STANDARD_ERROR < rms < 1.6 * M.HLL_STANDARD_ERROR
+    assert abs(float(np.mean(errors))) < 3 * M.HLL_STANDARD_ERROR / math.sqrt(len(errors))
+
+
 # ---------------------------------------------------------------------------------------
 # SACo on datasets
 # ---------------------------------------------------------------------------------------
@@ -281,6 +316,47 @@ def test_saco_on_toy_chain_matches_hand_counts(chain):
     assert M.saco(ref, ref) == 1.0
 
 
+def _one_step_episodes(path, obs, act, n_actions):
+    """One-step episodes: obs[i] is the observation action i was taken in (final observations all 0.5)."""
+    lay = np.full((2 * len(obs), obs.shape[1]), 0.5, np.float32)
+    lay[0::2] = obs
+    return _write(path, lay, act, np.zeros(len(act), np.float32), [1] * len(act),
+                  action_space=spaces.Discrete(n_actions))
+
+
+def _brute_cells(obs, act, bins, low=0.0, high=1.0):
+    """The paper's definition, element by element: a Python set of (binned obs..., action) tuples."""
+    cells = set()
+    for o, a in zip(obs.tolist(), act.tolist()):
+        cells.add(tuple(min(max(math.floor((x - low) * bins / (high - low)), 0), bins - 1) for x in o) + (a,))
+    return cells
+
+
+@pytest.mark.parametrize("bins", [4, 100])
+def test_saco_equals_brute_force_set_of_binned_pairs(tmp_path, bins):
+    rng = np.random.default_rng(bins)
+
+    def sample(n, cells):
+        # values well inside a bin (centre ± 15% of its width), so any float rounding bins them alike
+        k = rng.choice(cells, size=(n, 3))
+        return ((k + 0.5 + 0.3 * (rng.random((n, 3)) - 0.5)) / bins).astype(np.float32)
+
+    ref_obs = np.concatenate([sample(3000, np.arange(bins)), np.zeros((1, 3)), np.ones((1, 3))]).astype(np.float32)
+    ref_act = rng.integers(0, 3, size=len(ref_obs))
+    cells = np.arange(0, bins, max(1, bins // 5))                    # a sub-grid: many repeated cells
+    ds_obs = np.concatenate([sample(800, cells), [[1.7, -0.4, 0.2]]]).astype(np.float32)   # one row outside
+    ds_act = rng.integers(0, 2, size=len(ds_obs))
+    ref = _one_step_episodes(tmp_path / "ref", ref_obs, ref_act, 3)
+    ds = _one_step_episodes(tmp_path / "ds", ds_obs, ds_act, 3)
+    want, want_ref = _brute_cells(ds_obs, ds_act, bins), _brute_cells(ref_obs, ref_act, bins)
+    assert 1 < len(want) < len(ds_obs) and len(want_ref) < len(ref_obs)             # duplicates on both sides
+    cov = M.coverage(ds, ref, bins=bins)
+    assert cov["unique_state_actions"] == len(want)
+    assert cov["reference_unique_state_actions"] == len(want_ref)
+    assert cov["saco"] == len(want) / len(want_ref)
+    assert M.coverage(ds, ref, bins=bins, exact=False)["saco"] == pytest.approx(len(want) / len(want_ref), rel=0.05)
+
+
 def test_dataset_and_its_copy_concatenated_have_same_u(chain, tmp_path):
     ds, (obs, act, rew, lengths) = chain["random"]
     twice = _write(tmp_path / "twice", np.concatenate([obs, obs]), np.concatenate([act, act]),
@@ -295,7 +371,7 @@ def test_limits_come_from_reference_are_stored_and_reused(chain):
     # limits span the observations actions were taken in (the final position 8 of an episode is not one)
     assert lim["joint"]["parts"][0]["low"] == [0.0] and lim["joint"]["parts"][0]["high"] == [7.0]
     assert lim["joint"]["parts"][1] == {"key": "actions", "kind": "discrete", "low": [0], "high": [1]}
-    M.record_measures(chain["expert"][0], ref, random_return=0.0, expert_return=36.0)
+    record_measures(chain["expert"][0], ref, random_return=0.0, expert_return=36.0)
     ref2 = ogdata.load(ref.path)
     assert ref2.measures["saco_limits"]["joint"] == lim["joint"]
     stored = ogdata.load(chain["expert"][0].path).measures
@@ -330,7 +406,10 @@ def test_profile_is_json_serialisable(chain):
     json.dumps(p, allow_nan=False)
     assert p["num_transitions"] == 240 and p["num_episodes"] == 30
     assert p["tq"] == pytest.approx(ds.episode_returns().mean() / 36.0)
-    assert p["action_stats"]["type"] == "discrete" and 0 < p["saco"] <= 1
+    _, (obs, act, _, lengths) = chain["random"]
+    _, (r_obs, r_act, _, r_lengths) = chain["replay"]
+    assert p["saco"] == len(_pairs(obs, act, lengths)) / len(_pairs(r_obs, r_act, r_lengths))
+    assert p["action_stats"]["type"] == "discrete" and p["unique_state_actions"] == len(_pairs(obs, act, lengths))
     q = M.profile(ds)
     assert q["saco"] is None and q["tq"] is None
 
@@ -460,12 +539,56 @@ def test_coarse_separates_tiers_where_fine_saco_saturates(tmp_path):
     assert cr["saco_coarse"] > 2 * ce["saco_coarse"]
 
 
+def _brute_coarse_cells(state, action, ref_state, ref_action, b, k_state, k_action, clip=3.0):
+    """Coarse cells computed independently: standardise with the reference's mean / std (ddof 0), project on
+    the reference's principal components from an SVD of the standardised reference, bin over ±clip sd."""
+    zs, sds = [], []
+    for x, r, k in ((state, ref_state, k_state), (action, ref_action, k_action)):
+        r, x = r.astype(np.float64), x.astype(np.float64)
+        mean, std = r.mean(axis=0), r.std(axis=0)
+        _, sv, vt = np.linalg.svd((r - mean) / std, full_matrices=False)
+        zs.append(((x - mean) / std) @ vt[:k].T)
+        sds.append(sv[:k] / math.sqrt(len(r)))
+    z, sd = np.concatenate(zs, axis=1), np.concatenate(sds)
+    codes = np.clip(np.floor((z + clip * sd) * b / (2 * clip * sd)), 0, b - 1).astype(int)
+    return {tuple(row) for row in codes.tolist()}
+
+
+def test_coarse_saco_equals_an_independent_computation(tmp_path):
+    rng = np.random.default_rng(11)
+    mix = np.array([[1.0, 0.4, 0.0], [0.0, 1.0, 0.3], [0.2, 0.0, 1.0]])
+
+    def sample(n, s_scale, a_scale):
+        s = (rng.standard_normal((n, 3)) * s_scale) @ mix + np.array([5.0, -2.0, 0.5])
+        return s.astype(np.float32), (rng.standard_normal((n, 2)) * a_scale).astype(np.float32)
+
+    def write(name, s, a):                                           # one-step episodes, final obs = obs
+        return _write(tmp_path / name, np.repeat(s, 2, axis=0), a, np.zeros(len(a), np.float32), [1] * len(a))
+
+    rs, ra = sample(1500, np.array([3.0, 1.0, 0.3]), np.array([2.0, 0.5]))
+    s, a = sample(400, np.array([1.0, 1.0, 0.3]), np.array([0.5, 0.5]))
+    s[:3] += 100.0                                                   # far outside: clipped into edge bins
+    ref, ds = write("ref", rs, ra), write("ds", s, a)
+    cov = M.coarse_coverage(ds, ref)
+    v = cov["saco_coarse_params"]["views"]["joint"]
+    # k = 6: 2 action components, the state gets the other 4 but has only 3 dimensions
+    assert len(v["state"]["variance"]) == 3 and len(v["action"]["variance"]) == 2 and cov["coarse_dims"] == 5
+    want_by_b = [len(_brute_coarse_cells(rs, ra, rs, ra, b, 3, 2)) for b in M.COARSE_CANDIDATES]
+    assert v["reference_unique_by_bins"] == want_by_b
+    b = max(c for c, u in zip(M.COARSE_CANDIDATES, want_by_b) if u <= M.COARSE_SATURATION * len(rs))
+    assert 2 < b < max(M.COARSE_CANDIDATES) and cov["coarse_bins"] == b        # the rule picked an inner b
+    want = _brute_coarse_cells(s, a, rs, ra, b, 3, 2)
+    assert cov["unique_coarse_cells"] == len(want)
+    assert cov["reference_unique_coarse_cells"] == want_by_b[M.COARSE_CANDIDATES.index(b)]
+    assert cov["saco_coarse"] == len(want) / want_by_b[M.COARSE_CANDIDATES.index(b)]
+
+
 def test_coarse_params_stored_on_reference_and_reused(chain):
     ref, ds = chain["replay"][0], chain["expert"][0]
-    M.record_measures(ref, ref, random_return=0.0, expert_return=36.0)
+    record_measures(ref, ref, random_return=0.0, expert_return=36.0)
     stored = ogdata.load(ref.path).measures
     assert stored["saco_coarse"] == 1.0 and stored["saco_coarse_params"] == M.coarse_params(ref)
-    prof = M.record_measures(ds, ogdata.load(ref.path), random_return=0.0, expert_return=36.0)
+    prof = record_measures(ds, ogdata.load(ref.path), random_return=0.0, expert_return=36.0)
     m = ogdata.load(ds.path).measures
     assert "saco_coarse_params" not in m                                 # the parameters live on the reference
     assert m["saco_coarse"] == prof["saco_coarse"] and m["saco_coarse_reference"] == stored["saco_coarse_reference"]
@@ -504,3 +627,88 @@ def test_multi_agent_coarse_saco_and_oaco(tmp_path):
     assert cov["saco_coarse"] == pytest.approx(2 / 3) and cov["coarse_dims"] == 3
     assert cov["oaco_coarse_per_agent"] == {"a": 1.0, "b": 0.5} and cov["oaco_coarse"] == 0.75
     assert set(cov["saco_coarse_params"]["views"]) == {"joint", "agent:a", "agent:b"}
+
+
+# ---------------------------------------------------------------------------------------
+# purity and bad input
+# ---------------------------------------------------------------------------------------
+
+
+def test_measures_import_nothing_of_ogdata_but_errors():
+    """Measures are pure: no policies (references are passed in), no storage writes, no Dataset class."""
+    import ast
+    from pathlib import Path
+
+    root = Path(M.__file__)
+    files = sorted(root.parent.glob("*.py")) if root.name == "__init__.py" else [root]
+    found = set()
+    for f in files:
+        for node in ast.walk(ast.parse(f.read_text())):                    # module- and function-level imports
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            found |= {(f.name, n) for n in names if n.split(".")[0] == "ogdata"}
+    bad = {(f, n) for f, n in found if n != "ogdata.errors" and not n.startswith("ogdata.measures")}
+    assert not bad
+
+
+def test_profile_uses_only_the_reference_returns_it_is_given(tmp_path):
+    # a dataset of a registered env that records no reference returns: the measures do not look them up
+    ds = _write(tmp_path / "d", np.zeros((3, 1), np.float32), np.zeros(2, np.int64), np.array([1, 3], np.float32),
+                [2], metadata={"env_id": "execution-ac"})
+    assert not ds.metadata.get("reference_returns")
+    assert M.profile(ds)["tq"] is None
+    with pytest.raises(ReferenceMissingError, match="reference_returns"):
+        M.tq(ds)
+    p = M.profile(ds, reference_returns={"random": 0.0, "expert": 8.0})
+    assert p["tq"] == 0.5 and p["reference_returns"] == {"random": 0.0, "expert": 8.0}
+    # recorded ones come first, explicit ones first of all
+    assert M.reference_returns_for(ds, 1.0, 2.0, {"random": 0.0, "expert": 8.0}) == (1.0, 2.0)
+
+
+def test_recorded_measures_says_what_goes_where_and_writes_nothing(chain):
+    ds, ref = chain["expert"][0], chain["replay"][0]
+    files = {p: p.read_bytes() for p in (ds.path / "metadata.json", ref.path / "metadata.json")}
+    prof = M.profile(ds, ref, random_return=0.0, expert_return=36.0)
+    mine, theirs = M.recorded_measures(ds, ref, prof)
+    assert "saco_coarse_params" not in mine and mine["saco"] == prof["saco"] and mine["tq"] == 1.0
+    assert theirs["saco_limits"] == prof["saco_limits"] and theirs["saco_coarse_params"] == prof["saco_coarse_params"]
+    assert {p: p.read_bytes() for p in files} == files                   # pure: nothing written
+    own = M.profile(ref, ref, random_return=0.0, expert_return=36.0)
+    mine, theirs = M.recorded_measures(ref, ref, own)
+    assert theirs is None and mine["saco_coarse_params"] == own["saco_coarse_params"]
+
+
+class _InMemory:
+    """A duck-typed dataset (what the measures accept): here with zero-width observations, which the
+    storage layer refuses, so only an in-memory object can carry them."""
+
+    multi_agent, env_id, dataset_id, agents, _arrays = False, None, "mem", None, {}
+
+    def __init__(self, obs, act):
+        self.obs, self.act, self.metadata, self.measures = obs, act, {}, {}
+        self.observation_space = spaces.Box(-1, 1, shape=obs.shape[1:])
+        self.action_space = spaces.Discrete(2)
+
+    def __len__(self):
+        return len(self.act)
+
+    def iter_chunks(self, chunk_size=1 << 20, keys=None):
+        yield {k: v for k, v in (("observations", self.obs), ("actions", self.act)) if keys is None or k in keys}
+
+
+def test_zero_width_observations_and_actions_raise_a_data_validation_error():
+    empty = np.zeros((6, 0), np.float32)
+    act = np.array([0, 1, 0, 1, 1, 0])
+    with pytest.raises(DataValidationError, match="zero columns"):
+        M.Limits.from_arrays([empty, act], discrete=[None, (0, 1)])
+    with pytest.raises(DataValidationError, match="zero columns"):
+        M.Part("observations", "continuous", np.zeros(0), np.zeros(0))
+    with pytest.raises(MetadataError, match="zero columns"):           # stored limits with an empty part
+        M.Limits.from_json({"bins": 5, "parts": [{"key": "o", "kind": "continuous", "low": [], "high": []}]})
+    with pytest.raises(DataValidationError, match="zero columns"):
+        M.action_stats(np.zeros((4, 0)))
+    mem = _InMemory(empty, act)
+    with pytest.raises(DataValidationError, match="'observations' has zero columns"):
+        M.coverage(mem, mem)
+    with pytest.raises(DataValidationError, match="'observations' has zero columns"):
+        M.coarse_coverage(mem, mem)

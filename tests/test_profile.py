@@ -43,6 +43,17 @@ def _write(path, obs, act, rew, lengths, tier, ma=False, **kw):
                                  truncations=trunc, episode_lengths=np.asarray(lengths), metadata=meta, **kw)
 
 
+def _cells(ds, state="observations"):
+    """Brute force: the set of (state, action) tuples of a dataset whose values are small integers (so each
+    value is its own bin at 100 bins), taking the state each action was taken in (T+1 layout)."""
+    a = ds.arrays()
+    lengths = a["episode_lengths"]
+    starts = np.cumsum(lengths + 1) - (lengths + 1)
+    rows = [s + t for s, L in zip(starts.tolist(), lengths.tolist()) for t in range(L)]
+    return {(tuple(np.ravel(a[state][r]).tolist()), tuple(np.ravel(a["actions"][i]).tolist()))
+            for i, r in enumerate(rows)}
+
+
 @pytest.fixture()
 def env_dir(tmp_path):
     rng = np.random.default_rng(0)
@@ -62,7 +73,23 @@ def test_profile_json_with_default_replay_reference(env_dir, capsys):
     assert prof["unique_state_actions"] == 8                     # (0..7, right)
     assert prof["reference"] == f"{ENV}/replay-v0"
     assert prof["behaviour_normalised_score"] == 55.0
-    assert 0 < prof["saco"] < 1 and prof["num_episodes"] == 4
+    ref_cells = _cells(ogdata.load(env_dir / "replay-v0"))
+    assert prof["saco"] == 8 / len(ref_cells) and prof["num_episodes"] == 4
+    assert prof["reference_unique_state_actions"] == len(ref_cells)
+
+
+def test_profile_falls_back_to_the_envs_registered_reference_returns(env_dir, capsys):
+    from ogdata.policies import reference_returns
+
+    env = ogdata.list_envs(multi_agent=False)[0]
+    refs = reference_returns(env)
+    path = env_dir / "random-v0"
+    ogdata.storage.update_metadata(path, env_id=env, reference_returns={})       # the dataset records none
+    assert P.run_profile(str(path), str(path), True, None) == 0
+    prof = json.loads(capsys.readouterr().out)
+    mean = ogdata.load(path).episode_returns().mean()
+    assert prof["reference_returns"] == refs
+    assert prof["tq"] == pytest.approx((mean - refs["random"]) / (refs["expert"] - refs["random"]))
 
 
 def test_profile_table_and_plot(env_dir, tmp_path, capsys):
@@ -126,7 +153,9 @@ def test_multi_agent_profile(tmp_path, capsys):
     out = tmp_path / "ma.png"
     assert P.run_profile(str(root / "good-v0"), None, True, str(out)) == 0
     prof = json.loads(capsys.readouterr().out)
-    assert set(prof["oaco_per_agent"]) == {"x", "y"} and 0 < prof["saco"] <= 1
+    good, replay = ogdata.load(root / "good-v0"), ogdata.load(root / "replay-v0")
+    assert set(prof["oaco_per_agent"]) == {"x", "y"}
+    assert prof["saco"] == len(_cells(good, "states")) / len(_cells(replay, "states"))
     assert prof["agents"] == ["x", "y"] and out.is_file()
     assert P.run_profile(str(root / "good-v0"), None, False, None) == 0
     assert "OACo" in capsys.readouterr().out
