@@ -37,12 +37,13 @@ def is_terminal(stream=None) -> bool:
         return False
 
 
-def progress_bar(total: int | None = None, desc: str = "", unit: str = "it", **kwargs: Any):
-    """A tqdm bar on stderr: live on a terminal, periodic plain lines elsewhere."""
+def progress_bar(iterable=None, total: int | None = None, desc: str = "", unit: str = "it", **kwargs: Any):
+    """A tqdm bar on stderr (over `iterable`, or updated by hand): live on a terminal, periodic plain
+    lines elsewhere."""
     from tqdm.auto import tqdm
 
     if is_terminal():
-        return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, **kwargs)
-    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, file=_Lines(sys.stderr), ascii=True,
+        return tqdm(iterable, total=total, desc=desc, unit=unit, unit_scale=True, **kwargs)
+    return tqdm(iterable, total=total, desc=desc, unit=unit, unit_scale=True, file=_Lines(sys.stderr), ascii=True,
                 mininterval=LOG_INTERVAL_S, maxinterval=LOG_INTERVAL_S * 4, dynamic_ncols=False, ncols=100,
                 **kwargs)

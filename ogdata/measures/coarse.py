@@ -44,6 +44,7 @@ from ogdata.measures.rows import (
     space_part,
     take,
 )
+from ogdata.progress import progress_bar
 
 COARSE_K = 6
 COARSE_ACTION_K = 2
@@ -268,9 +269,7 @@ def count_coarse(dataset, params: dict[str, Any], views: Iterable[str], exact: b
     binners = {v: Binner(projs[v].limits) for v in views}
     it = dataset.iter_chunks(chunk_size, keys=chunk_keys({v: all_views[v] for v in views}))
     if progress and len(dataset) > 4 * chunk_size:
-        from tqdm.auto import tqdm
-
-        it = tqdm(it, total=-(-len(dataset) // chunk_size), desc="coarse SACo", unit="chunk", leave=False)
+        it = progress_bar(it, total=-(-len(dataset) // chunk_size), desc="coarse SACo", unit="chunk", leave=False)
     for ch in it:
         for v in views:
             counters[v].add_values(projs[v].arrays(*_coarse_rows(ch, all_views[v])), binners[v])

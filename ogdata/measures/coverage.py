@@ -30,6 +30,7 @@ from ogdata.measures.rows import (
     space_part,
     take,
 )
+from ogdata.progress import progress_bar
 
 
 def bin_limits(reference, bins: int = DEFAULT_BINS, chunk_size: int = 1 << 20) -> dict[str, Any]:
@@ -95,9 +96,7 @@ def count_views(dataset, limits: dict[str, Any], views: Iterable[str], exact: bo
     keys = chunk_keys({v: all_views[v] for v in views})
     it = dataset.iter_chunks(chunk_size, keys=keys)
     if progress and len(dataset) > 4 * chunk_size:          # a bar only where the wait is noticeable
-        from tqdm.auto import tqdm
-
-        it = tqdm(it, total=-(-len(dataset) // chunk_size), desc="SACo", unit="chunk", leave=False)
+        it = progress_bar(it, total=-(-len(dataset) // chunk_size), desc="SACo", unit="chunk", leave=False)
     for ch in it:
         for v in views:
             arrays = [take(ch, ckey, agent) for _, ckey, agent in all_views[v]]
