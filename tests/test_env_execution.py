@@ -6,9 +6,9 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import ogdata.envs as E
-from ogdata.envs.execution import ac_trajectory
 from ogdata.errors import EnvError, InvalidActionError
 from ogdata.policies import episode_returns, make_policy, reference_returns
+from ogdata.policies.execution import ac_trajectory
 
 IDS = ["execution-ac", "execution-ac-highvol"]
 
@@ -30,7 +30,7 @@ def test_registered_and_gymnasium_make():
     for env_id in IDS:
         assert env_id in E.list_envs(multi_agent=False)
         assert E.env_spec(env_id).references["expert"] == "execution/ac-optimal"
-        env = gymnasium.make(f"ogdata/{env_id}")
+        env = gymnasium.make(f"ogdata/{env_id}-v0")
         obs, info = env.reset(seed=0)
         assert obs.shape == (7,) and obs[0] == 1.0 and obs[1] == 1.0
         assert {"inventory", "cash", "shortfall", "costs", "wealth"} <= set(info)
