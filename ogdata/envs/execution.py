@@ -19,7 +19,8 @@ the implementation-shortfall increment minus Almgren–Chriss's variance charge 
 inventory x_k held over the step's price move (the quadratic-variation running penalty of
 Cartea–Jaimungal). Summed over an episode it is −(shortfall + λ · σ²τ Σ x_k²): for a fixed
 schedule its expectation is −(E[cost] + λ Var[cost]), the Almgren–Chriss objective, so the
-closed-form AC schedule is the expert and risk_aversion=0 gives the plain shortfall.
+closed-form AC schedule is the expert
+(`ogdata.policies.execution`) and risk_aversion=0 gives the plain shortfall.
 Cooperative mode (default): every desk receives the firm's reward (sums over desks,
 X_ref = X, x_k = the firm's inventory). Competitive mode: desk i receives its own
 (X_ref = X_i, x_k = its own inventory).
@@ -55,10 +56,21 @@ DEFAULTS = dict(shares=1e6, steps=20, horizon=5.0, price=50.0, sigma=0.95, eta=2
                 half_spread=0.0625, risk_aversion=1e-6, unsold_penalty=1.0, window=5)
 
 
+# Admissible kwarg ranges (lo, hi, unit): wide enough for any real market, narrow enough that
+# every reward, price and cash amount stays finite in float64 for any actions (the worst case,
+# every bound at once, keeps |reward| below ~1e64), so no kwarg can overflow an episode.
+RANGES: dict[str, tuple[float, float, str]] = {
+    "shares": (1e-6, 1e15, "shares"), "horizon": (1e-6, 1e6, "days"), "price": (1e-6, 1e9, "$"),
+    "sigma": (0.0, 1e6, "$/√day"), "eta": (0.0, 1e6, "$ per share/day"), "gamma": (0.0, 1e6, "$/share"),
+    "half_spread": (0.0, 1e9, "$"), "risk_aversion": (0.0, 1e6, "1/$"), "unsold_penalty": (0.0, 1e9, "$/share"),
+}
+INT_RANGES: dict[str, tuple[int, int]] = {"steps": (1, 1_000_000), "window": (1, 10_000), "n_agents": (1, 1_000)}
+
+
 def _num(name: str, v, *, positive: bool = False) -> float:
     try:
         f = float(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise EnvError(f"{name} must be a number, got {v!r}") from None
     if not math.isfinite(f):
         raise EnvError(f"{name} must be finite, got {v!r}")
@@ -67,12 +79,19 @@ def _num(name: str, v, *, positive: bool = False) -> float:
     if f < 0:
         raise EnvError(f"{name} must be >= 0, got {v!r} (impacts, volatility, spread, risk aversion "
                        "and penalties are magnitudes; the sign is fixed by selling)")
+    lo, hi, unit = RANGES[name]
+    if not lo <= f <= hi:
+        raise EnvError(f"{name}={v!r} is out of range: pass a value in [{lo:g}, {hi:g}] ({unit}); the "
+                       f"default is {DEFAULTS[name]:g}")
     return f
 
 
 def _int(name: str, v, minimum: int) -> int:
     if isinstance(v, bool) or not isinstance(v, int | np.integer) or int(v) < minimum:
         raise EnvError(f"{name} must be an integer >= {minimum}, got {v!r}")
+    hi = INT_RANGES[name][1]
+    if int(v) > hi:
+        raise EnvError(f"{name}={v!r} is out of range: pass an integer in [{minimum}, {hi}]")
     return int(v)
 
 
@@ -111,6 +130,9 @@ class _ExecutionCore(VectorMarket):
             if w.shape != (n,) or not np.isfinite(w).all() or (w <= 0).any():
                 raise EnvError(f"split must be {n} positive finite weights (one per desk), got {split!r}")
             w = w / w.sum()
+            if not (np.isfinite(w).all() and w.min() >= 1e-9):
+                raise EnvError(f"split {split!r} gives a desk less than 1e-9 of the order (or overflows); pass "
+                               "weights whose ratios are below 1e9")
         self.Xi = self.X * w  # (n,) each desk's parent order
         self.observe_others = bool(observe_others) and n > 1
         self.max_steps = self.N

@@ -38,7 +38,8 @@ The random numbers a step draws do not depend on the actions, so two policies ru
 the same seed see the same market (common random numbers for paired comparisons).
 
 Ids: `market-making-as` (single agent), `multi-market-making-2`, `multi-market-making-3`
-(cooperative; `mode="competitive"` as a kwarg). References: "market-making/avellaneda-stoikov"
+(cooperative; `mode="competitive"` as a kwarg). References (names; the code is in
+`ogdata.policies.market_making`): "market-making/avellaneda-stoikov"
 (the finite-horizon closed form, each maker on its own inventory), "market-making/fixed-symmetric"
 (constant symmetric depths) and "multi-market-making/cooperative-as" (AS on the firm's summed
 inventory, the multi-agent expert).
@@ -62,17 +63,38 @@ _vecdot = getattr(np, "vecdot", None) or (lambda a, b: np.einsum("...i,...i->...
 def _check(name: str, value, ok, want: str) -> float:
     try:
         v = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise EnvError(f"market-making kwarg {name}={value!r} is not a number; pass {want}") from None
     if not (math.isfinite(v) and ok(v)):
         raise EnvError(f"market-making kwarg {name}={value!r} is invalid; pass {want}")
-    return v
+    return _in_range(name, v)
 
 
 def _check_int(name: str, value, low: int, want: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < low:
         raise EnvError(f"market-making kwarg {name}={value!r} is invalid; pass {want}")
-    return int(value)
+    return _in_range(name, int(value))
+
+
+# Admissible kwarg ranges (lo, hi, unit): wide enough for any real market, narrow enough that
+# every reward, price and PnL stays finite in float64 for any actions (and that the arrays an
+# env allocates stay small), so no kwarg can overflow an episode.
+RANGES: dict[str, tuple[float, float, str]] = {
+    "n_agents": (1, 1_000, "market makers"), "sigma": (0.0, 1e6, "price units/√time"),
+    "kappa": (1e-6, 1e6, "1/price unit"), "intensity": (0.0, 1e9, "orders per side per unit time"),
+    "terminal_time": (1e-6, 1e6, "time units"), "n_steps": (1, 10_000_000, "steps"),
+    "max_depth": (1e-6, 1e6, "price units"), "max_inventory": (1, 1_000_000, "units"),
+    "running_penalty": (0.0, 1e6, "phi"), "terminal_penalty": (0.0, 1e6, "alpha"),
+    "initial_price": (-1e9, 1e9, "price units"), "n_lags": (1, 10_000, "mid moves"),
+}
+
+
+def _in_range(name: str, v):
+    lo, hi, unit = RANGES[name]
+    if not lo <= v <= hi:
+        raise EnvError(f"market-making kwarg {name}={v!r} is out of range: pass a value in [{lo:g}, {hi:g}] "
+                       f"({unit})")
+    return v
 
 
 class MarketMakingCore(VectorMarket):

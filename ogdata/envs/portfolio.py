@@ -27,7 +27,8 @@ in a dataset and what the step copies; pass `window=` for longer histories.
 Ids: portfolio-sp500 (training years 1990–2014), portfolio-sp500-eval (held-out
 2015–2022), both on skfolio's 20 S&P 500 stocks (extra `realdata`); portfolio-synth
 (correlated GBM) and portfolio-synth-regime (two-regime Gaussian HMM), calibrated on the
-training years (no extra). References: "random" and "portfolio/equal-weight" (expert).
+training years (no extra). References (names; the code is in
+`ogdata.policies.portfolio`): "random" and "portfolio/equal-weight" (expert).
 "portfolio/buy-and-hold" is registered too; equal weight is the expert because 1/N
 rebalanced daily is the standard benchmark that optimised portfolios fail to beat out of
 sample (DeMiguel, Garlappi & Uppal 2009), it is the same stationary action from any start
@@ -47,12 +48,14 @@ from ogdata.errors import EnvError
 
 def check_params(family: str, n_steps, window, cost, max_cost: float) -> tuple[int, int, float]:
     """Validate the kwargs every market family shares; EnvError saying what to pass."""
-    for name, v in (("n_steps", n_steps), ("window", window)):
+    for name, v, hi in (("n_steps", n_steps, 1_000_000), ("window", window, 10_000)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise EnvError(f"{family} kwarg {name}={v!r} is invalid; pass an integer >= 1")
+        if v > hi:  # the env allocates (num_envs, window + n_steps) rows of returns
+            raise EnvError(f"{family} kwarg {name}={v!r} is out of range: pass an integer in [1, {hi}]")
     try:
         c = float(cost)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise EnvError(f"{family} kwarg cost={cost!r} is not a number; pass a rate such as 0.001") from None
     if not (0.0 <= c < max_cost):
         raise EnvError(f"{family} kwarg cost={cost!r} is invalid; pass a proportional cost rate in "

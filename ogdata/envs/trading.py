@@ -23,7 +23,8 @@ oldest first (returns up to the current day only), then the current position.
 Ids: trading-sp500 (training years 1999–2014) and trading-sp500-eval (held-out 2015–2018)
 on the S&P 500 index of `arch.data.sp500` (extra `realdata`); trading-synth (GBM) and
 trading-synth-regime (two-regime Gaussian HMM: a calm bull and a turbulent bear regime),
-calibrated on the training years (no extra). References: "random" and
+calibrated on the training years (no extra). References (names; the code is in
+`ogdata.policies.trading`): "random" and
 "trading/always-long" (expert).
 """
 
