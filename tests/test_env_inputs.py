@@ -173,3 +173,14 @@ def test_market_making_admissible_kwargs_give_finite_episodes(params, price, q, 
     _finite_episode(make_core("market-making-as", num_envs=4, n_steps=30, initial_price=price,
                               intensity=min(30.0, 27.0 / params["terminal_time"]),
                               max_inventory=q, **params), seed)
+
+
+def test_multi_agent_actions_that_do_not_form_one_array():
+    env = ogdata.make_env("multi-market-making-2")
+    env.reset(seed=0)
+    with pytest.raises(InvalidActionError, match="do not form one array"):
+        env.step({"maker_0": np.ones(2, np.float32), "maker_1": np.ones(3, np.float32)})
+    with pytest.raises(InvalidActionError, match="real numbers, got dtype <U"):
+        env.step({"maker_0": "ab", "maker_1": "cd"})
+    with pytest.raises(InvalidActionError, match=r"shape \(1, 2, 2, 1\)"):
+        env.step({"maker_0": np.ones((2, 1), np.float32), "maker_1": np.ones((2, 1), np.float32)})

@@ -73,10 +73,13 @@ class VectorMarket(ABC):
         lead = (self.num_envs, len(self.agents)) if self.multi_agent else (self.num_envs,)
         want = lead + tuple(sp.shape or ())
         low = high = zero = None
+        start = stop = 0
         if isinstance(sp, spaces.Box):
             low, high = sp.low.astype(sp.dtype), sp.high.astype(sp.dtype)
             zero = np.zeros(int(np.prod(want)), dtype=sp.dtype)
-        self._act_check = (sp, want, low, high, zero)
+        elif isinstance(sp, spaces.Discrete):
+            start, stop = int(sp.start), int(sp.start) + int(sp.n)  # Python ints: exact comparisons
+        self._act_check = (sp, want, low, high, zero, start, stop)
         return self._act_check
 
     def check_actions(self, actions) -> np.ndarray:
@@ -86,36 +89,23 @@ class VectorMarket(ABC):
         clipped to them; NaN/inf raise. Discrete: integers (or integral floats) in range. Anything
         else (strings, complex, objects, another shape) raises `InvalidActionError`.
         """
-        sp, want, low, high, zero = getattr(self, "_act_check", None) or self._action_check_setup()
+        sp, want, low, high, zero, start, stop = getattr(self, "_act_check", None) or self._action_check_setup()
         try:
             a = np.asarray(actions)
         except (ValueError, TypeError, OverflowError) as e:  # ragged nested lists and the like
             raise InvalidActionError(f"action {_preview(actions)} is not an array of numbers ({e}); "
                                      f"pass an array of shape {want}") from None
         if low is not None:  # Box: the hot path, kept to a handful of numpy calls
-            if a.dtype != sp.dtype:
-                if a.dtype.kind not in "fiub":
-                    raise InvalidActionError(f"actions must be real numbers, got dtype {a.dtype} "
-                                             f"({_preview(a)}); pass {sp.dtype} values")
-                # check and clip in float64, then cast: a finite value beyond the float32 range
-                # is clipped like any out-of-bounds value (the same result as casting first)
-                a = a.astype(np.float64)
-                lo, hi = self._bounds64()
-                zero = np.zeros(a.size)
-            else:
-                lo, hi = low, high
+            if a.dtype is not sp.dtype:  # (an equal dtype that is another object takes the exact slow path)
+                return self._box_other_dtype(a, want)
             if a.shape != want:
                 raise self._shape_error(a, want)
             # finiteness in one BLAS call: x·0 is 0 for every finite x (no overflow, however large)
             # and NaN for NaN or ±inf; the exact check confirms before raising
-            if not math.isfinite(a.reshape(-1).dot(zero)):
-                if not np.isfinite(a).all():
-                    raise InvalidActionError("action contains NaN or inf; pass finite values "
-                                             f"(out-of-bounds values are clipped to [{sp.low.min()}, {sp.high.max()}])")
-            out = np.minimum(np.maximum(a, lo), hi)
-            return out if out.dtype == sp.dtype else out.astype(sp.dtype)
+            if not math.isfinite(a.reshape(-1).dot(zero)) and not np.isfinite(a).all():
+                raise self._nan_error()
+            return np.minimum(np.maximum(a, low), high)
         if isinstance(sp, spaces.Discrete):
-            start, stop = self._discrete_range()
             kind = a.dtype.kind
             if kind not in "fiub":
                 raise InvalidActionError(f"discrete actions must be integers in [{start}, {stop - 1}], got "
@@ -142,13 +132,25 @@ class VectorMarket(ABC):
             f"{', agents' if self.multi_agent else ''}, *action_space.shape) with action_space.shape = "
             f"{self.action_space.shape}; actions are never reshaped")
 
-    def _bounds64(self) -> tuple[np.ndarray, np.ndarray]:
+    def _box_other_dtype(self, a: np.ndarray, want: tuple[int, ...]) -> np.ndarray:
+        """Box actions of another dtype (float64 lists, ints, bools): checked and clipped in float64,
+        then cast, so a finite value beyond the float32 range (1e39) is clipped like any other
+        out-of-bounds value; for every finite input this equals casting first, then clipping."""
         sp = self.action_space
-        return sp.low.astype(np.float64), sp.high.astype(np.float64)
+        if a.dtype.kind not in "fiub":
+            raise InvalidActionError(f"actions must be real numbers, got dtype {a.dtype} "
+                                     f"({_preview(a)}); pass {sp.dtype} values")
+        if a.shape != want:
+            raise self._shape_error(a, want)
+        a = a.astype(np.float64)
+        if not np.isfinite(a).all():
+            raise self._nan_error()
+        return np.minimum(np.maximum(a, sp.low.astype(np.float64)), sp.high.astype(np.float64)).astype(sp.dtype)
 
-    def _discrete_range(self) -> tuple[int, int]:
+    def _nan_error(self) -> InvalidActionError:
         sp = self.action_space
-        return int(sp.start), int(sp.start) + int(sp.n)
+        return InvalidActionError("action contains NaN or inf; pass finite values (out-of-bounds values are "
+                                  f"clipped to [{sp.low.min()}, {sp.high.max()}])")
 
     def state(self) -> np.ndarray:
         """Global state (B, *state_shape) for centralised critics (multi-agent cores)."""
