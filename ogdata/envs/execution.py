@@ -47,7 +47,7 @@ import math
 import numpy as np
 from gymnasium import spaces
 
-from ogdata.envs.core import VectorMarket
+from ogdata.envs.core import VectorMarket, _preview
 from ogdata.errors import EnvError
 
 _BP = 1e4
@@ -70,28 +70,31 @@ INT_RANGES: dict[str, tuple[int, int]] = {"steps": (1, 1_000_000), "window": (1,
 def _num(name: str, v, *, positive: bool = False) -> float:
     try:
         f = float(v)
-    except (TypeError, ValueError, OverflowError):
-        raise EnvError(f"{name} must be a number, got {v!r}") from None
+    except (TypeError, ValueError):
+        raise EnvError(f"{name} must be a number, got {_preview(v)}") from None
+    except OverflowError:
+        lo, hi, unit = RANGES[name]
+        raise EnvError(f"{name}={_preview(v)} is out of range: pass a value in [{lo:g}, {hi:g}] ({unit})") from None
     if not math.isfinite(f):
-        raise EnvError(f"{name} must be finite, got {v!r}")
+        raise EnvError(f"{name} must be finite, got {_preview(v)}")
     if positive and f <= 0:
-        raise EnvError(f"{name} must be > 0, got {v!r}")
+        raise EnvError(f"{name} must be > 0, got {_preview(v)}")
     if f < 0:
-        raise EnvError(f"{name} must be >= 0, got {v!r} (impacts, volatility, spread, risk aversion "
+        raise EnvError(f"{name} must be >= 0, got {_preview(v)} (impacts, volatility, spread, risk aversion "
                        "and penalties are magnitudes; the sign is fixed by selling)")
     lo, hi, unit = RANGES[name]
     if not lo <= f <= hi:
-        raise EnvError(f"{name}={v!r} is out of range: pass a value in [{lo:g}, {hi:g}] ({unit}); the "
+        raise EnvError(f"{name}={_preview(v)} is out of range: pass a value in [{lo:g}, {hi:g}] ({unit}); the "
                        f"default is {DEFAULTS[name]:g}")
     return f
 
 
 def _int(name: str, v, minimum: int) -> int:
     if isinstance(v, bool) or not isinstance(v, int | np.integer) or int(v) < minimum:
-        raise EnvError(f"{name} must be an integer >= {minimum}, got {v!r}")
+        raise EnvError(f"{name} must be an integer >= {minimum}, got {_preview(v)}")
     hi = INT_RANGES[name][1]
     if int(v) > hi:
-        raise EnvError(f"{name}={v!r} is out of range: pass an integer in [{minimum}, {hi}]")
+        raise EnvError(f"{name}={_preview(v)} is out of range: pass an integer in [{minimum}, {hi}]")
     return int(v)
 
 

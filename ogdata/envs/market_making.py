@@ -52,7 +52,7 @@ import math
 import numpy as np
 from gymnasium import spaces
 
-from ogdata.envs.core import VectorMarket
+from ogdata.envs.core import VectorMarket, _preview
 from ogdata.errors import EnvError
 
 MODES = ("cooperative", "competitive")
@@ -64,15 +64,15 @@ def _check(name: str, value, ok, want: str) -> float:
     try:
         v = float(value)
     except (TypeError, ValueError, OverflowError):
-        raise EnvError(f"market-making kwarg {name}={value!r} is not a number; pass {want}") from None
+        raise EnvError(f"market-making kwarg {name}={_preview(value)} is not a number; pass {want}") from None
     if not (math.isfinite(v) and ok(v)):
-        raise EnvError(f"market-making kwarg {name}={value!r} is invalid; pass {want}")
+        raise EnvError(f"market-making kwarg {name}={_preview(value)} is invalid; pass {want}")
     return _in_range(name, v)
 
 
 def _check_int(name: str, value, low: int, want: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < low:
-        raise EnvError(f"market-making kwarg {name}={value!r} is invalid; pass {want}")
+        raise EnvError(f"market-making kwarg {name}={_preview(value)} is invalid; pass {want}")
     return _in_range(name, int(value))
 
 
@@ -92,7 +92,7 @@ RANGES: dict[str, tuple[float, float, str]] = {
 def _in_range(name: str, v):
     lo, hi, unit = RANGES[name]
     if not lo <= v <= hi:
-        raise EnvError(f"market-making kwarg {name}={v!r} is out of range: pass a value in [{lo:g}, {hi:g}] "
+        raise EnvError(f"market-making kwarg {name}={_preview(v)} is out of range: pass a value in [{lo:g}, {hi:g}] "
                        f"({unit})")
     return v
 
