@@ -298,8 +298,8 @@ def main(argv=None) -> int:
     rows = [(name, b, 1.0 / sec, note) for (name, b, _, _, note), sec in zip(specs, best)]
     rows += [(name, b, None, "not installed: pip install ogdata[bench]") for name, b, _, _ in missing]
     rows.sort(key=lambda r: r[1])  # B=1 rows first
-    for name, b, rate, _ in rows:
-        print(f"  {name} B={b}: {rate:,.0f} env-steps/s")
+    for name, b, rate, note in rows:
+        print(f"  {name} B={b}: " + (f"{rate:,.0f} env-steps/s" if rate is not None else note))
     if args.no_finrl:
         f1 = fB = None
         fnote = "not run (--no-finrl)"

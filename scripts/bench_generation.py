@@ -2,7 +2,7 @@
 
 Same env, same behaviour policy (the committed Good checkpoint of the env, Gaussian noise
 σ = 0.1, numpy inference), both producing a finished dataset on disk:
-  Minari 0.5.4  gymnasium.make("ogdata/<env>") wrapped in minari.DataCollector, one step
+  Minari 0.5.4  gymnasium.make("ogdata/<env>-v0") wrapped in minari.DataCollector, one step
                 at a time, then DataCollector.create_dataset (HDF5)
   ogdata        ogdata.generate.generate(env, "good", N, ...) — vectorised core, shards,
                 zarr writer, atomic commit (measures off: profiling is timed separately)
@@ -44,14 +44,13 @@ def bench_minari(env_id: str, n: int, tmp: Path) -> dict:
     import minari
     from minari import DataCollector
 
-    from ogdata.envs import list_envs
+    from ogdata.envs import env_spec  # importing ogdata.envs registers the gymnasium ids
 
-    list_envs()  # registers the gymnasium ids "ogdata/<env-id>"
     os.environ["MINARI_DATASETS_PATH"] = str(tmp / "minari")
     pol = policy_for(env_id)
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
-    env = DataCollector(gymnasium.make(f"ogdata/{env_id}"), record_infos=False)
+    env = DataCollector(gymnasium.make(env_spec(env_id).gym_id), record_infos=False)
     obs, _ = env.reset(seed=0)
     for _ in range(n):
         a = pol(obs[None], rng)[0]

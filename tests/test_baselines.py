@@ -57,7 +57,6 @@ def toy_env(monkeypatch):
     from ogdata.envs import registry
     from ogdata.policies import reference
 
-    registry._load_families()
     monkeypatch.setitem(registry._REGISTRY, "test-toy-bandit", EnvSpec(
         id="test-toy-bandit", core=f"{__name__}:ToyBandit", family="test",
         references={"random": "random", "expert": "test/toy-bandit-expert"}))

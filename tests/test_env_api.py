@@ -28,7 +28,7 @@ def test_gymnasium_checker_and_make(env_id):
     _needs(env_id)
     env = ogdata.make_env(env_id)
     check_env(env, skip_render_check=True)
-    g = gymnasium.make(f"ogdata/{env_id}")
+    g = gymnasium.make(f"ogdata/{env_id}-v0")
     obs, info = g.reset(seed=3)
     assert g.observation_space.contains(obs)
     # deterministic under reset(seed=...)

@@ -6,9 +6,9 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import ogdata.envs as E
-from ogdata.envs.execution import ac_trajectory
 from ogdata.errors import EnvError, InvalidActionError
 from ogdata.policies import episode_returns, make_policy, reference_returns
+from ogdata.policies.execution import ac_trajectory
 
 IDS = ["execution-ac", "execution-ac-highvol"]
 
@@ -30,7 +30,7 @@ def test_registered_and_gymnasium_make():
     for env_id in IDS:
         assert env_id in E.list_envs(multi_agent=False)
         assert E.env_spec(env_id).references["expert"] == "execution/ac-optimal"
-        env = gymnasium.make(f"ogdata/{env_id}")
+        env = gymnasium.make(f"ogdata/{env_id}-v0")
         obs, info = env.reset(seed=0)
         assert obs.shape == (7,) and obs[0] == 1.0 and obs[1] == 1.0
         assert {"inventory", "cash", "shortfall", "costs", "wealth"} <= set(info)
@@ -135,6 +135,93 @@ def test_ac_policy_follows_the_closed_form_trajectory():
     high = ac_trajectory(E.make_core("execution-ac-highvol"))
     assert (high[1:-1] < base[1:-1]).all()  # more volatility -> sell faster
     assert (base[1:-1] < np.linspace(1e6, 0, 21)[1:-1]).all()  # front-loaded against TWAP
+
+
+class _NoNoise:
+    """Stands in for the core's generator: ξ_k = 0, so the mid moves by permanent impact only and an
+    episode's return is exactly its expected value (the noise enters the return linearly, mean zero)."""
+
+    def standard_normal(self, n):
+        return np.zeros(n)
+
+
+def _env_objective(core, holdings) -> tuple[float, np.ndarray]:
+    """−(episode return) in $ of the schedule x_0 = X, x_1, ..., x_N = 0 stepped through the env with
+    the noise off, and the holdings it realised (its actions are float32 fractions of what is left)."""
+    core.rng = _NoNoise()
+    core.reset()
+    ret, real = 0.0, [core.X]
+    for k in range(1, core.N + 1):
+        frac = 1.0 if holdings[k] == 0 else 1.0 - holdings[k] / real[-1]
+        _, r, _, _, info = core.step(np.array([[frac]], np.float32))
+        ret += r[0]
+        real.append(info["inventory"][0])
+    assert real[-1] == 0
+    return -ret * core.X * core.S0 / 1e4, np.array(real)
+
+
+def _quadratic_objective(core, x) -> float:
+    """E[shortfall] + λσ²τ Σ x_k² written out from the dynamics (x_0 = X, x_N = 0, n_k = x_{k-1} − x_k):
+    the mid before step k is S0 − γ(X − x_{k-1}), the fill S_{k-1} − ε − η n_k/τ, so
+    E[shortfall] = Σ n_k (γ(X − x_{k-1}) + ε + η n_k/τ) = γX²/2 + εX + (η − γτ/2)/τ · Σ n_k²."""
+    n = -np.diff(x)
+    eta_t = core.eta - 0.5 * core.gamma * core.tau
+    return (0.5 * core.gamma * core.X ** 2 + core.eps * core.X + eta_t / core.tau * (n ** 2).sum()
+            + core.lam * core.sigma ** 2 * core.tau * (x[1:-1] ** 2).sum())
+
+
+def _solve_discrete_ac(core) -> np.ndarray:
+    """Minimise the quadratic objective by its first-order conditions, a tridiagonal linear system
+    in x_1..x_{N-1}:  −x_{k−1} + (2 + λσ²τ²/η̃) x_k − x_{k+1} = 0,  x_0 = X, x_N = 0."""
+    N = core.N
+    eta_t = core.eta - 0.5 * core.gamma * core.tau
+    d = 2.0 + core.lam * core.sigma ** 2 * core.tau ** 2 / eta_t
+    A = np.diag(np.full(N - 1, d)) - np.diag(np.ones(N - 2), 1) - np.diag(np.ones(N - 2), -1)
+    b = np.zeros(N - 1)
+    b[0] = core.X
+    return np.concatenate([[core.X], np.linalg.solve(A, b), [0.0]])
+
+
+_AC_CASES = [("execution-ac", {}), ("execution-ac-highvol", {}), ("execution-ac", {"risk_aversion": 3e-6}),
+             ("execution-ac", {"gamma": 5e-6, "eta": 4e-6, "steps": 12, "horizon": 2.0}),
+             ("execution-ac", {"risk_aversion": 0.0})]
+
+
+def test_the_env_return_is_the_quadratic_mean_variance_objective():
+    """With the noise off, −return equals the objective the closed form minimises, for any schedule."""
+    rng = np.random.default_rng(0)
+    for env_id, kw in _AC_CASES:
+        core = E.make_core(env_id, num_envs=1, **kw)
+        for _ in range(5):
+            x = np.concatenate([[core.X], np.sort(rng.uniform(0, core.X, core.N - 1))[::-1], [0.0]])
+            cost, real = _env_objective(core, x)
+            assert cost == pytest.approx(_quadratic_objective(core, real), rel=1e-9)
+            np.testing.assert_allclose(real, x, rtol=1e-6, atol=1e-6 * core.X)  # float32 fractions
+
+
+def test_closed_form_ac_schedule_solves_the_discrete_problem():
+    """Issue #12 item 19: the closed form against an independent linear solve of the discrete
+    Almgren–Chriss problem (a sign flipped in κ moves holdings by thousands of shares)."""
+    for env_id, kw in _AC_CASES:
+        core = E.make_core(env_id, num_envs=1, **kw)
+        x = _solve_discrete_ac(core)
+        np.testing.assert_allclose(ac_trajectory(core), x, rtol=1e-9, atol=1e-6 * core.X)
+        # and it is the minimum of the env's own objective: every perturbation costs more
+        best = _quadratic_objective(core, x)
+        rng = np.random.default_rng(1)
+        for _ in range(20):
+            y = x.copy()
+            y[1:-1] += rng.normal(0, 1e-3 * core.X, core.N - 1)
+            assert _quadratic_objective(core, y) > best
+        # the ac-optimal policy, acting from observations, realises those holdings in the env
+        pol = make_policy("execution/ac-optimal", core)
+        core.rng = _NoNoise()
+        obs, _ = core.reset()
+        inv = [core.X]
+        for _ in range(core.N):
+            obs, _, _, _, info = core.step(pol(obs, None))
+            inv.append(info["inventory"][0])
+        np.testing.assert_allclose(inv, x, rtol=1e-5, atol=1e-6 * core.X)
 
 
 def test_ac_beats_twap_in_mean_variance():

@@ -6,9 +6,10 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import ogdata
-from ogdata.envs.market_making import MarketMaking, as_depths
+from ogdata.envs.market_making import MarketMaking
 from ogdata.errors import EnvError, InvalidActionError
 from ogdata.policies import episode_returns, make_policy, reference_returns
+from ogdata.policies.market_making import as_depths
 
 ID = "market-making-as"
 
@@ -30,7 +31,7 @@ def test_registered_and_gymnasium_checks():
     assert ID in ogdata.list_envs(multi_agent=False)
     env = ogdata.make_env(ID)
     check_env(env, skip_render_check=True)
-    genv = gymnasium.make(f"ogdata/{ID}")
+    genv = gymnasium.make(f"ogdata/{ID}-v0")
     obs, info = genv.reset(seed=0)
     assert genv.observation_space.contains(obs)
     assert set(info) >= {"cash", "inventory", "pnl", "wealth", "fills", "mid"}

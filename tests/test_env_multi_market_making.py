@@ -5,9 +5,10 @@ import pytest
 from pettingzoo.test import parallel_api_test
 
 import ogdata
-from ogdata.envs.market_making import CooperativeAS, MultiMarketMaking
+from ogdata.envs.market_making import MultiMarketMaking
 from ogdata.errors import EnvError, InvalidActionError
 from ogdata.policies import episode_returns, make_policy, reference_returns
+from ogdata.policies.market_making import CooperativeAS
 
 IDS = ["multi-market-making-2", "multi-market-making-3"]
 

@@ -173,7 +173,7 @@ def test_no_look_ahead():
         obs, _ = core.reset(seed=11)
         out, rews = [obs], []
         for t in range(12):
-            obs, r, *_ = core.step(a[t])
+            obs, r, *_ = core.step(a[t][None])
             out.append(obs)
             rews.append(r)
         return core.paths.start[0], out, rews

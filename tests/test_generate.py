@@ -51,7 +51,6 @@ class Countdown(VectorMarket):
 @pytest.fixture
 def countdown(monkeypatch):
     spec = registry.EnvSpec(id="test-countdown", core=f"{__name__}:Countdown")
-    registry._load_families()
     monkeypatch.setitem(registry._REGISTRY, spec.id, spec)
     return spec.id
 

@@ -5,9 +5,11 @@ is a B=1 view of a core, `MarketVectorEnv` is Gymnasium's `VectorEnv` over a cor
 `MarketParallelEnv` is the PettingZoo face of a multi-agent core. Generation talks to
 cores directly: no wrappers, no per-env Python loop.
 
-Action convention, the same everywhere: Box actions outside the bounds are clipped to
-them; a NaN/inf action, an action of the wrong shape or a Discrete action out of range
-raises `InvalidActionError`.
+Action convention, the same everywhere: Box actions are real numbers, and values outside the
+bounds (however large, 1e39 included) are clipped to them; a NaN/inf action, an action of
+another shape (never reshaped: a (1, 21, 1) action for a (21,) space raises), a string,
+complex or object action, or a Discrete action that is not an integer in range raises
+`InvalidActionError` (out-of-range values are reported as given, uint64 included).
 """
 
 from __future__ import annotations
@@ -70,50 +72,85 @@ class VectorMarket(ABC):
         sp = self.action_space
         lead = (self.num_envs, len(self.agents)) if self.multi_agent else (self.num_envs,)
         want = lead + tuple(sp.shape or ())
-        low = high = None
+        low = high = zero = None
+        start = stop = 0
         if isinstance(sp, spaces.Box):
             low, high = sp.low.astype(sp.dtype), sp.high.astype(sp.dtype)
-        self._act_check = (sp, want, int(np.prod(want)), low, high)
+            zero = np.zeros(int(np.prod(want)), dtype=sp.dtype)
+        elif isinstance(sp, spaces.Discrete):
+            start, stop = int(sp.start), int(sp.start) + int(sp.n)  # Python ints: exact comparisons
+        self._act_check = (sp, want, low, high, zero, start, stop)
         return self._act_check
 
     def check_actions(self, actions) -> np.ndarray:
-        """Validate a batch of actions: clip Box actions, reject NaN, wrong shapes and bad discrete values."""
-        sp, want, size, low, high = getattr(self, "_act_check", None) or self._action_check_setup()
+        """Validate a batch of actions of shape exactly (B, *action_shape) (multi-agent (B, n, ...)).
+
+        Box: real numbers (float, int or bool arrays); values beyond the bounds, however large, are
+        clipped to them; NaN/inf raise. Discrete: integers (or integral floats) in range. Anything
+        else (strings, complex, objects, another shape) raises `InvalidActionError`.
+        """
+        sp, want, low, high, zero, start, stop = getattr(self, "_act_check", None) or self._action_check_setup()
+        try:
+            a = np.asarray(actions)
+        except (ValueError, TypeError, OverflowError) as e:  # ragged nested lists and the like
+            raise InvalidActionError(f"action {_preview(actions)} is not an array of numbers ({e}); "
+                                     f"pass an array of shape {want}") from None
         if low is not None:  # Box: the hot path, kept to a handful of numpy calls
-            a = np.asarray(actions, dtype=sp.dtype)
+            if a.dtype is not sp.dtype:  # (an equal dtype that is another object takes the exact slow path)
+                return self._box_other_dtype(a, want)
             if a.shape != want:
-                a = self._reshape(a, want, size)
-            flat = a.reshape(-1)
-            if not math.isfinite(flat.dot(flat)):  # one BLAS call; an overflow falls through to the exact check
-                if not np.isfinite(a).all():
-                    raise InvalidActionError("action contains NaN or inf; pass finite values "
-                                             f"within [{sp.low.min()}, {sp.high.max()}]")
+                raise self._shape_error(a, want)
+            # finiteness in one BLAS call: x·0 is 0 for every finite x (no overflow, however large)
+            # and NaN for NaN or ±inf; the exact check confirms before raising
+            if not math.isfinite(a.reshape(-1).dot(zero)) and not np.isfinite(a).all():
+                raise self._nan_error()
             return np.minimum(np.maximum(a, low), high)
-        a = np.asarray(actions)
-        if a.shape != want:
-            a = self._reshape(a, want, size)
         if isinstance(sp, spaces.Discrete):
-            if a.dtype.kind == "f":
+            kind = a.dtype.kind
+            if kind not in "fiub":
+                raise InvalidActionError(f"discrete actions must be integers in [{start}, {stop - 1}], got "
+                                         f"dtype {a.dtype} ({_preview(a)})")
+            if a.shape != want:
+                raise self._shape_error(a, want)
+            if kind == "f":
                 if not np.isfinite(a).all():
                     raise InvalidActionError("discrete action contains NaN or inf; pass integers "
-                                             f"in [{sp.start}, {sp.start + sp.n - 1}]")
+                                             f"in [{start}, {stop - 1}]")
                 if (a != np.round(a)).any():
                     raise InvalidActionError(f"discrete action {a[a != np.round(a)][:3]} is not an integer")
-            elif a.dtype.kind not in "iub":
-                raise InvalidActionError(f"discrete actions must be integers, got dtype {a.dtype}")
-            a = a.astype(np.int64, copy=False)
-            if a.size and (a.min() < sp.start or a.max() >= sp.start + sp.n):
-                raise InvalidActionError(f"discrete action out of range: got {a.min()}..{a.max()}, "
-                                         f"expected integers in [{sp.start}, {sp.start + sp.n - 1}]")
-            return a
+            if a.size:
+                lo, hi = a.min(), a.max()
+                if lo < start or hi >= stop:  # compared before any cast: uint64 / huge floats keep their value
+                    raise InvalidActionError(f"discrete action out of range: got {int(lo)}..{int(hi)}, "
+                                             f"expected integers in [{start}, {stop - 1}]")
+            return a.astype(np.int64, copy=False)
         raise InvalidActionError(f"unsupported action space {sp}")
 
-    def _reshape(self, a: np.ndarray, want: tuple[int, ...], size: int) -> np.ndarray:
-        if a.size == size:
-            return a.reshape(want)
-        raise InvalidActionError(
-            f"action batch has shape {a.shape}, expected {want} "
-            f"(num_envs{', agents' if self.multi_agent else ''}, *action_space.shape)")
+    def _shape_error(self, a: np.ndarray, want: tuple[int, ...]) -> InvalidActionError:
+        return InvalidActionError(
+            f"action batch has shape {a.shape}, expected {want} = (num_envs"
+            f"{', agents' if self.multi_agent else ''}, *action_space.shape) with action_space.shape = "
+            f"{self.action_space.shape}; actions are never reshaped")
+
+    def _box_other_dtype(self, a: np.ndarray, want: tuple[int, ...]) -> np.ndarray:
+        """Box actions of another dtype (float64 lists, ints, bools): checked and clipped in float64,
+        then cast, so a finite value beyond the float32 range (1e39) is clipped like any other
+        out-of-bounds value; for every finite input this equals casting first, then clipping."""
+        sp = self.action_space
+        if a.dtype.kind not in "fiub":
+            raise InvalidActionError(f"actions must be real numbers, got dtype {a.dtype} "
+                                     f"({_preview(a)}); pass {sp.dtype} values")
+        if a.shape != want:
+            raise self._shape_error(a, want)
+        a = a.astype(np.float64)
+        if not np.isfinite(a).all():
+            raise self._nan_error()
+        return np.minimum(np.maximum(a, sp.low.astype(np.float64)), sp.high.astype(np.float64)).astype(sp.dtype)
+
+    def _nan_error(self) -> InvalidActionError:
+        sp = self.action_space
+        return InvalidActionError("action contains NaN or inf; pass finite values (out-of-bounds values are "
+                                  f"clipped to [{sp.low.min()}, {sp.high.max()}])")
 
     def state(self) -> np.ndarray:
         """Global state (B, *state_shape) for centralised critics (multi-agent cores)."""
@@ -127,6 +164,12 @@ class VectorMarket(ABC):
     @abstractmethod
     def _step(self, actions: np.ndarray):
         """Advance every market one step with validated actions; return (obs, rew, term, trunc, info)."""
+
+
+def _preview(x: Any) -> str:
+    """A short repr of a bad action for an error message."""
+    r = repr(x)
+    return r if len(r) <= 80 else r[:77] + "..."
 
 
 def _row(info: dict[str, np.ndarray], i: int = 0) -> dict[str, Any]:
@@ -154,7 +197,12 @@ class MarketEnv(gymnasium.Env):
         return obs[0], _row(info)
 
     def step(self, action):
-        obs, rew, term, trunc, info = self.core.step(np.asarray(action)[None])
+        try:
+            batch = np.asarray(action)[None]
+        except (ValueError, TypeError, OverflowError) as e:
+            raise InvalidActionError(f"action {_preview(action)} is not an array of numbers ({e}); pass "
+                                     f"one action of shape {self.action_space.shape}") from None
+        obs, rew, term, trunc, info = self.core.step(batch)
         return obs[0], float(rew[0]), bool(term[0]), bool(trunc[0]), _row(info)
 
 
@@ -251,7 +299,11 @@ class MarketParallelEnv(ParallelEnv):
             raise InvalidActionError(
                 f"action dict must have exactly one entry per live agent {self.agents}; "
                 f"missing {sorted(missing)}, unexpected {sorted(extra)}")
-        batch = np.stack([np.asarray(actions[a]) for a in self.possible_agents])[None]
+        try:
+            batch = np.stack([np.asarray(actions[a]) for a in self.possible_agents])[None]
+        except (ValueError, TypeError, OverflowError) as e:
+            raise InvalidActionError(f"the agents' actions do not form one array ({e}); pass one action of "
+                                     f"shape {self.core.action_space.shape} per agent") from None
         obs, rew, term, trunc, info = self.core.step(batch)
         ids = self.possible_agents
         o = {a: obs[0, i] for i, a in enumerate(ids)}

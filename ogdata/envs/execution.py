@@ -19,7 +19,8 @@ the implementation-shortfall increment minus Almgren–Chriss's variance charge 
 inventory x_k held over the step's price move (the quadratic-variation running penalty of
 Cartea–Jaimungal). Summed over an episode it is −(shortfall + λ · σ²τ Σ x_k²): for a fixed
 schedule its expectation is −(E[cost] + λ Var[cost]), the Almgren–Chriss objective, so the
-closed-form AC schedule is the expert and risk_aversion=0 gives the plain shortfall.
+closed-form AC schedule is the expert
+(`ogdata.policies.execution`) and risk_aversion=0 gives the plain shortfall.
 Cooperative mode (default): every desk receives the firm's reward (sums over desks,
 X_ref = X, x_k = the firm's inventory). Competitive mode: desk i receives its own
 (X_ref = X_i, x_k = its own inventory).
@@ -46,10 +47,8 @@ import math
 import numpy as np
 from gymnasium import spaces
 
-from ogdata.envs.core import VectorMarket
-from ogdata.envs.registry import EnvSpec, register
+from ogdata.envs.core import VectorMarket, _preview
 from ogdata.errors import EnvError
-from ogdata.policies.reference import register_policy
 
 _BP = 1e4
 _MODES = ("cooperative", "competitive")
@@ -57,24 +56,45 @@ DEFAULTS = dict(shares=1e6, steps=20, horizon=5.0, price=50.0, sigma=0.95, eta=2
                 half_spread=0.0625, risk_aversion=1e-6, unsold_penalty=1.0, window=5)
 
 
+# Admissible kwarg ranges (lo, hi, unit): wide enough for any real market, narrow enough that
+# every reward, price and cash amount stays finite in float64 for any actions (the worst case,
+# every bound at once, keeps |reward| below ~1e64), so no kwarg can overflow an episode.
+RANGES: dict[str, tuple[float, float, str]] = {
+    "shares": (1e-6, 1e15, "shares"), "horizon": (1e-6, 1e6, "days"), "price": (1e-6, 1e9, "$"),
+    "sigma": (0.0, 1e6, "$/√day"), "eta": (0.0, 1e6, "$ per share/day"), "gamma": (0.0, 1e6, "$/share"),
+    "half_spread": (0.0, 1e9, "$"), "risk_aversion": (0.0, 1e6, "1/$"), "unsold_penalty": (0.0, 1e9, "$/share"),
+}
+INT_RANGES: dict[str, tuple[int, int]] = {"steps": (1, 1_000_000), "window": (1, 10_000), "n_agents": (1, 1_000)}
+
+
 def _num(name: str, v, *, positive: bool = False) -> float:
     try:
         f = float(v)
     except (TypeError, ValueError):
-        raise EnvError(f"{name} must be a number, got {v!r}") from None
+        raise EnvError(f"{name} must be a number, got {_preview(v)}") from None
+    except OverflowError:
+        lo, hi, unit = RANGES[name]
+        raise EnvError(f"{name}={_preview(v)} is out of range: pass a value in [{lo:g}, {hi:g}] ({unit})") from None
     if not math.isfinite(f):
-        raise EnvError(f"{name} must be finite, got {v!r}")
+        raise EnvError(f"{name} must be finite, got {_preview(v)}")
     if positive and f <= 0:
-        raise EnvError(f"{name} must be > 0, got {v!r}")
+        raise EnvError(f"{name} must be > 0, got {_preview(v)}")
     if f < 0:
-        raise EnvError(f"{name} must be >= 0, got {v!r} (impacts, volatility, spread, risk aversion "
+        raise EnvError(f"{name} must be >= 0, got {_preview(v)} (impacts, volatility, spread, risk aversion "
                        "and penalties are magnitudes; the sign is fixed by selling)")
+    lo, hi, unit = RANGES[name]
+    if not lo <= f <= hi:
+        raise EnvError(f"{name}={_preview(v)} is out of range: pass a value in [{lo:g}, {hi:g}] ({unit}); the "
+                       f"default is {DEFAULTS[name]:g}")
     return f
 
 
 def _int(name: str, v, minimum: int) -> int:
     if isinstance(v, bool) or not isinstance(v, int | np.integer) or int(v) < minimum:
-        raise EnvError(f"{name} must be an integer >= {minimum}, got {v!r}")
+        raise EnvError(f"{name} must be an integer >= {minimum}, got {_preview(v)}")
+    hi = INT_RANGES[name][1]
+    if int(v) > hi:
+        raise EnvError(f"{name}={_preview(v)} is out of range: pass an integer in [{minimum}, {hi}]")
     return int(v)
 
 
@@ -113,6 +133,9 @@ class _ExecutionCore(VectorMarket):
             if w.shape != (n,) or not np.isfinite(w).all() or (w <= 0).any():
                 raise EnvError(f"split must be {n} positive finite weights (one per desk), got {split!r}")
             w = w / w.sum()
+            if not (np.isfinite(w).all() and w.min() >= 1e-9):
+                raise EnvError(f"split {split!r} gives a desk less than 1e-9 of the order (or overflows); pass "
+                               "weights whose ratios are below 1e9")
         self.Xi = self.X * w  # (n,) each desk's parent order
         self.observe_others = bool(observe_others) and n > 1
         self.max_steps = self.N
@@ -278,110 +301,3 @@ class JointExecutionMarket(_ExecutionCore):
         rew, done = self._advance(actions.reshape(self.num_envs, self.n).astype(np.float64))
         term = np.repeat(done[:, None], self.n, axis=1)
         return self._obs(), rew, term, np.zeros(term.shape, dtype=bool), self._info()
-
-
-# -- reference policies ----------------------------------------------------------------------
-
-def _steps_left(obs: np.ndarray, N: int) -> np.ndarray:
-    return np.maximum(np.rint(obs[..., 1].astype(np.float64) * N), 1.0)
-
-
-def _ac_fraction(kappa_tau, m: np.ndarray) -> np.ndarray:
-    """Fraction of the remaining inventory the AC trajectory sinh(κ(T−t)) sells with m steps left.
-
-    x_next / x = sinh(κτ(m−1)) / sinh(κτm), written with exponentials so large κT cannot overflow.
-    κτ = 0 is TWAP (1/m); κτ = inf sells everything now.
-    """
-    a = np.broadcast_to(np.asarray(kappa_tau, dtype=np.float64), m.shape)
-    twap = 1.0 / m
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        keep = np.exp(-a) * (-np.expm1(-2 * a * (m - 1))) / (-np.expm1(-2 * a * m))
-    frac = np.where(a <= 0, twap, np.where(np.isinf(a), 1.0, 1.0 - keep))
-    return np.clip(np.nan_to_num(frac, nan=1.0), 0.0, 1.0)
-
-
-def ac_kappa_tau(core, risk_aversion: float | None = None) -> float:
-    """κτ of the discrete Almgren–Chriss solution: cosh(κτ) = 1 + λσ²τ² / (2η̃), η̃ = η − γτ/2."""
-    lam = core.lam if risk_aversion is None else risk_aversion
-    eta_t = core.eta - 0.5 * core.gamma * core.tau
-    lsig = lam * core.sigma ** 2
-    if lsig <= 0:
-        return 0.0
-    if eta_t <= 0:
-        return math.inf
-    return math.acosh(1.0 + lsig * core.tau ** 2 / (2.0 * eta_t))
-
-
-def ac_trajectory(core, risk_aversion: float | None = None) -> np.ndarray:
-    """The closed-form AC holdings x_0..x_N of the firm (shares): X sinh(κ(T − t_k)) / sinh(κT)."""
-    kt = ac_kappa_tau(core, risk_aversion)
-    k = np.arange(core.N + 1)
-    if kt == 0:
-        return core.X * (1 - k / core.N)
-    if math.isinf(kt):
-        return np.where(k == 0, core.X, 0.0)
-    return core.X * np.exp(-kt * k) * (-np.expm1(-2 * kt * (core.N - k))) / (-np.expm1(-2 * kt * core.N))
-
-
-class _Schedule:
-    """Acts from observations (time left) with per-desk κτ read from the core at factory time."""
-
-    def __init__(self, core, kappa_tau):
-        self.N = core.N
-        self.kt = np.asarray(kappa_tau, dtype=np.float64)
-
-    def __call__(self, obs, rng):
-        return _ac_fraction(self.kt, _steps_left(obs, self.N))[..., None].astype(np.float32)
-
-
-@register_policy("execution/twap")
-def twap_policy(core):
-    """TWAP: sell an equal share of the remaining inventory in each remaining step."""
-    return _Schedule(core, 0.0)
-
-
-@register_policy("execution/ac-optimal")
-def ac_optimal_policy(core):
-    """Closed-form Almgren–Chriss schedule for the core's risk aversion λ (the firm's problem)."""
-    return _Schedule(core, ac_kappa_tau(core))
-
-
-@register_policy("execution/joint-ac")
-def joint_ac_policy(core):
-    """Cooperative joint reference: the firm's AC schedule, each desk selling its share of it
-    (the same fraction of its remaining inventory as the firm's trajectory)."""
-    return _Schedule(core, ac_kappa_tau(core))
-
-
-@register_policy("execution/independent-greedy")
-def independent_greedy_policy(core):
-    """Each desk solves the firm's AC problem as if it were the only seller: it charges the
-    firm's risk (firm inventory = its own × X/X_i) but only its own sales' impact, i.e. an AC
-    schedule with λ_i = λ (X/X_i)². It front-loads too much because the others' sales add to
-    the same impact."""
-    w = core.X / np.asarray(core.Xi, dtype=np.float64).reshape(-1)
-    kt = np.array([ac_kappa_tau(core, core.lam * wi ** 2) for wi in w])
-    return _Schedule(core, kt if getattr(core, "multi_agent", False) else kt[0])
-
-
-# -- registry --------------------------------------------------------------------------------
-
-_REFS = {"random": "random", "expert": "execution/ac-optimal"}
-register(EnvSpec(
-    id="execution-ac", core="ogdata.envs.execution:ExecutionMarket", family="execution",
-    description="Liquidate 1e6 shares in 20 steps over 5 days under Almgren–Chriss dynamics "
-                "(Almgren & Chriss 2000 example parameters); reward = shortfall increment − λσ²τx², in bp.",
-    references=_REFS))
-register(EnvSpec(
-    id="execution-ac-highvol", core="ogdata.envs.execution:ExecutionMarket", family="execution",
-    kwargs={"sigma": 1.9},
-    description="execution-ac with twice the volatility (60 % a year): the AC schedule front-loads harder.",
-    references=_REFS))
-for _n in (2, 4):
-    register(EnvSpec(
-        id=f"joint-execution-{_n}", core="ogdata.envs.execution:JointExecutionMarket",
-        kwargs={"n_agents": _n}, multi_agent=True, family="execution",
-        description=f"{_n} desks of one firm liquidate a shared 1e6-share parent order (equal split) "
-                    "with shared permanent and temporary impact; cooperative team reward by default "
-                    "(mode='competitive' for each desk's own).",
-        references={"random": "random", "expert": "execution/joint-ac"}))

@@ -38,7 +38,8 @@ The random numbers a step draws do not depend on the actions, so two policies ru
 the same seed see the same market (common random numbers for paired comparisons).
 
 Ids: `market-making-as` (single agent), `multi-market-making-2`, `multi-market-making-3`
-(cooperative; `mode="competitive"` as a kwarg). References: "market-making/avellaneda-stoikov"
+(cooperative; `mode="competitive"` as a kwarg). References (names; the code is in
+`ogdata.policies.market_making`): "market-making/avellaneda-stoikov"
 (the finite-horizon closed form, each maker on its own inventory), "market-making/fixed-symmetric"
 (constant symmetric depths) and "multi-market-making/cooperative-as" (AS on the firm's summed
 inventory, the multi-agent expert).
@@ -51,10 +52,8 @@ import math
 import numpy as np
 from gymnasium import spaces
 
-from ogdata.envs.core import VectorMarket
-from ogdata.envs.registry import EnvSpec, register
+from ogdata.envs.core import VectorMarket, _preview
 from ogdata.errors import EnvError
-from ogdata.policies.reference import register_policy
 
 MODES = ("cooperative", "competitive")
 # np.vecdot (numpy >= 2) is the fastest small dot product; einsum keeps numpy 1.26 working
@@ -64,17 +63,38 @@ _vecdot = getattr(np, "vecdot", None) or (lambda a, b: np.einsum("...i,...i->...
 def _check(name: str, value, ok, want: str) -> float:
     try:
         v = float(value)
-    except (TypeError, ValueError):
-        raise EnvError(f"market-making kwarg {name}={value!r} is not a number; pass {want}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise EnvError(f"market-making kwarg {name}={_preview(value)} is not a number; pass {want}") from None
     if not (math.isfinite(v) and ok(v)):
-        raise EnvError(f"market-making kwarg {name}={value!r} is invalid; pass {want}")
-    return v
+        raise EnvError(f"market-making kwarg {name}={_preview(value)} is invalid; pass {want}")
+    return _in_range(name, v)
 
 
 def _check_int(name: str, value, low: int, want: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < low:
-        raise EnvError(f"market-making kwarg {name}={value!r} is invalid; pass {want}")
-    return int(value)
+        raise EnvError(f"market-making kwarg {name}={_preview(value)} is invalid; pass {want}")
+    return _in_range(name, int(value))
+
+
+# Admissible kwarg ranges (lo, hi, unit): wide enough for any real market, narrow enough that
+# every reward, price and PnL stays finite in float64 for any actions (and that the arrays an
+# env allocates stay small), so no kwarg can overflow an episode.
+RANGES: dict[str, tuple[float, float, str]] = {
+    "n_agents": (1, 1_000, "market makers"), "sigma": (0.0, 1e6, "price units/√time"),
+    "kappa": (1e-6, 1e6, "1/price unit"), "intensity": (0.0, 1e9, "orders per side per unit time"),
+    "terminal_time": (1e-6, 1e6, "time units"), "n_steps": (1, 10_000_000, "steps"),
+    "max_depth": (1e-6, 1e6, "price units"), "max_inventory": (1, 1_000_000, "units"),
+    "running_penalty": (0.0, 1e6, "phi"), "terminal_penalty": (0.0, 1e6, "alpha"),
+    "initial_price": (-1e9, 1e9, "price units"), "n_lags": (1, 10_000, "mid moves"),
+}
+
+
+def _in_range(name: str, v):
+    lo, hi, unit = RANGES[name]
+    if not lo <= v <= hi:
+        raise EnvError(f"market-making kwarg {name}={_preview(v)} is out of range: pass a value in [{lo:g}, {hi:g}] "
+                       f"({unit})")
+    return v
 
 
 class MarketMakingCore(VectorMarket):
@@ -286,111 +306,3 @@ class MultiMarketMaking(MarketMakingCore):
         """[q_1..q_n / q_max, time left, mid moves] (B, n + 1 + n_lags) float32."""
         return np.concatenate([self._q * (1.0 / self._hi), self._time_left()[:, None], self._moves],
                               axis=1, dtype=np.float32)
-
-
-# -- reference policies ---------------------------------------------------------------------
-
-def _half_spread(gamma: float, kappa: float) -> float:
-    """AS's stationary half-spread (1/γ)·ln(1 + γ/κ) (→ 1/κ as γ → 0)."""
-    return math.log1p(gamma / kappa) / gamma if gamma > 0 else 1.0 / kappa
-
-
-def default_gamma(core: MarketMakingCore) -> float:
-    """The risk aversion whose AS variance penalty (γ/2)σ²q² equals the running penalty φq²."""
-    return 2.0 * core.running_penalty / core.sigma ** 2 if core.sigma > 0 else 0.0
-
-
-def as_depths(q: np.ndarray, tau: np.ndarray, gamma: float, sigma: float, kappa: float) -> np.ndarray:
-    """Finite-horizon Avellaneda–Stoikov depths for inventory q and time to go tau.
-
-    Reservation price r = S − q·γσ²τ, total spread γσ²τ + (2/γ)ln(1 + γ/κ); the bid sits
-    at r − spread/2 and the ask at r + spread/2, so (δ_b, δ_a) = spread/2 ± q·γσ²τ.
-    """
-    g = gamma * sigma ** 2 * tau
-    half = 0.5 * g + _half_spread(gamma, kappa)
-    skew = q * g
-    return np.stack([half + skew, half - skew], axis=-1)
-
-
-class AvellanedaStoikov:
-    """Each maker quotes the AS closed form on its own inventory (independent makers)."""
-
-    def __init__(self, core: MarketMakingCore, gamma: float | None = None):
-        self.core = core
-        self.gamma = default_gamma(core) if gamma is None else float(gamma)
-
-    def _q_tau(self, obs):
-        c = self.core
-        col = 2 if c.multi_agent else 1
-        q = np.rint(obs[..., 0].astype(np.float64) * c.max_inventory)
-        tau = obs[..., col].astype(np.float64) * c.terminal_time
-        return q, tau
-
-    def __call__(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        c = self.core
-        q, tau = self._q_tau(obs)
-        d = as_depths(q, tau, self.gamma, c.sigma, c.kappa)
-        return np.clip(d, 0.0, c.max_depth).astype(np.float32)
-
-
-class FixedSymmetric:
-    """Constant symmetric depths (default: AS's stationary half-spread), ignoring inventory."""
-
-    def __init__(self, core: MarketMakingCore, depth: float | None = None):
-        self.core = core
-        self.depth = _half_spread(default_gamma(core), core.kappa) if depth is None else float(depth)
-
-    def __call__(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return np.full(obs.shape[:-1] + (2,), min(self.depth, self.core.max_depth), dtype=np.float32)
-
-
-class CooperativeAS(AvellanedaStoikov):
-    """The firm quotes AS on its summed inventory Q (centralised: reads every maker's obs).
-
-    Only the best quote on a side trades, so the firm acts as one AS maker. Its bid is
-    posted by the maker with the least inventory and its ask by the one with the most (the
-    first on ties); the other makers stand back at max_depth. This keeps the makers away
-    from their individual bounds.
-    """
-
-    def __call__(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        c = self.core
-        if not c.multi_agent:
-            return super().__call__(obs, rng)
-        q, tau = self._q_tau(obs)                                   # (B, n)
-        Q = q.sum(axis=1)
-        firm = np.clip(as_depths(Q, tau[:, 0], self.gamma, c.sigma, c.kappa), 0.0, c.max_depth)
-        out = np.full(q.shape + (2,), c.max_depth)
-        rows = np.arange(q.shape[0])
-        out[rows, q.argmin(axis=1), 0] = firm[:, 0]
-        out[rows, q.argmax(axis=1), 1] = firm[:, 1]
-        return out.astype(np.float32)
-
-
-register_policy("market-making/avellaneda-stoikov")(AvellanedaStoikov)
-register_policy("market-making/fixed-symmetric")(FixedSymmetric)
-register_policy("multi-market-making/cooperative-as")(CooperativeAS)
-
-
-# -- ids ---------------------------------------------------------------------------------------
-
-register(EnvSpec(
-    id="market-making-as",
-    core="ogdata.envs.market_making:MarketMaking",
-    family="market-making",
-    description="Avellaneda–Stoikov market making: Brownian mid (σ=2), Poisson market orders "
-                "(λ=100/side), fills with probability exp(−1.5δ), inventory penalties; 200 steps.",
-    references={"random": "random", "expert": "market-making/avellaneda-stoikov"},
-))
-for _n in (2, 3):
-    register(EnvSpec(
-        id=f"multi-market-making-{_n}",
-        core="ogdata.envs.market_making:MultiMarketMaking",
-        kwargs={"n_agents": _n},
-        multi_agent=True,
-        family="multi-market-making",
-        description=f"{_n} market makers of one firm quote one asset; each market order fills the best "
-                    "quote only (random tie-break); cooperative team reward with a firm-level penalty on "
-                    "the summed inventory (mode='competitive': individual PnL and penalties).",
-        references={"random": "random", "expert": "multi-market-making/cooperative-as"},
-    ))

@@ -27,7 +27,8 @@ in a dataset and what the step copies; pass `window=` for longer histories.
 Ids: portfolio-sp500 (training years 1990–2014), portfolio-sp500-eval (held-out
 2015–2022), both on skfolio's 20 S&P 500 stocks (extra `realdata`); portfolio-synth
 (correlated GBM) and portfolio-synth-regime (two-regime Gaussian HMM), calibrated on the
-training years (no extra). References: "random" and "portfolio/equal-weight" (expert).
+training years (no extra). References (names; the code is in
+`ogdata.policies.portfolio`): "random" and "portfolio/equal-weight" (expert).
 "portfolio/buy-and-hold" is registered too; equal weight is the expert because 1/N
 rebalanced daily is the standard benchmark that optimised portfolios fail to beat out of
 sample (DeMiguel, Garlappi & Uppal 2009), it is the same stationary action from any start
@@ -42,19 +43,19 @@ from gymnasium import spaces
 
 from ogdata.envs.core import VectorMarket
 from ogdata.envs.prices import FEATURE_BOUND, ReturnPaths
-from ogdata.envs.registry import EnvSpec, register
 from ogdata.errors import EnvError
-from ogdata.policies.reference import register_policy
 
 
 def check_params(family: str, n_steps, window, cost, max_cost: float) -> tuple[int, int, float]:
     """Validate the kwargs every market family shares; EnvError saying what to pass."""
-    for name, v in (("n_steps", n_steps), ("window", window)):
+    for name, v, hi in (("n_steps", n_steps, 1_000_000), ("window", window, 10_000)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise EnvError(f"{family} kwarg {name}={v!r} is invalid; pass an integer >= 1")
+        if v > hi:  # the env allocates (num_envs, window + n_steps) rows of returns
+            raise EnvError(f"{family} kwarg {name}={v!r} is out of range: pass an integer in [1, {hi}]")
     try:
         c = float(cost)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise EnvError(f"{family} kwarg cost={cost!r} is not a number; pass a rate such as 0.001") from None
     if not (0.0 <= c < max_cost):
         raise EnvError(f"{family} kwarg cost={cost!r} is invalid; pass a proportional cost rate in "
@@ -153,54 +154,3 @@ class Portfolio(VectorMarket):
         info = {"wealth": self.wealth, "turnover": turnover, "costs": costs}
         terminated = np.zeros(self.num_envs, dtype=bool)
         return self._observe(idx), np.log(factor), terminated, self._t >= self._n, info
-
-
-# -- reference policies -------------------------------------------------------------------
-def _portfolio(core) -> Portfolio:
-    if not isinstance(core, Portfolio):
-        raise EnvError(f"this reference policy acts in portfolio-* envs, not {type(core).__name__}")
-    return core
-
-
-@register_policy("portfolio/equal-weight")
-class EqualWeight:
-    """1/N over the risky assets, rebalanced every day (DeMiguel et al.'s hard-to-beat 1/N)."""
-
-    def __init__(self, core):
-        n = _portfolio(core).n_assets
-        self.action = np.concatenate([np.ones(n), [0.0]]).astype(np.float32)
-
-    def __call__(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return np.broadcast_to(self.action, (obs.shape[0], self.action.size))
-
-
-@register_policy("portfolio/buy-and-hold")
-class BuyAndHold:
-    """Buy 1/N of every asset from the all-cash start, then hold: the target is the drifted weights."""
-
-    def __init__(self, core):
-        core = _portfolio(core)
-        self.n, self.k = core.n_assets, core._wn
-        self.first = np.concatenate([np.ones(self.n), [0.0]]).astype(np.float32)
-
-    def __call__(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        w = obs[:, self.k:]
-        return np.where(w[:, -1:] >= 1.0, self.first, w)
-
-
-# -- ids ------------------------------------------------------------------------------------
-_REFS = {"random": "random", "expert": "portfolio/equal-weight"}
-_CORE = "ogdata.envs.portfolio:Portfolio"
-_DOC = ("20 S&P 500 stocks + cash, daily, 252-step episodes from random start dates; Box [0,1]^21 "
-        "target weights normalised onto the simplex; 10 bp costs on turnover; reward log wealth growth.")
-register(EnvSpec("portfolio-sp500", _CORE, {"source": "real", "period": "train"}, family="portfolio",
-                 description="Training years 1990–2014. " + _DOC, references=_REFS, extras=("realdata",)))
-register(EnvSpec("portfolio-sp500-eval", _CORE, {"source": "real", "period": "eval"}, family="portfolio",
-                 description="Held-out evaluation years 2015–2022. " + _DOC, references=_REFS,
-                 extras=("realdata",)))
-register(EnvSpec("portfolio-synth", _CORE, {"source": "gbm"}, family="portfolio",
-                 description="Correlated GBM calibrated on the 1990–2014 moments of the 20 stocks; fresh "
-                             "path every episode. " + _DOC, references=_REFS))
-register(EnvSpec("portfolio-synth-regime", _CORE, {"source": "regime"}, family="portfolio",
-                 description="Two-regime Gaussian HMM calibrated on the 1990–2014 returns of the 20 stocks; "
-                             "fresh path every episode. " + _DOC, references=_REFS))

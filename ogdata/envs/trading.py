@@ -23,7 +23,8 @@ oldest first (returns up to the current day only), then the current position.
 Ids: trading-sp500 (training years 1999–2014) and trading-sp500-eval (held-out 2015–2018)
 on the S&P 500 index of `arch.data.sp500` (extra `realdata`); trading-synth (GBM) and
 trading-synth-regime (two-regime Gaussian HMM: a calm bull and a turbulent bear regime),
-calibrated on the training years (no extra). References: "random" and
+calibrated on the training years (no extra). References (names; the code is in
+`ogdata.policies.trading`): "random" and
 "trading/always-long" (expert).
 """
 
@@ -35,9 +36,7 @@ from gymnasium import spaces
 from ogdata.envs.core import VectorMarket
 from ogdata.envs.portfolio import check_params
 from ogdata.envs.prices import FEATURE_BOUND, ReturnPaths
-from ogdata.envs.registry import EnvSpec, register
 from ogdata.errors import EnvError
-from ogdata.policies.reference import register_policy
 
 SHORT, FLAT, LONG = 0, 1, 2
 
@@ -112,35 +111,3 @@ class Trading(VectorMarket):
         info = {"wealth": self.wealth, "position": pos, "costs": costs}
         terminated = np.zeros(self.num_envs, dtype=bool)
         return self._observe(idx), reward, terminated, self._t >= self._n, info
-
-
-@register_policy("trading/always-long")
-class AlwaysLong:
-    """Long the asset every day: the market's own return (the passive benchmark)."""
-
-    def __init__(self, core):
-        if not isinstance(core, Trading):
-            raise EnvError(f"trading/always-long acts in trading-* envs, not {type(core).__name__}")
-        self.continuous = core.continuous
-
-    def __call__(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if self.continuous:
-            return np.ones((obs.shape[0], 1), dtype=np.float32)
-        return np.full(obs.shape[0], LONG, dtype=np.int64)
-
-
-_REFS = {"random": "random", "expert": "trading/always-long"}
-_CORE = "ogdata.envs.trading:Trading"
-_DOC = ("S&P 500 index, daily, 252-step episodes from random start dates; Discrete(3) short/flat/long; "
-        "10 bp costs on position changes; reward position × return − costs.")
-register(EnvSpec("trading-sp500", _CORE, {"source": "real", "period": "train"}, family="trading",
-                 description="Training years 1999–2014. " + _DOC, references=_REFS, extras=("realdata",)))
-register(EnvSpec("trading-sp500-eval", _CORE, {"source": "real", "period": "eval"}, family="trading",
-                 description="Held-out evaluation years 2015–2018. " + _DOC, references=_REFS,
-                 extras=("realdata",)))
-register(EnvSpec("trading-synth", _CORE, {"source": "gbm"}, family="trading",
-                 description="GBM calibrated on the 1999–2014 S&P 500 index; fresh path every episode. " + _DOC,
-                 references=_REFS))
-register(EnvSpec("trading-synth-regime", _CORE, {"source": "regime"}, family="trading",
-                 description="Two-regime Gaussian HMM (calm bull / turbulent bear) calibrated on the 1999–2014 "
-                             "S&P 500 index; fresh path every episode. " + _DOC, references=_REFS))

@@ -4,10 +4,16 @@ A policy is a callable `policy(obs, rng) -> actions` on a whole batch: obs (B, *
 (multi-agent: (B, n, *obs_shape)) -> actions (B, *act_shape) (multi-agent (B, n, ...)).
 Reference policies are built from the core they will act in (`factory(core)`), so an
 analytic expert can read the market's parameters (impact, horizon, volatility).
+
+The registry maps a name to its factory, given as a "module:attr" string and imported on
+first use (or as a callable, for policies registered at run time). The environments name
+their references by these names (`EnvSpec.references`) and never import this package; the
+family experts live beside this module, one module per env family.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -17,35 +23,57 @@ from gymnasium import spaces
 from ogdata.errors import InvalidIdError, closest
 
 Policy = Callable[[np.ndarray, np.random.Generator], np.ndarray]
-_POLICIES: dict[str, Callable[[Any], Policy]] = {}
+Factory = Callable[[Any], Policy]
+
+_POLICIES: dict[str, Factory | str] = {
+    "random": "ogdata.policies.reference:RandomPolicy",
+    "execution/twap": "ogdata.policies.execution:twap_policy",
+    "execution/ac-optimal": "ogdata.policies.execution:ac_optimal_policy",
+    "execution/joint-ac": "ogdata.policies.execution:joint_ac_policy",
+    "execution/independent-greedy": "ogdata.policies.execution:independent_greedy_policy",
+    "market-making/avellaneda-stoikov": "ogdata.policies.market_making:AvellanedaStoikov",
+    "market-making/fixed-symmetric": "ogdata.policies.market_making:FixedSymmetric",
+    "multi-market-making/cooperative-as": "ogdata.policies.market_making:CooperativeAS",
+    "portfolio/equal-weight": "ogdata.policies.portfolio:EqualWeight",
+    "portfolio/buy-and-hold": "ogdata.policies.portfolio:BuyAndHold",
+    "trading/always-long": "ogdata.policies.trading:AlwaysLong",
+}
 
 
-def register_policy(name: str):
-    """Decorator: register `factory(core) -> policy` under `name`."""
-
-    def deco(factory):
+def register_policy(name: str, factory: Factory | str | None = None):
+    """Register `factory(core) -> policy` under `name`: `register_policy(name, "module:attr")`
+    (imported on first use), `register_policy(name, factory)`, or as a decorator `@register_policy(name)`."""
+    if factory is not None:
         _POLICIES[name] = factory
         return factory
+
+    def deco(f):
+        _POLICIES[name] = f
+        return f
 
     return deco
 
 
+def _resolve(name: str) -> Factory:
+    factory = _POLICIES[name]
+    if isinstance(factory, str):
+        mod, _, attr = factory.partition(":")
+        factory = getattr(importlib.import_module(mod), attr)
+    return factory
+
+
 def make_policy(name: str, core) -> Policy:
     """Build the named reference policy for `core`."""
-    from ogdata.envs.registry import _load_families
-
-    _load_families()
     try:
-        return _POLICIES[name](core)
+        factory = _resolve(name)
     except KeyError:
         raise InvalidIdError(f"unknown reference policy {name!r}.{closest(name, _POLICIES)} "
                              f"Known: {sorted(_POLICIES)}") from None
+    return factory(core)
 
 
 def list_policies() -> list[str]:
-    from ogdata.envs.registry import _load_families
-
-    _load_families()
+    """Every registered policy name (nothing is imported)."""
     return sorted(_POLICIES)
 
 
@@ -64,6 +92,3 @@ class RandomPolicy:
         if isinstance(sp, spaces.Discrete):
             return rng.integers(sp.start, sp.start + sp.n, size=size)
         raise TypeError(f"RandomPolicy does not support {sp}")
-
-
-register_policy("random")(RandomPolicy)
