@@ -42,6 +42,7 @@ from ogdata.policies.checkpoint import (
     normalise_obs,
     save_checkpoint,
 )
+from ogdata.progress import progress_bar
 
 DEFAULT_NOISE = {"box": 0.1, "discrete": 0.05}
 
@@ -300,9 +301,7 @@ class PPOTrainer:
 
         it_bar = range(n_iters + 1)
         if progress:
-            from tqdm.auto import tqdm
-
-            it_bar = tqdm(it_bar, desc=f"train {self.env_id or 'core'} seed {cfg.seed}", unit="it")
+            it_bar = progress_bar(it_bar, desc=f"train {self.env_id or 'core'} seed {cfg.seed}", unit="it")
         env_steps = 0
         for it in it_bar:
             if it in ck_iters:
