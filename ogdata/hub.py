@@ -43,7 +43,6 @@ from ogdata.storage.manifest import check_manifest_paths
 
 REPO_TYPE = "dataset"
 
-MAX_SPACE_ELEMENTS = 1 << 20            # a remote space may declare at most this many elements per row
 _GLOB_CHARS = set("*?[]")
 _LOCAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
@@ -101,42 +100,12 @@ def _offline_check(what: str) -> None:
 
 # ------------------------------------------------------------------ untrusted remote metadata
 
-def _space_elements(js: Any, depth: int = 0) -> int:
-    """Elements per row a space description declares, counted from the JSON without building it."""
-    if js is None:
-        return 0
-    if not isinstance(js, Mapping) or depth > 8:
-        raise MetadataError("a space description is not a JSON object (or is nested deeper than 8)")
-    kind = js.get("type")
-    if kind in ("Dict", "Tuple"):
-        subs = js.get("spaces")
-        subs = list(subs.values()) if isinstance(subs, Mapping) else subs
-        if not isinstance(subs, list):
-            raise MetadataError(f"a {kind} space has no list of sub-spaces")
-        return sum(_space_elements(x, depth + 1) for x in subs)
-    if kind == "Discrete":
-        return 1
-    dims = js.get("shape") if kind == "Box" else js.get("nvec") if kind == "MultiDiscrete" else js.get("n")
-    dims = [dims] if isinstance(dims, int) else dims
-    if kind == "MultiDiscrete" and isinstance(dims, list):
-        dims = [len(dims)]
-    if not isinstance(dims, list) or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d
-                                             for d in dims):
-        raise MetadataError(f"a {kind!s} space declares an invalid shape {str(dims)[:80]}")
-    n = 1
-    for d in dims:
-        n *= d
-        if n > MAX_SPACE_ELEMENTS:
-            break
-    return n
-
-
 def check_remote_metadata(meta: Any, dataset_id: str) -> dict[str, Any]:
     """Validate metadata.json fetched from the Hub before trusting any path or size in it.
 
     IntegrityError for a manifest naming a path outside the dataset (absolute, '..', backslash,
-    glob characters, control characters) or a wrong dataset id; MetadataError for the rest,
-    including spaces declaring more than MAX_SPACE_ELEMENTS elements per row.
+    glob characters, control characters) or a wrong dataset id; MetadataError for the rest —
+    `validate_metadata` bounds names and the elements a space may declare before anything is built.
     """
     where = f"metadata.json of {dataset_id} on the Hub"
     if not isinstance(meta, dict):
@@ -155,14 +124,6 @@ def check_remote_metadata(meta: Any, dataset_id: str) -> dict[str, Any]:
         if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
             raise IntegrityError(f"manifest entry for {rel!r} has an invalid size {str(size)[:40]!r}; "
                                  "refusing to use this dataset")
-    for key in ("observation_space", "action_space", "state_space"):
-        try:
-            n = _space_elements(meta.get(key))
-        except MetadataError as e:
-            raise MetadataError(f"{where}: {key}: {e}; refusing to use this dataset") from None
-        if n > MAX_SPACE_ELEMENTS:
-            raise MetadataError(f"{where}: {key} declares more than {MAX_SPACE_ELEMENTS:,} elements per row; "
-                                "refusing to allocate it — the metadata is malformed or malicious")
     validate_metadata(meta, where=where)
     got = meta.get("dataset_id")
     if got is not None and got != str(dataset_id):

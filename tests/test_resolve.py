@@ -220,3 +220,34 @@ def test_env_card_tags_every_tier_it_holds(tmp_path):
     assert all(f"- {t}" in tags for t in ("good", "random", "replay")) and "- medium" not in tags
     one = cards.render({"dataset_id": "execution-ac/random-v0", "env_id": "execution-ac", "tier": "random"})
     assert "- good" not in one.split("tags:")[1].split("task_categories")[0]
+
+
+# --------------------------------------------------------------------------------------- fuzz
+
+def test_fuzz_ids_give_an_ogdata_error_or_a_dataset_id():
+    """Any text handed to the id layer: an OgdataError or a parsed id, never anything else."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from ogdata.ids import parse_id
+    from ogdata.resolve import resolve
+
+    pieces = st.sampled_from(["execution-ac", "x", "-", "/", "good", "-v", "0", "9" * 7, "é", "\x00", " ", "..",
+                              "\n", "[/]", "A"])
+    text = st.one_of(st.text(max_size=80), st.lists(pieces, max_size=12).map("".join))
+
+    @settings(max_examples=300, deadline=None, derandomize=True)
+    @given(text)
+    def check(s):
+        try:
+            did = parse_id(s)
+        except ogdata.errors.OgdataError:
+            pass
+        else:
+            assert str(did).count("/") == 1 and len(str(did)) <= 160
+        try:
+            resolve(s, fetch=False)   # installed copies only: nothing is fetched or rebuilt
+        except ogdata.errors.OgdataError:
+            pass
+
+    check()

@@ -1,5 +1,0 @@
-import sys
-
-from ogdata.cli import main
-
-sys.exit(main())
