@@ -280,7 +280,6 @@ def test_evaluator_refuses_an_env_whose_agents_end_at_different_steps(monkeypatc
     from ogdata.envs import registry
     from ogdata.errors import EnvError
 
-    registry._load_families()
     monkeypatch.setitem(registry._REGISTRY, "test-split-end", registry.EnvSpec(
         id="test-split-end", core=f"{__name__}:SplitEndMarket", family="test"))
     ev = Evaluator("test-split-end", episodes=3)
