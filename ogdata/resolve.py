@@ -12,16 +12,18 @@ verification: a reader never sees a half-written or unverified copy. Adding a so
 an object store) means adding one function to `_SOURCES` here.
 
 Verification: every source verifies the full sha256 of every file before installing; an
-installed copy is opened after the storage layer's `check_installed` (presence and size of every
-manifest file, and the full sha256 once per installed copy, remembered); `verify=True` re-hashes.
+installed copy is returned after `storage.ensure_verified` (presence and size of every manifest
+file, and the full sha256 once per installed copy, remembered); `ogdata.verify` always re-hashes.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +45,6 @@ from ogdata.storage.install import install, install_lock, read_source, remove, w
 
 
 def _now() -> str:
-    from datetime import UTC, datetime
-
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -111,7 +111,7 @@ def _from_recipe(did: DatasetId, final: Path, revision: str | None, reasons: lis
     if revision is not None:
         reasons.append(f"a rebuild follows the catalogue recipe, not Hub revision {revision!r}")
         return None
-    try:
+    try:  # the generator (rollouts, policies, PPO) loads only when something is rebuilt
         from ogdata.generate import rebuild
     except ImportError as e:
         raise OfflineError(f"{'; '.join(reasons)}; {did} is in the catalogue and could be rebuilt from its recipe, "
@@ -296,8 +296,6 @@ def verify(target: str | os.PathLike) -> dict[str, Any]:
     Returns {"path", "dataset_id", "files", "recipe": "match" | "not in catalogue" | "no catalogue"};
     raises IntegrityError naming the first bad file or the differing recipe keys.
     """
-    import json
-
     path = local_target(target)
     meta = verify_files(path)
     report = {"path": str(path), "dataset_id": meta.get("dataset_id"), "files": len(meta["manifest"])}
