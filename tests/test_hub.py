@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -589,3 +590,24 @@ def test_show_escapes_and_bounds_hostile_remote_metadata(online, tmp_path, capsy
         assert evil["tier"] in out.replace("\n", "")        # printed literally, not interpreted
         assert "\x1b]8;" not in out                          # no terminal hyperlink escape
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KB: nothing was allocated
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("mount"), reason="mounting a tiny tmpfs needs root")
+def test_a_download_onto_a_full_disk_says_so_and_leaves_nothing(online, tmp_path, monkeypatch):
+    did = "toy-diskfull/good-v0"
+    rng = np.random.default_rng(0)
+    arrays = make_flat_episodes(rng, [1000] * 4, obs_dim=100)     # ~1.6 MB of incompressible observations
+    src = ogdata.create_dataset(tmp_path / "src", metadata={"dataset_id": did}, **arrays)
+    ogdata.publish(src.path)
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        monkeypatch.setenv("OGDATA_HOME", str(mnt))
+        with pytest.raises(HubError, match="No space left on device.*partial files were removed"):
+            ogdata.download(did)
+        left = [p for p in (mnt / "datasets").rglob("*") if p.is_file()] if (mnt / "datasets").exists() else []
+        assert left == [] and not installed_path(did).exists()
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
