@@ -127,7 +127,19 @@ def _make_policy(spec: dict[str, Any], core):
 
 
 def run_shard(spec: dict[str, Any]) -> dict[str, bytes]:
-    """Worker entry point: roll one shard and return its arrays as .npy bytes."""
+    """Worker entry point: roll one shard and return its arrays as .npy bytes.
+
+    Always with one BLAS thread (in-process, in a worker process or a Ray task alike): a policy's
+    matmuls split over threads sum in another order, so their last float bits — and the dataset's
+    bytes — would depend on where the shard ran; small matmuls also run 4-7x slower threaded.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return _run_shard(spec)
+
+
+def _run_shard(spec: dict[str, Any]) -> dict[str, bytes]:
     probe = make_core(spec["env_id"], 1, **spec.get("env_kwargs", {}))
     est = max(1, int(getattr(probe, "max_steps", 1)))
     B = int(np.clip(math.ceil(spec["quota"] / (2 * est)), 1, spec.get("max_envs", MAX_SHARD_ENVS)))

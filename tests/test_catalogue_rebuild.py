@@ -22,3 +22,15 @@ def test_a_v0_catalogue_id_rebuilds_byte_identically(tmp_path):
     digest = hashlib.sha256(json.dumps(ds.metadata["manifest"], sort_keys=True).encode()).hexdigest()
     assert ds.num_transitions == 100_000 and ds.dataset_id == "execution-ac/random-v0"
     assert digest == RANDOM_V0_MANIFEST
+
+
+def test_a_policy_tier_is_the_same_bytes_with_one_worker_or_two(tmp_path):
+    """One BLAS thread everywhere: in-process (1 worker) and in worker processes alike. Before, the
+    in-process rollout let BLAS split the policy's matmuls over threads and the floats differed in
+    the last bits from a `--workers 2` build (how the catalogue was made)."""
+    def digest(ds):
+        return hashlib.sha256(json.dumps(ds.metadata["manifest"], sort_keys=True).encode()).hexdigest()
+
+    one = rebuild("execution-ac/good-v0", tmp_path / "w1", workers=1, progress=False)
+    two = rebuild("execution-ac/good-v0", tmp_path / "w2", workers=2, progress=False)
+    assert digest(one) == digest(two)
