@@ -24,6 +24,8 @@ sys.path.insert(0, str(ROOT))
 from ogdata.catalogue import catalogue_envs, recipe  # noqa: E402
 from ogdata.config import datasets_dir  # noqa: E402
 from ogdata.generate import generate  # noqa: E402
+from ogdata.progress import progress_bar  # noqa: E402
+from ogdata.storage.format import METADATA_FILE  # noqa: E402
 
 ORDER = ("replay", "random", "poor", "medium", "good")
 
@@ -48,14 +50,13 @@ def main(argv=None) -> int:
     for env in envs:
         r = recipe(env)
         jobs += [(env, t, r) for t in tiers if t in r["tiers"]]
-    from tqdm.auto import tqdm
-
     total_t0 = time.perf_counter()
-    for env, tier, r in tqdm(jobs, desc="catalogue", unit="dataset"):
+    bar = progress_bar(jobs, desc="catalogue", unit="dataset")
+    for env, tier, r in bar:
         did = f"{env}/{tier}-v{int(r.get('version', 0))}"
         path = out / env / f"{tier}-v{int(r.get('version', 0))}"
-        if (path / "metadata.json").is_file() and not a.force:
-            tqdm.write(f"skip {did}: already at {path}")
+        if (path / METADATA_FILE).is_file() and not a.force:
+            bar.write(f"skip {did}: already at {path}")
             continue
         t = r["tiers"][tier]
         n = int(a.transitions or t["transitions"])   # with --transitions the datasets get no catalogue id
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
                     "note": t.get("note")}
         out.mkdir(parents=True, exist_ok=True)
         log_file.write_text(json.dumps(log, indent=1, sort_keys=True) + "\n")
-        tqdm.write(f"{did}: {len(ds):,} transitions in {wall:.1f} s, TQ={_f(m.get('tq'))} SACo={_f(m.get('saco'))}")
+        bar.write(f"{did}: {len(ds):,} transitions in {wall:.1f} s, TQ={_f(m.get('tq'))} SACo={_f(m.get('saco'))}")
     print(f"catalogue: {len(jobs)} datasets under {out} ({time.perf_counter() - total_t0:.0f} s this run); "
           f"timings in {log_file}")
     if a.cards:
