@@ -310,7 +310,7 @@ class PPOTrainer:
                 if callback:
                     callback(entry)
                 if progress and hasattr(it_bar, "set_postfix"):
-                    it_bar.set_postfix(score=entry.get("score"), ret=round(entry["return_mean"], 3))
+                    it_bar.set_postfix(score=entry.get("score"), ret=round(entry["return_mean"], 3), refresh=False)
             if it == n_iters:
                 break
             if cfg.anneal_lr:
