@@ -92,6 +92,22 @@ NOTES = {
 }
 
 
+BEST_KNOWN_NOTES = {
+    "portfolio/kelly": "growth-optimal long-only constant mix of the calibrated training-years moments "
+                       "(regime model: its stationary mixture); optimal without costs, while 10 bp costs make "
+                       "a no-trade band around it (and, with regimes, a regime-aware mix) slightly better",
+    "trading/regime-filter": "forward filter of the calibrated two-state HMM over the observed window, long / "
+                             "flat / short by tomorrow's expected return net of switching costs; the POMDP's "
+                             "optimum is not known",
+    "trained/best": "the recipe's best Good checkpoint (PPO, deterministic) on the training markets",
+    "trading/always-long": "the passive benchmark",
+    "portfolio/equal-weight": "1/N rebalanced daily",
+    "portfolio/buy-and-hold": "1/N bought once, then held",
+}
+REAL_PRICES_NOTE = ("real prices: episodes start at random dates of the period and overlap in calendar time, "
+                    "so the standard errors (computed as if episodes were independent) are optimistic")
+
+
 def plan(env_id: str) -> dict:
     """What the references of an id consist of: baselines, optimal expert (or None), training id."""
     spec = env_spec(env_id)
@@ -180,6 +196,7 @@ def compute_entry(env_id: str, episodes: int = EPISODES, seed: int = SEED,
     if kind == "optimal":
         e["proof"] = NOTES[expert]
     else:
+        e["note"] = BEST_KNOWN_NOTES[exp_name]
         e["chosen_on"] = {**chosen_on, "candidates": {("trained/best" if c == best_ckpt else c): m
                                                       for c, m in cand_means.items()}}
     r = rows["random"]
@@ -196,6 +213,8 @@ def compute_entry(env_id: str, episodes: int = EPISODES, seed: int = SEED,
         "gap": {"expert_minus_random": gap, "se": gse, "n_se": gap / gse if gse > 0 else math.inf,
                 "min_n_se": min_gap_se, "ok": bool(gap >= min_gap_se * gse)},
     }
+    if "realdata" in spec.extras:
+        entry["markets"]["note"] = REAL_PRICES_NOTE
     if ckpt_means:
         entry["baselines"]["trained/best"]["chosen_on"] = {
             **chosen_on, "candidates": {c[len(CHECKPOINT):]: m for c, m in ckpt_means.items()}}

@@ -173,6 +173,19 @@ def test_always_long_is_optimal_on_trading_synth():
     assert abs(ret.mean() - (core.n_steps * er - core.cost)) < 4 * ret.std(ddof=1) / math.sqrt(episodes)
 
 
+def test_regime_filter_beats_always_long_on_trading_synth_regime():
+    """The best-known expert of trading-synth-regime: the calibrated HMM filter goes flat or short in the
+    turbulent (negative-drift) regime and beats the passive benchmark on the same markets."""
+    from ogdata.policies.trading import AlwaysLong, RegimeFilter
+
+    episodes = 2048
+    core = make_core("trading-synth-regime", num_envs=episodes)
+    filt = episode_returns(core, RegimeFilter(core), episodes, seed=4)["returns"]
+    long = episode_returns(core, AlwaysLong(core), episodes, seed=4)["returns"]
+    diff = filt - long
+    assert diff.mean() > 4 * diff.std(ddof=1) / math.sqrt(episodes)
+
+
 # -- the committed file ------------------------------------------------------------------------
 
 def _script():
