@@ -11,6 +11,9 @@ import numpy as np
 from ogdata.errors import ReferenceMissingError
 
 REFERENCES_FILE = Path(__file__).resolve().parent.parent / "envs" / "references.json"
+# v1 (issue #14): random, the expert by kind and the named baselines, 2,048 episodes each, with
+# standard errors; written by scripts/compute_references_v1.py. The v0 file above stays as it is.
+REFERENCES_V1_FILE = REFERENCES_FILE.with_name("references-v1.json")
 
 
 def episode_returns(core, policy, episodes: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -68,6 +71,29 @@ def reference_returns(env_id: str) -> dict[str, float]:
             f"no reference returns recorded for {env_id!r}; run `python scripts/compute_references.py "
             f"--env {env_id}` to compute and record them")
     return {"random": float(refs[env_id]["random"]), "expert": float(refs[env_id]["expert"])}
+
+
+def load_references_v1() -> dict[str, Any]:
+    """The whole v1 references document ({} when the file is absent)."""
+    if not REFERENCES_V1_FILE.exists():
+        return {}
+    return json.loads(REFERENCES_V1_FILE.read_text())
+
+
+def reference_returns_v1(env_id: str) -> dict[str, Any]:
+    """The v1 references of an env: {"random", "expert" (kind, name, mean, std, se, episodes, ...),
+    "baselines" {name: stats}, "gap", "markets"} (see scripts/compute_references_v1.py).
+
+    Plain "random" / "expert" means are `entry["random"]["mean"]` / `entry["expert"]["mean"]`."""
+    from ogdata.envs.registry import env_spec
+
+    env_id = env_spec(env_id).id
+    entry = load_references_v1().get("envs", {}).get(env_id)
+    if entry is None:
+        raise ReferenceMissingError(
+            f"no v1 references recorded for {env_id!r}; run `python scripts/compute_references_v1.py "
+            f"--env {env_id}` to compute and record them")
+    return entry
 
 
 def normalised_score(ret: float | np.ndarray, env_id: str | None = None, *, random: float | None = None,

@@ -1,5 +1,5 @@
-"""Reference policies of the portfolio envs (`portfolio-*`): 1/N rebalanced daily (the expert) and
-buy-and-hold."""
+"""Reference policies of the portfolio envs (`portfolio-*`): 1/N rebalanced daily (the v0 expert),
+buy-and-hold, and the growth-optimal (Kelly) long-only constant mix of the calibration (v1)."""
 
 from __future__ import annotations
 
@@ -37,3 +37,93 @@ class BuyAndHold:
     def __call__(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         w = obs[:, self.k:]
         return np.where(w[:, -1:] >= 1.0, self.first, w)
+
+
+# -- the growth-optimal (Kelly) long-only constant mix ------------------------------------------
+
+def growth_rate(w: np.ndarray, drift: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """Expected log growth per step of the constant mix w (risky weights, the rest in cash) when the
+    assets' log prices are Brownian with per-step covariance `cov` and arithmetic drift `drift`
+    (= mean log return + ½ diag(cov)): w·drift − ½ w'Σw (Merton / Kelly). w may be (..., N)."""
+    w = np.asarray(w, dtype=np.float64)
+    return w @ drift - 0.5 * np.einsum("...i,ij,...j->...", w, cov, w)
+
+
+def kelly_weights(drift, cov, tol: float = 1e-13) -> np.ndarray:
+    """The long-only growth-optimal mix: argmax w·drift − ½ w'Σw over w >= 0, Σw <= 1 (the rest cash).
+
+    A strictly concave QP on the simplex, solved by an active-set method: guess the support,
+    solve its KKT system (with or without the budget Σw = 1 binding), drop variables that go
+    negative, add the one whose multiplier is violated; exact to rounding. Returns (N,) weights.
+    """
+    m = np.asarray(drift, dtype=np.float64).reshape(-1)
+    S = np.asarray(cov, dtype=np.float64)
+    n = len(m)
+    if S.shape != (n, n) or not (np.isfinite(m).all() and np.isfinite(S).all()):
+        raise EnvError(f"kelly_weights needs a finite drift (N,) and covariance (N, N); got {m.shape}, {S.shape}")
+    scale = 1.0 / max(np.abs(np.diag(S)).max(), 1e-300)        # conditioning only; argmax unchanged
+    m, S = m * scale, S * scale
+
+    def solve(free: np.ndarray) -> tuple[np.ndarray, float]:
+        w = np.zeros(n)
+        if not free.any():
+            return w, 0.0
+        idx = np.flatnonzero(free)
+        Sf, mf = S[np.ix_(idx, idx)], m[idx]
+        x = np.linalg.solve(Sf, mf)
+        if x.sum() <= 1.0:
+            w[idx] = x
+            return w, 0.0
+        # budget binds: max w·m − ½w'Sw − ν(1'w − 1): w = S⁻¹(m − ν1), 1'w = 1
+        y = np.linalg.solve(Sf, np.ones(len(idx)))
+        nu = (x.sum() - 1.0) / y.sum()
+        w[idx] = x - nu * y
+        return w, float(nu)
+
+    free = m > 0
+    for _ in range(10 * n + 10):
+        w, nu = solve(free)
+        if (w[free] < -tol).any():                          # drop the most negative, re-solve
+            j = np.flatnonzero(free)[np.argmin(w[free])]
+            free[j] = False
+            continue
+        grad = m - S @ w - nu                               # KKT: grad <= 0 on the inactive set
+        out = ~free & (grad > tol)
+        if not out.any():
+            return np.clip(w, 0.0, None)
+        free[np.flatnonzero(out)[np.argmax(grad[out])]] = True
+    raise EnvError("kelly_weights did not converge; check that the covariance is positive definite")
+
+
+def kelly_inputs(core) -> tuple[np.ndarray, np.ndarray]:
+    """(drift, cov) per step of the core's assets, from the committed calibration of the training
+    years (`ogdata/envs/calibration.json`). A regime model gives the stationary mixture of its
+    regimes (the best *constant* mix; a regime-aware policy may do better); real prices use the
+    training years' Gaussian (gbm) moments, never the evaluation years."""
+    from ogdata.envs.prices import SyntheticModel
+
+    core = _portfolio(core)
+    model = getattr(core.paths, "model", None) if core.paths.synthetic else None
+    if model is None:
+        if core.source == "custom":
+            raise EnvError("the Kelly mix needs a calibration; custom prices have none")
+        model = SyntheticModel("gbm", "sp500", list(core.assets))
+    covs = model.chol @ np.swapaxes(model.chol, -1, -2)                     # (K, N, N)
+    pi = model.stationary
+    drift = np.einsum("k,kn->n", pi, model.mean + 0.5 * np.diagonal(covs, axis1=-2, axis2=-1))
+    # the stationary expected growth Σ_k π_k (w·m_k − ½ w'Σ_k w) is linear in π: mix drift and cov
+    cov = np.einsum("k,kij->ij", pi, covs)
+    return drift, cov
+
+
+class KellyMix:
+    """The growth-optimal long-only constant mix of the calibration, rebalanced every day."""
+
+    def __init__(self, core):
+        drift, cov = kelly_inputs(core)
+        self.weights = kelly_weights(drift, cov)
+        self.growth = float(growth_rate(self.weights, drift, cov))          # per step, before costs
+        self.action = np.append(self.weights, max(0.0, 1.0 - self.weights.sum())).astype(np.float32)
+
+    def __call__(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return np.broadcast_to(self.action, (obs.shape[0], self.action.size))

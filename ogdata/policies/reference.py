@@ -33,10 +33,14 @@ _POLICIES: dict[str, Factory | str] = {
     "execution/independent-greedy": "ogdata.policies.execution:independent_greedy_policy",
     "market-making/avellaneda-stoikov": "ogdata.policies.market_making:AvellanedaStoikov",
     "market-making/fixed-symmetric": "ogdata.policies.market_making:FixedSymmetric",
+    "market-making/dp-optimal": "ogdata.policies.market_making:MarketMakingDP",
     "multi-market-making/cooperative-as": "ogdata.policies.market_making:CooperativeAS",
+    "multi-market-making/cooperative-dp": "ogdata.policies.market_making:CooperativeDP",
     "portfolio/equal-weight": "ogdata.policies.portfolio:EqualWeight",
     "portfolio/buy-and-hold": "ogdata.policies.portfolio:BuyAndHold",
+    "portfolio/kelly": "ogdata.policies.portfolio:KellyMix",
     "trading/always-long": "ogdata.policies.trading:AlwaysLong",
+    "trading/regime-filter": "ogdata.policies.trading:RegimeFilter",
 }
 
 
