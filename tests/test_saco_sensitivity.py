@@ -72,4 +72,8 @@ def test_swapped_pairs_exact(sens):
     base = ["random", "replay", "poor", "good", "medium"]
     assert sens.swapped_pairs(base, base) == []
     assert sens.swapped_pairs(["replay", "random", "poor", "medium", "good"], base) == ["replay/random", "good/medium"]
-    assert sens.split_holds(BASE) and not sens.split_holds({**BASE, "good": 0.95})
+    # BASE sorted: random 1.2, replay 1.0, poor 0.9, good 0.5, medium 0.3 -> largest gap 0.4 between poor and good
+    broad, narrow = sens.largest_gap_split(BASE)
+    assert (broad, narrow) == (["random", "replay", "poor"], ["good", "medium"])
+    assert sens.split_holds(BASE, broad, narrow) and not sens.split_holds({**BASE, "good": 0.95}, broad, narrow)
+    assert not sens.split_holds({**BASE, "good": 0.9}, broad, narrow)   # a tie is not "more"
