@@ -21,18 +21,21 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def catalogue_table(src: Path) -> str:
-    """Markdown: one block of rows per env (TQ, SACo, coarse SACo, behaviour score) × the five tiers."""
+    """Markdown: one block of rows per env (TQ, coarse SACo, 100-bin SACo, behaviour score) × the five tiers."""
     import ogdata
 
     found: dict[str, dict[str, dict]] = {}
     for meta_file in sorted(src.glob("*/*/metadata.json")):
         ds = ogdata.load(meta_file.parent)
-        found.setdefault(ds.env_id, {})[ds.metadata["tier"]] = {"m": ds.measures, "ma": ds.multi_agent}
+        found.setdefault(ds.env_id, {})[ds.metadata["tier"]] = {"m": ds.measures, "ma": ds.multi_agent,
+                                                                "label": cards.saco_100_label(ds.metadata)}
     fmt = lambda x: "–" if x is None else f"{x:.2f}"  # noqa: E731
     lines = ["| env | agents | measure | " + " | ".join(TIERS) + " |", "|---|---|---|" + "---:|" * len(TIERS)]
     for env, tiers in sorted(found.items()):
         ma = next(iter(tiers.values()))["ma"]
-        rows = [("TQ", "tq", fmt), ("SACo (100 bins)", "saco", fmt), ("SACo (coarse)", "saco_coarse", fmt),
+        # the informative coarse SACo first; the paper's 100-bin SACo labelled as its Replay tier's card labels it
+        label = (tiers.get("replay") or {}).get("label", "SACo (100 bins)")
+        rows = [("TQ", "tq", fmt), ("SACo (coarse)", "saco_coarse", fmt), (label, "saco", fmt),
                 ("behaviour score", "behaviour_normalised_score", lambda x: "–" if x is None else f"{x:.0f}")]
         for i, (label, key, f) in enumerate(rows):
             head = f"| `{env}` | {'multi' if ma else 'single'} |" if i == 0 else "| | |"

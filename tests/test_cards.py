@@ -72,7 +72,7 @@ def test_sections_say_what_a_reader_needs(tmp_path):
     nbytes = sum(v["size"] for v in ds.metadata["manifest"].values())
     assert f"| bytes on disk | {nbytes:,} |" in text and "| mean episode length | 5.333 |" in text
     assert "| observation | Box(shape (3,), float32, [-inf, inf]) |" in text
-    assert "| TQ | 0.8125 |" in text and "| SACo | 0.3 |" in text and "| returns.std | 5.5 |" in text
+    assert "| TQ | 0.8125 |" in text and "| SACo (100 bins) | 0.3 |" in text and "| returns.std | 5.5 |" in text
     assert "| episode return, mean ± std | -40 ± 5.5 |" in text
     assert "| normalised score of the mean return | 80.3 |" in text  # 100 (-40 + 120.5) / (-20.25 + 120.5)
     assert "| exploration noise | 0.05 |" in text and "Selection rule: policies at or above" in text
@@ -141,6 +141,23 @@ def test_multi_agent_card(tmp_path):
     assert "the SACo reference" in text  # the replay tier's meaning
 
 
+def test_cards_lead_with_the_coarse_saco_and_label_the_saturated_one(tmp_path):
+    """The paper's 100-bin SACo is labelled saturated when nearly every transition is its own cell,
+    comes after the informative coarse SACo, and the card says why (deterministic MDPs vs continuous)."""
+    sat = make_ds(tmp_path / "s", "execution-ac/good-v0",
+                  measures={"tq": 0.9, "saco": 0.9999, "saco_coarse": 0.7, "unique_state_actions": 15})
+    text = cards.render(sat)
+    head = text.split("## Measures")[1].split("<details>")[0]
+    assert head.index("| SACo (coarse grid) | 0.7 |") < head.index("| SACo (100 bins, saturated) | 0.9999 |")
+    assert "deterministic MDPs" in head and "saturates at ≈ 1" in head and "as the paper defines" not in text
+    wide = make_ds(tmp_path / "w", "trading-sp500/good-v0",  # real prices repeat: few distinct cells, not saturated
+                   measures={"saco": 0.72, "saco_coarse": 0.72, "unique_state_actions": 4})
+    assert "| SACo (100 bins) | 0.72 |" in cards.render(wide)
+    env = cards.render_env_card("execution-ac", [sat])
+    assert "| TQ | SACo (coarse grid) | SACo (100 bins) |" in env and "| 0.9 | 0.7 | 0.9999 |" in env
+    assert "deterministic MDPs" in env
+
+
 def test_env_card_lists_every_tier(tmp_path):
     good = make_ds(tmp_path / "g", "execution-ac/good-v0", measures={"tq": 0.9, "saco": 0.2})
     rnd = make_ds(tmp_path / "r", "execution-ac/random-v0", lengths=(3,) * 400, measures={"tq": 0.0})
@@ -148,8 +165,8 @@ def test_env_card_lists_every_tier(tmp_path):
     card = DatasetCard(text)
     assert [c["config_name"] for c in card.data.configs] == ["good-v0", "random-v0"]
     assert card.data.size_categories == ["1K<n<10K"]  # 16 + 1200 transitions
-    assert "| [execution-ac/good-v0](good-v0/README.md) | 16 | 3 | 0.9 | 0.2 |" in text
-    assert "| [execution-ac/random-v0](random-v0/README.md) | 1,200 | 400 | 0 | — |" in text
+    assert "| [execution-ac/good-v0](good-v0/README.md) | 16 | 3 | 0.9 | — | 0.2 |" in text
+    assert "| [execution-ac/random-v0](random-v0/README.md) | 1,200 | 400 | 0 | — | — |" in text
     assert "Almgren" in text
 
 
