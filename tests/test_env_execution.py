@@ -7,7 +7,7 @@ from gymnasium.utils.env_checker import check_env
 
 import ogdata.envs as E
 from ogdata.errors import EnvError, InvalidActionError
-from ogdata.policies import episode_returns, make_policy, reference_returns
+from ogdata.policies import episode_returns, make_policy
 from ogdata.policies.execution import ac_trajectory
 
 IDS = ["execution-ac", "execution-ac-highvol"]
@@ -235,12 +235,6 @@ def test_ac_beats_twap_in_mean_variance():
         # it pays more impact to carry less risk
         assert res["execution/ac-optimal"].mean() > res["execution/twap"].mean()
         assert res["execution/ac-optimal"].var() < 0.7 * res["execution/twap"].var()
-
-
-def test_references_recorded():
-    for env_id in IDS:
-        refs = reference_returns(env_id)
-        assert refs["expert"] > refs["random"]
 
 
 def test_out_of_bounds_actions_are_clipped_and_nan_rejected():

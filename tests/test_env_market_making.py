@@ -8,7 +8,7 @@ from gymnasium.utils.env_checker import check_env
 import ogdata
 from ogdata.envs.market_making import MarketMaking
 from ogdata.errors import EnvError, InvalidActionError
-from ogdata.policies import episode_returns, make_policy, reference_returns
+from ogdata.policies import episode_returns, make_policy
 from ogdata.policies.market_making import as_depths
 
 ID = "market-making-as"
@@ -187,6 +187,3 @@ def test_vector_env_autoresets():
     assert ends == 8  # two episodes of 5 steps each (the 6th step of each is the reset step)
 
 
-def test_reference_returns_recorded():
-    refs = reference_returns(ID)
-    assert refs["expert"] > refs["random"]

@@ -7,7 +7,7 @@ from pettingzoo.test import parallel_api_test
 import ogdata
 from ogdata.envs.market_making import MultiMarketMaking
 from ogdata.errors import EnvError, InvalidActionError
-from ogdata.policies import episode_returns, make_policy, reference_returns
+from ogdata.policies import episode_returns, make_policy
 from ogdata.policies.market_making import CooperativeAS
 
 IDS = ["multi-market-making-2", "multi-market-making-3"]
@@ -189,7 +189,3 @@ def test_competitive_mode_rewards_are_individual():
     assert ind.mean() > rnd.mean()
 
 
-@pytest.mark.parametrize("env_id", IDS)
-def test_reference_returns_recorded(env_id):
-    refs = reference_returns(env_id)
-    assert refs["expert"] > refs["random"]
