@@ -285,3 +285,13 @@ def test_evaluator_refuses_an_env_whose_agents_end_at_different_steps(monkeypatc
     ev = Evaluator("test-split-end", episodes=3)
     with pytest.raises(EnvError, match=r"at step 1 of market 0, agents \[0\] ended and agents \[1\] did not"):
         ev(lambda obs: np.zeros(obs.shape[:2], np.int64))
+
+
+def test_reference_episode_returns_refuse_agents_ending_at_different_steps():
+    """ogdata.policies.episode_returns (references, tier scores) used to count such an episode silently."""
+    from ogdata.errors import EnvError
+    from ogdata.policies import episode_returns
+
+    core = SplitEndMarket(num_envs=3)
+    with pytest.raises(EnvError, match=r"market 0: agents \[0\] ended and agents \[1\] did not"):
+        episode_returns(core, lambda obs, rng: np.zeros(obs.shape[:2], np.int64), episodes=3)

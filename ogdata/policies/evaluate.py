@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ogdata.errors import ReferenceMissingError
+from ogdata.errors import EnvError, ReferenceMissingError
 
 REFERENCES_FILE = Path(__file__).resolve().parent.parent / "envs" / "references.json"
 # v1 (issue #14): random, the expert by kind and the named baselines, 2,048 episodes each, with
@@ -38,6 +38,13 @@ def episode_returns(core, policy, episodes: int, seed: int = 0) -> dict[str, np.
             obs, rew, term, trunc, info = core.step(act)
             if core.multi_agent:
                 rew = rew.mean(axis=1)
+                ended = term | trunc
+                split = alive & ended.any(axis=1) & ~ended.all(axis=1)
+                if split.any():
+                    m = int(np.flatnonzero(split)[0])
+                    raise EnvError(f"market {m}: agents {np.flatnonzero(ended[m]).tolist()} ended and agents "
+                                   f"{np.flatnonzero(~ended[m]).tolist()} did not; ogdata's multi-agent envs end "
+                                   "an episode for all agents at the same step — fix the env's core")
                 term, trunc = term.all(axis=1), trunc.all(axis=1)
             ret += np.where(alive, rew, 0.0)
             length += alive
