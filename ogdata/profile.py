@@ -19,6 +19,7 @@ import numpy as np
 
 from ogdata import catalogue, hub
 from ogdata import measures as M
+from ogdata.cards import saco_100_label
 from ogdata.config import datasets_dir
 from ogdata.console import esc
 from ogdata.dataset import Dataset
@@ -155,21 +156,22 @@ def _table(prof: dict[str, Any]) -> Any:
     refs = prof.get("reference_returns")
     rows.append(("TQ", _fmt(prof.get("tq")) + (f"  (R_random {_fmt(refs['random'])}, R_expert {_fmt(refs['expert'])})"
                                                if refs else "  (no reference returns recorded)")))
-    if prof.get("saco") is not None:
-        rows.append(("SACo", f"{_fmt(prof['saco'])}  ({_fmt(prof['unique_state_actions'])} / "
-                             f"{_fmt(prof['reference_unique_state_actions'])} unique state-actions, "
-                             f"{prof['bins']} bins, reference {prof.get('reference')})"))
-    if prof.get("oaco") is not None:
-        per = ", ".join(f"{k} {_fmt(v)}" for k, v in prof["oaco_per_agent"].items())
-        rows.append(("OACo (mean over agents)", f"{_fmt(prof['oaco'])}  ({per})"))
     if prof.get("saco_coarse") is not None:
-        rows.append(("SACo coarse", f"{_fmt(prof['saco_coarse'])}  ({_fmt(prof['unique_coarse_cells'])} / "
+        rows.append(("SACo (coarse grid)", f"{_fmt(prof['saco_coarse'])}  ({_fmt(prof['unique_coarse_cells'])} / "
                                     f"{_fmt(prof['reference_unique_coarse_cells'])} unique cells, "
                                     f"{prof['coarse_bins']} bins × {prof['coarse_dims']} dims of the reference's "
                                     "principal components)"))
     if prof.get("oaco_coarse") is not None:
         per = ", ".join(f"{k} {_fmt(v)}" for k, v in prof["oaco_coarse_per_agent"].items())
         rows.append(("OACo coarse (mean over agents)", f"{_fmt(prof['oaco_coarse'])}  ({per})"))
+    if prof.get("saco") is not None:
+        rows.append((saco_100_label({"measures": prof, "num_transitions": prof.get("num_transitions")}),
+                     f"{_fmt(prof['saco'])}  ({_fmt(prof['unique_state_actions'])} / "
+                     f"{_fmt(prof['reference_unique_state_actions'])} unique state-actions, "
+                     f"{prof['bins']} bins, reference {prof.get('reference')})"))
+    if prof.get("oaco") is not None:
+        per = ", ".join(f"{k} {_fmt(v)}" for k, v in prof["oaco_per_agent"].items())
+        rows.append(("OACo (mean over agents)", f"{_fmt(prof['oaco'])}  ({per})"))
     rows.append(("behaviour normalised score", _fmt(prof.get("behaviour_normalised_score"))))
     rows.append(("actions", _action_summary(prof["action_stats"])))
     for k, v in rows:

@@ -49,14 +49,14 @@ def main() -> int:
         times[tier] = time.perf_counter() - t0
     con.rule("2. profile")
     t = Table(title=f"{a.env}: dataset quality")
-    for c in ("tier", "transitions", "episodes", "mean return", "TQ", "SACo", "SACo coarse", "behaviour score",
-              "seconds"):
+    for c in ("tier", "transitions", "episodes", "mean return", "TQ", "SACo (coarse)", "SACo (100 bins)",
+              "behaviour score", "seconds"):
         t.add_column(c, justify="right")
     for tier in TIER_ORDER:
         ds = sets[tier]
         m = ds.measures
         t.add_row(tier, f"{len(ds):,}", f"{ds.num_episodes:,}", _f((m.get("return_stats") or {}).get("mean")),
-                  _f(m.get("tq")), _f(m.get("saco")), _f(m.get("saco_coarse")),
+                  _f(m.get("tq")), _f(m.get("saco_coarse")), _f(m.get("saco")),
                   _f(m.get("behaviour_normalised_score"), 1),
                   f"{times[tier]:.1f}")
     con.print(t)
