@@ -4,8 +4,8 @@
   `gym` package, which prints it to stderr on import) and makes d3rlpy's structlog output quiet
   (warnings and errors only), on stderr (stdout stays for results), and plain text unless stderr is a
   terminal (no ANSI colour codes in a pipe or log file; `NO_COLOR` turns them off everywhere).
-- `Progress` is a tqdm bar on a terminal (or in a notebook); written to a pipe or a log file it becomes
-  one plain line every `interval` seconds and one at the end, never carriage-return redraws.
+- Progress lives in `ogdata.progress` (one implementation for ogdata and baselines): a tqdm bar on a terminal; in a pipe or
+  a log file it becomes one plain line a minute and one at the end, never carriage-return redraws.
 """
 
 from __future__ import annotations
@@ -15,19 +15,10 @@ import io
 import logging
 import os
 import sys
-import time
-from typing import Any, TextIO
+
+from ogdata.progress import is_terminal
 
 _configured = False
-
-
-def is_terminal(stream: TextIO | None = None) -> bool:
-    """Whether `stream` (default stderr) is an interactive terminal."""
-    stream = sys.stderr if stream is None else stream
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):  # no isatty, or a closed stream
-        return False
 
 
 def _import_gym_without_banner() -> None:
@@ -81,55 +72,3 @@ def import_d3rlpy():
         _configured = True
     return d3rlpy
 
-
-class Progress:
-    """A progress display: tqdm on a terminal or in a notebook, periodic plain lines anywhere else.
-
-    The same calls either way: `update(n)`, `set_postfix(dict)`, `set_description(str)`, `close()`.
-    """
-
-    def __init__(self, total: int, desc: str = "", *, enabled: bool = True, file: TextIO | None = None,
-                 interval: float = 60.0):
-        self.total, self.desc, self.enabled, self.interval = int(total), desc, enabled, float(interval)
-        self.file = file
-        self.n = 0
-        self.postfix: dict[str, Any] = {}
-        self._bar = None
-        stream = sys.stderr if file is None else file
-        if enabled and (is_terminal(stream) or "ipykernel" in sys.modules):
-            from tqdm.auto import tqdm
-
-            self._bar = tqdm(total=self.total, desc=desc, file=file, leave=False, dynamic_ncols=True)
-        self._t0 = self._last = time.monotonic()
-
-    def update(self, n: int = 1) -> None:
-        self.n += n
-        if self._bar is not None:
-            self._bar.update(n)
-        elif self.enabled and time.monotonic() - self._last >= self.interval:
-            self._line()
-
-    def set_postfix(self, postfix: dict[str, Any]) -> None:
-        self.postfix = dict(postfix)
-        if self._bar is not None:
-            self._bar.set_postfix(postfix, refresh=False)
-
-    def set_description(self, desc: str) -> None:
-        self.desc = desc
-        if self._bar is not None:
-            self._bar.set_description(desc, refresh=False)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-        elif self.enabled:
-            self._line()
-            self.enabled = False  # one final line, however often close is called
-
-    def _line(self) -> None:
-        self._last = time.monotonic()
-        pct = f" ({100 * self.n / self.total:.0f}%)" if self.total else ""
-        extra = "".join(f", {k}={v}" for k, v in self.postfix.items())
-        stream = sys.stderr if self.file is None else self.file
-        print(f"{self.desc}: {self.n}/{self.total}{pct}, {self._last - self._t0:.0f} s{extra}", file=stream,
-              flush=True)

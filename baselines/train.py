@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from baselines.checkpoint import load_modules, read_checkpoint, save_checkpoint
-from baselines.console import Progress
 from baselines.data import fit_scaling
 from baselines.registry import check
+from ogdata.progress import Progress
 
 RESULT = "result.json"
 

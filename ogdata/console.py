@@ -5,20 +5,15 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from ogdata.progress import is_terminal
+
 
 def console(stderr: bool = False):
     """A Rich console; soft-wrapped (no hard line breaks inside values) when not on a terminal."""
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr, highlight=False, soft_wrap=not _tty(stream))
-
-
-def _tty(stream) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):
-        return False
+    return Console(stderr=stderr, highlight=False, soft_wrap=not is_terminal(stream))
 
 
 def esc(x: Any) -> str:
@@ -31,7 +26,7 @@ def esc(x: Any) -> str:
 def print_table(title: str, columns: list[str], rows: list[list[Any]], *, wrap_last: bool = True) -> None:
     """A table: drawn by Rich on a terminal; piped or redirected, tab-separated lines that keep every
     value whole (a '# title' line, then a header line), so `| grep` and `| cut` see complete ids."""
-    if not _tty(sys.stdout):
+    if not is_terminal(sys.stdout):
         print(f"# {title}")
         print("\t".join(columns))
         for r in rows:

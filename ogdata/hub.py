@@ -21,7 +21,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +132,10 @@ def check_remote_metadata(meta: Any, dataset_id: str) -> dict[str, Any]:
 
 
 def parse_remote_metadata(raw: bytes, dataset_id: str) -> dict[str, Any]:
-    """Bytes of a remote metadata.json → validated dict (size- and depth-bounded before parsing)."""
+    """Bytes of a remote metadata.json → validated dict (size- and depth-bounded before parsing).
+
+    Not `storage.format.parse_metadata`: remote paths are checked first, so a hostile manifest is an
+    IntegrityError before the generic validation sees it."""
     where = f"metadata.json of {dataset_id} on the Hub"
     if len(raw) > MAX_METADATA_BYTES:
         raise MetadataError(f"{where} is {len(raw):,} bytes (limit {MAX_METADATA_BYTES:,}); refusing it")
@@ -153,9 +155,6 @@ def _check_no_links(root: Path) -> None:
             if p.is_symlink():
                 raise IntegrityError(f"{p.relative_to(root)!s} is a symlink; datasets hold plain files only")
 
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _repo_files(dataset_id: str, revision: str | None) -> tuple[str, str, str, set[str]]:
@@ -274,8 +273,7 @@ def download(dataset_id: str | DatasetId, final: Path, revision: str | None = No
         raise type(e)(f"{dataset_id} from {repo_id}@{commit[:12]} failed verification, nothing was "
                       f"installed: {e}") from e
     write_source(staged, {"dataset_id": dataset_id, "source": "hub", "rebuilt": False, "endpoint": endpoint,
-                          "repo_id": repo_id, "folder": folder, "revision": revision or "main", "commit": commit,
-                          "time": _now()})
+                          "repo_id": repo_id, "folder": folder, "revision": revision or "main", "commit": commit})
     install(staged, final)
     shutil.rmtree(staging, ignore_errors=True)
     return final

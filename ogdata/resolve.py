@@ -23,7 +23,6 @@ import os
 import shutil
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +41,6 @@ from ogdata.storage import ensure_verified
 from ogdata.storage import verify as verify_files
 from ogdata.storage.format import METADATA_FILE, read_metadata
 from ogdata.storage.install import install, install_lock, read_source, remove, write_source
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _say(msg: str) -> None:
@@ -135,8 +130,7 @@ def _from_recipe(did: DatasetId, final: Path, revision: str | None, reasons: lis
         if meta.get("dataset_id") != str(did):
             raise IntegrityError(f"the rebuild of {did} produced {meta.get('dataset_id')!r}; report this bug")
         write_source(out, {"dataset_id": str(did), "source": "rebuilt", "rebuilt": True,
-                           "reason": "; ".join(reasons), "recipe": catalogue.entries()[str(did)]["recipe"],
-                           "time": _now()})
+                           "reason": "; ".join(reasons), "recipe": catalogue.entries()[str(did)]["recipe"]})
         install(out, final)
     finally:
         shutil.rmtree(out, ignore_errors=True)

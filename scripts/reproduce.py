@@ -321,7 +321,7 @@ def main(argv=None) -> int:
     t0 = time.time()
     failures = []
     if todo and not args.aggregate_only:
-        from baselines.console import Progress
+        from ogdata.progress import Progress
 
         base = {k: cfg[k] for k in ("steps", "hidden", "layers", "batch_size", "eval_episodes", "evals", "device",
                                     "threads")}

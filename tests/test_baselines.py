@@ -479,7 +479,7 @@ class _Stream(io.StringIO):
 
 
 def test_progress_is_a_bar_on_a_terminal_and_plain_lines_elsewhere(monkeypatch):
-    from baselines.console import Progress
+    from ogdata.progress import Progress
 
     pipe = _Stream(tty=False)
     p = Progress(10, "run", file=pipe, interval=0.0)  # a line at every update

@@ -190,12 +190,13 @@ def test_cli_show_a_catalogue_id_offline_from_its_recipe():
     assert r.returncode == cli.EXIT_FAILED and "Did you mean 'execution-ac'" in r.stderr
 
 
-def test_cli_smoke_every_subcommand(tmp_path):
-    home = tmp_path / "home"
+def test_cli_smoke_every_subcommand(tmp_path, monkeypatch):
     from ogdata.ids import installed_path
 
+    home = tmp_path / "home"
+    monkeypatch.setenv("OGDATA_HOME", str(home))
     did = "toy-cli-smoke/good-v0"
-    path = Path(str(installed_path(did)).replace(os.environ["OGDATA_HOME"], str(home)))
+    path = installed_path(did)
     ogdata.create_dataset(path, metadata={"dataset_id": did}, **make_flat_episodes(np.random.default_rng(0), [4, 5]))
     env = {"OGDATA_HOME": str(home)}
     assert run_cli("verify", did, **env).returncode == 0

@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,9 @@ def read_source(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def write_source(path: str | os.PathLike, record: dict[str, Any]) -> None:
-    write_json_atomic(Path(path) / SOURCE_FILE, record)
+    """Write the provenance record, stamped with the UTC time it was written."""
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    write_json_atomic(Path(path) / SOURCE_FILE, {**record, "time": stamp})
 
 
 def install(staged: Path, final: Path) -> None:
