@@ -252,3 +252,23 @@ def test_fuzz_ids_give_an_ogdata_error_or_a_dataset_id():
             pass
 
     check()
+
+
+def test_download_never_returns_a_damaged_installed_copy():
+    """An installed copy is checked before it is returned: a flipped byte or a missing chunk is named."""
+    from ogdata.errors import IntegrityError
+    from ogdata.ids import installed_path
+
+    did = "toy-damaged/good-v0"
+    path = installed_path(did)
+    ogdata.create_dataset(path, metadata={"dataset_id": did}, **make_flat_episodes(np.random.default_rng(0), [6, 7]))
+    assert ogdata.download(did) == path                                  # intact: returned as is
+    chunk = path / "data" / "observations" / "c" / "0" / "0"
+    raw = bytearray(chunk.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    chunk.write_bytes(bytes(raw))
+    with pytest.raises(IntegrityError, match=r"damaged.*observations/c/0/0.*--force"):
+        ogdata.download(did)
+    chunk.unlink()
+    with pytest.raises(IntegrityError, match=r"observations/c/0/0"):
+        ogdata.load(did)
