@@ -374,7 +374,10 @@ def render(dataset: Any) -> str:
     out.append(f"Tier **{tier}**: {TIER_MEANING.get(tier, 'a custom tier')}.\n")
     if recipe.get("rule"):
         out.append(f"Selection rule: {recipe['rule']}.\n")
-    rows = [(k, recipe[k]) for k in ("threshold", "target", "reached", "note") if k in recipe]
+    rows = [(k, recipe[k]) for k in ("source", "threshold", "target", "band", "reached", "note") if k in recipe]
+    if recipe.get("learned") is False:
+        rows.append(("learned", "no: " + ("the expert reference policy with rollout noise (a named fallback)"
+                                          if "expert" in str(recipe.get("source", "")) else "untrained network")))
     rows += [(f"thresholds.{k}", v) for k, v in _flatten(meta.get("thresholds") or {})]
     rows += [(k, v) for k, v in _flatten(recipe.get("thresholds") or {}, "thresholds.")]
     behaviour = (recipe.get("behaviour") or {}).get("normalised_score")
@@ -487,9 +490,13 @@ def _baselines_table(baselines: Any) -> str:
     return _table(["algorithm"] + cols, body)
 
 
-def render_env_card(env_id: str, datasets: Iterable[Any]) -> str:
-    """The repo-root README.md of `<org>/<env-id>`: the environment and a table of its tiers."""
+def render_env_card(env_id: str, datasets: Iterable[Any], others: Iterable[str] = ()) -> str:
+    """The repo-root README.md of `<org>/<env-id>`: the environment and a table of its tiers.
+
+    others: tier folders (`<tier>-v<N>`) of the repo whose datasets are not at hand (an earlier
+    catalogue version): listed as configs and linked to their cards, without measures."""
     metas = [_metadata(d)[0] for d in datasets]
+    others = sorted(set(others))
     by_folder = {}
     for m in metas:
         by_folder[_did(m)[2]] = m
@@ -506,7 +513,7 @@ def render_env_card(env_id: str, datasets: Iterable[Any]) -> str:
         "size_categories": [size_category(total)],
         "viewer": False,
         "configs": [{"config_name": f, "data_files": [{"split": "train", "path": f"{f}/{METADATA_FILE}"}]}
-                    for f in sorted(by_folder)],
+                    for f in sorted(set(by_folder) | set(others))],
     })
     out = [fm, f"# ogdata: {env_id}\n"]
     out.append(f"Offline reinforcement-learning datasets of the `{env_id}` market environment, one folder per "
@@ -524,6 +531,10 @@ def render_env_card(env_id: str, datasets: Iterable[Any]) -> str:
                + "\n" if rows else "No datasets yet.\n")
     if rows:
         out.append(ENV_COVERAGE_NOTE + "\n")
+    others = [f for f in others if f not in by_folder]
+    if others:
+        out.append("Other catalogue versions of this environment (every version stays downloadable and rebuildable; "
+                   "see each card): " + ", ".join(f"[{env_id}/{f}]({f}/README.md)" for f in others) + ".\n")
     out.append("## Download one tier\n")
     example = _did(metas[0])[0] if metas else f"{env_id}/good-v0"
     folder = example.split("/", 1)[1]
@@ -553,7 +564,9 @@ def write_cards(src: str | os.PathLike, out: str | os.PathLike, check: bool = Fa
     changed = []
     for env_id, items in sorted(by_env.items()):
         texts = {f"{_did(m)[2]}.md": render(p) for m, p in items}
-        texts["README.md"] = render_env_card(env_id, [m for m, _ in items])
+        # tiers of other versions whose datasets are not under src keep their committed cards
+        others = [f.stem for f in (out / env_id).glob("*-v*.md") if f.name not in texts]
+        texts["README.md"] = render_env_card(env_id, [m for m, _ in items], others)
         for name, text in sorted(texts.items()):
             f = out / env_id / name
             if f.is_file() and f.read_text() == text:

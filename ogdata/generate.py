@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from ogdata.catalogue import TIER_RECIPE_FIELDS, is_catalogue_id, tier_recipe, weights_path
+from ogdata.catalogue import TIER_RECIPE_FIELDS, is_catalogue_id, latest_version, tier_recipe, weights_path
 from ogdata.catalogue import recipe as catalogue_recipe
 from ogdata.catalogue import recipe_path as catalogue_recipe_path
 from ogdata.config import home
@@ -53,7 +53,7 @@ from ogdata.measures import recorded_measures
 from ogdata.policies.checkpoint import BehaviourPolicy, load_checkpoint
 from ogdata.policies.evaluate import reference_returns
 from ogdata.policies.ppo import PPOConfig, train
-from ogdata.policies.reference import make_policy
+from ogdata.policies.reference import NoisyPolicy, make_policy
 from ogdata.progress import progress_bar
 from ogdata.storage import DatasetWriter, update_metadata
 from ogdata.storage.format import METADATA_FILE, read_metadata
@@ -119,7 +119,9 @@ def _decode(blobs: dict[str, bytes]) -> dict[str, np.ndarray]:
 def _make_policy(spec: dict[str, Any], core):
     pol = spec["policy"]
     if pol["kind"] == "reference":
-        return make_policy(pol["name"], core)
+        ref = make_policy(pol["name"], core)
+        noise = float(pol.get("noise", 0.0))
+        return NoisyPolicy(ref, core.action_space, noise) if noise > 0 else ref
     from safetensors.numpy import load as st_load
 
     return BehaviourPolicy(st_load(pol["safetensors"]), pol["config"], noise=float(pol.get("noise", 0.0)),
@@ -331,12 +333,13 @@ def _sources(env_id: str, tier: str, recipe: dict[str, Any] | None) -> list[dict
     if tier == "random":
         return [{"policy": {"kind": "reference", "name": "random"}}]
     if recipe is None:
-        recipe = catalogue_recipe(env_id)
+        recipe = catalogue_recipe(env_id, latest_version(env_id) or 0)
     t = recipe["tiers"].get(tier)
     if t is None or not t.get("policies"):
         raise InvalidIdError(f"the recipe of {env_id} has no behaviour policies for tier {tier!r}")
     noise = float(t["noise"]["value"])
-    return [_checkpoint_source(p["checkpoint"], noise, float(p.get("random_prob", 0.0))) for p in t["policies"]]
+    return [{"policy": {"kind": "reference", "name": p["reference"], "noise": noise}} if "reference" in p
+            else _checkpoint_source(p["checkpoint"], noise, float(p.get("random_prob", 0.0))) for p in t["policies"]]
 
 
 def _public_source(src: dict[str, Any]) -> dict[str, Any]:
@@ -378,16 +381,17 @@ def _write(stage: StagedDirectory, parts: Iterator[dict[str, np.ndarray]], core,
 
 # -- replay -------------------------------------------------------------------------------------
 
-def training_dir(env_id: str, seed: int) -> Path:
-    """Where a training run keeps its (uncommitted) replay record: OGDATA_HOME/training/<env>/seed-<s>/."""
-
-    return home() / "training" / env_id / f"seed-{int(seed)}"
+def training_dir(env_id: str, seed: int, version: int = 0) -> Path:
+    """Where a training run keeps its (uncommitted) replay record: OGDATA_HOME/training/<env>/seed-<s>/
+    (catalogue v0) or OGDATA_HOME/training/<env>/v<N>/seed-<s>/ (catalogue vN)."""
+    base = home() / "training" / env_id
+    return (base if not version else base / f"v{int(version)}") / f"seed-{int(seed)}"
 
 
 def replay_record(env_id: str, recipe: dict[str, Any], seed: int, progress: bool = True):
     """The recorded training run of one seed; re-trains it (deterministic) when it is missing."""
 
-    path = training_dir(env_id, seed) / "replay"
+    path = training_dir(env_id, seed, int(recipe.get("version", 0))) / "replay"
     if (path / METADATA_FILE).is_file():
         ds = Dataset(path)
         if ds.metadata.get("recipe", {}).get("fingerprint") == training_fingerprint(recipe, seed):
@@ -399,7 +403,7 @@ def missing_training_runs(env_id: str, recipe: dict[str, Any]) -> list[int]:
     """Seeds of the recipe's training runs whose replay record is not cached (they re-train on use)."""
     out = []
     for s in recipe["training"]["seeds"]:
-        path = training_dir(env_id, int(s)) / "replay"
+        path = training_dir(env_id, int(s), int(recipe.get("version", 0))) / "replay"
         try:
             fp = read_metadata(path).get("recipe", {}).get("fingerprint")
         except OgdataError:
@@ -433,7 +437,7 @@ def record_training_run(env_id: str, recipe: dict[str, Any], seed: int, out_dir:
     kw = recipe.get("env_kwargs", {})
     probe = make_core(env_id, 1, **kw)
     r = int(tr["record_envs"])
-    path = training_dir(env_id, seed) / "replay"
+    path = training_dir(env_id, seed, int(recipe.get("version", 0))) / "replay"
     meta = {"env_id": env_id, "env_kwargs": kw, "tier": "replay-record",
             "recipe": {"fingerprint": training_fingerprint(recipe, seed), "seed": int(seed),
                        "record_envs": r, "config": cfg.to_json()}}
@@ -493,11 +497,11 @@ def generate(env_id: str, tier: str, transitions: int, out_path: str | os.PathLi
              seed: int = 0, ray_address: str | None = None, *, recipe: dict[str, Any] | None = None,
              dataset_id: str | None = None, overwrite: bool = False, profile: bool = True,
              reference: str | os.PathLike | None = None, progress: bool = True,
-             shard_transitions: int = SHARD_TRANSITIONS):
+             shard_transitions: int = SHARD_TRANSITIONS, version: int | None = None):
     """Generate one tier of `env_id` into `out_path` (atomically) and return the Dataset.
 
-    recipe: the env's catalogue recipe (default: ogdata/catalogue/<env-id>.json; not needed
-    for tier="random"). workers: local processes; ray_address: run the shards as Ray tasks
+    recipe: the env's catalogue recipe (default: the committed recipe of catalogue `version`,
+    None = the newest the env has; not needed for tier="random"). workers: local processes; ray_address: run the shards as Ray tasks
     ("local" starts a local Ray instance, "auto" or "ray://host:port" joins a cluster whose
     Python environment has ogdata installed; shards carry the policy weights with them, so
     workers need no shared filesystem — the parent writes the dataset).
@@ -518,11 +522,11 @@ def generate(env_id: str, tier: str, transitions: int, out_path: str | os.PathLi
         raise InvalidArgumentError(f"seed must be below 2**63, got {seed}")
     spec = env_spec(env_id)
     env_id = spec.id
-    catalogue = _catalogue_recipe(env_id)
     if recipe is None:
-        if catalogue is None and tier != "random":
-            catalogue_recipe(env_id)   # raises: no recipe, train the behaviour policies first
-        recipe = catalogue
+        version = latest_version(env_id) if version is None else int(version)
+        recipe = _catalogue_recipe(env_id, version or 0)
+        if recipe is None and (tier != "random" or version):
+            catalogue_recipe(env_id, version or 0)   # raises: no recipe, train the behaviour policies first
     env_kwargs = dict((recipe or {}).get("env_kwargs", {}))
     version = int((recipe or {}).get("version", 0))
     out_path = Path(out_path)
@@ -539,7 +543,7 @@ def generate(env_id: str, tier: str, transitions: int, out_path: str | os.PathLi
            "ogdata_version": _version(), "numpy_version": np.__version__, "python": sys.version.split()[0],
            "platform": platform.platform()}
     recipe_meta: dict[str, Any] = {"tier": tier, "rule": TIER_RULES[tier], "generation": gen,
-                                   "source": f"ogdata/catalogue/{env_id}.json" if recipe else "ad hoc"}
+                                   "source": _recipe_source(env_id, version) if recipe else "ad hoc"}
     for k in TIER_RECIPE_FIELDS:
         if k in trec:
             recipe_meta[k] = trec[k]
@@ -586,13 +590,17 @@ def generate(env_id: str, tier: str, transitions: int, out_path: str | os.PathLi
     return Dataset(path)
 
 
-def _catalogue_recipe(env_id: str) -> dict[str, Any] | None:
-    return catalogue_recipe(env_id) if catalogue_recipe_path(env_id).is_file() else None
+def _catalogue_recipe(env_id: str, version: int = 0) -> dict[str, Any] | None:
+    return catalogue_recipe(env_id, version) if catalogue_recipe_path(env_id, version).is_file() else None
+
+
+def _recipe_source(env_id: str, version: int) -> str:
+    return catalogue_recipe_path(env_id, version).relative_to(catalogue_recipe_path(env_id).parents[2]).as_posix()
 
 
 def is_catalogue_job(env_id: str, tier: str, transitions: int, seed: int, recipe: dict[str, Any] | None) -> bool:
     """True when (recipe, tier, transitions, seed) is exactly what the catalogue prescribes for this tier."""
-    cat = _catalogue_recipe(env_id)
+    cat = None if recipe is None else _catalogue_recipe(env_id, int(recipe.get("version", 0)))
     if cat is None or recipe is None or tier not in cat.get("tiers", {}):
         return False
     if json.dumps(recipe, sort_keys=True) != json.dumps(cat, sort_keys=True):
@@ -601,12 +609,14 @@ def is_catalogue_job(env_id: str, tier: str, transitions: int, seed: int, recipe
     return int(t.get("transitions", -1)) == int(transitions) and int(t.get("seed", 0)) == int(seed)
 
 
-def catalogue_path(env_id: str, tier: str, transitions: int, seed: int) -> Path:
-    """Default output path: the installed location of the catalogue id for a catalogue job, else
-    OGDATA_HOME/custom/<env-id>/<tier>-n<transitions>-s<seed> (never mistaken for a catalogue copy)."""
-    cat = _catalogue_recipe(env_id)
+def catalogue_path(env_id: str, tier: str, transitions: int, seed: int, version: int | None = None) -> Path:
+    """Default output path: the installed location of the catalogue id for a catalogue job (of catalogue
+    `version`, None = the env's newest), else OGDATA_HOME/custom/<env-id>/<tier>-n<transitions>-s<seed>
+    (never mistaken for a catalogue copy)."""
+    version = latest_version(env_id) if version is None else int(version)
+    cat = _catalogue_recipe(env_id, version or 0)
     if is_catalogue_job(env_id, tier, transitions, seed, cat):
-        return installed_path(f"{env_id}/{tier}-v{int(cat.get('version', 0))}")
+        return installed_path(f"{env_id}/{tier}-v{int(version or 0)}")
     return home() / "custom" / env_id / f"{tier}-n{int(transitions)}-s{int(seed)}"
 
 

@@ -141,7 +141,7 @@ def _announce_training(did: DatasetId) -> None:
     """Say up front when a Replay rebuild must re-train its behaviour policies (minutes, not seconds)."""
     from ogdata.generate import missing_training_runs  # the generator pulls in the policies: loaded on use
 
-    r = catalogue.recipe(did.env_id)
+    r = catalogue.recipe(did.env_id, did.version)
     seeds = missing_training_runs(did.env_id, r)
     if not seeds:
         return

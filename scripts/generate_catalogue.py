@@ -1,11 +1,15 @@
-"""Build the lite catalogue from the committed recipes: every env with a recipe × 5 tiers.
+"""Build a catalogue version from the committed recipes: every env with a recipe × 5 tiers.
+
+--version 0 (default) is the lite v0 catalogue (100k transitions per tier) that CI and the main job
+use; --version 1 is catalogue v1 (1M transitions per tier, or 1M joint transitions multi-agent).
 
 Each env's Replay tier is generated first (it is the SACo reference of the others), then
 random, poor, medium and good; each dataset is profiled (TQ, SACo, return statistics) as it
 is written. Resumable: a dataset already present under --out is skipped (its timing kept).
 Wall time, size and headline measures of every dataset go to <out>/catalogue_generation.json.
 
-    python scripts/generate_catalogue.py                       # into OGDATA_HOME/datasets
+    python scripts/generate_catalogue.py                       # v0, into OGDATA_HOME/datasets
+    python scripts/generate_catalogue.py --version 1           # catalogue v1
     python scripts/generate_catalogue.py --workers 2 --out /data/ogdata --cards dataset_cards
 """
 
@@ -32,6 +36,7 @@ ORDER = ("replay", "random", "poor", "medium", "good")
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--version", type=int, default=0, help="catalogue version (default 0, the lite catalogue)")
     ap.add_argument("--out", type=Path, default=None, help="root directory (default: OGDATA_HOME/datasets)")
     ap.add_argument("--env", action="append", default=[], help="only these envs (repeatable)")
     ap.add_argument("--tier", action="append", default=[], choices=ORDER, help="only these tiers (repeatable)")
@@ -42,13 +47,13 @@ def main(argv=None) -> int:
     ap.add_argument("--cards", type=Path, help="also write the dataset cards into this directory")
     a = ap.parse_args(argv)
     out = a.out or datasets_dir()
-    envs = a.env or catalogue_envs()
+    envs = a.env or catalogue_envs(a.version)
     tiers = [t for t in ORDER if not a.tier or t in a.tier]
     log_file = out / "catalogue_generation.json"
     log = json.loads(log_file.read_text()) if log_file.is_file() else {}
     jobs = []
     for env in envs:
-        r = recipe(env)
+        r = recipe(env, a.version)
         jobs += [(env, t, r) for t in tiers if t in r["tiers"]]
     total_t0 = time.perf_counter()
     bar = progress_bar(jobs, desc="catalogue", unit="dataset")
@@ -73,7 +78,9 @@ def main(argv=None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         log_file.write_text(json.dumps(log, indent=1, sort_keys=True) + "\n")
         bar.write(f"{did}: {len(ds):,} transitions in {wall:.1f} s, TQ={_f(m.get('tq'))} SACo={_f(m.get('saco'))}")
-    print(f"catalogue: {len(jobs)} datasets under {out} ({time.perf_counter() - total_t0:.0f} s this run); "
+    log_total = sum(v["wall_s"] for k, v in log.items() if k.endswith(f"-v{a.version}"))
+    print(f"catalogue v{a.version}: {len(jobs)} datasets under {out} ({time.perf_counter() - total_t0:.0f} s this run, "
+          f"{log_total:.0f} s summed over every dataset's generation); "
           f"timings in {log_file}")
     if a.cards:
         from ogdata.cards import write_cards

@@ -38,8 +38,14 @@ from ogdata.catalogue import RECIPE_FORMAT, WEIGHTS_DIR, recipe_path, weights_pa
 from ogdata.envs.registry import env_spec, list_envs, make_core  # noqa: E402
 from ogdata.generate import TIER_RULES, TIER_TARGETS, record_training_run, training_dir  # noqa: E402
 from ogdata.policies.checkpoint import BehaviourPolicy, load_checkpoint  # noqa: E402
-from ogdata.policies.evaluate import episode_returns, normalised_score, reference_returns  # noqa: E402
+from ogdata.policies.evaluate import (  # noqa: E402
+    episode_returns,
+    normalised_score,
+    reference_returns,
+    reference_returns_v1,
+)
 from ogdata.policies.ppo import PPOConfig, default_noise  # noqa: E402
+from ogdata.policies.reference import NoisyPolicy, make_policy  # noqa: E402
 
 SEEDS = (0, 1)
 TIER_TRANSITIONS = {False: 100_000, True: 50_000}   # catalogue size per tier: single-agent / multi-agent joint
@@ -149,7 +155,7 @@ def apply_mixing(recipe: dict, tier: str) -> list[float]:
     return probs
 
 
-def plot_curves(env_id: str, curves: dict[int, list[dict]], picks: dict, out: Path) -> None:
+def plot_curves(env_id: str, curves: dict[int, list[dict]], picks: dict, out: Path, title: str | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -161,6 +167,8 @@ def plot_curves(env_id: str, curves: dict[int, list[dict]], picks: dict, out: Pa
         ax.plot(x, [c["score"] for c in curve], marker=".", label=f"seed {s}")
         for tier, mk in (("good", "*"), ("medium", "s"), ("poor", "v")):
             c = picks[s][tier]
+            if c is None:   # v1: a tier this seed fills with a fallback, not a checkpoint of the curve
+                continue
             ax.plot([c["env_steps"]], [c["score"]], mk, ms=11, color="k", alpha=0.7,
                     label=tier if s == list(curves)[0] else None)
     for y in (20, 50, 80):
@@ -169,7 +177,7 @@ def plot_curves(env_id: str, curves: dict[int, list[dict]], picks: dict, out: Pa
     ax.axhline(100, color="grey", lw=0.8)
     ax.set_xlabel("environment steps")
     ax.set_ylabel("normalised score (0 random, 100 expert)")
-    ax.set_title(f"{env_id}: behaviour-policy checkpoints")
+    ax.set_title(title or f"{env_id}: behaviour-policy checkpoints")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
@@ -269,6 +277,214 @@ def retier(envs: list[str]) -> int:
     return 0
 
 
+
+# -- catalogue v1 (issue #14): tiers that mean their names on the v1 references ----------------------
+
+V1 = 1
+V1_TRANSITIONS = 1_000_000                      # per tier: single-agent transitions / multi-agent joint ones
+V1_BANDS = {"good": (80.0, math.inf), "medium": (45.0, 55.0), "poor": (15.0, 25.0)}
+V1_CANDIDATES = 4                               # checkpoints nearest a band's target re-scored before a fallback
+V1_CONFIG = {"checkpoints": 40, "early_checkpoints": 8, "eval_episodes": 256}
+# per-env training budgets and hyper-parameters (chosen on the training runs, recorded in each recipe)
+V1_OVERRIDES: dict[str, dict] = {
+    "multi-market-making-2": {"total_steps": 4_000_000},     # v0's 1.5M peaked at 79 on the v1 scale
+    "multi-market-making-3": {"total_steps": 4_000_000},     # v0: 72-76
+    "trading-synth-regime": {"total_steps": 6_000_000},      # v0: 69-71 (the regime must be inferred)
+    "portfolio-sp500": {"total_steps": 6_000_000},           # v0: 75-76
+}
+V1_RULES = {
+    "good": "learned checkpoint (env_steps > 0) of each training seed scoring >= 80 on 1024 fresh markets; "
+            "seeds that never reach 80 are left out; if none does, the fallback: the expert with the tiers' noise",
+    "medium": "learned checkpoint (env_steps > 0) of each training seed scoring 50 ± 5 on 1024 fresh markets "
+              "(the nearest-50 candidates are tried in turn); a seed with none: the fallback, its Good checkpoint "
+              "mixed with the uniform random policy down to 50 ± 2",
+    "poor": "learned checkpoint (env_steps > 0) of each training seed scoring 20 ± 5 on 1024 fresh markets "
+            "(the nearest-20 candidates are tried in turn); a seed with none: the fallback, its Good checkpoint "
+            "mixed with the uniform random policy down to 20 ± 2",
+}
+V1_SOURCES = {"checkpoint": "learned checkpoint", "mixed": "fallback: learned checkpoint mixed with uniform random",
+              "expert": "fallback: the expert reference policy with the tiers' rollout noise"}
+
+
+def v1_weights(env_id: str) -> Path:
+    return WEIGHTS_DIR / f"v{V1}" / env_id
+
+
+def v1_references(env_id: str) -> tuple[dict, dict]:
+    """({"random", "expert"} means for scoring, the expert's v1 entry)."""
+    r = reference_returns_v1(env_id)
+    return {"random": float(r["random"]["mean"]), "expert": float(r["expert"]["mean"])}, r["expert"]
+
+
+def expert_score(env_id: str, kwargs: dict, expert: dict, noise: float, refs: dict, seed: int) -> dict:
+    """The expert reference policy with the tiers' rollout noise, scored like a checkpoint."""
+    core = make_core(env_id, 128, **kwargs)
+    if expert["name"] == "trained/best":   # a committed checkpoint (real-price envs: chosen on training years)
+        pol = BehaviourPolicy(*load_checkpoint(weights_path(expert["checkpoint"])), noise=noise)
+    else:
+        pol = NoisyPolicy(make_policy(expert["name"], core), core.action_space, noise)
+    rets = episode_returns(core, pol, FINAL_EVAL_EPISODES, seed=seed)["returns"]
+    return {"return_mean": float(rets.mean()), "return_std": float(rets.std()),
+            "score": float(normalised_score(rets.mean(), random=refs["random"], expert=refs["expert"]))}
+
+
+def in_band(score: float, tier: str) -> bool:
+    lo, hi = V1_BANDS[tier]
+    return lo <= score <= hi
+
+
+def pick_v1(env_id: str, kwargs: dict, curve: list[dict], ck_dir: Path, wdir: Path, seed: int, tier: str,
+            noise: float, refs: dict) -> dict | None:
+    """The first learned checkpoint (nearest the tier's target by training score) whose published score
+    is in the tier's band, copied to wdir/seed<s>-<tier>; None when no candidate lands in the band."""
+    learned = [c for c in curve if c["env_steps"] > 0]
+    if tier == "good":
+        order = sorted(learned, key=lambda c: -c["score"])
+    else:
+        order = sorted(learned, key=lambda c: abs(c["score"] - TIER_TARGETS[tier]))
+    name = f"seed{seed}-{tier}"
+    for c in order[:V1_CANDIDATES]:
+        fin = final_score(env_id, kwargs, ck_dir / Path(c["checkpoint"]).stem, noise, refs, seed=score_seed(seed))
+        if in_band(fin["score"], tier):
+            for ext in (".safetensors", ".json"):
+                shutil.copyfile((ck_dir / c["checkpoint"]).with_suffix(ext), (wdir / name).with_suffix(ext))
+            return {"seed": seed, "checkpoint": f"v{V1}/{env_id}/{name}", "source": "checkpoint",
+                    "score": fin["score"], "return_mean": fin["return_mean"], "training_eval_score": c["score"],
+                    "checkpoint_index": c["index"], "env_steps": c["env_steps"]}
+    return None
+
+
+def mixed_v1(env_id: str, kwargs: dict, good: dict, wdir: Path, seed: int, tier: str, noise: float,
+             refs: dict) -> dict:
+    """Fallback: the seed's Good checkpoint mixed with uniform random down to the tier's target."""
+    name = f"seed{seed}-{tier}"
+    src = weights_path(good["checkpoint"])
+    for ext in (".safetensors", ".json"):
+        shutil.copyfile(src.with_suffix(ext), (wdir / name).with_suffix(ext))
+    res = mix_to_target(env_id, kwargs, wdir / name, noise, refs, TIER_TARGETS[tier], seed=score_seed(seed))
+    return {"seed": seed, "checkpoint": f"v{V1}/{env_id}/{name}", "source": "mixed", "score": res["score"],
+            "return_mean": res["return_mean"], "random_prob": res["random_prob"],
+            "checkpoint_score": good["score"], "checkpoint_index": good["checkpoint_index"],
+            "env_steps": good["env_steps"]}
+
+
+def judge_v1(t: dict, tier: str) -> None:
+    """Name the tier's source, and say so in a note when a fallback was used or a score left the band."""
+    srcs = sorted({p["source"] for p in t["policies"]})
+    t["source"] = "; ".join(V1_SOURCES[s] for s in srcs)
+    t["learned"] = "expert" not in srcs
+    t["reached"] = all(in_band(p["score"], tier) for p in t["policies"])
+    lo, hi = V1_BANDS[tier]
+    t["band"] = [lo, None if math.isinf(hi) else hi]
+    notes = []
+    if "mixed" in srcs:
+        notes.append(f"seed(s) {[p['seed'] for p in t['policies'] if p['source'] == 'mixed']}: no learned "
+                     f"checkpoint scored in [{lo:g}, {hi:g}] on the published markets, so the seed's Good checkpoint "
+                     "is mixed with the uniform random policy (named fallback)")
+    if "expert" in srcs:
+        notes.append("no training seed reached a score of 80: the tier is the expert reference policy with the "
+                     "tiers' rollout noise (named fallback; not a learned policy)")
+    if not t["reached"]:
+        notes.append(f"score(s) {[round(p['score'], 1) for p in t['policies']]} outside the band [{lo:g}, {hi:g}]")
+    t.pop("note", None)
+    if notes:
+        t["note"] = "; ".join(notes)
+
+
+def train_env_v1(env_id: str, steps: int | None, seeds: tuple[int, ...], progress: bool) -> dict:
+    """Train, pick and write the v1 recipe of one env (ogdata/catalogue/v1/<env-id>.json)."""
+    spec = env_spec(env_id)
+    ma = spec.multi_agent
+    kwargs: dict = {}
+    refs, expert = v1_references(env_id)
+    probe = make_core(env_id, 1, **kwargs)
+    over = dict(V1_OVERRIDES.get(env_id, {}))
+    cfg = PPOConfig(**{"total_steps": int(steps or STEPS[ma]), **V1_CONFIG, **over})
+    per_market = cfg.total_steps // cfg.num_envs
+    record_envs = int(np.clip(math.ceil(2 * V1_TRANSITIONS / len(seeds) / max(1, per_market)), 1, cfg.num_envs))
+    noise = default_noise(probe.action_space)
+    noise_desc = ({"type": "gaussian", "value": noise, "scale": "[-1, 1] action scale"} if
+                  probe.action_space.__class__.__name__ == "Box" else {"type": "epsilon", "value": noise})
+    recipe = {"format": RECIPE_FORMAT, "env_id": env_id, "env_kwargs": kwargs, "version": V1, "multi_agent": ma,
+              "reference_returns": refs,
+              "references": {"file": "ogdata/envs/references-v1.json", "expert": expert["name"],
+                             "expert_kind": expert["kind"]},
+              "training": {"algo": "mappo" if ma else "ppo", "config": cfg.to_json(), "seeds": list(seeds),
+                           "record_envs": record_envs, "overrides": over}}
+    wdir = v1_weights(env_id)
+    if wdir.exists():
+        shutil.rmtree(wdir)
+    wdir.mkdir(parents=True)
+    curves, walls, picks = {}, {}, {t: [] for t in ("good", "medium", "poor")}
+    for s in seeds:
+        ck_dir = training_dir(env_id, s, V1) / "checkpoints"
+        if ck_dir.exists():
+            shutil.rmtree(ck_dir)
+        t0 = time.perf_counter()
+        ds = record_training_run(env_id, recipe, s, out_dir=ck_dir, progress=progress)
+        walls[s] = time.perf_counter() - t0
+        curves[s] = [{k: v for k, v in c.items() if k != "path"} | {"checkpoint": Path(c["path"]).name}
+                     for c in ds._train_result.checkpoints]
+        good = pick_v1(env_id, kwargs, curves[s], ck_dir, wdir, s, "good", noise, refs)
+        if good is not None:
+            picks["good"].append(good)
+        for tier in ("medium", "poor"):
+            p = pick_v1(env_id, kwargs, curves[s], ck_dir, wdir, s, tier, noise, refs)
+            if p is None and good is not None:
+                p = mixed_v1(env_id, kwargs, good, wdir, s, tier, noise, refs)
+            if p is not None:
+                picks[tier].append(p)
+        print(f"{env_id} seed {s}: {walls[s]:.0f} s, best training score {max(c['score'] for c in curves[s]):.1f}, "
+              f"replay record {len(ds)} transitions", flush=True)
+    if not picks["good"]:   # no seed learned a Good policy: the named fallbacks
+        fin = expert_score(env_id, kwargs, expert, noise, refs, seed=score_seed(0))
+        picks["good"] = [{"reference" if expert["name"] != "trained/best" else "checkpoint":
+                          expert["name"] if expert["name"] != "trained/best" else expert["checkpoint"],
+                          "source": "expert", **fin}]
+        for tier in ("medium", "poor"):
+            for s in seeds:
+                if not any(p["seed"] == s for p in picks[tier]):
+                    best = max((c for c in curves[s] if c["env_steps"] > 0), key=lambda c: c["score"])
+                    ck = training_dir(env_id, s, V1) / "checkpoints" / best["checkpoint"]
+                    name = f"seed{s}-best"
+                    for ext in (".safetensors", ".json"):
+                        shutil.copyfile(ck.with_suffix(ext), (wdir / name).with_suffix(ext))
+                    fin = final_score(env_id, kwargs, wdir / name, noise, refs, seed=score_seed(s))
+                    base = {"checkpoint": f"v{V1}/{env_id}/{name}", "score": fin["score"],
+                            "checkpoint_index": best["index"], "env_steps": best["env_steps"]}
+                    picks[tier].append(mixed_v1(env_id, kwargs, base, wdir, s, tier, noise, refs))
+    tiers: dict = {}
+    for tier in ("good", "medium", "poor"):
+        t = {"rule": V1_RULES[tier], "noise": noise_desc, "policies": sorted(picks[tier], key=lambda p: p.get("seed", -1)),
+             "transitions": V1_TRANSITIONS, "seed": 0, "score_episodes": FINAL_EVAL_EPISODES,
+             "target": TIER_TARGETS[tier]}
+        if any(p["source"] == "mixed" for p in t["policies"]):
+            t["mixing"] = {"type": "uniform-random", "rule": MIX_RULE.format(near=0, tol=MIX_TOLERANCE),
+                           "tolerance": MIX_TOLERANCE, "score_episodes": FINAL_EVAL_EPISODES}
+        judge_v1(t, tier)
+        tiers[tier] = t
+    tiers["replay"] = {"rule": TIER_RULES["replay"], "noise": {"type": "policy", "value": None,
+                                                               "detail": "the training policy's own sampling"},
+                       "transitions": V1_TRANSITIONS, "seed": 0, "seeds": list(seeds), "record_envs": record_envs}
+    tiers["random"] = {"rule": TIER_RULES["random"], "noise": {"type": "none", "value": None},
+                       "transitions": V1_TRANSITIONS, "seed": 0}
+    recipe["tiers"] = tiers
+    recipe["training"]["wall_time_s"] = {str(s): round(walls[s], 1) for s in seeds}
+    recipe["training"]["best_score"] = float(max(max(c["score"] for c in curves[s]) for s in seeds))
+    recipe["training"]["learning_curve"] = f"v{V1}/{env_id}/learning_curve.json"
+    shown = {s: {t: next((p for p in picks[t] if p.get("seed") == s and p["source"] == "checkpoint"), None)
+                 for t in ("good", "medium", "poor")} for s in seeds}
+    (wdir / "learning_curve.json").write_text(json.dumps(
+        {"env_id": env_id, "version": V1, "references": refs, "noise": noise_desc,
+         "curves": {str(s): curves[s] for s in seeds}}, indent=1) + "\n")
+    plot_curves(env_id, curves, {s: {t: ({"env_steps": p["env_steps"], "score": p["training_eval_score"]} if p
+                                         else None) for t, p in shown[s].items()} for s in seeds},
+                wdir / "learning_curve.png", title=f"{env_id} (catalogue v{V1})")
+    path = recipe_path(env_id, V1)
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(recipe, indent=1) + "\n")
+    return recipe
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--env", action="append", default=[], help="env id (repeatable)")
@@ -277,13 +493,16 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, help="training env steps per seed (default: 2M single, 1.5M multi)")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--version", type=int, default=0, choices=(0, V1),
+                    help="catalogue version: 0 (the lite v0 recipes) or 1 (catalogue v1: 1M transitions per tier, "
+                         "tiers in their bands on the v1 references)")
     ap.add_argument("--retier", action="store_true",
                     help="no training: redo the random mixing of the committed recipes' Poor tiers")
     a = ap.parse_args(argv)
     # held-out evaluation periods (kwargs period="eval") are for scoring, never for datasets
     envs = list(a.env) + ([e for e in list_envs() if env_spec(e).kwargs.get("period") != "eval"] if a.all else [])
     if a.missing:
-        envs = [e for e in envs if not recipe_path(e).exists()]
+        envs = [e for e in envs if not recipe_path(e, a.version).exists()]
     if a.retier:
         return retier([e for e in dict.fromkeys(envs) if recipe_path(e).exists()])
     if len(a.seeds) < 2:
@@ -291,7 +510,7 @@ def main(argv=None) -> int:
     summary = {}
     for e in dict.fromkeys(envs):
         t0 = time.perf_counter()
-        r = train_env(e, a.steps, tuple(a.seeds), not a.no_progress)
+        r = (train_env_v1 if a.version == V1 else train_env)(e, a.steps, tuple(a.seeds), not a.no_progress)
         summary[e] = {"best_score": round(r["training"]["best_score"], 1), "wall_s": round(time.perf_counter() - t0),
                       "good": [round(p["score"], 1) for p in r["tiers"]["good"]["policies"]],
                       "medium": [round(p["score"], 1) for p in r["tiers"]["medium"]["policies"]],

@@ -96,3 +96,24 @@ class RandomPolicy:
         if isinstance(sp, spaces.Discrete):
             return rng.integers(sp.start, sp.start + sp.n, size=size)
         raise TypeError(f"RandomPolicy does not support {sp}")
+
+
+class NoisyPolicy:
+    """Another policy plus the tiers' rollout noise: Gaussian σ = `noise` on the [-1, 1] action scale
+    (Box, clipped to the bounds) or ε = `noise` of ε-greedy (Discrete) — the same noise a checkpoint's
+    rollouts get, so a reference policy can stand in for a tier (catalogue v1's named fallbacks)."""
+
+    def __init__(self, policy: Policy, space: spaces.Space, noise: float):
+        if not (np.isfinite(noise) and noise >= 0):
+            raise ValueError(f"noise must be a finite value >= 0, got {noise!r}")
+        self.policy, self.space, self.noise = policy, space, float(noise)
+
+    def __call__(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        a = self.policy(obs, rng)
+        sp = self.space
+        if isinstance(sp, spaces.Discrete):
+            explore = rng.random(a.shape) < self.noise
+            return np.where(explore, rng.integers(sp.start, sp.start + sp.n, size=a.shape), a)
+        half = np.where(np.isfinite(sp.high - sp.low), 0.5 * (sp.high.astype(np.float64) - sp.low), 1.0)
+        u = np.asarray(a, np.float64) + self.noise * half * rng.standard_normal(a.shape)
+        return np.clip(u, sp.low, sp.high).astype(sp.dtype)
