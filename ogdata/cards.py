@@ -374,10 +374,11 @@ def render(dataset: Any) -> str:
     out.append(f"Tier **{tier}**: {TIER_MEANING.get(tier, 'a custom tier')}.\n")
     if recipe.get("rule"):
         out.append(f"Selection rule: {recipe['rule']}.\n")
-    rows = [(k, recipe[k]) for k in ("source", "threshold", "target", "band", "reached", "note") if k in recipe]
+    rows = [(k.replace("_", " "), recipe[k]) for k in ("policy_source", "threshold", "target", "band", "reached", "note")
+            if k in recipe]
     if recipe.get("learned") is False:
         rows.append(("learned", "no: " + ("the expert reference policy with rollout noise (a named fallback)"
-                                          if "expert" in str(recipe.get("source", "")) else "untrained network")))
+                                          if "expert" in str(recipe.get("policy_source", "")) else "untrained network")))
     rows += [(f"thresholds.{k}", v) for k, v in _flatten(meta.get("thresholds") or {})]
     rows += [(k, v) for k, v in _flatten(recipe.get("thresholds") or {}, "thresholds.")]
     behaviour = (recipe.get("behaviour") or {}).get("normalised_score")

@@ -25,6 +25,7 @@ from ogdata.errors import (
     DatasetNotFoundError,
     DataValidationError,
     IntegrityError,
+    InvalidArgumentError,
     MetadataError,
     OgdataError,
 )
@@ -299,6 +300,13 @@ class Dataset:
         keys: observations (the obs each action was taken in), next_observations, actions,
         rewards, terminations, truncations, terminals (= terminations), states, next_states.
         """
+        known = ("observations", "next_observations", "actions", "rewards", "terminations", "truncations",
+                 "terminals", "states", "next_states")
+        if isinstance(keys, str) or any(k not in known for k in keys):
+            raise InvalidArgumentError(f"iter_chunks keys={keys!r}: pass a sequence of names from {list(known)}")
+        if not self._has("states") and any(k in ("states", "next_states") for k in keys):
+            raise InvalidArgumentError("this dataset has no global states (a single-agent dataset); "
+                                       "drop 'states' / 'next_states' from keys")
         ep_of = self._episode_of()
         n = self.num_transitions
         for a in range(0, n, chunk_size):
@@ -320,9 +328,6 @@ class Dataset:
                     out[k] = self._read(k, slice(a, b))
                 elif k == "terminals":
                     out[k] = self._read("terminations", slice(a, b))
-                elif k not in out:
-                    raise KeyError(f"unknown key {k!r}; choose from observations, next_observations, actions, "
-                                   "rewards, terminations, truncations, terminals, states, next_states")
             yield out
 
     def sample(self, batch_size: int, rng: int | np.random.Generator | None = None) -> dict[str, np.ndarray]:

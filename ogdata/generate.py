@@ -8,12 +8,16 @@ returns its arrays (as .npy bytes: no pickled arrays); the parent appends the sh
 order to one staged zarr store that is renamed into place only when complete, so a
 killed run leaves nothing under the dataset path and a rerun starts clean.
 
-Tiers (thresholds published in every dataset's metadata recipe):
-  good    the best checkpoint of each training seed (score >= 80, or the best reached, said so)
-  medium  the checkpoint whose score is nearest 50;  poor: nearest 20, and where that still scores
-          above 30, mixed with the uniform random policy (probability p per step and agent) down to 20
+Tiers (rules and thresholds published in every dataset's metadata recipe). Catalogue v1, scored on
+the v1 references (ogdata/envs/references-v1.json):
+  good    a learned checkpoint (env_steps > 0) of each training seed scoring >= 80; none: the expert
+          reference policy with the rollout noise, a named fallback (learned: false)
+  medium  a learned checkpoint scoring 50 ± 5; poor: 20 ± 5; a seed with none: its Good checkpoint mixed
+          with the uniform random policy (probability p per step and agent) to the target ± 2, named so
   replay  episodes of the training runs themselves, evenly spaced over each run, up to the tier size
   random  the uniform random policy
+v0 (the lite catalogue): good = best checkpoint (>= 80 or the best reached, said so); medium = the
+checkpoint nearest 50; poor = nearest 20, mixed with random down to 20 where it scores above 30.
 Good / Medium / Poor are rolled out with the mean action plus noise: Gaussian σ = 0.1 on
 the [-1, 1] action scale for Box actions, ε = 0.05 for Discrete ones; each tier mixes the
 checkpoints of every training seed (≥ 2) in equal shares.

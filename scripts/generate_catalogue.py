@@ -6,7 +6,8 @@ use; --version 1 is catalogue v1 (1M transitions per tier, or 1M joint transitio
 Each env's Replay tier is generated first (it is the SACo reference of the others), then
 random, poor, medium and good; each dataset is profiled (TQ, SACo, return statistics) as it
 is written. Resumable: a dataset already present under --out is skipped (its timing kept).
-Wall time, size and headline measures of every dataset go to <out>/catalogue_generation.json.
+Wall time, size and headline measures of every dataset go to <out>/catalogue_generation.json, each
+run's total wall time to <out>/catalogue_generation_runs.json. --jobs N generates N envs side by side.
 
     python scripts/generate_catalogue.py                       # v0, into OGDATA_HOME/datasets
     python scripts/generate_catalogue.py --version 1           # catalogue v1
@@ -41,6 +42,8 @@ def main(argv=None) -> int:
     ap.add_argument("--env", action="append", default=[], help="only these envs (repeatable)")
     ap.add_argument("--tier", action="append", default=[], choices=ORDER, help="only these tiers (repeatable)")
     ap.add_argument("--workers", type=int, default=max(1, min(2, os.cpu_count() or 1)))
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="envs generated side by side in separate processes (each with --workers shard workers)")
     ap.add_argument("--ray", metavar="ADDRESS", help="run the rollouts on a Ray cluster")
     ap.add_argument("--transitions", type=int, help="override every tier's size (for a quick trial)")
     ap.add_argument("--force", action="store_true", help="regenerate datasets that already exist")
@@ -51,43 +54,86 @@ def main(argv=None) -> int:
     tiers = [t for t in ORDER if not a.tier or t in a.tier]
     log_file = out / "catalogue_generation.json"
     log = json.loads(log_file.read_text()) if log_file.is_file() else {}
-    jobs = []
+    jobs: dict[str, list[str]] = {}
     for env in envs:
         r = recipe(env, a.version)
-        jobs += [(env, t, r) for t in tiers if t in r["tiers"]]
+        todo = [t for t in tiers if t in r["tiers"]
+                and (a.force or not (out / env / f"{t}-v{a.version}" / METADATA_FILE).is_file())]
+        if todo:
+            jobs[env] = todo
+    skipped = sum(len([t for t in tiers if t in recipe(env, a.version)["tiers"]]) for env in envs) - sum(
+        map(len, jobs.values()))
+    if skipped:
+        print(f"{skipped} dataset(s) already under {out}: kept (--force regenerates them)")
     total_t0 = time.perf_counter()
-    bar = progress_bar(jobs, desc="catalogue", unit="dataset")
-    for env, tier, r in bar:
-        did = f"{env}/{tier}-v{int(r.get('version', 0))}"
-        path = out / env / f"{tier}-v{int(r.get('version', 0))}"
-        if (path / METADATA_FILE).is_file() and not a.force:
-            bar.write(f"skip {did}: already at {path}")
-            continue
-        t = r["tiers"][tier]
-        n = int(a.transitions or t["transitions"])   # with --transitions the datasets get no catalogue id
-        t0 = time.perf_counter()
-        ds = generate(env, tier, n, path, workers=a.workers, seed=int(t.get("seed", 0)), ray_address=a.ray,
-                      recipe=r, overwrite=a.force)
-        wall = time.perf_counter() - t0
-        m = ds.measures
-        log[did] = {"path": str(path), "wall_s": round(wall, 2), "transitions": len(ds),
-                    "episodes": ds.num_episodes, "transitions_per_s": round(len(ds) / max(wall, 1e-9)),
-                    "workers": a.workers, "tq": m.get("tq"), "saco": m.get("saco"),
-                    "behaviour_normalised_score": m.get("behaviour_normalised_score"),
-                    "note": t.get("note")}
-        out.mkdir(parents=True, exist_ok=True)
-        log_file.write_text(json.dumps(log, indent=1, sort_keys=True) + "\n")
-        bar.write(f"{did}: {len(ds):,} transitions in {wall:.1f} s, TQ={_f(m.get('tq'))} SACo={_f(m.get('saco'))}")
-    log_total = sum(v["wall_s"] for k, v in log.items() if k.endswith(f"-v{a.version}"))
-    print(f"catalogue v{a.version}: {len(jobs)} datasets under {out} ({time.perf_counter() - total_t0:.0f} s this run, "
-          f"{log_total:.0f} s summed over every dataset's generation); "
-          f"timings in {log_file}")
+    out.mkdir(parents=True, exist_ok=True)
+    opts = {"version": a.version, "out": str(out), "workers": a.workers, "ray": a.ray,
+            "transitions": a.transitions, "force": a.force, "parallel": a.jobs > 1}
+    bar = progress_bar(total=sum(map(len, jobs.values())), desc=f"catalogue v{a.version}", unit="dataset")
+    try:
+        if a.jobs > 1:   # whole envs in parallel processes (each env's Replay tier first: it is their reference)
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            with ProcessPoolExecutor(a.jobs, mp_context=mp.get_context("spawn")) as pool:
+                futs = [pool.submit(build_env, env, todo, opts) for env, todo in jobs.items()]
+                for f in as_completed(futs):
+                    _record(f.result(), log, log_file, bar)
+        else:
+            for env, todo in jobs.items():
+                for tier in todo:
+                    _record(build_env(env, [tier], opts), log, log_file, bar)
+    finally:
+        bar.close()
+    wall = time.perf_counter() - total_t0
+    runs_file = out / "catalogue_generation_runs.json"
+    runs = json.loads(runs_file.read_text()) if runs_file.is_file() else []
+    runs.append({"version": a.version, "datasets": sum(map(len, jobs.values())), "wall_s": round(wall, 1),
+                 "jobs": a.jobs, "workers": a.workers, "cpus": os.cpu_count(),
+                 "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    runs_file.write_text(json.dumps(runs, indent=1) + "\n")
+    print(f"catalogue v{a.version}: {sum(map(len, jobs.values()))} datasets generated under {out} in {wall:.0f} s "
+          f"(jobs={a.jobs}, workers={a.workers}); per-dataset timings in {log_file}, runs in {runs_file}")
     if a.cards:
         from ogdata.cards import write_cards
 
         changed = write_cards(out, a.cards)
         print(f"cards: {len(changed)} written under {a.cards}")
     return 0
+
+
+def build_env(env: str, tiers: list[str], opts: dict) -> dict[str, dict]:
+    """Generate `tiers` of one env in order (Replay first); returns each dataset's log entry."""
+    from threadpoolctl import threadpool_limits
+
+    r = recipe(env, opts["version"])
+    entries = {}
+    # one BLAS thread when envs run side by side: the measures' matmuls would otherwise oversubscribe the cores
+    with threadpool_limits(limits=1 if opts.get("parallel") else None):
+        for tier in tiers:
+            did, path = f"{env}/{tier}-v{opts['version']}", Path(opts["out"]) / env / f"{tier}-v{opts['version']}"
+            t = r["tiers"][tier]
+            n = int(opts["transitions"] or t["transitions"])   # with --transitions the datasets get no catalogue id
+            t0 = time.perf_counter()
+            ds = generate(env, tier, n, path, workers=opts["workers"], seed=int(t.get("seed", 0)),
+                          ray_address=opts["ray"], recipe=r, overwrite=opts["force"], progress=not opts.get("parallel"))
+            wall = time.perf_counter() - t0
+            m = ds.measures
+            entries[did] = {"path": str(path), "wall_s": round(wall, 2), "transitions": len(ds),
+                            "episodes": ds.num_episodes, "transitions_per_s": round(len(ds) / max(wall, 1e-9)),
+                            "workers": opts["workers"], "tq": m.get("tq"), "saco": m.get("saco"),
+                            "saco_coarse": m.get("saco_coarse"),
+                            "behaviour_normalised_score": m.get("behaviour_normalised_score"), "note": t.get("note")}
+    return entries
+
+
+def _record(entries: dict[str, dict], log: dict, log_file: Path, bar) -> None:
+    log.update(entries)
+    log_file.write_text(json.dumps(log, indent=1, sort_keys=True) + "\n")
+    for did, e in entries.items():
+        bar.write(f"{did}: {e['transitions']:,} transitions in {e['wall_s']:.1f} s, TQ={_f(e['tq'])} "
+                  f"SACo (coarse)={_f(e['saco_coarse'])}")
+    bar.update(len(entries))
 
 
 def _f(x) -> str:

@@ -1,7 +1,7 @@
 """Write the committed dataset cards: dataset_cards/<env-id>/<tier>-v<N>.md for every dataset in a directory.
 
     python scripts/render_cards.py [DIR] [--out dataset_cards] [--check]
-    python scripts/render_cards.py [DIR] --catalogue-table    # the README's catalogue table, to stdout
+    python scripts/render_cards.py [DIR] --catalogue-table [--version 1]   # the README's catalogue table
 
 DIR holds generated datasets (default: $OGDATA_HOME/datasets, where `ogdata generate` puts the
 catalogue); each card is the README.md the Hub shows for that tier, and <env-id>/README.md is
@@ -20,14 +20,17 @@ from ogdata.ids import TIERS
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def catalogue_table(src: Path) -> str:
-    """Markdown: one block of rows per env (TQ, coarse SACo, 100-bin SACo, behaviour score) × the five tiers."""
+def catalogue_table(src: Path, version: int = 1) -> str:
+    """Markdown: one block of rows per env (TQ, coarse SACo, 100-bin SACo, behaviour score) × the five tiers
+    of catalogue `version`."""
     import ogdata
 
     found: dict[str, dict[str, dict]] = {}
-    for meta_file in sorted(src.glob("*/*/metadata.json")):
+    for meta_file in sorted(src.glob(f"*/*-v{int(version)}/metadata.json")):
         ds = ogdata.load(meta_file.parent)
-        found.setdefault(ds.env_id, {})[ds.metadata["tier"]] = {"m": ds.measures, "ma": ds.multi_agent,
+        source = str((ds.metadata.get("recipe") or {}).get("policy_source", ""))
+        mark = " (expert+noise)" if "expert" in source else " (mixed)" if "mixed" in source else ""
+        found.setdefault(ds.env_id, {})[ds.metadata["tier"]] = {"m": ds.measures, "ma": ds.multi_agent, "mark": mark,
                                                                 "label": cards.saco_100_label(ds.metadata)}
     fmt = lambda x: "–" if x is None else f"{x:.2f}"  # noqa: E731
     lines = ["| env | agents | measure | " + " | ".join(TIERS) + " |", "|---|---|---|" + "---:|" * len(TIERS)]
@@ -39,8 +42,10 @@ def catalogue_table(src: Path) -> str:
                 ("behaviour score", "behaviour_normalised_score", lambda x: "–" if x is None else f"{x:.0f}")]
         for i, (label, key, f) in enumerate(rows):
             head = f"| `{env}` | {'multi' if ma else 'single'} |" if i == 0 else "| | |"
-            lines.append(f"{head} {label} | " + " | ".join(f((tiers.get(t) or {}).get("m", {}).get(key))
-                                                          for t in TIERS) + " |")
+            cells = [f((tiers.get(t) or {}).get("m", {}).get(key))
+                     + ((tiers.get(t) or {}).get("mark", "") if key == "behaviour_normalised_score" else "")
+                     for t in TIERS]
+            lines.append(f"{head} {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -50,13 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(ROOT / "dataset_cards"), help="where the cards go (default: dataset_cards/)")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if any card is missing or stale")
     p.add_argument("--catalogue-table", action="store_true", help="print the README's catalogue table; write nothing")
+    p.add_argument("--version", type=int, default=1, help="catalogue version of the table (default 1)")
     args = p.parse_args(argv)
     src = Path(args.dir) if args.dir else config.datasets_dir()
     if not src.is_dir():
         print(f"no datasets at {src}; generate the catalogue first (scripts/ or `ogdata generate`)", file=sys.stderr)
         return 2
     if args.catalogue_table:
-        print(catalogue_table(src))
+        print(catalogue_table(src, args.version))
         return 0
     changed = cards.write_cards(src, args.out, check=args.check)
     verb = "stale or missing" if args.check else "written"

@@ -77,7 +77,7 @@ def test_v1_tiers_are_learned_checkpoints_or_named_fallbacks(env_id):
             if p["source"] == "mixed":
                 assert 0.0 < p["random_prob"] < 1.0
         # the recipe names what the tier is made of; fallbacks say so
-        assert ("fallback" in t["source"]) == bool(kinds - {"checkpoint"})
+        assert ("fallback" in t["policy_source"]) == bool(kinds - {"checkpoint"})
         assert t["learned"] is ("expert" not in kinds)
         if kinds - {"checkpoint"}:
             assert "fallback" in t["note"]

@@ -653,3 +653,17 @@ def test_split_bad_fractions(tmp_path, fractions):
     ds = ogdata.create_dataset(tmp_path / "d", **GOOD)
     with pytest.raises(DataValidationError, match="fractions must be positive"):
         ds.split(fractions)
+
+
+def test_iter_chunks_names_a_bad_key_before_reading(tmp_path):
+    from ogdata.errors import InvalidArgumentError
+
+    ds = ogdata.create_dataset(tmp_path / "d", observations=np.zeros((3, 2), np.float32),
+                               actions=np.zeros((2, 1), np.float32), rewards=np.zeros(2, np.float32),
+                               terminations=np.array([False, True]), truncations=np.zeros(2, bool),
+                               episode_lengths=np.array([2]))
+    for bad in (("observations", "obs"), "observations", ("states",)):
+        with pytest.raises(InvalidArgumentError, match="keys"):
+            next(ds.iter_chunks(keys=bad))
+    chunk = next(ds.iter_chunks(keys=("observations", "next_observations", "terminals")))
+    assert chunk["next_observations"].shape == (2, 2) and chunk["terminals"].tolist() == [False, True]

@@ -23,7 +23,7 @@ WEIGHTS_DIR = CATALOGUE_DIR.parent / "policies" / "weights"
 RECIPE_FORMAT = "ogdata-recipe"
 # the fields of a tier's recipe that every dataset of that tier records (and is checked against)
 TIER_RECIPE_FIELDS = ("threshold", "target", "reached", "noise", "mixing", "policies", "note", "learned",
-                      "band", "source")
+                      "band", "policy_source")
 
 
 def recipe_path(env_id: str, version: int = 0) -> Path:

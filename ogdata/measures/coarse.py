@@ -140,7 +140,9 @@ class _CoarseView:
             if x.shape[1] != len(a):
                 raise DataValidationError(f"rows have {x.shape[1]} columns but the coarse SACo parameters expect "
                                           f"{len(a)}; they belong to a different environment")
-            z.append(((x.astype(np.float64) - a) * b) @ w)
+            # ((x - a) * b) @ w with the standardisation folded into the projection: one (n, d) float64
+            # copy instead of three
+            z.append(x.astype(np.float64) @ (b[:, None] * w) - (a * b) @ w)
         out = [np.concatenate(z, axis=1)] if z else []
         return out + disc
 
