@@ -283,6 +283,8 @@ def retier(envs: list[str]) -> int:
 V1 = 1
 V1_TRANSITIONS = 1_000_000                      # per tier: single-agent transitions / multi-agent joint ones
 V1_BANDS = {"good": (80.0, math.inf), "medium": (45.0, 55.0), "poor": (15.0, 25.0)}
+EXPERT_TARGET = 90.0                            # the expert fallback's score (its noise is fitted to it)
+EARLY = 0.01                                    # a checkpoint from the first 1 % of its run is called early
 V1_CANDIDATES = 4                               # checkpoints nearest a band's target re-scored before a fallback
 V1_CONFIG = {"checkpoints": 40, "early_checkpoints": 8, "eval_episodes": 256}
 # per-env training budgets and hyper-parameters (chosen on the training runs, recorded in each recipe)
@@ -304,13 +306,13 @@ V1_RULES = {
             "seeds that never reach 80 are left out; if none does, the fallback: the expert with the tiers' noise",
     "medium": "learned checkpoint (env_steps > 0) of each training seed scoring 50 ± 5 on 1024 fresh markets "
               "(the nearest-50 candidates are tried in turn); a seed with none: the fallback, its Good checkpoint "
-              "mixed with the uniform random policy down to 50 ± 2",
+              "(its best learned one where no seed reaches Good) mixed with the uniform random policy to 50 ± 2",
     "poor": "learned checkpoint (env_steps > 0) of each training seed scoring 20 ± 5 on 1024 fresh markets "
             "(the nearest-20 candidates are tried in turn); a seed with none: the fallback, its Good checkpoint "
-            "mixed with the uniform random policy down to 20 ± 2",
+            "(its best learned one where no seed reaches Good) mixed with the uniform random policy to 20 ± 2",
 }
 V1_SOURCES = {"checkpoint": "learned checkpoint", "mixed": "fallback: learned checkpoint mixed with uniform random",
-              "expert": "fallback: the expert reference policy with the tiers' rollout noise"}
+              "expert": "fallback: the expert reference policy with rollout noise (its σ in the tier's noise)"}
 
 
 def v1_weights(env_id: str) -> Path:
@@ -363,7 +365,7 @@ def pick_v1(env_id: str, kwargs: dict, curve: list[dict], ck_dir: Path, wdir: Pa
 
 def mixed_v1(env_id: str, kwargs: dict, good: dict, wdir: Path, seed: int, tier: str, noise: float,
              refs: dict) -> dict:
-    """Fallback: the seed's Good checkpoint mixed with uniform random down to the tier's target."""
+    """Fallback: the seed's Good (or best learned) checkpoint mixed with uniform random to the tier's target."""
     name = f"seed{seed}-{tier}"
     src = weights_path(good["checkpoint"])
     for ext in (".safetensors", ".json"):
@@ -375,8 +377,9 @@ def mixed_v1(env_id: str, kwargs: dict, good: dict, wdir: Path, seed: int, tier:
             "env_steps": good["env_steps"]}
 
 
-def judge_v1(t: dict, tier: str) -> None:
-    """Name the tier's source, and say so in a note when a fallback was used or a score left the band."""
+def judge_v1(t: dict, tier: str, total_steps: int) -> None:
+    """Name the tier's source, and say so in a note when a fallback was used, a score left the band, or a
+    checkpoint is so early in its run that it is close to the untrained network."""
     srcs = sorted({p["source"] for p in t["policies"]})
     t["policy_source"] = "; ".join(V1_SOURCES[s] for s in srcs)
     t["learned"] = "expert" not in srcs
@@ -386,16 +389,63 @@ def judge_v1(t: dict, tier: str) -> None:
     notes = []
     if "mixed" in srcs:
         notes.append(f"seed(s) {[p['seed'] for p in t['policies'] if p['source'] == 'mixed']}: no learned "
-                     f"checkpoint scored in [{lo:g}, {hi:g}] on the published markets, so the seed's Good checkpoint "
-                     "is mixed with the uniform random policy (named fallback)")
+                     f"checkpoint scored in [{lo:g}, {hi:g}] on the published markets, so the seed's best learned "
+                     "checkpoint is mixed with the uniform random policy (named fallback)")
     if "expert" in srcs:
-        notes.append("no training seed reached a score of 80: the tier is the expert reference policy with the "
-                     "tiers' rollout noise (named fallback; not a learned policy)")
+        notes.append("no training seed reached a score of 80: the tier is the expert reference policy with "
+                     f"rollout noise σ = {t['noise']['value']:.4g} (named fallback; not a learned policy)")
+    early = [p for p in t["policies"] if p.get("env_steps") and p["env_steps"] <= EARLY * total_steps]
+    if early:
+        notes.append(f"seed(s) {[p['seed'] for p in early]}: the checkpoint is from the first "
+                     f"{max(p['env_steps'] for p in early):,} of {total_steps:,} training steps, so it is close to "
+                     "the untrained network (training did not improve on it)")
     if not t["reached"]:
         notes.append(f"score(s) {[round(p['score'], 1) for p in t['policies']]} outside the band [{lo:g}, {hi:g}]")
     t.pop("note", None)
     if notes:
         t["note"] = "; ".join(notes)
+
+
+def fit_expert_noise(env_id: str, kwargs: dict, expert: dict, refs: dict, noise: float) -> tuple[float, dict]:
+    """The expert fallback's rollout noise: the tiers' σ if the expert still scores >= 90 with it, else σ found
+    by bisection on [0, σ] (same markets for every σ) until it scores 90 ± 2 — noise costs turnover, and with
+    the tiers' σ the portfolio experts fall below Good."""
+    seed = score_seed(0)
+    fin = expert_score(env_id, kwargs, expert, noise, refs, seed)
+    if fin["score"] >= EXPERT_TARGET:
+        return noise, fin
+    lo, hi, best = 0.0, noise, (noise, fin)
+    for _ in range(MIX_ITERS):
+        mid = 0.5 * (lo + hi)
+        f = expert_score(env_id, kwargs, expert, mid, refs, seed)
+        if abs(f["score"] - EXPERT_TARGET) < abs(best[1]["score"] - EXPERT_TARGET):
+            best = (mid, f)
+        if abs(f["score"] - EXPERT_TARGET) <= MIX_TOLERANCE:
+            break
+        lo, hi = (mid, hi) if f["score"] > EXPERT_TARGET else (lo, mid)
+    return best
+
+
+def finish_v1(env_id: str) -> dict:
+    """Fit the expert fallback's noise (where Good is that fallback) and (re)write every tier's source and notes."""
+    path = recipe_path(env_id, V1)
+    r = json.loads(path.read_text())
+    total = int(r["training"]["config"]["total_steps"])
+    g = r["tiers"]["good"]
+    if any(p["source"] == "expert" for p in g["policies"]):
+        _, expert = v1_references(env_id)
+        default = default_noise(make_core(env_id, 1, **(r.get("env_kwargs") or {})).action_space)
+        sigma, fin = fit_expert_noise(env_id, r.get("env_kwargs") or {}, expert, r["reference_returns"], default)
+        g["noise"] = {**g["noise"], "value": sigma,
+                      "rule": f"the tiers' σ = {default:g} if the expert scores >= {EXPERT_TARGET:g} with it, else "
+                              f"σ by bisection until it scores {EXPERT_TARGET:g} ± {MIX_TOLERANCE:g}"}
+        g["policies"] = [{**p, **fin} for p in g["policies"]]
+    for tier in ("good", "medium", "poor"):
+        t = r["tiers"][tier]
+        t.pop("source", None)   # (the key was renamed policy_source: recipe.source names the recipe file)
+        judge_v1(t, tier, total)
+    path.write_text(json.dumps(r, indent=1) + "\n")
+    return r
 
 
 def train_env_v1(env_id: str, steps: int | None, seeds: tuple[int, ...], progress: bool) -> dict:
@@ -468,7 +518,6 @@ def train_env_v1(env_id: str, steps: int | None, seeds: tuple[int, ...], progres
         if any(p["source"] == "mixed" for p in t["policies"]):
             t["mixing"] = {"type": "uniform-random", "rule": MIX_RULE.format(near=0, tol=MIX_TOLERANCE),
                            "tolerance": MIX_TOLERANCE, "score_episodes": FINAL_EVAL_EPISODES}
-        judge_v1(t, tier)
         tiers[tier] = t
     tiers["replay"] = {"rule": TIER_RULES["replay"], "noise": {"type": "policy", "value": None,
                                                                "detail": "the training policy's own sampling"},
@@ -490,7 +539,7 @@ def train_env_v1(env_id: str, steps: int | None, seeds: tuple[int, ...], progres
     path = recipe_path(env_id, V1)
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(recipe, indent=1) + "\n")
-    return recipe
+    return finish_v1(env_id)
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -503,6 +552,9 @@ def main(argv=None) -> int:
     ap.add_argument("--version", type=int, default=0, choices=(0, V1),
                     help="catalogue version: 0 (the lite v0 recipes) or 1 (catalogue v1: 1M transitions per tier, "
                          "tiers in their bands on the v1 references)")
+    ap.add_argument("--finish", action="store_true",
+                    help="with --version 1, no training: refit the expert fallback's noise and the notes of the "
+                         "committed v1 recipes")
     ap.add_argument("--retier", action="store_true",
                     help="no training: redo the random mixing of the committed recipes' Poor tiers")
     a = ap.parse_args(argv)
@@ -510,6 +562,12 @@ def main(argv=None) -> int:
     envs = list(a.env) + ([e for e in list_envs() if env_spec(e).kwargs.get("period") != "eval"] if a.all else [])
     if a.missing:
         envs = [e for e in envs if not recipe_path(e, a.version).exists()]
+    if a.finish:
+        for e in dict.fromkeys(envs):
+            r = finish_v1(e)
+            print(json.dumps({e: {t: [round(p["score"], 1) for p in r["tiers"][t]["policies"]]
+                                  for t in ("good", "medium", "poor")}}), flush=True)
+        return 0
     if a.retier:
         return retier([e for e in dict.fromkeys(envs) if recipe_path(e).exists()])
     if len(a.seeds) < 2:

@@ -8,7 +8,12 @@ v0 stays addressable beside v1.
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -159,3 +164,25 @@ def test_noisy_policy_discrete_is_epsilon_greedy():
 def test_noisy_policy_rejects_bad_noise():
     with pytest.raises(ValueError, match="noise"):
         NoisyPolicy(lambda o, r: o, spaces.Discrete(2), float("nan"))
+
+
+def test_generate_catalogue_script_runs_envs_side_by_side(tmp_path):
+    """`scripts/generate_catalogue.py --version 1 --jobs 2`: both envs' tiers written, timings logged."""
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "cat"
+    cmd = [sys.executable, str(root / "scripts" / "generate_catalogue.py"), "--version", "1", "--env", "execution-ac",
+           "--env", "market-making-as", "--tier", "random", "--tier", "poor", "--transitions", "3000",
+           "--jobs", "2", "--workers", "1", "--out", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ,
+                                                                 "OGDATA_HOME": str(tmp_path / "home")})
+    assert r.returncode == 0, r.stderr[-2000:]
+    log = json.loads((out / "catalogue_generation.json").read_text())
+    assert sorted(log) == ["execution-ac/poor-v1", "execution-ac/random-v1", "market-making-as/poor-v1",
+                           "market-making-as/random-v1"]
+    assert all(e["transitions"] >= 3000 for e in log.values())
+    runs = json.loads((out / "catalogue_generation_runs.json").read_text())
+    assert runs[-1]["datasets"] == 4 and runs[-1]["jobs"] == 2 and runs[-1]["version"] == 1
+    # a rerun keeps what is there
+    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ,
+                                                                 "OGDATA_HOME": str(tmp_path / "home")})
+    assert r.returncode == 0 and "4 dataset(s) already under" in r.stdout
