@@ -76,9 +76,13 @@ def performance_profiles(scores: Mapping[str, np.ndarray], taus, reps: int = 200
     library, _ = _rliable()
     taus = np.asarray(taus, dtype=np.float64)
     mats = {k: _matrix(v, k) for k, v in scores.items()}
-    np.random.seed(seed)  # rliable draws the profile bootstrap from numpy's global generator
-    with _quiet():
-        share, cis = library.create_performance_profile(mats, taus, reps=reps)
+    state = np.random.get_state()  # rliable draws the profile bootstrap from numpy's global generator
+    np.random.seed(seed)
+    try:
+        with _quiet():
+            share, cis = library.create_performance_profile(mats, taus, reps=reps)
+    finally:
+        np.random.set_state(state)
     return {k: {"tau": taus.tolist(), "share": np.asarray(share[k]).tolist(),
                 "low": np.asarray(cis[k][0]).tolist(), "high": np.asarray(cis[k][1]).tolist()} for k in mats}
 
