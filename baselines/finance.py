@@ -194,8 +194,9 @@ def v1_figures(family: str, res: dict, periods_per_year: float | None, n_agents:
         r = simple_returns(W)
         lr = np.log1p(r)
         out["annualised_volatility"] = float(np.mean(annualised_volatility(lr, P)))
-        out["sharpe"] = float(np.nanmean(sharpe_ratio(r, P)))
-        out["sortino"] = float(np.nanmean(sortino_ratio(r, P)))
+        for name, fn in (("sharpe", sharpe_ratio), ("sortino", sortino_ratio)):
+            v = fn(r, P)  # NaN where a path has no spread (Sharpe) or no downside (Sortino)
+            out[name] = float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
         out["max_drawdown"] = float(np.mean(max_drawdown(W)))
         if "turnover" in res:
             t = np.asarray(res["turnover"], dtype=np.float64)[:, 1:]
