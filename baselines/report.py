@@ -227,7 +227,7 @@ def plot_scores(path: Path, doc: dict[str, Any]) -> None:
         return
     ncol = min(3, len(envs))
     nrow = -(-len(envs) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 3.4 * nrow), squeeze=False)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(max(6.5, 5.2 * ncol), 3.4 * nrow + 0.6), squeeze=False)
     for ax, env in zip(axes.ravel(), envs):
         rows = sorted(((did, d) for did, d in ds.items() if d["env_id"] == env),
                       key=lambda x: TIERS.index(x[1]["tier"]) if x[1]["tier"] in TIERS else 99)
@@ -256,8 +256,8 @@ def plot_scores(path: Path, doc: dict[str, Any]) -> None:
         ax.legend(fontsize=6, ncol=2)
     for ax in axes.ravel()[len(envs):]:
         ax.axis("off")
-    fig.suptitle("Final checkpoint on the test markets: mean over seeds, 95 % bootstrap intervals "
-                 "(dashed: expert 100; dotted: named references)", fontsize=10)
+    fig.suptitle("Final checkpoint on the test markets: mean over seeds, 95 % bootstrap intervals\n"
+                 "dashed: expert (100); dotted: the named reference policies", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -299,7 +299,7 @@ def plot_curves(path: Path, doc: dict[str, Any], env: str) -> None:
     if not rows:
         return
     plt = _plt()
-    fig, axes = plt.subplots(1, len(rows), figsize=(3.6 * len(rows), 3.0), squeeze=False)
+    fig, axes = plt.subplots(1, len(rows), figsize=(max(6.0, 3.6 * len(rows)), 3.4), squeeze=False)
     for ax, (did, d) in zip(axes[0], rows):
         for a, c in d["algos"].items():
             cv = c["curve"]
@@ -311,7 +311,7 @@ def plot_curves(path: Path, doc: dict[str, Any], env: str) -> None:
         ax.set_xlabel("updates", fontsize=8)
         ax.set_ylabel("validation score", fontsize=8)
         ax.legend(fontsize=6)
-    fig.suptitle(f"{env}: learning curves on the validation markets (mean over seeds; band min–max)", fontsize=9)
+    fig.suptitle(f"{env}: validation score against updates\n(mean over seeds; band: min–max)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
