@@ -39,6 +39,21 @@ def test_every_dataset_env_has_published_disjoint_validation_and_test_markets():
             assert sets["test"].episodes >= 1000
 
 
+def test_markets_file_agrees_with_the_v1_references():
+    """Same expert per id; on synthetic ids the same markets, so every analytic policy's mean return is
+    identical to the one references-v1.json recorded (rerun compute_evaluation_markets.py after it changes)."""
+    from ogdata.policies.evaluate import reference_returns_v1
+
+    for env in evaluation_ids():
+        v1, test = reference_returns_v1(env), market_references(env, "test")
+        assert test["expert"]["name"] == v1["expert"]["name"], env
+        if market_set(env, "test").kind == "seeds":
+            assert test["random"]["episodes"] == v1["random"]["episodes"]
+            for name, row in test["baselines"].items():
+                if name != "trained/best":  # a checkpoint the catalogue may retrain
+                    assert row["return_mean"] == pytest.approx(v1["baselines"][name]["mean"], rel=1e-12), (env, name)
+
+
 def test_real_price_test_markets_are_every_held_out_start_date_and_validation_ends_before_them():
     for env in ("trading-sp500", "portfolio-sp500"):
         test, val = market_set(env, "test"), market_set(env, "validation")
