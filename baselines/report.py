@@ -160,9 +160,8 @@ def markdown(doc: dict[str, Any], settings: str = "") -> str:
         lines += ["", "Best checkpoint **chosen on the validation markets**, then scored on test (mean over seeds):",
                   "", "| dataset | " + " | ".join(algos) + " |", "| --- |" + " ---: |" * len(algos)]
         for did, v in rows.items():
-            cells = [_f((v["algos"].get(a) or {}).get("best_on_validation", {}) and
-                        v["algos"][a]["best_on_validation"]["mean"]) if a in v["algos"] else "—" for a in algos]
-            lines.append(f"| {did} | " + " | ".join(cells) + " |")
+            bov = [(v["algos"].get(a) or {}).get("best_on_validation") for a in algos]
+            lines.append(f"| {did} | " + " | ".join(_f(b["mean"]) if b else "—" for b in bov) + " |")
         lines.append("")
     if doc.get("aggregate"):
         lines += ["### Across datasets", "", "| algorithm | IQM | 95 % stratified-bootstrap interval | datasets | "
