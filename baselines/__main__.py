@@ -26,11 +26,16 @@ def cmd_train(args) -> int:
     s = RunSettings(algo=args.algo, dataset=args.dataset, steps=args.steps, seed=args.seed, device=args.device,
                     hidden=args.hidden, layers=args.layers, batch_size=args.batch_size,
                     eval_episodes=args.eval_episodes, evals=args.evals, log_every=args.log_every, out=args.out,
-                    progress=not args.no_progress, threads=args.threads)
+                    progress=not args.no_progress, threads=args.threads, protocol=args.protocol)
     res = train(s)
     summary = {k: res.get(k) for k in ("algo", "dataset", "seed", "steps", "updates_per_s")}
-    summary["last_score"] = res.get("last", {}).get("normalised_score")
-    summary["best_score"] = res.get("best", {}).get("normalised_score")
+    if args.protocol == "v1":
+        summary["final_test_score"] = res.get("final", {}).get("normalised_score")
+        summary["best_on_validation_test_score"] = (res.get("best_on_validation") or {}).get("test", {}).get(
+            "normalised_score")
+    else:
+        summary["last_score"] = res.get("last", {}).get("normalised_score")
+        summary["best_score"] = res.get("best", {}).get("normalised_score")
     print(json.dumps(summary))
     return 0
 
@@ -42,7 +47,12 @@ def cmd_evaluate(args) -> int:
 
     learner = load_learner(args.checkpoint, device=args.device)
     ds = ogdata.load(args.dataset)
-    ev = Evaluator(ds.env_id, ds.metadata.get("env_kwargs") or {}, episodes=args.episodes, seed=args.seed)
+    if args.protocol == "v1":
+        from baselines.evaluate import MarketEvaluator
+
+        ev = MarketEvaluator(ds.env_id, args.split, ds.metadata.get("env_kwargs") or {})
+    else:
+        ev = Evaluator(ds.env_id, ds.metadata.get("env_kwargs") or {}, episodes=args.episodes, seed=args.seed)
     print(json.dumps(ev(learner.policy), indent=1, default=float))
     return 0
 
@@ -67,6 +77,8 @@ def main(argv=None) -> int:
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     t.add_argument("--out", default=None, help="run directory (default runs/<dataset>/<algo>/seed<S>)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--protocol", choices=("v0", "v1"), default="v0",
+                   help="v1: validation markets for the curve, the final checkpoint on the fixed test markets")
     t.set_defaults(fn=cmd_train)
 
     e = sub.add_parser("evaluate", help="evaluate a checkpoint in the dataset env's held-out setting")
@@ -75,6 +87,8 @@ def main(argv=None) -> int:
     e.add_argument("--episodes", type=int, default=10)
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="cpu")
+    e.add_argument("--protocol", choices=("v0", "v1"), default="v0", help="v1: the fixed markets of the env")
+    e.add_argument("--split", choices=("test", "validation"), default="test", help="v1 markets to score on")
     e.set_defaults(fn=cmd_evaluate)
 
     args = p.parse_args(argv)

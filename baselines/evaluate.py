@@ -57,14 +57,15 @@ def heldout(env_id: str, env_kwargs: dict[str, Any] | None = None) -> HeldOut:
     return HeldOut(spec.id, kwargs, "fresh-seeds")
 
 
-FINANCE_KEYS = ("wealth", "inventory", "shortfall", "position", "turnover", "costs")
+FINANCE_KEYS = ("wealth", "inventory", "shortfall", "position", "turnover", "costs", "fills")
 
 
 def rollout(core, policy: Callable[[np.ndarray], np.ndarray], seed: int) -> dict[str, np.ndarray]:
     """One episode in each of the core's B markets; returns per-market `returns`, `lengths`, the
     `alive` mask (B, T) and the per-step paths of the finance keys of `info` (wealth, inventory,
-    shortfall, position, turnover, costs), shape (B, T+1), frozen at their final value once a
-    market's episode has ended.
+    shortfall, position, turnover, costs, fills), shape (B, T+1), frozen at their final value once a
+    market's episode has ended. Execution envs add `dumped`: the shares the last step left for the
+    terminal block sale (inventory × (1 − the last action's fraction)), summed over desks.
 
     Multi-agent: the return sums, per step, the mean reward across agents; per-agent info
     (B, n) is summed over agents (the firm's figure) unless a `firm_<key>` is given.
@@ -76,8 +77,15 @@ def rollout(core, policy: Callable[[np.ndarray], np.ndarray], seed: int) -> dict
     ret, length = np.zeros(B), np.zeros(B, dtype=np.int64)
     alive = np.ones(B, dtype=bool)
     alive_steps = []
+    execution = "shortfall" in info
+    dumped = np.zeros(B)
     while alive.any():
-        obs, rew, term, trunc, info = core.step(policy(obs))
+        act = policy(obs)
+        if execution:  # shares a market's last step leaves for the terminal block sale: inventory × (1 − a)
+            held = np.asarray(info["inventory"], dtype=np.float64).reshape(B, -1)
+            frac = np.clip(np.asarray(act, dtype=np.float64).reshape(B, -1), 0.0, 1.0)
+            left_if_last = (held * (1.0 - frac)).sum(axis=1)
+        obs, rew, term, trunc, info = core.step(act)
         if core.multi_agent:
             _check_agents_end_together(core, term, trunc, alive, len(alive_steps))
             rew = np.asarray(rew).mean(axis=1)
@@ -88,8 +96,13 @@ def rollout(core, policy: Callable[[np.ndarray], np.ndarray], seed: int) -> dict
         for k, p in paths.items():
             v = _firm(info, k, B)
             p.append(np.where(alive, v, p[-1]) if v is not None else p[-1])
-        alive &= ~(np.asarray(term) | np.asarray(trunc))
+        ending = alive & (np.asarray(term) | np.asarray(trunc))
+        if execution:
+            dumped = np.where(ending, left_if_last, dumped)
+        alive &= ~ending
     out = {"returns": ret, "lengths": length, "alive": np.stack(alive_steps, axis=1)}
+    if execution:
+        out["dumped"] = dumped
     out.update({k: np.stack(v, axis=1) for k, v in paths.items()})
     return out
 
@@ -200,3 +213,99 @@ class Evaluator:
                     w0 > 0).all() else float("nan")
             out["finance"] = fin
         return out
+
+
+# -- protocol v1: fixed markets, paired references ----------------------------------------------
+def concat_rounds(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Join rollouts of several rounds; (B, T) paths of different lengths are padded with their
+    last value (`alive` with False)."""
+    out = {}
+    for k in parts[0]:
+        arrs = [p[k] for p in parts]
+        if arrs[0].ndim == 2:
+            T = max(a.shape[1] for a in arrs)
+            arrs = [np.concatenate([a, np.repeat(a[:, -1:] if k != "alive" else np.zeros_like(a[:, -1:]),
+                                                 T - a.shape[1], axis=1)], axis=1) for a in arrs]
+        out[k] = np.concatenate(arrs)
+    return out
+
+
+class MarketEvaluator:
+    """Scores policies on the published v1 markets (`ogdata.envs.markets`) of the id a dataset was made on.
+
+    split "test" for every headline number, "validation" for anything that selects (checkpoints,
+    learning curves). Every algorithm, seed and reference policy sees exactly these markets, and
+    the normalised score uses the references scored on them (paired normalisation)."""
+
+    def __init__(self, env_id: str, split: str = "test", env_kwargs: dict[str, Any] | None = None):
+        from ogdata.envs.markets import market_references, market_set
+
+        spec = env_spec(env_id)
+        extra = {k: v for k, v in (env_kwargs or {}).items() if spec.kwargs.get(k, object()) != v}
+        if extra:
+            raise ValueError(f"the v1 evaluation markets are those of the registered {spec.id}; this dataset's "
+                             f"env_kwargs {extra} change the env, so it has no v1 markets: evaluate it with the "
+                             "v0 Evaluator (RunSettings.protocol='v0')")
+        refs = market_references(spec.id, split)
+        self._setup(spec.id, market_set(spec.id, split), {
+            "random": float(refs["random"]["return_mean"]), "expert": float(refs["expert"]["return_mean"]),
+            "expert_name": refs["expert"]["name"], "split": split, "source": "ogdata/envs/markets-v1.json"})
+
+    @classmethod
+    def on(cls, env_id: str, markets, references: dict[str, Any] | None = None) -> MarketEvaluator:
+        """An evaluator on given markets (an `ogdata.envs.markets.MarketSet`), e.g. to score the
+        references themselves before they are published (scripts/compute_evaluation_markets.py)."""
+        ev = cls.__new__(cls)
+        ev._setup(env_spec(env_id).id, markets, references)
+        return ev
+
+    def _setup(self, env_id: str, markets, references: dict[str, Any] | None) -> None:
+        self.env_id, self.split, self.markets, self.references = env_id, markets.split, markets, references
+        eval_spec = env_spec(markets.env_id)
+        self.family, self.periods_per_year = eval_spec.family, eval_spec.periods_per_year
+        self.step, self.episodes = eval_spec.step, markets.episodes
+        self._rounds = None
+        self.n_agents = 1
+
+    def cores(self) -> list[tuple[Any, int]]:
+        """(core, reset seed) per round, built once: every reset returns the same markets."""
+        if self._rounds is None:
+            self._rounds = list(self.markets.rounds())
+            self.n_agents = max(1, len(getattr(self._rounds[0][0], "agents", ())))
+        return self._rounds
+
+    def returns(self, policy: Callable[[np.ndarray], np.ndarray]) -> dict[str, np.ndarray]:
+        return concat_rounds([rollout(core, policy, seed) for core, seed in self.cores()])
+
+    def __call__(self, policy: Callable[[np.ndarray], np.ndarray], finance: bool = True,
+                 episode_returns: bool = False) -> dict[str, Any]:
+        """Mean return, sample std (ddof = 1), normalised score and its SE; the v1 finance figures;
+        with `episode_returns`, every episode's return (in market order) for records and paired tests."""
+        res = self.returns(policy)
+        return summarise(res, self, finance=finance, episode_returns=episode_returns)
+
+
+def summarise(res: dict[str, np.ndarray], ev: MarketEvaluator, finance: bool = True,
+              episode_returns: bool = False, references: dict | None = None) -> dict[str, Any]:
+    """The v1 record of one rollout on `ev`'s markets (references: `ev.references` unless given)."""
+    from baselines import finance as fin
+
+    refs = references if references is not None else ev.references
+    R = res["returns"]
+    n = len(R)
+    out: dict[str, Any] = {"return_mean": float(R.mean()), "return_std": float(R.std(ddof=1)) if n > 1 else None,
+                           "return_se": float(R.std(ddof=1) / np.sqrt(n)) if n > 1 else None, "episodes": n,
+                           "split": ev.split, "markets": ev.markets.env_id, "mean_length": float(res["lengths"].mean())}
+    if refs:
+        gap = refs["expert"] - refs["random"]
+        out["normalised_score"] = 100.0 * (out["return_mean"] - refs["random"]) / gap
+        out["normalised_score_se"] = None if out["return_se"] is None else 100.0 * out["return_se"] / abs(gap)
+        out["references"] = refs
+    if finance:
+        n_agents = len(getattr(ev, "_rounds", None) and ev._rounds[0][0].agents or ()) or 1
+        out["finance"] = fin.v1_figures(ev.family, res, ev.periods_per_year, n_agents=n_agents,
+                                        references=refs or None)
+        out["finance"]["step"] = ev.step
+    if episode_returns:
+        out["episode_returns"] = [float(x) for x in R]
+    return out

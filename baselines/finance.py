@@ -138,3 +138,102 @@ def summary(wealth, periods_per_year: float = TRADING_DAYS, turnover=None, inven
     if inventory is not None:
         out.update({k: float(np.mean(v)) for k, v in inventory_risk(inventory).items()})
     return out
+
+
+# -- protocol v1: the headline figures, per family, on the fixed evaluation markets -------------------
+CAPITAL_FAMILIES = ("portfolio", "trading")
+EXECUTION_FAMILIES = ("execution",)
+MAKING_FAMILIES = ("market-making", "multi-market-making")
+
+
+def cvar(x, alpha: float = 0.05, tail: str = "lower") -> float:
+    """Conditional value at risk: the mean of the worst `alpha` share of `x` (at least one value).
+
+    tail="lower" for returns (the worst are the smallest), "upper" for losses such as shortfall."""
+    v = np.sort(np.asarray(x, dtype=np.float64).ravel())
+    if v.size == 0 or not 0.0 < alpha <= 1.0:
+        raise ValueError(f"cvar needs a non-empty sample and alpha in (0, 1], got {v.size} values, alpha={alpha}")
+    k = max(1, int(np.ceil(alpha * v.size)))
+    return float(v[:k].mean() if tail == "lower" else v[-k:].mean())
+
+
+def _std1(x) -> float:
+    x = np.asarray(x, dtype=np.float64)
+    return float(x.std(ddof=1)) if x.size > 1 else float("nan")
+
+
+def cost_drag(family: str, costs, wealth) -> np.ndarray:
+    """Per episode, the return lost to costs in the env's reward units: Σ −log(1 − C_t/W_{t−1}) for
+    portfolio (log-growth reward), Σ C_t/W_{t−1} for trading (reward linear in the cost fraction)."""
+    w = _paths(wealth)
+    c = np.atleast_2d(np.asarray(costs, dtype=np.float64))[:, 1:]
+    frac = c / w[:, :-1]
+    return (-np.log1p(-frac) if family == "portfolio" else frac).sum(axis=1)
+
+
+def v1_figures(family: str, res: dict, periods_per_year: float | None, n_agents: int = 1,
+               references: dict | None = None) -> dict[str, float | str | None]:
+    """The v1 headline finance figures of one policy on a market set (see README, protocol v1).
+
+    `res` is `baselines.evaluate.rollout`'s output (concatenated over rounds); `periods_per_year`
+    is the env spec's: annualised figures only when it is given (daily-or-slower envs), per-episode
+    figures otherwise. `references` {"random", "expert"} (means) splits the score into gross return
+    and costs. Every std is a sample std (ddof = 1)."""
+    R = np.asarray(res["returns"], dtype=np.float64)
+    out: dict[str, float | str | None] = {
+        "periods_per_year": None if periods_per_year is None else float(periods_per_year),
+        "time_scale": "annualised" if periods_per_year else "per episode",
+        "return_mean": float(R.mean()), "return_std": _std1(R), "return_cvar5": cvar(R, 0.05)}
+    alive = np.asarray(res["alive"], dtype=bool)
+    if family in CAPITAL_FAMILIES:
+        if not periods_per_year:
+            raise ValueError(f"{family} envs are daily: their spec must state periods_per_year")
+        P, W = float(periods_per_year), _paths(res["wealth"])
+        L = alive.sum(axis=1)
+        out["annualised_log_return"] = float(np.mean(np.log(W[:, -1] / W[:, 0]) * P / L))
+        r = simple_returns(W)
+        lr = np.log1p(r)
+        out["annualised_volatility"] = float(np.mean(annualised_volatility(lr, P)))
+        for name, fn in (("sharpe", sharpe_ratio), ("sortino", sortino_ratio)):
+            v = fn(r, P)  # NaN where a path has no spread (Sharpe) or no downside (Sortino)
+            out[name] = float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+        out["max_drawdown"] = float(np.mean(max_drawdown(W)))
+        if "turnover" in res:
+            t = np.asarray(res["turnover"], dtype=np.float64)[:, 1:]
+        else:
+            t = np.abs(np.diff(np.asarray(res["position"], dtype=np.float64), axis=1))
+        out["turnover_per_step"] = float(np.mean(np.where(alive, t, 0.0).sum(axis=1) / L))
+        out["annual_turnover"] = out["turnover_per_step"] * P
+        drag = cost_drag(family, res["costs"], W)
+        out["gross_return_mean"] = float(np.mean(R + drag))
+        out["cost_mean"] = float(np.mean(drag))
+        if references:
+            gap = references["expert"] - references["random"]
+            out["score_gross"] = 100.0 * (out["gross_return_mean"] - references["random"]) / gap
+            out["score_costs"] = 100.0 * out["cost_mean"] / gap  # score = score_gross − score_costs
+    elif family in EXECUTION_FAMILIES:
+        W0 = _paths(res["wealth"])[:, 0]  # arrival value X·S0
+        bp = np.asarray(res["shortfall"], dtype=np.float64)[:, -1] / W0 * 1e4
+        out["shortfall_bp_mean"] = float(bp.mean())
+        out["shortfall_bp_std"] = _std1(bp)
+        out["shortfall_bp_cvar95"] = cvar(bp, 0.05, tail="upper")
+        X = np.asarray(res["inventory"], dtype=np.float64)[:, 0]
+        out["share_dumped_mean"] = float(np.mean(np.asarray(res["dumped"]) / X))
+        out["episodes_with_dump"] = float(np.mean(np.asarray(res["dumped"]) > 1e-9 * X))
+    elif family in MAKING_FAMILIES:
+        W = _paths(res["wealth"])
+        pnl = W[:, -1] - W[:, 0]
+        out["pnl_mean"] = float(pnl.mean())
+        out["pnl_std"] = _std1(pnl)
+        q = np.asarray(res["inventory"], dtype=np.float64)
+        full = np.concatenate([np.ones((len(q), 1), dtype=bool), alive], axis=1)
+        n = full.sum(axis=1)
+        mq = np.where(full, q, 0.0).sum(axis=1) / n
+        var = np.where(full, (q - mq[:, None]) ** 2, 0.0).sum(axis=1) / np.maximum(n - 1, 1)
+        out["inventory_std"] = float(np.mean(np.sqrt(var)))
+        out["terminal_abs_inventory"] = float(np.mean(np.abs(q[:, -1])))
+        fills = np.where(alive, np.asarray(res["fills"], dtype=np.float64)[:, 1:], 0.0).sum(axis=1)
+        out["fill_rate"] = float(np.mean(fills / (2.0 * n_agents * alive.sum(axis=1))))
+    else:
+        raise ValueError(f"no v1 finance figures for family {family!r}; add them to baselines/finance.py")
+    return out

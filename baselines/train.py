@@ -4,6 +4,15 @@ Writes into the run directory: config.json (everything that defines the run, inc
 fitted scaling), log.jsonl (losses every `log_every` updates, one line per evaluation),
 checkpoint/ (model.safetensors + model.json) and, last, result.json — its presence marks
 a finished run (the reproduction script skips those).
+
+Two evaluation protocols (`RunSettings.protocol`):
+- "v0": `eval_episodes` held-out episodes per evaluation on markets of the run seed; `last` and
+  `best` (the maximum over those evaluations) are both test-market figures.
+- "v1" (issue #15): the periodic evaluations are on the *validation* markets of
+  `ogdata.envs.markets` (the learning curve); the headline `final` is the final checkpoint on the
+  *test* markets, every episode's return recorded; `best_on_validation` is the checkpoint chosen on
+  the validation curve, then scored once on the test markets, labelled as such. Nothing is chosen
+  on the test markets.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ class RunSettings:
     progress: bool = True  # a bar on a terminal; a plain line a minute in a pipe or log
     threads: int | None = None  # torch CPU threads (None: torch's default)
     overrides: dict[str, Any] = field(default_factory=dict)  # config fields of the algorithm to change
+    protocol: str = "v0"  # "v0" (eval_episodes per evaluation) or "v1" (fixed validation/test markets)
 
 
 def default_out(dataset_id: str, algo: str, seed: int, root: str = "runs") -> Path:
@@ -99,6 +109,8 @@ def train(s: RunSettings) -> dict[str, Any]:
 
     if s.steps < 1:
         raise ValueError(f"steps must be >= 1, got {s.steps}")
+    if s.protocol not in ("v0", "v1"):
+        raise ValueError(f"protocol must be 'v0' or 'v1', got {s.protocol!r}")
     if s.threads:
         import torch
 
@@ -111,19 +123,27 @@ def train(s: RunSettings) -> dict[str, Any]:
     learner = build_learner(s.algo, ds, s)
     build_time = time.perf_counter() - t_build
 
-    evaluator = None
-    if ds.env_id and s.eval_episodes > 0:
+    evaluator = test = None
+    if s.protocol == "v1":
+        if not ds.env_id:
+            raise ValueError(f"protocol v1 evaluates on the env's fixed markets, and {did} names no env")
+        from baselines.evaluate import MarketEvaluator
+
+        evaluator = MarketEvaluator(ds.env_id, "validation", ds.metadata.get("env_kwargs") or {})
+        test = MarketEvaluator(ds.env_id, "test", ds.metadata.get("env_kwargs") or {})
+    elif ds.env_id and s.eval_episodes > 0:
         from baselines.evaluate import Evaluator
 
         evaluator = Evaluator(ds.env_id, ds.metadata.get("env_kwargs") or {}, episodes=s.eval_episodes,
                               seed=s.seed)
     config = {"settings": asdict(s), "dataset_id": did, "env_id": ds.env_id, "tier": ds.metadata.get("tier"),
-              "learner": learner.config_json(), "num_transitions": len(ds)}
+              "learner": learner.config_json(), "num_transitions": len(ds), "versions": versions()}
     _write_json(out / "config.json", config)
 
     n_evals = max(1, min(s.evals, s.steps))
     eval_at = {int(round(s.steps * (k + 1) / n_evals)) for k in range(n_evals)}
     evals: list[dict[str, Any]] = []
+    best_state: tuple[int, float, dict] | None = None  # v1: (step, validation score, weights) of the best so far
     train_time = 0.0
     bar = Progress(s.steps, f"{s.algo} {did} s{s.seed}", enabled=s.progress)
     with open(out / "log.jsonl", "w") as log:
@@ -138,9 +158,12 @@ def train(s: RunSettings) -> dict[str, Any]:
                 t0 = time.perf_counter()
             if step in eval_at and evaluator is not None:
                 train_time += time.perf_counter() - t0
-                ev = evaluator(learner.policy)
+                ev = evaluator(learner.policy) if s.protocol == "v0" else evaluator(learner.policy, finance=False)
                 ev["step"] = step
                 evals.append(ev)
+                if s.protocol == "v1" and step < s.steps and (best_state is None or
+                                                               ev["normalised_score"] > best_state[1]):
+                    best_state = (step, ev["normalised_score"], _snapshot(learner))
                 log.write(json.dumps({"step": step, "eval": ev}, default=_json_default) + "\n")
                 log.flush()
                 bar.set_description(f"{s.algo} {did} s{s.seed} score {ev['normalised_score']:.1f}")
@@ -160,7 +183,7 @@ def train(s: RunSettings) -> dict[str, Any]:
         "evals": [{"step": e["step"], "normalised_score": e["normalised_score"], "return_mean": e["return_mean"]}
                   for e in evals],
     }
-    if evals:
+    if evals and s.protocol == "v0":
         last = evals[-1]
         best = max(evals, key=lambda e: e["normalised_score"])
         result["last"] = {k: last[k] for k in ("normalised_score", "normalised_score_std", "return_mean",
@@ -168,5 +191,59 @@ def train(s: RunSettings) -> dict[str, Any]:
         result["last"]["finance"] = last.get("finance", {})
         result["best"] = {"step": best["step"], "normalised_score": best["normalised_score"],
                           "return_mean": best["return_mean"]}
+    if s.protocol == "v1":
+        result.update(_v1_result(learner, evals, test, best_state))
+        result["protocol"] = "v1"
+        result["versions"] = config["versions"]
+        result["dataset_metadata"] = {k: ds.metadata.get(k) for k in ("tier", "recipe", "env_kwargs")}
+        result.pop("evals")  # v1: `curve` (validation), `final` (test) and `best_on_validation`
     _write_json(out / RESULT, result)
     return result
+
+
+def _snapshot(learner) -> dict:
+    return {name: {k: v.detach().clone() for k, v in m.state_dict().items()} for name, m in learner.modules().items()}
+
+
+def _v1_result(learner, evals: list[dict], test, best_state) -> dict[str, Any]:
+    """The v1 record: the validation curve, the final checkpoint on the test markets (the headline) and
+    the checkpoint chosen on validation, scored once on the test markets."""
+    curve = [{"step": e["step"], "validation_score": e["normalised_score"], "validation_return": e["return_mean"]}
+             for e in evals]
+    final = test(learner.policy, episode_returns=True)
+    final["step"] = evals[-1]["step"] if evals else None
+    out: dict[str, Any] = {"curve": curve, "final": final}
+    if evals:
+        last_score = evals[-1]["normalised_score"]
+        if best_state is not None and best_state[1] > last_score:
+            final_state = _snapshot(learner)
+            load_modules(learner.modules(), best_state[2])
+            chosen = test(learner.policy, episode_returns=True)
+            load_modules(learner.modules(), final_state)
+            step, vscore = best_state[0], best_state[1]
+        else:  # the final checkpoint is the validation best: the same test record
+            chosen, step, vscore = final, evals[-1]["step"], last_score
+        out["best_on_validation"] = {"label": "best checkpoint chosen on the validation markets", "step": step,
+                                     "validation_score": vscore, "test": chosen}
+    return out
+
+
+def versions() -> dict[str, str]:
+    """The versions a run's numbers depend on, recorded with it."""
+    import platform
+    import subprocess
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for pkg in ("ogdata", "numpy", "torch", "d3rlpy", "gymnasium"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    try:
+        git = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parent)
+        out["git_commit"] = git.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        out["git_commit"] = "unknown"
+    return out

@@ -3,6 +3,17 @@
     python scripts/reproduce.py --suite lite            # CPU, ~3 h on 2 cores (settings in SUITES)
     python scripts/reproduce.py --suite full --device cuda --jobs 4
     python scripts/reproduce.py --suite lite --plan     # list the runs and the time estimate, run nothing
+    python scripts/reproduce.py --suite v1-lite         # evaluation protocol v1 on the v1 catalogue
+    python scripts/reproduce.py --suite v1-lite --aggregate-only   # rebuild the v1 tables from the run records
+
+Protocol v1 (suites v1-*, datasets `<env>/<tier>-v1`, issue #15): every run is evaluated on its
+env's fixed validation markets during training (the learning curve) and, at the end, its final
+checkpoint on the fixed test markets (ogdata/envs/markets-v1.json) — the headline — plus the
+checkpoint chosen on validation, labelled. Each run's result.json records its settings, the
+versions, every test episode's return and the curve, so `--aggregate-only` rebuilds
+results/<suite>.json/.md and the plots (baselines/report.py) from the records alone, even where
+the datasets are not installed. `--dataset-path` runs the suite on local datasets (ad-hoc tests).
+The v0 suites (lite, full) are unchanged and take only v0 datasets.
 
 Each run is `python -m baselines train` in-process (baselines.train.train) writing
 runs/<suite>/<dataset>/<algo>/seed<k>/result.json; a run whose result.json exists is
@@ -46,7 +57,17 @@ SUITES: dict[str, dict] = {
                  tiers=("good", "medium", "poor", "replay", "random"), jobs=2, threads=1, device="cpu"),
     "full": dict(steps=100_000, hidden=256, layers=2, batch_size=256, seeds=5, eval_episodes=50, evals=10,
                  tiers=("good", "medium", "poor", "replay", "random"), jobs=4, threads=None, device="cuda"),
+    # protocol v1: fixed validation markets for the curve (evals points), fixed test markets for the final checkpoint
+    "v1-lite": dict(steps=5_000, hidden=64, layers=2, batch_size=256, seeds=5, eval_episodes=0, evals=10,
+                    tiers=("good", "medium", "poor", "replay", "random"), jobs=2, threads=1, device="cpu",
+                    protocol="v1", version=1),
+    "v1-full": dict(steps=100_000, hidden=256, layers=2, batch_size=256, seeds=5, eval_episodes=0, evals=20,
+                    tiers=("good", "medium", "poor", "replay", "random"), jobs=4, threads=None, device="cuda",
+                    protocol="v1", version=1),
 }
+for _cfg in SUITES.values():
+    _cfg.setdefault("protocol", "v0")
+    _cfg.setdefault("version", 0)
 # Effective updates/s of one lite run (2x64, batch 256, 1 torch thread, 2 jobs on 2 cores; evaluations included):
 # total updates / total training time of the committed lite runs, for small observations (execution, market making,
 # trading, multi-agent: <= 32 features) and the portfolio's 221 features x 21 weights. icql has no catalogue env
@@ -57,25 +78,41 @@ LITE_RATES = {"bc": (916, 704), "cql": (104, 30), "iql": (206, 182), "td3bc": (3
 RUN_OVERHEAD_S = 1.0  # loading the dataset and building the learner: measured 0.1-1.3 s
 
 
-def dataset_ids(pattern: str | None, tiers) -> list[str]:
+def dataset_ids(pattern: str | None, tiers, version: int | None = None) -> list[str]:
+    """Catalogue ids of the given tiers (and dataset version) matching the glob."""
     import ogdata
     from ogdata.ids import parse_id
 
     ids = []
     for did in ogdata.list_datasets():
         p = parse_id(did)
-        if p.tier in tiers and (pattern is None or fnmatch.fnmatch(did, pattern)):
+        if p.tier in tiers and (version is None or p.version == version) and (
+                pattern is None or fnmatch.fnmatch(did, pattern)):
             ids.append(did)
     return ids
 
 
-def plan(ids, algos_filter, seeds) -> list[tuple[str, str, int]]:
-    """(dataset, algo, seed) of every run, in a stable order."""
+def env_of(did: str) -> str:
+    """The env id of a dataset id, or of a local dataset path (from its metadata)."""
+    from ogdata.errors import InvalidIdError
     from ogdata.ids import parse_id
 
+    try:
+        return parse_id(did).env_id
+    except InvalidIdError:
+        import ogdata
+
+        env = ogdata.load(did).env_id
+        if not env:
+            raise ValueError(f"dataset {did} names no env: the suite needs one to evaluate in") from None
+        return env
+
+
+def plan(ids, algos_filter, seeds) -> list[tuple[str, str, int]]:
+    """(dataset, algo, seed) of every run, in a stable order."""
     runs = []
     for did in ids:
-        env = parse_id(did).env_id
+        env = env_of(did)
         for algo in applicable_to(*_kind(env)[:2]):
             if algos_filter and algo not in algos_filter:
                 continue
@@ -97,15 +134,14 @@ def _kind(env: str) -> tuple[bool, str, int]:
 
 def estimate_s(did: str, algo: str, steps: int) -> float:
     """Seconds one lite-settings run takes at the measured rates (one job)."""
-    from ogdata.ids import parse_id
-
     small, large = LITE_RATES[algo]
-    obs = _kind(parse_id(did).env_id)[2]
+    obs = _kind(env_of(did))[2]
     return steps / (small if obs <= 32 else large) + RUN_OVERHEAD_S
 
 
 def run_dir(runs_root: Path, did: str, algo: str, seed: int) -> Path:
-    return runs_root / did.replace("/", "__") / algo / f"seed{seed}"
+    key = did.replace("/", "__") if not Path(did).is_absolute() else "path__" + Path(did).name
+    return runs_root / key / algo / f"seed{seed}"
 
 
 def run_one(settings: dict) -> dict:
@@ -165,6 +201,11 @@ def aggregate(runs, runs_root: Path) -> dict:
 
 
 def settings_line(suite: str, cfg: dict) -> str:
+    if cfg.get("protocol") == "v1":
+        return (f"{suite} suite: {cfg['steps']:,} updates per run, MLP {cfg['layers']}×{cfg['hidden']}, batch "
+                f"{cfg['batch_size']}, {cfg['seeds']} seeds, tiers {'/'.join(cfg['tiers'])}, {cfg['evals']} "
+                f"evaluations on the validation markets, the final checkpoint on the test markets, device "
+                f"{cfg['device']}")
     return (f"{suite} suite: {cfg['steps']:,} updates per run, MLP {cfg['layers']}×{cfg['hidden']}, batch "
             f"{cfg['batch_size']}, {cfg['seeds']} seeds, tiers {'/'.join(cfg['tiers'])}, {cfg['eval_episodes']} "
             f"held-out episodes × {cfg['evals']} evaluations, device {cfg['device']}")
@@ -287,6 +328,8 @@ def main(argv=None) -> int:
     p.add_argument("--plan", action="store_true", help="list the runs and estimate the time; run nothing")
     p.add_argument("--aggregate-only", action="store_true", help="write tables from finished runs; run nothing")
     p.add_argument("--no-cards", action="store_true", help="do not write results into the datasets' metadata")
+    p.add_argument("--dataset-path", action="append", default=[],
+                   help="a local dataset directory to run on instead of catalogue ids (repeatable)")
     args = p.parse_args(argv)
 
     cfg = dict(SUITES[args.suite])
@@ -298,7 +341,10 @@ def main(argv=None) -> int:
         cfg["tiers"] = tuple(args.tiers.split(","))
     algos = set(args.algos.split(",")) if args.algos else None
     runs_root = Path(args.runs_dir or ROOT / "runs" / args.suite)
-    ids = dataset_ids(args.datasets, cfg["tiers"])
+    ids = ([str(Path(x).resolve()) for x in args.dataset_path] if args.dataset_path
+           else dataset_ids(args.datasets, cfg["tiers"], cfg["version"]))
+    if not ids and cfg["protocol"] == "v1" and args.aggregate_only:  # the tables from the run records alone
+        return write_v1(args, cfg, runs_root, planned=None, wall=0.0, failures=[])
     if not ids:
         print(f"no catalogue datasets match tiers {cfg['tiers']} and {args.datasets or 'any id'}; "
               "generate the catalogue first (scripts/generate_catalogue.py) or check `ogdata list`", file=sys.stderr)
@@ -324,7 +370,7 @@ def main(argv=None) -> int:
         from ogdata.progress import Progress
 
         base = {k: cfg[k] for k in ("steps", "hidden", "layers", "batch_size", "eval_episodes", "evals", "device",
-                                    "threads")}
+                                    "threads", "protocol")}
         jobs = [{**asdict(RunSettings(algo=a, dataset=d, seed=s, out=str(run_dir(runs_root, d, a, s)),
                                       progress=False, **base))} for d, a, s in todo]
         bar = Progress(len(jobs), f"{args.suite} suite")
@@ -346,6 +392,8 @@ def main(argv=None) -> int:
                     bar.update(1)
         bar.close()
     wall = time.time() - t0
+    if cfg["protocol"] == "v1":
+        return write_v1(args, cfg, runs_root, planned=runs, wall=wall, failures=failures)
 
     table = aggregate(runs, runs_root)
     out_dir = Path(args.results_dir)
@@ -368,6 +416,30 @@ def main(argv=None) -> int:
                   f"ogdata baselines, {args.suite} suite: do the dataset measures predict the scores?")
     cards = 0 if args.no_cards else update_cards(args.suite, cfg, table)
     print(f"wrote {out_dir / args.suite}.json/.md/.png ({len(table)} datasets; {cards} dataset cards updated) "
+          f"in {wall / 60:.1f} min; {len(failures)} failed runs")
+    for f in failures:
+        print(f"  FAILED {f['settings']['out']}: {f['error']}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def write_v1(args, cfg: dict, runs_root: Path, planned, wall: float, failures: list) -> int:
+    """The v1 tables from the run records (baselines/report.py): the planned runs' records, or every
+    record under the runs directory when no datasets are at hand (`--aggregate-only`)."""
+    from baselines import report
+
+    records = report.load_records(runs_root)
+    if planned is not None:
+        want = {str(run_dir(runs_root, d, a, s)) for d, a, s in planned}
+        records = [r for r in records if r["run_dir"] in want]
+    if not records:
+        print(f"no finished v1 runs under {runs_root}", file=sys.stderr)
+        return 1
+    doc = report.build(records, planned=len(planned) if planned is not None else None)
+    doc.update({"suite": args.suite, "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
+                "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "failed": [f["error"] + " @ " + f["settings"]["out"] for f in failures]})
+    written = report.write(args.results_dir, args.suite, doc, f"Settings: {settings_line(args.suite, cfg)}.")
+    print(f"wrote {len(written)} files under {args.results_dir} ({len(records)} runs, {len(doc['datasets'])} datasets) "
           f"in {wall / 60:.1f} min; {len(failures)} failed runs")
     for f in failures:
         print(f"  FAILED {f['settings']['out']}: {f['error']}", file=sys.stderr)

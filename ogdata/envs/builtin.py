@@ -10,20 +10,22 @@ from __future__ import annotations
 from ogdata.envs.registry import EnvSpec
 
 # -- portfolio ---------------------------------------------------------------------------------
+# time scale, as data: daily envs annualise with 252 trading days; intraday envs never annualise
+DAILY = {"step": "1 trading day", "periods_per_year": 252}
 _PF_REFS = {"random": "random", "expert": "portfolio/equal-weight"}
 _PF_CORE = "ogdata.envs.portfolio:Portfolio"
 _PF_DOC = ("20 S&P 500 stocks + cash, daily, 252-step episodes from random start dates; Box [0,1]^21 "
            "target weights normalised onto the simplex; 10 bp costs on turnover; reward log wealth growth.")
 PORTFOLIO = (
-    EnvSpec("portfolio-sp500", _PF_CORE, {"source": "real", "period": "train"}, family="portfolio",
+    EnvSpec("portfolio-sp500", _PF_CORE, {"source": "real", "period": "train"}, family="portfolio", **DAILY,
             description="Training years 1990–2014. " + _PF_DOC, references=_PF_REFS, extras=("realdata",)),
-    EnvSpec("portfolio-sp500-eval", _PF_CORE, {"source": "real", "period": "eval"}, family="portfolio",
+    EnvSpec("portfolio-sp500-eval", _PF_CORE, {"source": "real", "period": "eval"}, family="portfolio", **DAILY,
             description="Held-out evaluation years 2015–2022. " + _PF_DOC, references=_PF_REFS,
             extras=("realdata",)),
-    EnvSpec("portfolio-synth", _PF_CORE, {"source": "gbm"}, family="portfolio",
+    EnvSpec("portfolio-synth", _PF_CORE, {"source": "gbm"}, family="portfolio", **DAILY,
             description="Correlated GBM calibrated on the 1990–2014 moments of the 20 stocks; fresh "
                         "path every episode. " + _PF_DOC, references=_PF_REFS),
-    EnvSpec("portfolio-synth-regime", _PF_CORE, {"source": "regime"}, family="portfolio",
+    EnvSpec("portfolio-synth-regime", _PF_CORE, {"source": "regime"}, family="portfolio", **DAILY,
             description="Two-regime Gaussian HMM calibrated on the 1990–2014 returns of the 20 stocks; "
                         "fresh path every episode. " + _PF_DOC, references=_PF_REFS),
 )
@@ -34,36 +36,37 @@ _TR_CORE = "ogdata.envs.trading:Trading"
 _TR_DOC = ("S&P 500 index, daily, 252-step episodes from random start dates; Discrete(3) short/flat/long; "
            "10 bp costs on position changes; reward position × return − costs.")
 TRADING = (
-    EnvSpec("trading-sp500", _TR_CORE, {"source": "real", "period": "train"}, family="trading",
+    EnvSpec("trading-sp500", _TR_CORE, {"source": "real", "period": "train"}, family="trading", **DAILY,
             description="Training years 1999–2014. " + _TR_DOC, references=_TR_REFS, extras=("realdata",)),
-    EnvSpec("trading-sp500-eval", _TR_CORE, {"source": "real", "period": "eval"}, family="trading",
+    EnvSpec("trading-sp500-eval", _TR_CORE, {"source": "real", "period": "eval"}, family="trading", **DAILY,
             description="Held-out evaluation years 2015–2018. " + _TR_DOC, references=_TR_REFS,
             extras=("realdata",)),
-    EnvSpec("trading-synth", _TR_CORE, {"source": "gbm"}, family="trading",
+    EnvSpec("trading-synth", _TR_CORE, {"source": "gbm"}, family="trading", **DAILY,
             description="GBM calibrated on the 1999–2014 S&P 500 index; fresh path every episode. " + _TR_DOC,
             references=_TR_REFS),
-    EnvSpec("trading-synth-regime", _TR_CORE, {"source": "regime"}, family="trading",
+    EnvSpec("trading-synth-regime", _TR_CORE, {"source": "regime"}, family="trading", **DAILY,
             description="Two-regime Gaussian HMM (calm bull / turbulent bear) calibrated on the 1999–2014 "
                         "S&P 500 index; fresh path every episode. " + _TR_DOC, references=_TR_REFS),
 )
 
 # -- execution ---------------------------------------------------------------------------------
 _EX_REFS = {"random": "random", "expert": "execution/ac-optimal"}
+_EX_STEP = "1/4 trading day (20 steps over 5 days): intraday"
 EXECUTION = (
     EnvSpec(
-        id="execution-ac", core="ogdata.envs.execution:ExecutionMarket", family="execution",
+        id="execution-ac", core="ogdata.envs.execution:ExecutionMarket", family="execution", step=_EX_STEP,
         description="Liquidate 1e6 shares in 20 steps over 5 days under Almgren–Chriss dynamics "
                     "(Almgren & Chriss 2000 example parameters); reward = shortfall increment − λσ²τx², in bp.",
         references=_EX_REFS),
     EnvSpec(
         id="execution-ac-highvol", core="ogdata.envs.execution:ExecutionMarket", family="execution",
-        kwargs={"sigma": 1.9},
+        kwargs={"sigma": 1.9}, step=_EX_STEP,
         description="execution-ac with twice the volatility (60 % a year): the AC schedule front-loads harder.",
         references=_EX_REFS),
 ) + tuple(
     EnvSpec(
         id=f"joint-execution-{n}", core="ogdata.envs.execution:JointExecutionMarket",
-        kwargs={"n_agents": n}, multi_agent=True, family="execution",
+        kwargs={"n_agents": n}, multi_agent=True, family="execution", step=_EX_STEP,
         description=f"{n} desks of one firm liquidate a shared 1e6-share parent order (equal split) "
                     "with shared permanent and temporary impact; cooperative team reward by default "
                     "(mode='competitive' for each desk's own).",
@@ -72,11 +75,12 @@ EXECUTION = (
 )
 
 # -- market making -----------------------------------------------------------------------------
+_MM_STEP = "1/200 of a trading session (T = 1 in 200 steps): intraday"
 MARKET_MAKING = (
     EnvSpec(
         id="market-making-as",
         core="ogdata.envs.market_making:MarketMaking",
-        family="market-making",
+        family="market-making", step=_MM_STEP,
         description="Avellaneda–Stoikov market making: Brownian mid (σ=2), Poisson market orders "
                     "(λ=100/side), fills with probability exp(−1.5δ), inventory penalties; 200 steps.",
         references={"random": "random", "expert": "market-making/avellaneda-stoikov"},
@@ -87,7 +91,7 @@ MARKET_MAKING = (
         core="ogdata.envs.market_making:MultiMarketMaking",
         kwargs={"n_agents": n},
         multi_agent=True,
-        family="multi-market-making",
+        family="multi-market-making", step=_MM_STEP,
         description=f"{n} market makers of one firm quote one asset; each market order fills the best "
                     "quote only (random tie-break); cooperative team reward with a firm-level penalty on "
                     "the summed inventory (mode='competitive': individual PnL and penalties).",

@@ -302,6 +302,22 @@ class ReturnPaths:
                            "widen the period")
         self.start = np.full(self.num_envs, self.lo, dtype=np.int64)
 
+    pinned: np.ndarray | None = None  # (num_envs,) start rows every reset uses (real prices only)
+
+    def pin_starts(self, rows) -> None:
+        """Make every later reset start market b at row `rows[b]` (fixed evaluation markets,
+        `ogdata.envs.markets`); rows must be valid start rows of the period, one per market."""
+        if self.synthetic:
+            raise EnvError("synthetic paths have no start dates to pin; fix the reset seed instead")
+        r = np.asarray(rows)
+        if r.shape != (self.num_envs,) or r.dtype.kind not in "iu":
+            raise EnvError(f"pin_starts needs {self.num_envs} integer start rows (one per market), got "
+                           f"shape {r.shape} of dtype {r.dtype}")
+        if len(r) and (r.min() < self.lo or r.max() > self.hi):
+            raise EnvError(f"start rows must lie in [{self.lo}, {self.hi}] (whole episodes inside the period), "
+                           f"got {int(r.min())}..{int(r.max())}")
+        self.pinned = r.astype(np.int64)
+
     def padded_windows(self, extra: int) -> np.ndarray | None:
         """(M, window·N + extra) float32, row k = windows[k] then `extra` zeros: for a fixed history
         one row gather then builds a whole observation (about 25 % faster than a concatenate at
@@ -326,6 +342,8 @@ class ReturnPaths:
             return
         if not self.synthetic:
             self.start[mask] = rng.integers(self.lo, self.hi + 1, size=k)
+            if self.pinned is not None:  # fixed evaluation markets: the same start rows at every reset
+                self.start[mask] = self.pinned[mask]
             return
         L, n = self.block, len(self.names)
         gross = self.gross.reshape(self.num_envs, L, n + 1)

@@ -37,6 +37,9 @@ class EnvSpec:
         `ogdata.policies.make_policy` (the envs layer never imports it).
     extras: pip extras the env needs (e.g. ("realdata",)).
     version: the Gymnasium version (`ogdata/<id>-v<version>`); bumped when the dynamics change.
+    step: what one step is in market time, in words ("1 trading day", "1/4 trading day").
+    periods_per_year: steps a year, stated only for daily-or-slower envs: finance figures are
+        annualised with it; None (intraday envs) means per-episode figures, never annualised.
     """
 
     id: str
@@ -48,6 +51,8 @@ class EnvSpec:
     references: Mapping[str, str] = field(default_factory=lambda: {"random": "random"})
     extras: tuple[str, ...] = ()
     version: int = 0
+    step: str = ""
+    periods_per_year: float | None = None
 
     @property
     def gym_id(self) -> str:

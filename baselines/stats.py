@@ -1,0 +1,94 @@
+"""Intervals for the v1 tables, through rliable (Agarwal et al. 2021) rather than hand-written bootstraps.
+
+- per dataset: the mean over training seeds with a 95 % percentile-bootstrap interval
+  (rliable's stratified bootstrap with one task is the plain iid bootstrap over seeds);
+- across datasets: the interquartile mean (IQM) with stratified-bootstrap intervals (seeds
+  resampled within each dataset) and performance profiles (the share of runs scoring above τ).
+
+Every std shown is a sample std (ddof = 1). rliable is the `eval` extra; it is imported lazily.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from contextlib import contextmanager
+
+import numpy as np
+
+CONFIDENCE = 0.95
+REPS = 5000
+
+
+def _rliable():
+    try:
+        from rliable import library, metrics
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("the v1 tables need rliable: pip install 'ogdata[eval]' (rliable 1.2.0, arch < 8)") from e
+    return library, metrics
+
+
+@contextmanager
+def _quiet():
+    """rliable 1.2.0 passes arch 7 the `random_state` it deprecates: the warning is rliable's, not the reader's."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="random_state is deprecated", category=FutureWarning)
+        yield
+
+
+def std1(x) -> float:
+    """Sample standard deviation (ddof = 1); NaN for fewer than two values."""
+    x = np.asarray(x, dtype=np.float64)
+    return float(x.std(ddof=1)) if x.size > 1 else float("nan")
+
+
+def mean_ci(x, confidence: float = CONFIDENCE, reps: int = REPS, seed: int = 0) -> tuple[float, float, float]:
+    """(mean, low, high): the sample mean and its percentile-bootstrap interval over the values of `x`."""
+    x = np.asarray(x, dtype=np.float64).ravel()
+    if x.size == 0 or not np.isfinite(x).all():
+        raise ValueError(f"mean_ci needs a non-empty sample of finite values, got {x.size} values")
+    if x.size == 1:
+        return float(x[0]), float("nan"), float("nan")
+    library, _ = _rliable()
+    with _quiet():
+        point, ci = library.get_interval_estimates({"x": x[:, None]}, lambda s: np.array([s.mean()]), reps=reps,
+                                                   confidence_interval_size=confidence,
+                                                   random_state=np.random.RandomState(seed))
+    return float(point["x"][0]), float(ci["x"][0, 0]), float(ci["x"][1, 0])
+
+
+def iqm_ci(scores: Mapping[str, np.ndarray], confidence: float = CONFIDENCE, reps: int = REPS,
+           seed: int = 0) -> dict[str, tuple[float, float, float]]:
+    """Per algorithm, (IQM, low, high) over a (runs, datasets) score matrix, with rliable's
+    stratified bootstrap (runs resampled within each dataset)."""
+    library, metrics = _rliable()
+    mats = {k: _matrix(v, k) for k, v in scores.items()}
+    with _quiet():
+        point, ci = library.get_interval_estimates(mats, lambda s: np.array([metrics.aggregate_iqm(s)]), reps=reps,
+                                                   confidence_interval_size=confidence,
+                                                   random_state=np.random.RandomState(seed))
+    return {k: (float(point[k][0]), float(ci[k][0, 0]), float(ci[k][1, 0])) for k in mats}
+
+
+def performance_profiles(scores: Mapping[str, np.ndarray], taus, reps: int = 2000, seed: int = 0) -> dict:
+    """Per algorithm, the share of runs with a score above each τ and its stratified-bootstrap band:
+    {algo: {"tau", "share", "low", "high"}}."""
+    library, _ = _rliable()
+    taus = np.asarray(taus, dtype=np.float64)
+    mats = {k: _matrix(v, k) for k, v in scores.items()}
+    state = np.random.get_state()  # rliable draws the profile bootstrap from numpy's global generator
+    np.random.seed(seed)
+    try:
+        with _quiet():
+            share, cis = library.create_performance_profile(mats, taus, reps=reps)
+    finally:
+        np.random.set_state(state)
+    return {k: {"tau": taus.tolist(), "share": np.asarray(share[k]).tolist(),
+                "low": np.asarray(cis[k][0]).tolist(), "high": np.asarray(cis[k][1]).tolist()} for k in mats}
+
+
+def _matrix(v, name: str) -> np.ndarray:
+    m = np.asarray(v, dtype=np.float64)
+    if m.ndim != 2 or m.shape[0] < 1 or m.shape[1] < 1 or not np.isfinite(m).all():
+        raise ValueError(f"{name}: scores must be a finite (runs, datasets) matrix, got shape {m.shape}")
+    return m

@@ -1,0 +1,247 @@
+"""Evaluation protocol v1 (issue #15): fixed, disjoint markets; paired references; final checkpoint as the
+headline; no selection on test markets; bootstrap intervals; each env's own time scale."""
+
+import json
+
+import numpy as np
+import pytest
+
+from baselines import finance, stats
+from baselines.evaluate import MarketEvaluator
+from baselines.train import RunSettings, load_learner, train
+from ogdata.envs import list_envs, make_core
+from ogdata.envs.markets import (
+    MARKETS_V1_FILE,
+    check_disjoint,
+    design,
+    evaluation_ids,
+    market_references,
+    market_set,
+    start_dates,
+)
+from ogdata.envs.registry import env_spec
+from ogdata.errors import EnvError
+from tests.test_baselines import _reproduce_module, random_execution_dataset
+
+DOC = json.loads(MARKETS_V1_FILE.read_text())
+
+
+# -- 1. fixed, published, disjoint markets ---------------------------------------------------------------------------
+def test_every_dataset_env_has_published_disjoint_validation_and_test_markets():
+    assert sorted(DOC["envs"]) == sorted(evaluation_ids())
+    for env in evaluation_ids():
+        sets = {s: market_set(env, s) for s in ("validation", "test")}
+        check_disjoint(sets)
+        assert sets["validation"].episodes >= 1000
+        assert sets == design(env), f"{env}: the published markets differ from the rule that made them"
+        if sets["test"].kind == "seeds":  # synthetic: the very markets of the v1 references (seed 0, 2,048)
+            assert sets["test"].reset_seeds == (int(np.random.default_rng(0).integers(2**63)),)
+            assert sets["test"].episodes >= 1000
+
+
+def test_markets_file_agrees_with_the_v1_references():
+    """Same expert per id; on synthetic ids the same markets, so every analytic policy's mean return is
+    identical to the one references-v1.json recorded (rerun compute_evaluation_markets.py after it changes)."""
+    from ogdata.policies.evaluate import reference_returns_v1
+
+    for env in evaluation_ids():
+        v1, test = reference_returns_v1(env), market_references(env, "test")
+        assert test["expert"]["name"] == v1["expert"]["name"], env
+        if market_set(env, "test").kind == "seeds":
+            assert test["random"]["episodes"] == v1["random"]["episodes"]
+            for name, row in test["baselines"].items():
+                if name != "trained/best":  # a checkpoint the catalogue may retrain
+                    assert row["return_mean"] == pytest.approx(v1["baselines"][name]["mean"], rel=1e-12), (env, name)
+
+
+def test_real_price_test_markets_are_every_held_out_start_date_and_validation_ends_before_them():
+    for env in ("trading-sp500", "portfolio-sp500"):
+        test, val = market_set(env, "test"), market_set(env, "validation")
+        assert test.env_id == env + "-eval" and val.env_id == env
+        assert list(test.start_dates) == start_dates(env + "-eval")  # every one, each once
+        assert max(val.start_dates) < min(test.start_dates)
+        for core, seed in test.rounds():
+            core.reset(seed=seed)
+            first = core.paths.start.copy()
+            core.reset(seed=seed + 12345)  # another seed: pinned markets do not move
+            assert (core.paths.start == first).all() and len(set(first.tolist())) == test.episodes
+            assert [str(core.paths.dates[r])[:10] for r in first] == list(test.start_dates)
+
+
+def test_overlapping_validation_and_test_markets_are_refused():
+    sets = design("trading-synth")
+    same = {"validation": sets["test"], "test": sets["test"]}
+    with pytest.raises(EnvError, match="share reset seeds"):
+        check_disjoint(same)
+    real = design("trading-sp500")
+    with pytest.raises(EnvError, match="share start dates"):
+        check_disjoint({"validation": real["test"], "test": real["test"]})
+    core = make_core("trading-sp500-eval", num_envs=2)
+    with pytest.raises(EnvError, match="start rows must lie"):
+        core.paths.pin_starts(np.array([0, 1]))
+
+
+def test_validation_and_test_synthetic_markets_differ():
+    v, t = (market_set("trading-synth", s) for s in ("validation", "test"))
+    (cv, sv), = v.rounds()
+    (ct, st), = t.rounds()
+    cv.reset(seed=sv)
+    ct.reset(seed=st)
+    assert not np.allclose(cv.paths.gross[:500], ct.paths.gross[:500])
+
+
+# -- 2. the same markets for every policy; paired references ----------------------------------------------------------
+def test_every_policy_sees_the_same_test_markets_and_references_were_scored_on_them():
+    ev = MarketEvaluator("trading-synth", "test")
+    seen = {}
+
+    def recorder(name, action):
+        def pol(obs):
+            seen.setdefault(name, []).append(obs[:, :-1].copy())  # the returns window, not the position
+            return np.full(len(obs), action)
+        return pol
+
+    long_ = ev(recorder("long", 2))
+    ev(recorder("short", 0))
+    assert all(np.array_equal(a, b) for a, b in zip(seen["long"], seen["short"]))
+    ref = market_references("trading-synth", "test")["baselines"]["trading/always-long"]
+    assert long_["episodes"] == ref["episodes"] == 2048
+    assert long_["return_mean"] == pytest.approx(ref["return_mean"], rel=1e-12)
+    assert long_["normalised_score"] == pytest.approx(ref["normalised_score"], rel=1e-9)
+    refs = market_references("trading-synth", "test")
+    assert ev.references["random"] == refs["random"]["return_mean"]
+    assert ev.references["expert"] == refs["expert"]["return_mean"]
+
+
+# -- 3. final checkpoint; no selection on test markets ----------------------------------------------------------------
+def test_v1_run_reports_the_final_checkpoint_on_test_and_selects_only_on_validation(tmp_path, monkeypatch):
+    ds = random_execution_dataset(tmp_path / "ds", envs=8)
+    calls = []
+    real_call = MarketEvaluator.__call__
+
+    def counting(self, policy, **kw):
+        out = real_call(self, policy, **kw)
+        calls.append((self.split, out["normalised_score"]))
+        return out
+
+    monkeypatch.setattr(MarketEvaluator, "__call__", counting)
+    r = train(RunSettings(algo="bc", dataset=str(ds.path), steps=30, evals=3, hidden=16, batch_size=32,
+                          progress=False, out=str(tmp_path / "run"), protocol="v1"))
+    assert "last" not in r and "best" not in r
+    splits = [s for s, _ in calls]
+    assert splits[:3] == ["validation"] * 3 and set(splits[3:]) == {"test"} and 1 <= len(splits[3:]) <= 2
+    assert [c["step"] for c in r["curve"]] == [10, 20, 30]
+    val = [c["validation_score"] for c in r["curve"]]
+    bov = r["best_on_validation"]
+    assert bov["step"] == r["curve"][int(np.argmax(val))]["step"] and bov["validation_score"] == max(val)
+    assert "validation" in bov["label"]
+    # the headline is the saved (final) checkpoint scored on the test markets, every episode recorded
+    assert r["final"]["split"] == "test" and len(r["final"]["episode_returns"]) == 2048
+    again = MarketEvaluator("execution-ac", "test")(load_learner(tmp_path / "run" / "checkpoint").policy)
+    assert again["normalised_score"] == pytest.approx(r["final"]["normalised_score"], rel=1e-9)
+    assert r["versions"]["numpy"] == np.__version__
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["final"]["episodes"] == 2048
+
+
+def test_v1_refuses_a_dataset_whose_env_kwargs_change_the_env():
+    with pytest.raises(ValueError, match="has no v1 markets"):
+        MarketEvaluator("execution-ac", "test", {"sigma": 3.0})
+
+
+# -- 4. intervals ----------------------------------------------------------------------------------------------------
+def test_bootstrap_interval_on_a_known_sample():
+    x = np.random.default_rng(7).normal(5.0, 2.0, 400)
+    m, lo, hi = stats.mean_ci(x)
+    half = 1.96 * x.std(ddof=1) / np.sqrt(len(x))  # the normal-theory interval the bootstrap approximates
+    assert m == pytest.approx(x.mean())
+    assert lo == pytest.approx(m - half, abs=0.15 * half) and hi == pytest.approx(m + half, abs=0.15 * half)
+    assert stats.mean_ci([3.0, 3.0, 3.0]) == (3.0, 3.0, 3.0)
+    assert stats.std1([1.0, 2.0, 3.0, 4.0]) == pytest.approx(np.std([1, 2, 3, 4], ddof=1))
+
+
+def test_iqm_and_performance_profile_on_known_scores():
+    scores = {"a": np.arange(100.0).reshape(20, 5)}  # 100 runs 0..99: IQM = mean of 25..74 = 49.5
+    iqm, lo, hi = stats.iqm_ci(scores, reps=300)["a"]
+    assert iqm == pytest.approx(49.5) and lo < iqm < hi
+    prof = stats.performance_profiles(scores, [-1.0, 49.5, 99.0], reps=100)["a"]
+    assert prof["share"] == pytest.approx([1.0, 0.5, 0.0])
+
+
+# -- 5. time scale and finance figures --------------------------------------------------------------------------------
+def test_each_env_states_its_time_scale_and_only_daily_envs_annualise():
+    for env in list_envs():
+        spec = env_spec(env)
+        assert spec.step, f"{env} states no step length"
+        daily = spec.family in ("portfolio", "trading")
+        assert spec.periods_per_year == (252 if daily else None), env
+    ex = market_references("execution-ac", "test")["baselines"]["execution/twap"]["finance"]
+    assert ex["time_scale"] == "per episode" and "sharpe" not in ex and "annualised_log_return" not in ex
+    tr = market_references("trading-synth", "test")["baselines"]["trading/always-long"]["finance"]
+    assert tr["time_scale"] == "annualised" and tr["periods_per_year"] == 252.0
+
+
+def test_capital_figures_on_a_known_path():
+    T, g = 252, 0.0004  # constant daily log growth, costs 1 bp of wealth every day
+    W = np.exp(g * np.arange(T + 1))[None]
+    costs = np.concatenate([[0.0], 1e-4 * W[0, :-1]])[None]
+    res = {"returns": np.array([g * T]), "alive": np.ones((1, T), bool), "wealth": W, "costs": costs,
+           "position": np.ones((1, T + 1))}
+    f = finance.v1_figures("trading", res, 252, references={"random": 0.0, "expert": 2 * g * T})
+    assert f["annualised_log_return"] == pytest.approx(g * 252)
+    assert f["max_drawdown"] == 0.0 and f["turnover_per_step"] == 0.0
+    assert f["cost_mean"] == pytest.approx(1e-4 * T)
+    assert f["score_gross"] - f["score_costs"] == pytest.approx(50.0)
+    assert finance.cvar(np.arange(100.0), 0.05) == pytest.approx(2.0)
+    assert finance.cvar(np.arange(100.0), 0.05, tail="upper") == pytest.approx(97.0)
+
+
+def test_execution_share_left_for_the_dump_and_market_making_fill_rate():
+    ev = MarketEvaluator("execution-ac", "test")
+    hold = ev(lambda o: np.zeros((len(o), 1), np.float32))["finance"]
+    dump_now = ev(lambda o: np.ones((len(o), 1), np.float32))["finance"]
+    assert hold["share_dumped_mean"] == pytest.approx(1.0) and hold["episodes_with_dump"] == 1.0
+    assert dump_now["share_dumped_mean"] == 0.0
+    assert hold["shortfall_bp_cvar95"] >= hold["shortfall_bp_mean"]
+    mm = market_references("market-making-as", "test")["baselines"]["market-making/avellaneda-stoikov"]["finance"]
+    assert 0.0 < mm["fill_rate"] < 1.0 and mm["inventory_std"] > 0.0
+
+
+# -- 6. reproduce v1: records, resume, tables from the records alone -------------------------------------------------
+def test_reproduce_v1_records_resumes_and_rebuilds_tables_from_records(tmp_path):
+    rep = _reproduce_module()
+    ds = random_execution_dataset(tmp_path / "ds", envs=4)
+    argv = ["--suite", "v1-lite", "--dataset-path", str(ds.path), "--algos", "bc,iql", "--seeds", "2", "--steps",
+            "4", "--evals", "2", "--jobs", "1", "--hidden", "16", "--runs-dir", str(tmp_path / "runs"),
+            "--results-dir", str(tmp_path / "results")]
+    assert rep.main(argv) == 0
+    doc = json.loads((tmp_path / "results" / "v1-lite.json").read_text())
+    (cell_key,) = doc["datasets"]
+    cell = doc["datasets"][cell_key]["algos"]["bc"]
+    assert cell["n_seeds"] == 2 and not cell["enough_seeds"]
+    assert cell["final"]["std"] == pytest.approx(np.std(cell["final"]["scores"], ddof=1))
+    assert cell["final"]["ci95"][0] <= cell["final"]["mean"] <= cell["final"]["ci95"][1]
+    assert doc["references"]["execution-ac"]["execution/twap"]["normalised_score"] == pytest.approx(86.4, abs=0.1)
+    md = (tmp_path / "results" / "v1-lite.md").read_text()
+    assert "final checkpoint" in md and "chosen on the validation markets" in md and "TWAP" in md
+    for png in ("v1-lite_scores.png", "v1-lite_aggregate.png", "v1-lite_curves/execution-ac.png"):
+        assert (tmp_path / "results" / png).stat().st_size > 1000
+    done = sorted((tmp_path / "runs").rglob("result.json"))
+    stamps = [f.stat().st_mtime_ns for f in done]
+    assert len(done) == 4 and rep.main(argv) == 0
+    assert [f.stat().st_mtime_ns for f in done] == stamps  # resumed: nothing rerun
+    # the tables from the run records alone: no dataset given, none installed
+    again = ["--suite", "v1-lite", "--aggregate-only", "--datasets", "none/*", "--runs-dir", str(tmp_path / "runs"),
+             "--results-dir", str(tmp_path / "rebuilt")]
+    assert rep.main(again) == 0
+    rebuilt = json.loads((tmp_path / "rebuilt" / "v1-lite.json").read_text())
+    assert rebuilt["datasets"] == doc["datasets"] and rebuilt["aggregate"] == doc["aggregate"]
+
+
+def test_v0_suites_take_only_v0_datasets_and_v1_suites_only_v1():
+    from ogdata.ids import TIERS, parse_id
+
+    rep = _reproduce_module()
+    v0, v1 = rep.dataset_ids(None, TIERS, 0), rep.dataset_ids(None, TIERS, 1)
+    assert "execution-ac/random-v0" in v0 and "execution-ac/random-v0" not in v1
+    assert {parse_id(i).version for i in v0} == {0} and {parse_id(i).version for i in v1} <= {1}
+    assert rep.SUITES["lite"]["protocol"] == "v0" and rep.SUITES["v1-lite"]["seeds"] >= 5
