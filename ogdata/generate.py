@@ -546,7 +546,9 @@ def generate(env_id: str, tier: str, transitions: int, out_path: str | os.PathLi
     gen = {"seed": int(seed), "transitions_requested": int(transitions), "shard_transitions": shard_transitions,
            "ogdata_version": _version(), "numpy_version": np.__version__, "python": sys.version.split()[0],
            "platform": platform.platform()}
-    recipe_meta: dict[str, Any] = {"tier": tier, "rule": TIER_RULES[tier], "generation": gen,
+    # v0 metadata keeps the generator's rule text; v1 recipes carry their own tier rules
+    rule = trec.get("rule", TIER_RULES[tier]) if version >= 1 else TIER_RULES[tier]
+    recipe_meta: dict[str, Any] = {"tier": tier, "rule": rule, "generation": gen,
                                    "source": _recipe_source(env_id, version) if recipe else "ad hoc"}
     for k in TIER_RECIPE_FIELDS:
         if k in trec:

@@ -296,6 +296,7 @@ V1_OVERRIDES: dict[str, dict] = {
     "multi-market-making-3": {"total_steps": 3_000_000},            # v0: 72-76
     "trading-synth-regime": {"total_steps": 4_000_000, **_LONG},    # v0: 69-71 (the regime must be inferred)
     "portfolio-sp500": {"total_steps": 4_000_000, **_LONG},         # v0: 75-76
+    "trading-sp500": dict(_LONG),
     # PPO's deterministic policy gets worse as it trains here (v0 too: its best checkpoint was the untrained
     # one; two 6M-step trials, gamma 0.9 and also init_log_std -1.5 with lr 1e-3, fell from 55 to 33): 1M steps
     "portfolio-synth": {"total_steps": 1_000_000, **_LONG},
@@ -398,7 +399,7 @@ def judge_v1(t: dict, tier: str, total_steps: int) -> None:
     if early:
         notes.append(f"seed(s) {[p['seed'] for p in early]}: the checkpoint is from the first "
                      f"{max(p['env_steps'] for p in early):,} of {total_steps:,} training steps, so it is close to "
-                     "the untrained network (training did not improve on it)")
+                     "the untrained network")
     if not t["reached"]:
         notes.append(f"score(s) {[round(p['score'], 1) for p in t['policies']]} outside the band [{lo:g}, {hi:g}]")
     t.pop("note", None)
