@@ -133,7 +133,7 @@ def _cell(x: Any) -> str:
     elif isinstance(x, list) and x and all(isinstance(v, list) for v in x):
         s = f"({len(x)} × {len(x[0])} values)"
     else:
-        s = json.dumps(x, sort_keys=True, default=str)
+        s = json.dumps(x, sort_keys=True, default=str, ensure_ascii=False)
     return s.replace("|", "\\|").replace("\n", " ")
 
 
@@ -371,11 +371,17 @@ def render(dataset: Any) -> str:
 
     recipe = meta.get("recipe") or {}
     out.append("## Tier recipe\n")
-    out.append(f"Tier **{tier}**: {TIER_MEANING.get(tier, 'a custom tier')}.\n")
+    meaning = TIER_MEANING.get(tier, "a custom tier")
+    if recipe.get("learned") is False and "expert" in str(recipe.get("policy_source", "")):
+        meaning = ("the expert reference policy with rollout noise — a named fallback, because no training seed "
+                   "reached the tier's score; not a learned policy")
+    out.append(f"Tier **{tier}**: {meaning}.\n")
     if recipe.get("rule"):
         out.append(f"Selection rule: {recipe['rule']}.\n")
     rows = [(k.replace("_", " "), recipe[k]) for k in ("policy_source", "threshold", "target", "band", "reached", "note")
             if k in recipe]
+    rows = [(k, f"≥ {_num(v[0])}" if k == "band" and isinstance(v, list) and len(v) == 2 and v[1] is None else v)
+            for k, v in rows]
     if recipe.get("learned") is False:
         rows.append(("learned", "no: " + ("the expert reference policy with rollout noise (a named fallback)"
                                           if "expert" in str(recipe.get("policy_source", "")) else "untrained network")))

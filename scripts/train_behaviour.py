@@ -495,10 +495,10 @@ def train_env_v1(env_id: str, steps: int | None, seeds: tuple[int, ...], progres
         print(f"{env_id} seed {s}: {walls[s]:.0f} s, best training score {max(c['score'] for c in curves[s]):.1f}, "
               f"replay record {len(ds)} transitions", flush=True)
     if not picks["good"]:   # no seed learned a Good policy: the named fallbacks
-        fin = expert_score(env_id, kwargs, expert, noise, refs, seed=score_seed(0))
-        picks["good"] = [{"reference" if expert["name"] != "trained/best" else "checkpoint":
-                          expert["name"] if expert["name"] != "trained/best" else expert["checkpoint"],
-                          "source": "expert", **fin}]
+        fin = expert_score(env_id, kwargs, expert, noise, refs, seed=score_seed(0))   # (finish_v1 fits σ)
+        trained = expert["name"] == "trained/best"   # real-price experts may be a committed checkpoint
+        picks["good"] = [{"checkpoint": expert["checkpoint"]} if trained else {"reference": expert["name"]}]
+        picks["good"][0].update(source="expert", **fin)
         for tier in ("medium", "poor"):
             for s in seeds:
                 if not any(p["seed"] == s for p in picks[tier]):
