@@ -155,6 +155,15 @@ def apply_mixing(recipe: dict, tier: str) -> list[float]:
     return probs
 
 
+def replay_and_random(transitions: int, seeds, record_envs: int) -> dict:
+    """The Replay and Random tier recipes (the same rules in every catalogue version)."""
+    return {"replay": {"rule": TIER_RULES["replay"], "noise": {"type": "policy", "value": None,
+                                                               "detail": "the training policy's own sampling"},
+                       "transitions": transitions, "seed": 0, "seeds": list(seeds), "record_envs": record_envs},
+            "random": {"rule": TIER_RULES["random"], "noise": {"type": "none", "value": None},
+                       "transitions": transitions, "seed": 0}}
+
+
 def plot_curves(env_id: str, curves: dict[int, list[dict]], picks: dict, out: Path, title: str | None = None) -> None:
     import matplotlib
 
@@ -238,11 +247,7 @@ def train_env(env_id: str, steps: int | None, seeds: tuple[int, ...], progress: 
              "score_episodes": FINAL_EVAL_EPISODES}
         judge(t, tier, learned, best)   # on the published (re-scored) values
         tiers[tier] = t
-    tiers["replay"] = {"rule": TIER_RULES["replay"], "noise": {"type": "policy", "value": None,
-                                                               "detail": "the training policy's own sampling"},
-                       "transitions": tier_n, "seed": 0, "seeds": list(seeds), "record_envs": record_envs}
-    tiers["random"] = {"rule": TIER_RULES["random"], "noise": {"type": "none", "value": None},
-                       "transitions": tier_n, "seed": 0}
+    tiers.update(replay_and_random(tier_n, seeds, record_envs))
     recipe["tiers"] = tiers
     recipe["training"]["wall_time_s"] = {str(s): round(walls[s], 1) for s in seeds}
     recipe["training"]["best_score"] = float(best)
@@ -520,11 +525,7 @@ def train_env_v1(env_id: str, steps: int | None, seeds: tuple[int, ...], progres
             t["mixing"] = {"type": "uniform-random", "rule": MIX_RULE.format(near=0, tol=MIX_TOLERANCE),
                            "tolerance": MIX_TOLERANCE, "score_episodes": FINAL_EVAL_EPISODES}
         tiers[tier] = t
-    tiers["replay"] = {"rule": TIER_RULES["replay"], "noise": {"type": "policy", "value": None,
-                                                               "detail": "the training policy's own sampling"},
-                       "transitions": V1_TRANSITIONS, "seed": 0, "seeds": list(seeds), "record_envs": record_envs}
-    tiers["random"] = {"rule": TIER_RULES["random"], "noise": {"type": "none", "value": None},
-                       "transitions": V1_TRANSITIONS, "seed": 0}
+    tiers.update(replay_and_random(V1_TRANSITIONS, seeds, record_envs))
     recipe["tiers"] = tiers
     recipe["training"]["wall_time_s"] = {str(s): round(walls[s], 1) for s in seeds}
     recipe["training"]["best_score"] = float(max(max(c["score"] for c in curves[s]) for s in seeds))
