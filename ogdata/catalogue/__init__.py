@@ -26,10 +26,13 @@ TIER_RECIPE_FIELDS = ("threshold", "target", "reached", "noise", "mixing", "poli
                       "band", "policy_source")
 
 
+def _version_dir(version: int) -> Path:
+    """v0 recipes sit in ogdata/catalogue/ itself (where they always have), v<N> ones in v<N>/."""
+    return CATALOGUE_DIR if int(version) == 0 else CATALOGUE_DIR / f"v{int(version)}"
+
+
 def recipe_path(env_id: str, version: int = 0) -> Path:
-    """v0 recipes sit at ogdata/catalogue/<env-id>.json (where they always have), v<N> ones under v<N>/."""
-    version = int(version)
-    return CATALOGUE_DIR / f"{env_id}.json" if version == 0 else CATALOGUE_DIR / f"v{version}" / f"{env_id}.json"
+    return _version_dir(version) / f"{env_id}.json"
 
 
 def catalogue_versions() -> list[int]:
@@ -43,7 +46,7 @@ def catalogue_versions() -> list[int]:
 def catalogue_envs(version: int | None = None) -> list[str]:
     """Env ids that have a committed recipe (in `version`, or in any version when None)."""
     versions = catalogue_versions() if version is None else [int(version)]
-    return sorted({p.stem for v in versions for p in recipe_path("_", v).parent.glob("*.json")})
+    return sorted({p.stem for v in versions for p in _version_dir(v).glob("*.json")})
 
 
 def latest_version(env_id: str) -> int | None:
@@ -144,4 +147,5 @@ def is_catalogue_id(dataset_id: str) -> bool:
 
 
 __all__ = ["CATALOGUE_DIR", "WEIGHTS_DIR", "catalogue_envs", "catalogue_ids", "catalogue_identity",
-           "catalogue_versions", "entries", "is_catalogue_id", "latest_version", "recipe", "recipe_identity", "recipe_path", "tier_recipe", "weights_path"]
+           "catalogue_versions", "entries", "is_catalogue_id", "latest_version", "recipe", "recipe_identity",
+           "recipe_path", "tier_recipe", "weights_path"]
