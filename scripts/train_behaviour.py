@@ -303,7 +303,7 @@ V1_OVERRIDES: dict[str, dict] = {
     "portfolio-sp500": {"total_steps": 4_000_000, **_LONG},         # v0: 75-76
     "trading-sp500": dict(_LONG),
     # PPO's deterministic policy gets worse as it trains here (v0 too: its best checkpoint was the untrained
-    # one; two 6M-step trials, gamma 0.9 and also init_log_std -1.5 with lr 1e-3, fell from 55 to 33): 1M steps
+    # one; longer trials with gamma 0.9, a smaller initial std and a larger lr fell too, unrecorded): 1M steps
     "portfolio-synth": {"total_steps": 1_000_000, **_LONG},
     "portfolio-synth-regime": {"total_steps": 1_000_000, **_LONG},
 }
