@@ -32,6 +32,7 @@ from baselines.registry import check
 from ogdata.progress import Progress
 
 RESULT = "result.json"
+TEST_RETURNS = "test_returns.npz"  # v1: every test episode's return, float32, beside result.json
 
 
 @dataclass
@@ -193,6 +194,7 @@ def train(s: RunSettings) -> dict[str, Any]:
                           "return_mean": best["return_mean"]}
     if s.protocol == "v1":
         result.update(_v1_result(learner, evals, test, best_state))
+        _store_test_returns(out, result)
         result["protocol"] = "v1"
         result["versions"] = config["versions"]
         result["dataset_metadata"] = {k: ds.metadata.get(k) for k in ("tier", "recipe", "env_kwargs")}
@@ -203,6 +205,28 @@ def train(s: RunSettings) -> dict[str, Any]:
 
 def _snapshot(learner) -> dict:
     return {name: {k: v.detach().clone() for k, v in m.state_dict().items()} for name, m in learner.modules().items()}
+
+
+def _store_test_returns(out: Path, result: dict) -> None:
+    """Move the test episodes' returns out of the JSON record into `TEST_RETURNS` (float32 arrays "final" and,
+    when it is another checkpoint, "best_on_validation"): as JSON they are ~40 KB per run, and a suite keeps
+    over a thousand runs in git. `load_test_returns` reads them back."""
+    arrays = {"final": np.asarray(result["final"].pop("episode_returns"), dtype=np.float32)}
+    bov = result.get("best_on_validation")
+    if bov is not None and "episode_returns" in bov["test"]:
+        arrays["best_on_validation"] = np.asarray(bov["test"].pop("episode_returns"), dtype=np.float32)
+    tmp = out / (TEST_RETURNS + ".partial")
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    tmp.replace(out / TEST_RETURNS)
+    result["test_returns"] = {"file": TEST_RETURNS, "arrays": sorted(arrays), "dtype": "float32",
+                              "order": "the test markets' order (ogdata/envs/markets-v1.json)"}
+
+
+def load_test_returns(run_dir: str | Path) -> dict[str, np.ndarray]:
+    """A v1 run's test-episode returns: {"final", and "best_on_validation" when that is another checkpoint}."""
+    with np.load(Path(run_dir) / TEST_RETURNS, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
 
 
 def _v1_result(learner, evals: list[dict], test, best_state) -> dict[str, Any]:

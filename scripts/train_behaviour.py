@@ -315,7 +315,8 @@ V1_OVERRIDES: dict[str, dict] = {
 }
 V1_RULES = {
     "good": "learned checkpoint (env_steps > 0) of each training seed scoring >= 80 on 1024 fresh markets; "
-            "seeds that never reach 80 are left out; if none does, the fallback: the expert with the tiers' noise",
+            "seeds that never reach 80 are left out; if none does, the fallback: the expert with rollout noise σ — "
+            "the tiers' σ if the expert still scores >= 90 with it, else σ fitted by bisection to a score of 90 ± 2",
     "medium": "learned checkpoint (env_steps > 0) of each training seed scoring 50 ± 5 on 1024 fresh markets "
               "(the nearest-50 candidates are tried in turn); a seed with none: the fallback, its Good checkpoint "
               "(its best learned one where no seed reaches Good) mixed with the uniform random policy to 50 ± 2",
@@ -454,6 +455,7 @@ def finish_v1(env_id: str) -> dict:
         g["policies"] = [{**p, **fin} for p in g["policies"]]
     for tier in ("good", "medium", "poor"):
         t = r["tiers"][tier]
+        t["rule"] = V1_RULES[tier]
         t.pop("source", None)   # (the key was renamed policy_source: recipe.source names the recipe file)
         judge_v1(t, tier, total)
     path.write_text(json.dumps(r, indent=1) + "\n")
