@@ -28,34 +28,42 @@ def normal_pdf(x) -> np.ndarray:
 
 
 def tauchen(grid: np.ndarray, mean: np.ndarray, sd: np.ndarray, edges: np.ndarray | None = None) -> np.ndarray:
-    """(n, n) transition matrix: row i is N(mean[i], sd[i]²) integrated over the cells of `grid`.
+    """(k, n) transition rows: row r is N(mean[r], sd[r]²) integrated over the n cells of `grid`.
 
     Cells are bounded by `edges` (n − 1 interior edges, default the midpoints of the grid); the
     first and last cells extend to −∞ and +∞, so every row sums to 1."""
     grid = np.asarray(grid, dtype=np.float64)
+    mean, sd = np.atleast_1d(np.asarray(mean, dtype=np.float64)), np.atleast_1d(np.asarray(sd, dtype=np.float64))
     e = 0.5 * (grid[1:] + grid[:-1]) if edges is None else np.asarray(edges, dtype=np.float64)
-    cdf = normal_cdf((e[None, :] - np.asarray(mean)[:, None]) / np.asarray(sd)[:, None])   # (n, n-1)
-    cdf = np.concatenate([np.zeros((len(grid), 1)), cdf, np.ones((len(grid), 1))], axis=1)
-    P = np.diff(cdf, axis=1)
-    P = np.maximum(P, 0.0)
+    cdf = normal_cdf((e[None, :] - mean[:, None]) / sd[:, None])                        # (k, n-1)
+    cdf = np.concatenate([np.zeros((len(mean), 1)), cdf, np.ones((len(mean), 1))], axis=1)
+    P = np.maximum(np.diff(cdf, axis=1), 0.0)
     return P / P.sum(axis=1, keepdims=True)
 
 
 def matched(grid: np.ndarray, mean: np.ndarray, sd: np.ndarray, edges: np.ndarray | None = None,
-            iterations: int = 50) -> np.ndarray:
+            iterations: int = 50, tol: float = 1e-13) -> np.ndarray:
     """`tauchen`, with each row's normal shifted and scaled until the chain's one-step conditional mean
-    and variance equal `mean` and `sd`² (binning alone biases both: the tails piled onto the end cells,
-    the cells' width added to the variance). Rows whose moments the grid cannot reach keep the best try."""
+    and variance equal `mean` and `sd`² (to `tol`, relative to sd): binning alone biases both, the
+    tails piled onto the end cells and the cells' width added to the variance. Interior rows match in
+    a few iterations; rows at the ends of the grid, whose moments the grid can barely reach, keep the
+    last try after `iterations`."""
     grid = np.asarray(grid, dtype=np.float64)
     mean, sd = np.asarray(mean, dtype=np.float64), np.asarray(sd, dtype=np.float64)
     mu, sig = mean.copy(), sd.copy()
+    P = tauchen(grid, mu, sig, edges)
+    todo = np.arange(len(grid))
     for _ in range(iterations):
-        P = tauchen(grid, mu, sig, edges)
-        m = P @ grid
-        var = np.maximum(P @ grid ** 2 - m * m, 1e-300)
-        mu = mu + (mean - m)
-        sig = sig * np.sqrt(np.clip(sd * sd / var, 0.25, 4.0))
-    return tauchen(grid, mu, sig, edges)
+        m = P[todo] @ grid
+        var = np.maximum(P[todo] @ grid ** 2 - m * m, 1e-300)
+        err = np.maximum(np.abs(mean[todo] - m) / sd[todo], np.abs(var / sd[todo] ** 2 - 1.0))
+        todo, m, var = todo[err > tol], m[err > tol], var[err > tol]
+        if not len(todo):
+            break
+        mu[todo] += mean[todo] - m
+        sig[todo] *= np.sqrt(np.clip(sd[todo] ** 2 / var, 0.25, 4.0))
+        P[todo] = tauchen(grid, mu[todo], sig[todo], edges)
+    return P
 
 
 def stationary(P: np.ndarray) -> np.ndarray:
