@@ -170,14 +170,11 @@ def test_reward_is_the_discounted_put_payoff_at_exercise_and_at_maturity():
 def test_bermudan_exercise_only_on_its_dates():
     core = OptionExercise(num_envs=2, n_steps=12, exercise_every=4, moneyness=(0.5, 0.5))  # deep in the money
     core.reset(seed=0)
-    for k in range(12):
-        _, r, term, _, info = core.step(np.array([EXERCISE, HOLD]))
-        if k % 4 == 0:  # the first date is k = 0
-            assert term[0] and r[0] > 0 and info["exercised"][0] == 1
-            break
+    _, r, term, _, info = core.step(np.array([EXERCISE, HOLD]))      # k = 0 is a date
+    assert term[0] and not term[1] and r[0] == pytest.approx(50.0) and info["exercised"][0] == 1
     core.reset(seed=0)
     core.step(np.array([HOLD, HOLD]))
-    for k in (1, 2, 3):   # an exercise action between dates holds
+    for _k in (1, 2, 3):   # an exercise action between dates holds
         _, r, term, _, info = core.step(np.array([EXERCISE, EXERCISE]))
         assert not term.any() and (r == 0).all() and (info["exercised"] == 0).all()
     _, r, term, _, _ = core.step(np.array([EXERCISE, HOLD]))   # k = 4: a date
@@ -371,3 +368,45 @@ def test_model_fits_are_re_derived_from_the_shipped_data():
     assert committed["sp500"]["sigma"] == pytest.approx(math.sqrt(252 * var), rel=1e-9)
     core = make_core("option-exercise-american")
     assert (core.rate, core.sigma) == (committed["rate"]["rate"], committed["sp500"]["sigma"])
+
+
+def test_v1_finance_figures_on_the_published_test_markets():
+    from baselines.evaluate import MarketEvaluator
+    from ogdata.envs.markets import market_references
+
+    ev = MarketEvaluator("option-exercise-american", "test")
+    hold = ev(lambda o: np.full(len(o), HOLD))
+    f = hold["finance"]
+    assert f["time_scale"] == "per episode" and f["early_exercise_rate"] == 0.0
+    assert f["mean_steps_held"] == 50.0 and f["mean_steps_to_early_exercise"] is None
+    ref = market_references("option-exercise-american", "test")["baselines"]["option-exercise/at-maturity"]
+    assert hold["return_mean"] == pytest.approx(ref["return_mean"], rel=1e-12)
+    now = ev(lambda o: np.full(len(o), EXERCISE))
+    assert now["finance"]["early_exercise_rate"] == 1.0 and now["finance"]["mean_steps_to_early_exercise"] == 1.0
+    (core, seed), = ev.cores()
+    core.reset(seed=seed)
+    assert now["return_mean"] == pytest.approx(core.payoff(core.x).mean(), rel=1e-12)   # the intrinsic value at t0
+    dp = market_references("option-exercise-american", "test")["expert"]
+    assert dp["name"] == "option-exercise/dp-optimal" and 0 < dp["finance"]["early_exercise_rate"] < 1
+
+
+def test_committed_v1_references_reproduce():
+    """The references-v1 entry recomputed by the script's own function, on the recorded markets, gives every
+    row back within a tenth of its standard error (the policies are deterministic; only the platform differs)."""
+    import importlib.util
+    from pathlib import Path
+
+    from ogdata.policies.evaluate import load_references_v1
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "compute_references_v1.py"
+    spec = importlib.util.spec_from_file_location("compute_references_v1", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    doc = load_references_v1()
+    rec = doc["envs"]["option-exercise-bermudan"]
+    new = script.compute_entry("option-exercise-bermudan", rec["markets"]["episodes"], rec["markets"]["seed"],
+                               doc["selection_seed"])
+    assert new["expert"]["kind"] == "optimal" and new["expert"]["name"] == "option-exercise/dp-optimal"
+    for row, want in [("random", rec["random"]), *rec["baselines"].items()]:
+        got = new["random"] if row == "random" else new["baselines"][row]
+        assert abs(got["mean"] - want["mean"]) <= 0.1 * want["se"], row

@@ -190,3 +190,39 @@ def test_costs_widen_the_no_trade_band():
         _, act = stat_arb_dp(core)
         core.open_at = core.z[act[0, :, 1] == LONG].max()          # flat at t = 0: go long below this level
     assert cheap.open_at < 0 and dear.open_at < cheap.open_at
+
+
+def test_v1_finance_figures_on_the_published_test_markets():
+    from baselines.evaluate import MarketEvaluator
+
+    ev = MarketEvaluator("stat-arb-brent-wti", "test")
+    flat = ev(lambda o: np.full(len(o), FLAT))["finance"]
+    assert flat["pnl_mean"] == 0.0 and flat["cost_mean"] == 0.0 and flat["turnover_per_step"] == 0.0
+    assert flat["annualised_sharpe"] is None and flat["time_scale"] == "annualised" and flat["periods_per_year"] == 12
+    long_ = ev(lambda o: np.full(len(o), LONG))
+    f = long_["finance"]
+    assert f["cost_mean"] == pytest.approx(0.05) and f["turnover_per_step"] == pytest.approx(1 / 60)
+    assert f["gross_return_mean"] == pytest.approx(long_["return_mean"] + 0.05)
+    assert f["score_gross"] - f["score_costs"] == pytest.approx(long_["normalised_score"])
+    assert f["max_drawdown"] > 0 and np.isfinite(f["annualised_sharpe"])
+
+
+def test_committed_v1_references_reproduce():
+    """As for option-exercise: the script's own function on the recorded markets gives every row back."""
+    import importlib.util
+    from pathlib import Path
+
+    from ogdata.policies.evaluate import load_references_v1
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "compute_references_v1.py"
+    spec = importlib.util.spec_from_file_location("compute_references_v1", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    doc = load_references_v1()
+    rec = doc["envs"]["stat-arb-brent-wti"]
+    new = script.compute_entry("stat-arb-brent-wti", rec["markets"]["episodes"], rec["markets"]["seed"],
+                               doc["selection_seed"])
+    assert new["expert"]["kind"] == "optimal" and new["expert"]["name"] == "stat-arb/dp-optimal"
+    for row, want in [("random", rec["random"]), *rec["baselines"].items()]:
+        got = new["random"] if row == "random" else new["baselines"][row]
+        assert abs(got["mean"] - want["mean"]) <= 0.1 * want["se"], row

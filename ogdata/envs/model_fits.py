@@ -9,7 +9,7 @@ module, and `python -m ogdata.envs.model_fits` re-derives it (needs the `realdat
 - `sigma`: the S&P 500 index's volatility, the sample std of its daily log returns (`arch.data.sp500`,
   the same training years as `trading-sp500`) times √252 (≈ 20 % a year).
 - `heston` (κ, θ, ξ, ρ): the variance dynamics fitted to the VIX of `arch.data.vix` (the only VIX
-  arch ships: 2014-01 → 2018-12, daily). VIX² is taken as the spot variance v (a risk-neutral
+  arch ships: 2014-01-03 → 2019-01-03, daily). VIX² is taken as the spot variance v (a risk-neutral
   variance, as a pricing model wants, though it is the 30-day expectation, not the spot); κ, θ, ξ
   from the Euler regression of the square-root process, (v' − v)/√v = κθΔ/√v − κΔ√v + ξ√Δ ε;
   ρ = the correlation of the index's daily log return with the day's change in VIX².
