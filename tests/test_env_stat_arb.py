@@ -226,3 +226,10 @@ def test_committed_v1_references_reproduce():
     for row, want in [("random", rec["random"]), *rec["baselines"].items()]:
         got = new["random"] if row == "random" else new["baselines"][row]
         assert abs(got["mean"] - want["mean"]) <= 0.1 * want["se"], row
+
+
+def test_cards_name_the_fitted_synthetic_source():
+    from ogdata.cards import PRICE_SOURCES, price_source
+
+    assert price_source({"env_id": "stat-arb-brent-wti-costly"}) == "synthetic-arch-fits"
+    assert PRICE_SOURCES["synthetic-arch-fits"]["license"] == "apache-2.0"
