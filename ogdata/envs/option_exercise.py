@@ -18,11 +18,11 @@ Models of one step, in log-moneyness x = log(S/K):
 
 - "gbm": x' − x ~ N((r − σ²/2)Δ, σ²Δ), exactly (geometric Brownian motion).
 - "heston": the variance v lives on a finite chain of `variance_states` levels (ogdata.envs.chains),
-  uniform in volatility √v around √θ, with the square-root process's exact one-step conditional mean
-  and variance binned onto the levels (Tauchen); given the move v_i → v_j, x' − x is normal with the
-  Heston conditional law of the log price (the integrated variance taken as the trapezoid
-  Ī = (v_i + v_j)/2·Δ): mean rΔ − ĪΔ/2 + (ρ/ξ)(v_j − v_i − κ(θ − Ī)Δ) + c_i, variance (1 − ρ²)ĪΔ, where
-  c_i makes the discounted price an exact martingale of the chain. A Markov-chain approximation of
+  uniform in volatility √v around √θ, whose rows are normal laws binned onto the levels (Tauchen) with
+  the square-root process's exact one-step conditional mean and variance; given the move v_i → v_j,
+  x' − x is normal with the Heston conditional law of the log price, the integrated variance taken
+  as the trapezoid v̄Δ, v̄ = (v_i + v_j)/2: mean rΔ − v̄Δ/2 + (ρ/ξ)(v_j − v_i − κ(θ − v̄)Δ) + c_i,
+  variance (1 − ρ²)v̄Δ, where c_i makes the discounted price an exact martingale of the chain. A Markov-chain approximation of
   Heston whose own optimum a dynamic programme over (step, variance state, price) computes exactly.
 
 Observation (float32): [time to maturity T − t_k in years, log-moneyness log(S/K) (clipped to ±10:
