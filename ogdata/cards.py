@@ -63,6 +63,14 @@ PRICE_SOURCES: dict[str, dict[str, str]] = {
                 "training-period returns of the S&P 500 index in `arch.data` (arch, NCSA licence). No "
                 "third-party price data is included. Released under Apache-2.0, like ogdata.",
     },
+    "synthetic-arch-fits": {
+        "license": "apache-2.0",
+        "name": "synthetic, model parameters fitted to data shipped with arch",
+        "text": "Prices are simulated by the environment; only the model's parameters were fitted to data that "
+                "`arch.data` ships (the Fama–French risk-free rate, the S&P 500 index, the VIX, Brent and WTI; "
+                "arch, NCSA licence; `ogdata/envs/model_fits.py`). No third-party price data is included. "
+                "Released under Apache-2.0, like ogdata.",
+    },
     "unknown-real": {
         "license": "other",
         "name": "real market data (source not recorded)",
@@ -184,6 +192,8 @@ def _spec(env_id: str | None):
 
 # which package's prices each family of real-price environments reads (ogdata/envs/prices.py)
 _FAMILY_SOURCE = {"portfolio": "skfolio", "trading": "arch"}
+# synthetic families whose model parameters are fitted to arch's data (ogdata/envs/model_fits.py)
+_FAMILY_FITS = ("option-exercise", "stat-arb")
 
 
 def price_source(meta: Mapping[str, Any]) -> str:
@@ -205,6 +215,8 @@ def price_source(meta: Mapping[str, Any]) -> str:
         return _FAMILY_SOURCE.get(family, "unknown-real")
     if family in _FAMILY_SOURCE and kwargs.get("source") is not None:
         return f"synthetic-{_FAMILY_SOURCE[family]}"
+    if family in _FAMILY_FITS:
+        return "synthetic-arch-fits"
     if spec is not None and "realdata" in spec.extras:
         return "unknown-real"
     return "synthetic"

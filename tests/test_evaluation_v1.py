@@ -177,11 +177,11 @@ def test_iqm_and_performance_profile_on_known_scores():
 
 # -- 5. time scale and finance figures --------------------------------------------------------------------------------
 def test_each_env_states_its_time_scale_and_only_daily_envs_annualise():
+    per_year = {"portfolio": 252, "trading": 252, "stat-arb": 12}  # capital or P&L paths, daily or monthly steps
     for env in list_envs():
         spec = env_spec(env)
         assert spec.step, f"{env} states no step length"
-        daily = spec.family in ("portfolio", "trading")
-        assert spec.periods_per_year == (252 if daily else None), env
+        assert spec.periods_per_year == per_year.get(spec.family), env
     ex = market_references("execution-ac", "test")["baselines"]["execution/twap"]["finance"]
     assert ex["time_scale"] == "per episode" and "sharpe" not in ex and "annualised_log_return" not in ex
     tr = market_references("trading-synth", "test")["baselines"]["trading/always-long"]["finance"]
