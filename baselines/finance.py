@@ -173,6 +173,15 @@ def cost_drag(family: str, costs, wealth) -> np.ndarray:
     return (-np.log1p(-frac) if family == "portfolio" else frac).sum(axis=1)
 
 
+def _score_split(gross: float, cost: float, references: dict | None) -> dict[str, float]:
+    """The normalised score split into what the gross return earns and what costs take away
+    (score = score_gross − score_costs); nothing without references."""
+    if not references:
+        return {}
+    gap = references["expert"] - references["random"]
+    return {"score_gross": 100.0 * (gross - references["random"]) / gap, "score_costs": 100.0 * cost / gap}
+
+
 def v1_figures(family: str, res: dict, periods_per_year: float | None, n_agents: int = 1,
                references: dict | None = None) -> dict[str, float | str | None]:
     """The v1 headline finance figures of one policy on a market set (see README, protocol v1).
@@ -209,10 +218,7 @@ def v1_figures(family: str, res: dict, periods_per_year: float | None, n_agents:
         drag = cost_drag(family, res["costs"], W)
         out["gross_return_mean"] = float(np.mean(R + drag))
         out["cost_mean"] = float(np.mean(drag))
-        if references:
-            gap = references["expert"] - references["random"]
-            out["score_gross"] = 100.0 * (out["gross_return_mean"] - references["random"]) / gap
-            out["score_costs"] = 100.0 * out["cost_mean"] / gap  # score = score_gross − score_costs
+        out.update(_score_split(out["gross_return_mean"], out["cost_mean"], references))
     elif family in EXECUTION_FAMILIES:
         W0 = _paths(res["wealth"])[:, 0]  # arrival value X·S0
         bp = np.asarray(res["shortfall"], dtype=np.float64)[:, -1] / W0 * 1e4
@@ -260,10 +266,7 @@ def v1_figures(family: str, res: dict, periods_per_year: float | None, n_agents:
         cost = np.where(alive, np.asarray(res["costs"], dtype=np.float64)[:, 1:], 0.0).sum(axis=1)
         out["gross_return_mean"] = float(np.mean(R + cost))
         out["cost_mean"] = float(np.mean(cost))
-        if references:
-            gap = references["expert"] - references["random"]
-            out["score_gross"] = 100.0 * (out["gross_return_mean"] - references["random"]) / gap
-            out["score_costs"] = 100.0 * out["cost_mean"] / gap  # score = score_gross − score_costs
+        out.update(_score_split(out["gross_return_mean"], out["cost_mean"], references))
     else:
         raise ValueError(f"no v1 finance figures for family {family!r}; add them to baselines/finance.py")
     return out

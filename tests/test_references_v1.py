@@ -251,12 +251,13 @@ def test_reference_returns_v1_loader(monkeypatch, tmp_path):
         reference_returns_v1("market-making-as")
 
 
-def test_references_v1_reproduce_from_the_script():
+@pytest.mark.parametrize("env_id", ["execution-ac", "option-exercise-bermudan", "stat-arb-brent-wti"])
+def test_references_v1_reproduce_from_the_script(env_id):
     """Re-running the script's function for a cheap env with the recorded seeds gives every row
     back within its standard error."""
     doc = load_references_v1()
-    rec = doc["envs"]["execution-ac"]
-    new = _script().compute_entry("execution-ac", rec["markets"]["episodes"], rec["markets"]["seed"],
+    rec = doc["envs"][env_id]
+    new = _script().compute_entry(env_id, rec["markets"]["episodes"], rec["markets"]["seed"],
                                   doc["selection_seed"])
     assert new["expert"]["name"] == rec["expert"]["name"]
     for name in ["random", "expert"]:
