@@ -32,6 +32,7 @@ import os
 import platform
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -132,16 +133,33 @@ def _make_policy(spec: dict[str, Any], core):
                            random_prob=float(pol.get("random_prob", 0.0)))
 
 
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """One BLAS/OpenMP thread (threadpoolctl) and, if torch is already imported, one torch thread;
+    the previous limits come back on exit. Generation never imports torch itself: it is only
+    limited when the caller's process has loaded it."""
+    from threadpoolctl import threadpool_limits
+
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    with threadpool_limits(limits=1):
+        if torch is not None:
+            torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            if torch is not None:
+                torch.set_num_threads(before)
+
+
 def run_shard(spec: dict[str, Any]) -> dict[str, bytes]:
     """Worker entry point: roll one shard and return its arrays as .npy bytes.
 
-    Always with one BLAS thread (in-process, in a worker process or a Ray task alike): a policy's
+    Always with one thread (in-process, in a worker process or a Ray task alike): a policy's
     matmuls split over threads sum in another order, so their last float bits — and the dataset's
     bytes — would depend on where the shard ran; small matmuls also run 4-7x slower threaded.
     """
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1):
+    with one_thread():
         return _run_shard(spec)
 
 

@@ -291,3 +291,36 @@ def test_poor_tier_is_mixed_down_to_its_target_and_rebuilt_from_the_recipe(tmp_p
     rets = np.add.reduceat(ds.arrays()["rewards"], np.r_[0, np.cumsum(ds.episode_lengths)[:-1]])
     expected = np.mean([p["return_mean"] for p in t["policies"]])
     assert abs(rets.mean() - expected) < 4 * rets.std() / np.sqrt(len(rets))
+
+
+def test_in_process_generation_runs_with_one_thread_and_restores_the_limits(tmp_path, monkeypatch):
+    """Single-worker generation runs in this process: BLAS and torch get one thread while a shard
+    rolls (threaded small matmuls are slower and change the last float bits), and the caller's
+    limits come back afterwards."""
+    import torch
+    from threadpoolctl import threadpool_info
+
+    import ogdata.generate as gen
+
+    seen = []
+    real = gen._run_shard
+
+    def spy(spec):
+        seen.append(({i["internal_api"]: i["num_threads"] for i in threadpool_info()}, torch.get_num_threads()))
+        return real(spec)
+
+    monkeypatch.setattr(gen, "_run_shard", spy)
+    before_blas = {i["internal_api"]: i["num_threads"] for i in threadpool_info()}
+    callers_torch = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        generate("market-making-as", "random", 3000, tmp_path / "d", workers=1, progress=False, profile=False,
+                 shard_transitions=1000)
+        assert len(seen) == 3
+        for blas, torch_threads in seen:
+            assert blas and set(blas.values()) == {1}
+            assert torch_threads == 1
+        assert {i["internal_api"]: i["num_threads"] for i in threadpool_info()} == before_blas
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(callers_torch)
