@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -426,3 +427,66 @@ def test_raw_shards_are_standard_zarr(tmp_path, monkeypatch):
         assert np.array_equal(fresh[k], arrs[k]), k
     # lazy slices go through zarr and agree too
     assert np.array_equal(ogdata.load(tmp_path / "d").episode(7).observations, ds.episode(7).observations)
+
+
+@pytest.mark.parametrize("array", ["observations", "actions", "rewards"])
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_a_non_finite_value_anywhere_is_named_with_its_index(tmp_path, array, where, value):
+    """The finiteness check clears arrays by a sum; a bad value at any position, in any array,
+    still raises naming the array and the first bad index, and nothing is written."""
+    import warnings
+
+    rng = np.random.default_rng(3)
+    arrs = make_flat_episodes(rng, [400, 700], obs_dim=3)
+    a = arrs[array] = arrs[array].copy()
+    i = {"first": 0, "middle": len(a) // 2, "last": len(a) - 1}[where]
+    idx = (i,) if a.ndim == 1 else (i, a.shape[1] - 1)
+    a[idx] = value
+    want = re.escape(f"{array} contains NaN or inf (first at index {idx})")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(DataValidationError, match=want):
+            ogdata.create_dataset(tmp_path / "d", **arrs)
+    assert not list(tmp_path.iterdir())
+
+
+def test_finiteness_check_is_exact_when_the_sum_overflows():
+    """Finite values whose sum overflows pass (the exact pass confirms them); float16 and float64
+    behave like float32; the first bad index is found past the first block."""
+    import warnings
+
+    from ogdata.storage.writer import FINITE_BLOCK_BYTES, check_finite
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for dt in (np.float16, np.float32, np.float64):
+            big = np.full((1000, 4), np.finfo(dt).max, dtype=dt)
+            big[::2] *= -1 if dt is not np.float16 else 1
+            check_finite("x", big)                    # sums to ±inf or NaN, yet every value is finite
+            rows = 3 * FINITE_BLOCK_BYTES // big[:1].nbytes + 5
+            a = np.zeros((rows, 4), dtype=dt)
+            a[rows - 2, 3] = np.nan
+            with pytest.raises(DataValidationError, match=re.escape(f"(first at index ({rows - 2}, 3))")):
+                check_finite("x", a)
+        check_finite("x", np.zeros(0, np.float32))
+        check_finite("x", np.arange(5))               # integers are always finite
+
+
+def test_manifest_digests_match_the_files_written(tmp_path, monkeypatch):
+    """sha256 taken while writing (no re-read) equals the digest of the bytes on disk, for raw shards
+    split over several files and for compressed arrays."""
+    import hashlib
+
+    from ogdata.storage import writer
+
+    monkeypatch.setattr(writer, "CHUNK_BYTES", 1 << 12)
+    monkeypatch.setattr(writer, "SHARD_BYTES", 1 << 15)
+    rng = np.random.default_rng(4)
+    ds = ogdata.create_dataset(tmp_path / "d", **make_flat_episodes(rng, [300] * 20, obs_dim=6))
+    manifest = ds.metadata["manifest"]
+    assert sum(r.startswith("data/observations/c/") for r in manifest) > 3
+    for rel, entry in manifest.items():
+        raw = (tmp_path / "d" / rel).read_bytes()
+        assert hashlib.sha256(raw).hexdigest() == entry["sha256"] and len(raw) == entry["size"], rel
+    verify(tmp_path / "d")

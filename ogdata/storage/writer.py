@@ -172,13 +172,19 @@ class StagedDirectory:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+COMPRESSION_PROBE_BYTES = 1 << 18   # the rows a compression decision is taken on
+
+
 def _compressor_for(sample: np.ndarray):
-    """Compress an array only when it pays: blosc-lz4 (or zstd for flags/ints) must save >= 15%."""
+    """Compress an array only when it pays: blosc-lz4 (or zstd for flags/ints) must save >= 15%.
+
+    Decided once per array on its first ~256 KiB: blosc works on blocks far smaller than that,
+    so a larger probe changes the ratio little and costs a trial compression of megabytes."""
     if sample.size == 0:
         return None
     lz4, zstd = _codecs()
     codec = zstd if sample.dtype.kind in "biu" else lz4
-    raw = np.ascontiguousarray(sample[: max(1, min(len(sample), (1 << 22) // max(1, sample[0].nbytes)))])
+    raw = np.ascontiguousarray(sample[: max(1, min(len(sample), COMPRESSION_PROBE_BYTES // max(1, sample[0].nbytes)))])
     try:
         import numcodecs
 
@@ -305,11 +311,40 @@ class ColumnStore:
         self.pool.shutdown(wait=True)
 
 
+FINITE_BLOCK_BYTES = 1 << 20   # the exact pass looks at ~1 MiB at a time: its mask stays small
+
+
 def check_finite(name: str, a: np.ndarray) -> None:
-    if a.dtype.kind == "f" and not np.isfinite(a).all():
-        bad = np.argwhere(~np.isfinite(a))[0]
-        raise DataValidationError(f"{name} contains NaN or inf (first at index {tuple(int(i) for i in bad)}); "
+    """DataValidationError naming the first NaN/inf of a float array.
+
+    A float sum is finite only if every term is (NaN and ±inf propagate through addition), so one
+    SIMD reduction with no temporary clears the array. Only a non-finite sum — a bad value, or
+    finite values whose sum overflows — pays for the exact pass, which finds the index (or, after
+    an overflow, finds nothing).
+    """
+    if a.dtype.kind != "f" or a.size == 0:
+        return
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = a.sum(dtype=np.float32 if a.dtype.itemsize < 4 else None)  # float16 would overflow at 65504
+    if np.isfinite(total):
+        return
+    bad = first_nonfinite(a)
+    if bad is not None:
+        raise DataValidationError(f"{name} contains NaN or inf (first at index {bad}); "
                                   "clean or drop those steps before writing")
+
+
+def first_nonfinite(a: np.ndarray) -> tuple[int, ...] | None:
+    """Index of the first NaN/inf of `a` (C order), or None; row blocks, so no data-sized mask."""
+    if a.ndim == 0:
+        return None if np.isfinite(a) else ()
+    rows = max(1, FINITE_BLOCK_BYTES // max(1, a[:1].nbytes))
+    for i in range(0, len(a), rows):
+        bad = ~np.isfinite(a[i:i + rows])
+        if bad.any():
+            idx = np.argwhere(bad)[0]
+            return (i + int(idx[0]),) + tuple(int(j) for j in idx[1:])
+    return None
 
 
 def check_metadata_arg(extra: Any) -> dict[str, Any]:
