@@ -185,3 +185,24 @@ def test_multi_agent_actions_that_do_not_form_one_array():
         env.step({"maker_0": "ab", "maker_1": "cd"})
     with pytest.raises(InvalidActionError, match=r"shape \(1, 2, 2, 1\)"):
         env.step({"maker_0": np.ones((2, 1), np.float32), "maker_1": np.ones((2, 1), np.float32)})
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_non_finite_actions_raise_before_any_arithmetic(bad, dtype):
+    """A NaN/inf action raises InvalidActionError and nothing else: no numpy RuntimeWarning
+    ("invalid value encountered in dot") is emitted first."""
+    for env_id in ("portfolio-synth", "execution-ac", "market-making-as"):
+        env = _env(env_id)
+        a = np.asarray(env.action_space.sample(), dtype=dtype)
+        a[-1] = bad
+        core = make_core(env_id, num_envs=3)
+        core.reset(seed=0)
+        batch = np.zeros((3,) + a.shape, dtype=dtype)
+        batch[1, 0] = bad
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(InvalidActionError, match="NaN or inf"):
+                env.step(a)
+            with pytest.raises(InvalidActionError, match="NaN or inf"):
+                core.step(batch)

@@ -14,7 +14,6 @@ complex or object action, or a Discrete action that is not an integer in range r
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -72,14 +71,14 @@ class VectorMarket(ABC):
         sp = self.action_space
         lead = (self.num_envs, len(self.agents)) if self.multi_agent else (self.num_envs,)
         want = lead + tuple(sp.shape or ())
-        low = high = zero = None
+        low = high = None
+        size = int(np.prod(want))
         start = stop = 0
         if isinstance(sp, spaces.Box):
             low, high = sp.low.astype(sp.dtype), sp.high.astype(sp.dtype)
-            zero = np.zeros(int(np.prod(want)), dtype=sp.dtype)
         elif isinstance(sp, spaces.Discrete):
             start, stop = int(sp.start), int(sp.start) + int(sp.n)  # Python ints: exact comparisons
-        self._act_check = (sp, want, low, high, zero, start, stop)
+        self._act_check = (sp, want, low, high, size, start, stop)
         return self._act_check
 
     def check_actions(self, actions) -> np.ndarray:
@@ -89,7 +88,7 @@ class VectorMarket(ABC):
         clipped to them; NaN/inf raise. Discrete: integers (or integral floats) in range. Anything
         else (strings, complex, objects, another shape) raises `InvalidActionError`.
         """
-        sp, want, low, high, zero, start, stop = getattr(self, "_act_check", None) or self._action_check_setup()
+        sp, want, low, high, size, start, stop = getattr(self, "_act_check", None) or self._action_check_setup()
         try:
             a = np.asarray(actions)
         except (ValueError, TypeError, OverflowError) as e:  # ragged nested lists and the like
@@ -100,11 +99,11 @@ class VectorMarket(ABC):
                 return self._box_other_dtype(a, want)
             if a.shape != want:
                 raise self._shape_error(a, want)
-            # finiteness in one BLAS call: x·0 is 0 for every finite x (no overflow, however large)
-            # and NaN for NaN or ±inf; the exact check confirms before raising
-            if not math.isfinite(a.reshape(-1).dot(zero)) and not np.isfinite(a).all():
+            # finiteness before any arithmetic (inf·0 in a dot product would warn "invalid value"
+            # before the error): isfinite raises no floating-point flag, count_nonzero is no reduction
+            if np.count_nonzero(np.isfinite(a)) != size:
                 raise self._nan_error()
-            return np.minimum(np.maximum(a, low), high)
+            return np.minimum(np.maximum(a, low), high)  # not clip: it keeps -0.0 at a 0 bound, this gives +0.0
         if isinstance(sp, spaces.Discrete):
             kind = a.dtype.kind
             if kind not in "fiub":
@@ -203,7 +202,9 @@ class MarketEnv(gymnasium.Env):
             raise InvalidActionError(f"action {_preview(action)} is not an array of numbers ({e}); pass "
                                      f"one action of shape {self.action_space.shape}") from None
         obs, rew, term, trunc, info = self.core.step(batch)
-        return obs[0], float(rew[0]), bool(term[0]), bool(trunc[0]), _row(info)
+        # .item() gives the Python float/bool straight from a size-1 array; the observation is a view
+        # of the fresh (1, obs) array the core returned, not a copy
+        return obs[0], rew.item(), term.item(), trunc.item(), _row(info)
 
 
 class MarketVectorEnv(gymnasium.vector.VectorEnv):
