@@ -21,14 +21,17 @@ from ogdata.writing import DatasetWriter, create_dataset, from_hdf5
 __version__ = "0.1.0"
 
 
-def load(id_or_path: str | os.PathLike, *, verify: bool = False, download: bool = True) -> Dataset:
+def load(id_or_path: str | os.PathLike, *, verify: bool = False, download: bool = True,
+         mmap: bool = False) -> Dataset:
     """Open a dataset by local path or id (`<env-id>/<tier>-v<N>`).
 
     An id not installed is fetched from the Hub or, for a catalogue id the Hub does not hold or
     cannot be reached for, rebuilt from its recipe (ogdata/resolve.py). download=False: only an
     installed copy will do. verify=True: re-hash every file against the manifest first.
+    mmap=True: `sample` gathers from memory maps of the raw shards (datasets larger than RAM)
+    instead of holding every array in memory.
     """
-    return Dataset(_resolve.resolve(id_or_path, fetch=download), verify=verify)
+    return Dataset(_resolve.resolve(id_or_path, fetch=download), verify=verify, mmap=mmap)
 
 
 def download(dataset_id: str, revision: str | None = None, force: bool = False):

@@ -2,7 +2,11 @@
 
 Reads are lazy (zarr slices) for iteration and streaming; `sample` and the converters
 pull the arrays into memory once (`arrays()`), because random gathers through zarr cost
-25-100 ms a batch and numpy gathers on memory cost microseconds.
+25-100 ms a batch and numpy gathers on memory cost microseconds. For a dataset larger than
+RAM, `Dataset(path, mmap=True)` samples from memory maps of the raw shard files instead:
+only the pages a batch touches are read. Compressed arrays (flags, episode lengths, and any
+observation or action array that blosc shrinks by >= 15%) cannot be mapped and are read into
+memory; they are the small ones.
 
 Opening checks what `ogdata.storage.integrity` describes: metadata.json against its digest and
 every manifest file present at its size on every open; the full sha256 once per copy
@@ -61,15 +65,18 @@ class Episode:
 class Dataset:
     """An ogdata dataset on disk (or a view of one in memory, from `filter_episodes`/`split`)."""
 
-    def __init__(self, path: str | os.PathLike, *, verify: bool = False, _arrays: dict | None = None,
-                 _metadata: dict | None = None):
+    def __init__(self, path: str | os.PathLike, *, verify: bool = False, mmap: bool = False,
+                 _arrays: dict | None = None, _metadata: dict | None = None):
         """Open the dataset folder `path`.
 
         Checks metadata.json and that every manifest file is there at its size; hashes every file
         once per copy (remembered in `.ogdata-verified.json`), or now with verify=True. Raises
-        IntegrityError naming a missing, truncated or corrupted file.
+        IntegrityError naming a missing, truncated or corrupted file. mmap=True: `sample` gathers
+        from memory maps of the raw shards instead of reading every array into memory.
         """
         self.path = Path(path)
+        self.mmap = bool(mmap) and _arrays is None
+        self._mapped: dict[str, Any] | None = None
         if _metadata is not None:
             self.metadata: dict[str, Any] = _metadata
         elif verify:
@@ -81,6 +88,7 @@ class Dataset:
         self._group = None
         self._lengths: np.ndarray | None = None
         self._ep_of: np.ndarray | None = None
+        self._ends: np.ndarray | None = None
 
     # -- description ------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -348,9 +356,12 @@ class Dataset:
             rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
         except ValueError as e:
             raise DataValidationError(f"rng seed {rng!r} is not usable ({e}); pass a non-negative integer") from None
-        arrs = self.arrays()
+        arrs = self._sample_source()
         idx = rng.integers(0, self.num_transitions, size=int(batch_size))
-        oi = idx + self._episode_of()[idx]
+        if self.mmap:  # no per-transition index in memory: each row's episode by binary search
+            oi = idx + np.searchsorted(self._episode_ends(), idx, side="right")
+        else:
+            oi = idx + self._episode_of()[idx]
         obs = arrs["observations"]
         batch = {
             "observations": obs[oi],
@@ -364,6 +375,32 @@ class Dataset:
             batch["states"] = arrs["states"][oi]
             batch["next_states"] = arrs["states"][oi + 1]
         return batch
+
+    def _sample_source(self) -> dict[str, Any]:
+        """What `sample` gathers from: the arrays in memory, or (mmap=True) memory maps of the raw
+        arrays beside the compressed ones read into memory."""
+        if not self.mmap:
+            return self.arrays()
+        if self._mapped is None:
+            from ogdata.storage.shards import map_array
+
+            out: dict[str, Any] = {}
+            for name, desc in self.metadata["arrays"].items():
+                m = None
+                if desc.get("compressor") is None and "shard_rows" in desc and desc["shape"][0]:
+                    arr = self._zarr()[name]
+                    m = map_array(self.path / DATA_DIR / name, tuple(arr.shape), arr.dtype, desc["chunk_rows"],
+                                  desc["shard_rows"])
+                out[name] = m if m is not None else self._read(name)
+            self._check_counts(out)
+            self._mapped = out
+        return self._mapped
+
+    def _episode_ends(self) -> np.ndarray:
+        """Index one past each episode's last transition."""
+        if self._ends is None:
+            self._ends = np.cumsum(self.episode_lengths)
+        return self._ends
 
     # -- views ------------------------------------------------------------------------
     def select_episodes(self, indices: Sequence[int] | np.ndarray) -> Dataset:

@@ -490,3 +490,39 @@ def test_manifest_digests_match_the_files_written(tmp_path, monkeypatch):
         raw = (tmp_path / "d" / rel).read_bytes()
         assert hashlib.sha256(raw).hexdigest() == entry["sha256"] and len(raw) == entry["size"], rel
     verify(tmp_path / "d")
+
+
+def test_mmap_sampling_equals_in_memory_sampling(tmp_path, monkeypatch):
+    """load(mmap=True) samples the same batches from memory maps of the raw shards (several shards,
+    a partial last one), reads compressed arrays into memory, and never loads the raw ones."""
+    from ogdata.storage import writer
+    from ogdata.storage.shards import MappedRows
+
+    monkeypatch.setattr(writer, "CHUNK_BYTES", 1 << 12)
+    monkeypatch.setattr(writer, "SHARD_BYTES", 1 << 15)
+    rng = np.random.default_rng(12)
+    ogdata.create_dataset(tmp_path / "d", **make_flat_episodes(rng, [97] * 23 + [5], obs_dim=5))
+    ram, mapped = ogdata.load(tmp_path / "d"), ogdata.load(tmp_path / "d", mmap=True)
+    for seed in range(5):
+        a, b = ram.sample(300, rng=seed), mapped.sample(300, rng=seed)
+        assert a.keys() == b.keys()
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+            assert a[k].dtype == b[k].dtype
+    src = mapped._sample_source()
+    assert isinstance(src["observations"], MappedRows) and len(src["observations"].maps) >= 3
+    assert isinstance(src["terminations"], np.ndarray)     # compressed: read into memory
+    assert mapped._arrays is None
+
+
+def test_mmap_sampling_names_a_missing_shard(tmp_path, monkeypatch):
+    from ogdata.storage import writer
+
+    monkeypatch.setattr(writer, "CHUNK_BYTES", 1 << 12)
+    monkeypatch.setattr(writer, "SHARD_BYTES", 1 << 15)
+    rng = np.random.default_rng(13)
+    ogdata.create_dataset(tmp_path / "d", **make_flat_episodes(rng, [97] * 23, obs_dim=5))
+    ds = ogdata.load(tmp_path / "d", mmap=True)
+    (tmp_path / "d" / "data" / "observations" / "c" / "2" / "0").unlink()
+    with pytest.raises(IntegrityError, match="shard 2 of observations is missing"):
+        ds.sample(8, rng=0)

@@ -9,6 +9,10 @@ is what `np.load` does. Compressed arrays still go through zarr.
 
 ogdata writes every shard of a raw array, so a shard file that is missing, shorter than its
 rows, or whose index fails its crc32c is an IntegrityError naming the file — never zeros.
+
+Because a raw shard's rows lie back to back from offset 0, each shard file is also a plain
+row-major array that `map_array` memory-maps: sampling from a dataset larger than RAM. A
+compressed array cannot be mapped (its bytes are blosc blocks); those are read into memory.
 """
 
 from __future__ import annotations
@@ -73,31 +77,12 @@ def read_array(array_dir: Path, shape: tuple[int, ...], dtype: np.dtype, chunk_r
     row_bytes = out[0].nbytes
     chunk_bytes = chunk_rows * row_bytes
     flat = out.reshape(n, -1).view(np.uint8).reshape(-1)
-    n_inner = shard_rows // chunk_rows
     for s, start in enumerate(range(0, n, shard_rows)):
         rows = min(shard_rows, n - start)
         f = shard_file(array_dir, s, len(shape))
-        try:
-            fh = open(f, "rb", buffering=0)
-        except FileNotFoundError:
-            raise IntegrityError(f"{f}: shard {s} of {array_dir.name} is missing; re-download or regenerate "
-                                 "the dataset") from None
+        fh = _open_shard(f, s, array_dir)
         with fh:
-            size = os.fstat(fh.fileno()).st_size
-            idx_bytes = n_inner * 16 + 4
-            if size < idx_bytes:
-                raise IntegrityError(f"{f}: shard of {size} bytes is too short to hold its index (truncated); "
-                                     "re-download or regenerate the dataset")
-            fh.seek(size - idx_bytes)
-            raw = fh.read(idx_bytes)
-            ib = raw[:-4]
-            if np.frombuffer(raw[-4:], "<u4")[0] != google_crc32c.value(ib):
-                raise IntegrityError(f"{f}: the shard index fails its crc32c (the file is corrupted); "
-                                     "re-download or regenerate the dataset")
-            index = np.frombuffer(ib, "<u8").reshape(n_inner, 2)
-            used = -(-rows // chunk_rows)
-            expect = np.arange(used, dtype=np.uint64) * np.uint64(chunk_bytes)
-            if not (np.array_equal(index[:used, 0], expect) and (index[:used, 1] == chunk_bytes).all()):
+            if not _plain_layout(fh, f, rows, chunk_rows, shard_rows // chunk_rows, chunk_bytes):
                 return None
             fh.seek(0)
             want = rows * row_bytes
@@ -110,3 +95,82 @@ def read_array(array_dir: Path, shape: tuple[int, ...], dtype: np.dtype, chunk_r
                                          "re-download or regenerate the dataset")
                 got += k
     return out
+
+
+def _open_shard(f: Path, s: int, array_dir: Path):
+    try:
+        return open(f, "rb", buffering=0)
+    except FileNotFoundError:
+        raise IntegrityError(f"{f}: shard {s} of {array_dir.name} is missing; re-download or regenerate "
+                             "the dataset") from None
+
+
+def _plain_layout(fh, f: Path, rows: int, chunk_rows: int, n_inner: int, chunk_bytes: int) -> bool:
+    """Whether shard `fh` holds its `rows` as full chunks back to back from offset 0 (what ogdata
+    writes); IntegrityError if its index is truncated or fails its crc32c."""
+    size = os.fstat(fh.fileno()).st_size
+    idx_bytes = n_inner * 16 + 4
+    if size < idx_bytes:
+        raise IntegrityError(f"{f}: shard of {size} bytes is too short to hold its index (truncated); "
+                             "re-download or regenerate the dataset")
+    fh.seek(size - idx_bytes)
+    raw = fh.read(idx_bytes)
+    ib = raw[:-4]
+    if np.frombuffer(raw[-4:], "<u4")[0] != google_crc32c.value(ib):
+        raise IntegrityError(f"{f}: the shard index fails its crc32c (the file is corrupted); "
+                             "re-download or regenerate the dataset")
+    index = np.frombuffer(ib, "<u8").reshape(n_inner, 2)
+    used = -(-rows // chunk_rows)
+    expect = np.arange(used, dtype=np.uint64) * np.uint64(chunk_bytes)
+    if not (np.array_equal(index[:used, 0], expect) and (index[:used, 1] == chunk_bytes).all()):
+        return False
+    if size < used * chunk_bytes + idx_bytes:
+        raise IntegrityError(f"{f}: ends before its {rows} rows (truncated); re-download or regenerate the dataset")
+    return True
+
+
+class MappedRows:
+    """A raw sharded array as read-only memory maps, one per shard; `a[idx]` gathers rows.
+
+    Only the pages a gather touches are read (and stay in the page cache, which the kernel
+    reclaims under pressure): the dataset can be far larger than RAM."""
+
+    def __init__(self, maps: list[np.ndarray], shape: tuple[int, ...], dtype: np.dtype, shard_rows: int):
+        self.maps, self.shape, self.dtype, self.shard_rows = maps, shape, dtype, shard_rows
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, idx: np.ndarray) -> np.ndarray:
+        idx = np.asarray(idx)
+        if idx.dtype.kind not in "iu" or idx.ndim != 1:
+            raise TypeError("MappedRows gathers rows by a 1-D integer array")
+        if len(self.maps) == 1:
+            return self.maps[0][idx]
+        if len(idx) and (idx.min() < 0 or idx.max() >= self.shape[0]):
+            raise IndexError(f"row index out of range for {self.shape[0]} rows")
+        shard, row = np.divmod(idx, self.shard_rows)
+        out = np.empty((len(idx),) + self.shape[1:], dtype=self.dtype)
+        order = np.argsort(shard, kind="stable")
+        cuts = np.flatnonzero(np.diff(shard[order])) + 1
+        for part in np.split(order, cuts) if len(order) else ():
+            out[part] = self.maps[int(shard[part[0]])][row[part]]
+        return out
+
+
+def map_array(array_dir: Path, shape: tuple[int, ...], dtype: np.dtype, chunk_rows: int,
+              shard_rows: int) -> MappedRows | None:
+    """Memory-map every shard of a raw array (checked as `read_array` checks them); None if the
+    layout is not the plain one."""
+    dtype = np.dtype(dtype)
+    n = shape[0]
+    row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+    maps = []
+    for s, start in enumerate(range(0, n, shard_rows)):
+        rows = min(shard_rows, n - start)
+        f = shard_file(array_dir, s, len(shape))
+        with _open_shard(f, s, array_dir) as fh:
+            if not _plain_layout(fh, f, rows, chunk_rows, shard_rows // chunk_rows, chunk_rows * row_bytes):
+                return None
+        maps.append(np.memmap(f, dtype=dtype, mode="r", shape=(rows,) + tuple(shape[1:])))
+    return MappedRows(maps, tuple(shape), dtype, shard_rows)
