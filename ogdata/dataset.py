@@ -39,6 +39,7 @@ from ogdata.storage.integrity import check_open, name_bad_file
 from ogdata.storage.integrity import verify as verify_dataset
 
 MAX_SAMPLE = 1 << 24   # transitions in one `sample` batch
+_MAPPABLE = {np.dtype(t).name for t in "?bhilqBHILQefd"}   # dtypes a raw shard may be memory-mapped as
 
 
 @dataclass
@@ -387,10 +388,10 @@ class Dataset:
             out: dict[str, Any] = {}
             for name, desc in self.metadata["arrays"].items():
                 m = None
-                if desc.get("compressor") is None and "shard_rows" in desc and desc["shape"][0]:
-                    arr = self._zarr()[name]
-                    m = map_array(self.path / DATA_DIR / name, tuple(arr.shape), arr.dtype, desc["chunk_rows"],
-                                  desc["shard_rows"])
+                if (desc.get("compressor") is None and "shard_rows" in desc and desc["shape"][0]
+                        and desc["dtype"] in _MAPPABLE):  # the dtype is untrusted metadata: numbers only
+                    m = map_array(self.path / DATA_DIR / name, tuple(desc["shape"]), np.dtype(desc["dtype"]),
+                                  desc["chunk_rows"], desc["shard_rows"])
                 out[name] = m if m is not None else self._read(name)
             self._check_counts(out)
             self._mapped = out
