@@ -3,19 +3,22 @@
     python scripts/bench_envs.py [--quick] [--finrl-python /work/finrl-venv/bin/python]
 
 Rows (same machine, same run; trials of every system are interleaved round-robin and each
-row is its best trial in CPU time of the benchmarking process, which other workers on a
-shared machine do not inflate the way they inflate wall-clock time):
-- bare numpy: a loop doing only the portfolio arithmetic of one step (normalise the target
-  weights, turnover, costs, growth, wealth, drifted weights, log reward) on the same
-  20-stock gross returns, B markets at once: the physical reference.
+row is the median (min–max) of its trials in CPU time of the benchmarking process, which other
+workers on a shared machine inflate less than wall-clock time):
+- bare numpy: a loop doing the env's work for one step, the plain numpy way with preallocated
+  outputs: validate the action (finite, clipped), the portfolio arithmetic (normalise the target
+  weights, turnover, costs, growth, wealth, drifted weights, log reward), the 221-float
+  observation (window of log returns + weights) and the info dict, on the same 20-stock gross
+  returns, B markets at once: the physical reference.
 - ogdata portfolio-sp500 at B=1 through the Gymnasium API (`ogdata.make_env`, no
   gymnasium.make wrappers), and at B=1024 through the core (and through the VectorEnv).
   Episode resets are included, random actions are drawn beforehand for every system.
 - gym-anytrading's StocksEnv (one stock of the same data, window 10, 252-step episodes).
 - FinRL 0.3.7's StockTradingEnv on the same 20 stocks, 1990–2022, run in a separate venv
-  (FinRL pins packages ogdata does not want) as a subprocess; B=1024 is SB3's DummyVecEnv.
+  (FinRL pins packages ogdata does not want) as a subprocess, timed over 1,000 steps (best of 3);
+  B=1024 is SB3's DummyVecEnv. Without the venv the rows say "not run".
 
-Prints a markdown table and writes it to bench_out/envs.md.
+Prints a markdown table and writes it to bench_out/envs.md (every round's figures in envs.json).
 
 The FinRL venv (kept out of ogdata's dependencies; the pins avoid a resolver backtrack between
 alpaca-trade-api's websockets<11 and newer yfinance, and the CPU build of torch):
@@ -49,36 +52,71 @@ EPISODE = 252
 
 
 # -- the physical reference ------------------------------------------------------------------
+def window_table(gross: np.ndarray, window: int = 10) -> np.ndarray:
+    """(T, window·N + N + 1) float32: row t = the last `window` days' log returns of the N stocks,
+    then room for the N + 1 weights — the portfolio env's 221-float observation for 20 stocks."""
+    logr = np.log(gross[:, :-1]).astype(np.float32)
+    T, N = logr.shape
+    table = np.zeros((T, window * N + N + 1), dtype=np.float32)
+    for k in range(window):
+        table[window - 1:, k * N:(k + 1) * N] = logr[k:T - window + 1 + k]
+    return table
+
+
 def bare_numpy(gross: np.ndarray, B: int, cost: float = 0.001, seed: int = 0):
-    """Only the portfolio arithmetic, written the plain numpy way; returns run(steps)."""
+    """The env's work, written the plain numpy way with preallocated outputs; returns run(steps).
+
+    Per step, like ogdata's portfolio env: validate the action (finite, clipped to [0, 1]), the
+    portfolio arithmetic (normalise the target weights, turnover, costs, growth, wealth, drifted
+    weights, log reward), the observation (window of log returns + weights, 221 floats for 20
+    stocks) and the info (wealth, turnover, costs)."""
     rng = np.random.default_rng(seed)
     N1 = gross.shape[1]
     acts = rng.random((64, B, N1)).astype(np.float32)
+    table = window_table(gross)
     hi = len(gross) - EPISODE - 1
+    low, high = np.zeros(N1, np.float32), np.ones(N1, np.float32)
+    ones = np.ones((N1, 1))                      # row sums as matrix products: faster than .sum(1) at small B
+    tc_w = np.stack([np.ones(N1 - 1), np.full(N1 - 1, cost)], axis=1)   # columns: turnover, cost · turnover
+    a, raw = np.empty((B, N1), np.float32), np.empty((B, N1))
+    tgt, hold, g, diff = np.empty((B, N1)), np.empty((B, N1)), np.empty((B, N1)), np.empty((B, N1 - 1))
+    s, growth, tc = np.empty((B, 1)), np.empty((B, 1)), np.empty((B, 2))
+    factor, reward, costs = np.empty(B), np.empty(B), np.empty(B)
+    obs = np.empty((B, table.shape[1]), np.float32)
+    row = np.empty(B, np.int64)
+    nw = table.shape[1] - N1
 
     def run(steps):
         w = np.zeros((B, N1))
         w[:, -1] = 1.0
         wealth = np.ones(B)
-        start = rng.integers(0, hi, size=B)
+        start = rng.integers(10, hi, size=B)
         t = 0
         for k in range(steps):
             if t == EPISODE:  # episode end: new start dates, back to cash
                 t = 0
-                start = rng.integers(0, hi, size=B)
+                start = rng.integers(10, hi, size=B)
                 w[:] = 0.0
                 w[:, -1] = 1.0
                 wealth[:] = 1.0
-            a = acts[k & 63]
-            tgt = a / a.sum(1, keepdims=True)
-            turnover = np.abs(tgt[:, :-1] - w[:, :-1]).sum(1)
-            g = gross[start + t]
-            hold = tgt * g
-            growth = hold.sum(1)
-            w = hold / growth[:, None]
-            factor = (1.0 - cost * turnover) * growth
-            wealth *= factor
-            np.log(factor)
+            act = acts[k & 63]
+            if np.count_nonzero(np.isfinite(act)) != act.size:    # validation: finite, then clipped
+                raise ValueError("action contains NaN or inf")
+            np.minimum(np.maximum(act, low, out=a), high, out=a)
+            np.copyto(raw, a)
+            np.divide(raw, raw.dot(ones, out=s), out=tgt)
+            np.add(start, t, out=row)
+            np.take(gross, row, axis=0, out=g, mode="clip")        # (mode="raise" buffers out=)
+            np.abs(np.subtract(tgt[:, :-1], w[:, :-1], out=diff), out=diff).dot(tc_w, out=tc)
+            np.multiply(tgt, g, out=hold)
+            np.divide(hold, hold.dot(ones, out=growth), out=w)
+            np.multiply(tc[:, 1], wealth, out=costs)
+            np.multiply(np.subtract(1.0, tc[:, 1], out=factor), growth[:, 0], out=factor)
+            np.multiply(wealth, factor, out=wealth)
+            np.log(factor, out=reward)
+            np.take(table, row, axis=0, out=obs, mode="clip")      # observation: window + weights
+            obs[:, nw:] = w
+            info = {"wealth": wealth, "turnover": tc[:, 0], "costs": costs}  # noqa: F841 - as the env's
             t += 1
 
     return run
@@ -248,7 +286,7 @@ def finrl(python: str, wide_prices, names, dates, steps1: int, stepsB: int, B: i
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer steps (a smoke run)")
-    ap.add_argument("--repeat", type=int, default=15, help="interleaved rounds (best of)")
+    ap.add_argument("--repeat", type=int, default=15, help="interleaved rounds (median, min–max)")
     ap.add_argument("--finrl-python", default=os.environ.get("FINRL_PYTHON", "/work/finrl-venv/bin/python"))
     ap.add_argument("--no-finrl", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "bench_out" / "envs.md"))
@@ -286,16 +324,20 @@ def main(argv=None) -> int:
     ]
     missing = [(name, b, None, note) for name, b, fn, _, note in specs if fn is None]
     specs = [x for x in specs if x[2] is not None]
-    best = [np.inf] * len(specs)
+    secs: list[list[float]] = [[] for _ in specs]   # CPU seconds per env-step, one entry per round
     print(f"benchmarking: {args.repeat} interleaved rounds...", flush=True)
+    loads = [os.getloadavg()[0]]
     for r in range(args.repeat):
         for i, (_, b, fn, steps, _) in enumerate(specs):
             n = max(steps // q, 2)
             t = time.process_time()
             fn(n)
-            best[i] = min(best[i], (time.process_time() - t) / (n * b))
+            secs[i].append((time.process_time() - t) / (n * b))
+        loads.append(os.getloadavg()[0])
         print(f"  round {r + 1}/{args.repeat} done", flush=True)
-    rows = [(name, b, 1.0 / sec, note) for (name, b, _, _, note), sec in zip(specs, best)]
+    rows = [(name, b, 1.0 / float(np.median(x)), note) for (name, b, _, _, note), x in zip(specs, secs)]
+    spread = {(name, b): (1.0 / max(x), 1.0 / min(x)) for (name, b, _, _, _), x in zip(specs, secs)}
+    per_round = {(name, b): x for (name, b, _, _, _), x in zip(specs, secs)}
     rows += [(name, b, None, "not installed: pip install ogdata[bench]") for name, b, _, _ in missing]
     rows.sort(key=lambda r: r[1])  # B=1 rows first
     for name, b, rate, note in rows:
@@ -305,41 +347,54 @@ def main(argv=None) -> int:
         fnote = "not run (--no-finrl)"
     else:
         print("  FinRL (subprocess in its own venv)...", flush=True)
-        f1, fB, fnote = finrl(args.finrl_python, hist.prices, hist.names, hist.dates, max(200 // q, 20),
+        f1, fB, fnote = finrl(args.finrl_python, hist.prices, hist.names, hist.dates, max(1000 // q, 100),
                               max(2 // q, 1), B, 3)
     rows.insert(4, ("FinRL StockTradingEnv (20 stocks, 1990–2022)", 1, f1, fnote))
     rows.append(("FinRL StockTradingEnv, SB3 DummyVecEnv", B, fB, fnote))
 
     bare = {b: r for s, b, r, _ in rows if s.startswith("bare")}
     og = {b: r for s, b, r, _ in rows if s.startswith("ogdata portfolio-sp500") and "Vector" not in s}
-    load = os.getloadavg()
+    bare_key = {b: k for k in per_round if k[0].startswith("bare") for b in [k[1]]}
+    og_key = {b: k for k in per_round if k[0].startswith("ogdata portfolio-sp500") and "Vector" not in k[0]
+              for b in [k[1]]}
+    # per-round ratios (same round, same load): bare seconds / ogdata seconds
+    ratio = {b: [x / y for x, y in zip(per_round[bare_key[b]], per_round[og_key[b]])] for b in og_key}
     lines = [
         f"Env steps per second, one run ({time.strftime('%Y-%m-%d %H:%M')}, {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores, load average {load[0]:.1f} while running; numpy {np.__version__}). "
-        "Rates are from the CPU time of the benchmarking process, best of "
-        f"{args.repeat} interleaved rounds. Ratios are against the bare numpy loop at the same B, and "
-        "ogdata portfolio-sp500 over each row.",
+        f"{os.cpu_count()} cores, load average {min(loads):.1f}–{max(loads):.1f} while running; numpy {np.__version__}). "
+        "Rates are from the CPU time of the benchmarking process, median (min–max) of "
+        f"{args.repeat} interleaved rounds. × bare numpy is the median of the per-round ratios for ogdata "
+        "portfolio-sp500 and the ratio of medians for the other rows. The bare numpy loop does the env's work "
+        "(validation, arithmetic, the 221-float observation, the info dict) with preallocated outputs.",
         "",
-        "| system | B | env-steps/s | µs per env-step | × bare numpy | ogdata ÷ this | note |",
+        "| system | B | env-steps/s median (min–max) | µs per env-step | × bare numpy | ogdata ÷ this | note |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]
     for system, b, rate, note in rows:
         if rate is None:
             lines.append(f"| {system} | {b} | — | — | — | — | {note} |")
             continue
-        lines.append(f"| {system} | {b} | {rate:,.0f} | {1e6 / rate:.2f} | {rate / bare[b]:.2f} | "
+        lo, hi = spread.get((system, b), (rate, rate))
+        x = f"{np.median(ratio[b]):.2f} ({min(ratio[b]):.2f}–{max(ratio[b]):.2f})" if (system, b) == og_key.get(b) \
+            else f"{rate / bare[b]:.2f}"
+        lines.append(f"| {system} | {b} | {rate:,.0f} ({lo:,.0f}–{hi:,.0f}) | {1e6 / rate:.2f} | {x} | "
                      f"{og[b] / rate:,.2f} | {note} |")
     us1 = 1e6 / og[1]
-    lines += ["", f"Targets: single-env step {us1:.1f} µs (target ≤ 15 µs: {'met' if us1 <= 15 else 'NOT met'}); "
+    lines += ["", f"Targets: single-env step {us1:.1f} µs (target ≤ 12 µs: {'met' if us1 <= 12 else 'NOT met'}); "
               f"B={B} core {og[B] / 1e6:.2f}M env-steps/s = {og[B] / bare[B]:.2f}× bare numpy (target ≥ 3M and "
               f"≥ 0.5×: {'met' if og[B] >= 3e6 and og[B] >= 0.5 * bare[B] else 'NOT met'})."]
+    result = {"load_average": loads, "rounds": args.repeat,
+              "rows": [{"system": s_, "B": b, "steps_per_s": r_, "note": n_,
+                        "cpu_s_per_step_rounds": per_round.get((s_, b))} for s_, b, r_, n_ in rows],
+              "ogdata_over_bare_per_round": {str(b): v for b, v in ratio.items()}}
     table = "\n".join(lines) + "\n"
     print()
     print(table)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(table)
-    print(f"wrote {out}")
+    out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {out} and {out.with_suffix('.json')}")
     return 0
 
 
