@@ -364,11 +364,16 @@ class Dataset:
         else:
             oi = idx + self._episode_of()[idx]
         obs = arrs["observations"]
+        if self.mmap:  # one gather for both: each touches the maps of several shards
+            both = obs[np.concatenate([oi, oi + 1])]
+            this_obs, next_obs = both[:len(oi)], both[len(oi):]
+        else:
+            this_obs, next_obs = obs[oi], obs[oi + 1]
         batch = {
-            "observations": obs[oi],
+            "observations": this_obs,
             "actions": arrs["actions"][idx],
             "rewards": arrs["rewards"][idx],
-            "next_observations": obs[oi + 1],
+            "next_observations": next_obs,
             "terminals": arrs["terminations"][idx],
             "truncations": arrs["truncations"][idx],
         }

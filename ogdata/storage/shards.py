@@ -163,15 +163,14 @@ class MappedRows:
         if idx.dtype.kind not in "iu" or idx.ndim != 1:
             raise TypeError("MappedRows gathers rows by a 1-D integer array")
         if len(self.maps) == 1:
-            return self.maps[0][idx]
+            return self.maps[0].take(idx, axis=0)
         if len(idx) and (idx.min() < 0 or idx.max() >= self.shape[0]):
             raise IndexError(f"row index out of range for {self.shape[0]} rows")
         shard, row = np.divmod(idx, self.shard_rows)
         out = np.empty((len(idx),) + self.shape[1:], dtype=self.dtype)
-        order = np.argsort(shard, kind="stable")
-        cuts = np.flatnonzero(np.diff(shard[order])) + 1
-        for part in np.split(order, cuts) if len(order) else ():
-            out[part] = self.maps[int(shard[part[0]])][row[part]]
+        for k in np.unique(shard).tolist():   # the shards this gather touches: at most len(idx)
+            sel = np.flatnonzero(shard == k)
+            out[sel] = self.maps[k].take(row[sel], axis=0)
         return out
 
 
@@ -189,5 +188,7 @@ def map_array(array_dir: Path, shape: tuple[int, ...], dtype: np.dtype, chunk_ro
         with _open_shard(f, s, array_dir) as fh:
             if not _plain_layout(fh, f, rows, chunk_rows, shard_rows // chunk_rows, chunk_rows * row_bytes):
                 return None
-        maps.append(np.memmap(f, dtype=dtype, mode="r", shape=(rows,) + tuple(shape[1:])))
+        # a plain ndarray over the map (it keeps the map alive): np.memmap's Python-level
+        # __getitem__ would cost more than a 256-row gather
+        maps.append(np.memmap(f, dtype=dtype, mode="r", shape=(rows,) + tuple(shape[1:])).view(np.ndarray))
     return MappedRows(maps, tuple(shape), dtype, shard_rows)
