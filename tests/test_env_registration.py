@@ -19,6 +19,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import ogdata
+from ogdata.envs.prices import real_package
 from ogdata.envs import env_spec, list_envs
 from ogdata.envs.core import MarketEnv, MarketVectorEnv
 from ogdata.errors import EnvError, InvalidIdError
@@ -81,6 +82,7 @@ def test_check_env_through_gymnasium_make(env_id):
         if extra == "realdata":
             pytest.importorskip("skfolio")
             pytest.importorskip("arch")
+            pytest.importorskip(real_package(env_id))
     gym_id = env_spec(env_id).gym_id
     env = gymnasium.make(gym_id)
     check_env(env.unwrapped, skip_render_check=True)

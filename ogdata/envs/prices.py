@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ogdata.envs.registry import env_spec
 from ogdata.errors import EnvError, MissingExtraError, closest
 
 REALDATA_HINT = "pip install ogdata[realdata]"
@@ -75,6 +76,12 @@ PERIODS: dict[str, dict[str, tuple[str, str]]] = {
 }
 # the package each universe's data ships in (tests skip an id whose package is missing)
 PACKAGES = {"sp500": "skfolio", "sp500-index": "arch", "ff": "arch", "wti": "arch", "eurusd": "gym_anytrading"}
+
+
+def real_package(env_id: str) -> str:
+    """The package a real-price id's data ships in (tests skip an id whose package is missing)."""
+    kw = env_spec(env_id).kwargs
+    return PACKAGES[kw.get("universe", "sp500" if "portfolio" in env_spec(env_id).core else "sp500-index")]
 SYNTHETIC = ("gbm", "regime")
 
 
