@@ -19,9 +19,9 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import ogdata
-from ogdata.envs.prices import real_package
 from ogdata.envs import env_spec, list_envs
 from ogdata.envs.core import MarketEnv, MarketVectorEnv
+from ogdata.envs.prices import real_package
 from ogdata.errors import EnvError, InvalidIdError
 from ogdata.policies import list_policies, make_policy
 
