@@ -351,3 +351,13 @@ def test_hourly_dates_pin_by_minute():
     assert paths.dates.dtype == np.dtype("datetime64[m]")
     dates = start_dates("trading-eurusd-eval")
     assert dates[0] == "2017-11-01T00:00" and len(set(dates)) == len(dates)
+
+
+def test_cards_credit_each_universe_its_own_licence():
+    from ogdata.cards import PRICE_SOURCES, price_source
+
+    want = {"portfolio-ff": "arch", "trading-wti-eval": "arch", "trading-eurusd": "gym-anytrading",
+            "portfolio-sp500": "skfolio", "trading-sp500": "arch"}
+    for env_id, source in want.items():
+        assert price_source({"env_id": env_id}) == source, env_id
+    assert PRICE_SOURCES["gym-anytrading"]["license"] == "mit"
