@@ -57,13 +57,13 @@ def heldout(env_id: str, env_kwargs: dict[str, Any] | None = None) -> HeldOut:
     return HeldOut(spec.id, kwargs, "fresh-seeds")
 
 
-FINANCE_KEYS = ("wealth", "inventory", "shortfall", "position", "turnover", "costs", "fills")
+FINANCE_KEYS = ("wealth", "inventory", "shortfall", "position", "turnover", "costs", "fills", "pnl", "exercised")
 
 
 def rollout(core, policy: Callable[[np.ndarray], np.ndarray], seed: int) -> dict[str, np.ndarray]:
     """One episode in each of the core's B markets; returns per-market `returns`, `lengths`, the
     `alive` mask (B, T) and the per-step paths of the finance keys of `info` (wealth, inventory,
-    shortfall, position, turnover, costs, fills), shape (B, T+1), frozen at their final value once a
+    shortfall, position, turnover, costs, fills, pnl, exercised), shape (B, T+1), frozen at their final value once a
     market's episode has ended. Execution envs add `dumped`: the shares the last step left for the
     terminal block sale (inventory × (1 − the last action's fraction)), summed over desks.
 

@@ -144,6 +144,8 @@ def summary(wealth, periods_per_year: float = TRADING_DAYS, turnover=None, inven
 CAPITAL_FAMILIES = ("portfolio", "trading")
 EXECUTION_FAMILIES = ("execution",)
 MAKING_FAMILIES = ("market-making", "multi-market-making")
+OPTION_FAMILIES = ("option-exercise",)
+SPREAD_FAMILIES = ("stat-arb",)
 
 
 def cvar(x, alpha: float = 0.05, tail: str = "lower") -> float:
@@ -234,6 +236,34 @@ def v1_figures(family: str, res: dict, periods_per_year: float | None, n_agents:
         out["terminal_abs_inventory"] = float(np.mean(np.abs(q[:, -1])))
         fills = np.where(alive, np.asarray(res["fills"], dtype=np.float64)[:, 1:], 0.0).sum(axis=1)
         out["fill_rate"] = float(np.mean(fills / (2.0 * n_agents * alive.sum(axis=1))))
+    elif family in OPTION_FAMILIES:  # one discounted payoff an episode: when the holder exercised
+        early = np.asarray(res["exercised"], dtype=np.float64)[:, -1] > 0   # frozen at the final step
+        life = alive.sum(axis=1)
+        out["early_exercise_rate"] = float(early.mean())
+        out["mean_steps_held"] = float(life.mean())
+        out["mean_steps_to_early_exercise"] = float(life[early].mean()) if early.any() else None
+    elif family in SPREAD_FAMILIES:  # P&L per unit of spread (additive, not a return on capital)
+        if not periods_per_year:
+            raise ValueError(f"{family} envs state their step: their spec must state periods_per_year")
+        P = float(periods_per_year)
+        pnl = _paths(res["pnl"])
+        inc = np.where(alive, np.diff(pnl, axis=1), np.nan)
+        n = alive.sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sd = np.nanstd(inc, axis=1, ddof=1)
+            sharpe = np.where(sd > 0, np.nanmean(inc, axis=1) / np.where(sd > 0, sd, 1.0) * np.sqrt(P), np.nan)
+        out["pnl_mean"], out["pnl_std"] = float(R.mean()), _std1(R)
+        out["annualised_sharpe"] = float(np.nanmean(sharpe)) if np.isfinite(sharpe).any() else None
+        out["max_drawdown"] = float(np.mean(max_drawdown(pnl, relative=False)))
+        t = np.abs(np.diff(np.asarray(res["position"], dtype=np.float64), axis=1))
+        out["turnover_per_step"] = float(np.mean(np.where(alive, t, 0.0).sum(axis=1) / n))
+        cost = np.where(alive, np.asarray(res["costs"], dtype=np.float64)[:, 1:], 0.0).sum(axis=1)
+        out["gross_return_mean"] = float(np.mean(R + cost))
+        out["cost_mean"] = float(np.mean(cost))
+        if references:
+            gap = references["expert"] - references["random"]
+            out["score_gross"] = 100.0 * (out["gross_return_mean"] - references["random"]) / gap
+            out["score_costs"] = 100.0 * out["cost_mean"] / gap  # score = score_gross − score_costs
     else:
         raise ValueError(f"no v1 finance figures for family {family!r}; add them to baselines/finance.py")
     return out

@@ -31,11 +31,17 @@ FINANCE_COLUMNS = {  # family -> (figure key, header) shown in the finance table
                   ("shortfall_bp_cvar95", "IS bp CVaR 95 %"), ("share_dumped_mean", "share left for the dump")),
     "making": (("pnl_mean", "PnL / episode"), ("pnl_std", "PnL std"), ("inventory_std", "inventory std"),
                ("terminal_abs_inventory", "|terminal inventory|"), ("fill_rate", "fill rate")),
+    "spread": (("pnl_mean", "P&L / episode"), ("pnl_std", "P&L std"), ("annualised_sharpe", "ann. Sharpe"),
+               ("max_drawdown", "max DD ($)"), ("turnover_per_step", "turnover / step"),
+               ("score_gross", "score gross"), ("score_costs", "score lost to costs")),
+    "option": (("return_mean", "discounted payoff"), ("return_cvar5", "CVaR 5 % (payoff)"),
+               ("early_exercise_rate", "early-exercise rate"), ("mean_steps_held", "steps held")),
 }
 
 
 def finance_kind(family: str) -> str:
-    return {"portfolio": "capital", "trading": "capital", "execution": "execution"}.get(family, "making")
+    return {"portfolio": "capital", "trading": "capital", "execution": "execution", "stat-arb": "spread",
+            "option-exercise": "option"}.get(family, "making")
 
 
 def load_records(runs_root: str | Path) -> list[dict[str, Any]]:
@@ -182,8 +188,9 @@ def finance_markdown(doc: dict[str, Any]) -> list[str]:
     """Per finance kind, one table: every dataset × algorithm (mean over seeds) and, per env, the references."""
     ds, refs = doc["datasets"], doc["references"]
     out = ["### Finance figures (final checkpoint, test markets)", "",
-           "Daily envs (portfolio, trading) are annualised with their 252 trading days a year; intraday envs "
-           "(execution, market making) report per-episode figures, never annualised. Stds are sample stds "
+           "Daily envs (portfolio, trading) are annualised with their 252 trading days a year, monthly stat-arb "
+           "with 12; intraday envs (execution, market making) and option exercise (one payoff an episode) "
+           "report per-episode figures, never annualised. Stds are sample stds "
            "(ddof = 1). Score = score gross − score lost to costs.", ""]
     for kind, cols in FINANCE_COLUMNS.items():
         envs = sorted({d["env_id"] for d in ds.values() if finance_kind(d["family"]) == kind})

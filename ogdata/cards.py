@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -69,6 +70,14 @@ PRICE_SOURCES: dict[str, dict[str, str]] = {
         "text": "Prices are simulated by the environment; only the model's parameters were calibrated on the "
                 "training-period returns of the S&P 500 index in `arch.data` (arch, NCSA licence). No "
                 "third-party price data is included. Released under Apache-2.0, like ogdata.",
+    },
+    "synthetic-arch-fits": {
+        "license": "apache-2.0",
+        "name": "synthetic, model parameters fitted to data shipped with arch",
+        "text": "Prices are simulated by the environment; only the model's parameters were fitted to data that "
+                "`arch.data` ships (the Fama–French risk-free rate, the S&P 500 index, the VIX, Brent and WTI; "
+                "arch, NCSA licence; `ogdata/envs/model_fits.py`). No third-party price data is included. "
+                "Released under Apache-2.0, like ogdata.",
     },
     "unknown-real": {
         "license": "other",
@@ -193,6 +202,8 @@ def _spec(env_id: str | None):
 # universe (the `universe` kwarg; ogdata/envs/prices.py)
 _FAMILY_SOURCE = {"portfolio": "skfolio", "trading": "arch"}
 _UNIVERSE_SOURCE = {"sp500": "skfolio", "sp500-index": "arch", "ff": "arch", "wti": "arch", "eurusd": "gym-anytrading"}
+# synthetic families whose model parameters are fitted to arch's data (ogdata/envs/model_fits.py)
+_FAMILY_FITS = ("option-exercise", "stat-arb")
 
 
 def price_source(meta: Mapping[str, Any]) -> str:
@@ -216,6 +227,8 @@ def price_source(meta: Mapping[str, Any]) -> str:
         return _FAMILY_SOURCE.get(family, "unknown-real")
     if family in _FAMILY_SOURCE and kwargs.get("source") is not None:
         return f"synthetic-{_FAMILY_SOURCE[family]}"
+    if family in _FAMILY_FITS:
+        return "synthetic-arch-fits"
     if spec is not None and "realdata" in spec.extras:
         return "unknown-real"
     return "synthetic"
@@ -478,6 +491,9 @@ def _suite_tables(baselines: Mapping[str, Any]) -> str:
     parts = []
     for suite, entry in sorted(baselines.items()):
         st = entry.get("settings") or {}
+        if entry.get("protocol") == "v1":
+            parts.append(_v1_suite_table(suite, entry, st))
+            continue
         parts.append(f"**{suite}** suite: {st.get('steps', '?')} updates, MLP {st.get('layers', '?')}×"
                      f"{st.get('hidden', '?')}, batch {st.get('batch_size', '?')}, {st.get('seeds', '?')} seeds, "
                      f"{st.get('eval_episodes', '?')} held-out episodes × {st.get('evals', '?')} evaluations "
@@ -489,6 +505,27 @@ def _suite_tables(baselines: Mapping[str, Any]) -> str:
                 for algo, r in sorted(entry["algos"].items())]
         parts.append(_table(["algorithm", "normalised score (last)", "best", "raw return (last)", "seeds"], body))
     return "\n".join(parts)
+
+
+def _v1_suite_table(suite: str, entry: Mapping[str, Any], st: Mapping[str, Any]) -> str:
+    """A protocol-v1 suite: the final checkpoint on the env's fixed test markets, mean [95 % interval]."""
+    head = (f"**{suite}** suite (evaluation protocol v1): {st.get('steps', '?')} updates, MLP {st.get('layers', '?')}×"
+            f"{st.get('hidden', '?')}, batch {st.get('batch_size', '?')}; the **final checkpoint** scored on the fixed "
+            f"test markets of `{entry.get('markets', '?')}` (`ogdata/envs/markets-v1.json`), normalised with the "
+            "references scored on the same markets (100 = expert, 0 = random); mean over training seeds with a 95 % "
+            "percentile-bootstrap interval (`python scripts/reproduce.py --suite " + suite + "`). The checkpoint "
+            "chosen on the validation markets is shown beside it, labelled.\n")
+
+    def ci(r):  # one seed has no interval
+        lo, hi = r.get("final_ci95") or (None, None)
+        ok = lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi) and r.get("n_seeds", 0) > 1
+        return f"[{_num(float(lo))}, {_num(float(hi))}]" if ok else "—"
+
+    body = [[algo, _num(float(r["final_mean"])), ci(r),
+             _num(float(r["best_on_validation_mean"])) if r.get("best_on_validation_mean") is not None else "—",
+             r.get("n_seeds", "—")]
+            for algo, r in sorted(entry["algos"].items())]
+    return head + _table(["algorithm", "final (test)", "95 % interval", "validation-chosen (test)", "seeds"], body)
 
 
 def _baselines_table(baselines: Any) -> str:

@@ -11,14 +11,16 @@ standard error, episodes):
   "optimal" — a closed form or an exact dynamic programme, proved on small cases by the
   tests (Almgren–Chriss for execution, the (step, inventory) DP for market making,
   always-long for trading-synth, whose iid returns have a positive mean and a reward linear
-  in the position), or "best-known" — the best of the analytic, numerically optimised
-  (Kelly) and trained (the learned Good checkpoints of every catalogue version, deterministic) policies, *chosen on
+  in the position, the exercise DP for option-exercise, the (step, level, position) DP for
+  stat-arb), or "best-known" — the best of the analytic, numerically optimised (Kelly) and
+  trained (the learned Good checkpoints of every catalogue version, deterministic) policies, *chosen on
   selection markets* (seed `selection_seed`, never the reported ones) and, for real prices,
   on the training years only: an `-eval` id makes the choice on its training id's markets, among the
   analytic and numerically optimised candidates only (HELD_OUT_RULE);
 - `baselines`: the named policies a finance reader knows (TWAP, AC, AS, the DP optimum,
   1/N, buy-and-hold, the Kelly mix, always-long, the HMM regime filter (S&P 500 index ids), always
-  flat (WTI, EUR/USD) — whichever apply) and the best trained
+  flat (WTI, EUR/USD), exercise at maturity, Longstaff–Schwartz, the pairs-trading band rule — whichever
+  apply) and the best trained
   checkpoint of the recipe (`trained/best`);
 - `gap`: expert − random and its standard error sqrt(SE_e² + SE_r²) (unpaired, conservative);
   the gap must be at least `min_gap_se` of them, else the id is listed under `failing`.
@@ -69,6 +71,12 @@ LABELS = {
     "trading/always-long": "always-long (= buy-and-hold)",
     "trading/flat": "always flat (no position)",
     "trading/regime-filter": "regime filter (calibrated HMM: long / flat / short)",
+    "option-exercise/dp-optimal": "DP optimum (exact optimal exercise)",
+    "option-exercise/at-maturity": "exercise at maturity (the European put)",
+    "option-exercise/longstaff-schwartz": "Longstaff–Schwartz regression (20,000 paths)",
+    "stat-arb/dp-optimal": "DP optimum",
+    "stat-arb/band": "band rule (open at ±2 sd, close at the mean)",
+    "stat-arb/band-1sd": "band rule (open at ±1 sd, close at the mean)",
     "trained/best": "best trained checkpoint (PPO)",
 }
 
@@ -80,6 +88,8 @@ _MMM = ["market-making/avellaneda-stoikov", "multi-market-making/cooperative-as"
         "multi-market-making/cooperative-dp"]
 _PF = ["portfolio/equal-weight", "portfolio/buy-and-hold", "portfolio/kelly"]
 _TR = ["trading/always-long"]
+_OX = ["option-exercise/at-maturity", "option-exercise/longstaff-schwartz", "option-exercise/dp-optimal"]
+_SA = ["stat-arb/band", "stat-arb/band-1sd", "stat-arb/dp-optimal"]
 NOTES = {
     "execution/ac-optimal": "Almgren–Chriss closed form of the env's own mean-variance reward: the expected "
                             "reward is a concave quadratic of the schedule and price noise is a martingale, "
@@ -92,6 +102,15 @@ NOTES = {
                                           "inventory), routed to the makers with the least/most inventory",
     "trading/always-long": "iid calibrated returns with E[r] > 0 and a reward linear in the position: "
                            "always long maximises the expected return (n·E[r] − c > 0)",
+    "option-exercise/dp-optimal": "backward induction (Snell envelope) over the env's own exercise dates and "
+                                  "variance states with the exact one-step law of the log price, integrated "
+                                  "exactly against a piecewise-linear value on a fine log-price grid: optimal up "
+                                  "to the grid's interpolation (tests: a binomial tree and the published "
+                                  "Longstaff–Schwartz and Clarke–Parrott prices within 1e-3, brute-force "
+                                  "integration on two steps, Longstaff–Schwartz on the same paths)",
+    "stat-arb/dp-optimal": "exact finite-horizon DP over (step, spread level, position) of the env's own spread "
+                           "chain (the spread lives on the grid), whose whole state is observed (tests: "
+                           "brute-force enumeration of every contingent plan on a 3-level, 3-step chain)",
 }
 
 
@@ -132,6 +151,10 @@ def plan(env_id: str) -> dict:
         return {"baselines": _MMM, "optimal": "multi-market-making/cooperative-dp", "train_id": None}
     if fam == "portfolio":
         return {"baselines": _PF, "optimal": None, "train_id": train_id}
+    if fam == "option-exercise":
+        return {"baselines": _OX, "optimal": "option-exercise/dp-optimal", "train_id": None}
+    if fam == "stat-arb":
+        return {"baselines": _SA, "optimal": "stat-arb/dp-optimal", "train_id": None}
     if fam == "trading":
         if spec.kwargs.get("source") == "gbm":
             return {"baselines": _TR, "optimal": "trading/always-long", "train_id": None}

@@ -293,23 +293,42 @@ def dataset_measures(table: dict) -> dict[str, dict]:
     return out
 
 
+def _card_settings(cfg: dict) -> dict:
+    return {k: (list(x) if isinstance(x, tuple) else x) for k, x in cfg.items() if k not in ("jobs", "threads")}
+
+
 def update_cards(suite: str, cfg: dict, table: dict) -> int:
+    """Write each dataset's v0 results into its metadata (`baselines.<suite>`), which its card renders."""
+    return _write_results(suite, {did: {"settings": _card_settings(cfg),
+                                        "algos": {a: {k: s[k] for k in ("last_mean", "last_std", "best_mean",
+                                                                         "best_std", "n_seeds", "return_mean")}
+                                                  for a, s in v["algos"].items()}}
+                                  for did, v in table.items()})
+
+
+def update_cards_v1(suite: str, cfg: dict, doc: dict) -> int:
+    """Write each dataset's protocol-v1 results (final checkpoint on the test markets, mean and 95 % bootstrap
+    interval over seeds; the validation-chosen checkpoint's mean) into its metadata (`baselines.<suite>`)."""
+    return _write_results(suite, {did: {"protocol": "v1", "settings": _card_settings(cfg),
+                                        "markets": next(iter(d["algos"].values()))["markets"],
+                                        "algos": {a: {"final_mean": s["final"]["mean"], "final_ci95": s["final"]["ci95"],
+                                                      "n_seeds": s["n_seeds"],
+                                                      "best_on_validation_mean": (s["best_on_validation"] or {}).get("mean")}
+                                                  for a, s in d["algos"].items()}}
+                                  for did, d in doc["datasets"].items()})
+
+
+def _write_results(suite: str, entries: dict[str, dict]) -> int:
     import ogdata
     from ogdata.storage import update_metadata
 
     n = 0
-    for did, v in table.items():
+    for did, entry in entries.items():
         try:
             ds = ogdata.load(did, download=False)
         except Exception:  # noqa: BLE001 - not installed locally: nothing to update
             continue
-        existing = dict(ds.metadata.get("baselines") or {})
-        existing[suite] = {"settings": {k: (list(x) if isinstance(x, tuple) else x) for k, x in cfg.items()
-                                        if k not in ("jobs", "threads")},
-                           "algos": {a: {k: s[k] for k in ("last_mean", "last_std", "best_mean", "best_std",
-                                                             "n_seeds", "return_mean")}
-                                     for a, s in v["algos"].items()}}
-        update_metadata(ds.path, baselines=existing)
+        update_metadata(ds.path, baselines={**(ds.metadata.get("baselines") or {}), suite: entry})
         n += 1
     return n
 
@@ -439,7 +458,9 @@ def write_v1(args, cfg: dict, runs_root: Path, planned, wall: float, failures: l
                 "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "failed": [f["error"] + " @ " + f["settings"]["out"] for f in failures]})
     written = report.write(args.results_dir, args.suite, doc, f"Settings: {settings_line(args.suite, cfg)}.")
-    print(f"wrote {len(written)} files under {args.results_dir} ({len(records)} runs, {len(doc['datasets'])} datasets) "
+    cards = 0 if args.no_cards else update_cards_v1(args.suite, cfg, doc)
+    print(f"wrote {len(written)} files under {args.results_dir} ({len(records)} runs, {len(doc['datasets'])} datasets; "
+          f"{cards} datasets' metadata updated: `scripts/render_cards.py` renders their cards) "
           f"in {wall / 60:.1f} min; {len(failures)} failed runs")
     for f in failures:
         print(f"  FAILED {f['settings']['out']}: {f['error']}", file=sys.stderr)

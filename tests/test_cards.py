@@ -229,3 +229,20 @@ def test_reproduction_results_render_as_a_table(tmp_path):
     assert "**lite** suite: 5000 updates, MLP 2×64" in section
     assert "| iql | 54.88 ± 1.6 | 55.58 | -642.8 | 3 |" in section, section
     assert "{" not in section
+
+
+def test_v1_reproduction_results_render_final_scores_with_intervals(tmp_path):
+    """Protocol-v1 results (scripts/reproduce.py update_cards_v1) render the final checkpoint's mean and
+    bootstrap interval on the fixed test markets, the validation-chosen checkpoint labelled beside it."""
+    meta = dict(make_ds(tmp_path, "execution-ac/medium-v1").metadata)
+    meta["baselines"] = {"v1-lite": {"protocol": "v1", "markets": "execution-ac",
+                                     "settings": {"steps": 5000, "hidden": 64, "layers": 2, "batch_size": 256},
+                                     "algos": {"bc": {"final_mean": 71.25, "final_ci95": [68.5, 74.0], "n_seeds": 5,
+                                                      "best_on_validation_mean": 72.5},
+                                               "iql": {"final_mean": 60.0, "final_ci95": [60.0, 60.0], "n_seeds": 1,
+                                                       "best_on_validation_mean": None}}}}
+    section = cards.render(meta).split("## Baseline results")[1].split("## ")[0]
+    assert "**v1-lite** suite (evaluation protocol v1)" in section and "final checkpoint" in section
+    assert "| bc | 71.25 | [68.5, 74] | 72.5 | 5 |" in section, section
+    assert "| iql | 60 | — | — | 1 |" in section, section
+    assert "{" not in section

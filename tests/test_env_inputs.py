@@ -30,7 +30,8 @@ def _env(env_id, **kw):
 
 
 def test_string_action_is_an_invalid_action():
-    for env_id in ("portfolio-synth", "trading-synth", "execution-ac", "market-making-as"):
+    for env_id in ("portfolio-synth", "trading-synth", "execution-ac", "market-making-as", "option-exercise-heston",
+                   "stat-arb-brent-wti"):
         with pytest.raises(InvalidActionError, match="must be .*(real numbers|integers).*got dtype <U3"):
             _env(env_id).step("abc")
     with pytest.raises(InvalidActionError, match="not an array of numbers"):

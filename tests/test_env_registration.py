@@ -28,7 +28,9 @@ from ogdata.policies import list_policies, make_policy
 ROOT = Path(__file__).resolve().parent.parent
 SINGLE = list_envs(multi_agent=False)
 FAMILY_MODULES = ["ogdata.envs.core", "ogdata.envs.execution", "ogdata.envs.market_making",
-                  "ogdata.envs.portfolio", "ogdata.envs.trading", "ogdata.envs.prices"]
+                  "ogdata.envs.portfolio", "ogdata.envs.trading", "ogdata.envs.prices",
+                  "ogdata.envs.option_exercise", "ogdata.envs.stat_arb", "ogdata.envs.chains",
+                  "ogdata.envs.model_fits"]
 
 
 def _fresh(code: str) -> dict:

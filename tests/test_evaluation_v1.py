@@ -179,12 +179,13 @@ def test_iqm_and_performance_profile_on_known_scores():
 
 # -- 5. time scale and finance figures --------------------------------------------------------------------------------
 def test_each_env_states_its_time_scale_and_only_capital_envs_annualise():
-    per_year = {"1 trading day": 252, "1 month": 12, "1 hour (FX, weekdays; a weekend is one step)": 6240}
+    # capital or P&L paths annualise at their own step: daily, monthly or hourly; the others never
+    per_step = {"1 trading day": 252, "1 month": 12, "1 hour (FX, weekdays; a weekend is one step)": 6240}
     for env in list_envs():
         spec = env_spec(env)
         assert spec.step, f"{env} states no step length"
-        capital = spec.family in ("portfolio", "trading")  # daily, monthly or hourly: annualised at their own rate
-        assert spec.periods_per_year == (per_year[spec.step] if capital else None), env
+        capital = spec.family in ("portfolio", "trading", "stat-arb")
+        assert spec.periods_per_year == (per_step[spec.step] if capital else None), env
     ex = market_references("execution-ac", "test")["baselines"]["execution/twap"]["finance"]
     assert ex["time_scale"] == "per episode" and "sharpe" not in ex and "annualised_log_return" not in ex
     tr = market_references("trading-synth", "test")["baselines"]["trading/always-long"]["finance"]

@@ -135,4 +135,39 @@ MARKET_MAKING = (
     for n in (2, 3)
 )
 
-SPECS: tuple[EnvSpec, ...] = PORTFOLIO + TRADING + EXECUTION + MARKET_MAKING
+# -- option exercise ---------------------------------------------------------------------------
+# per-episode figures: an episode pays one (discounted) payoff, nothing to annualise
+_OX_CORE = "ogdata.envs.option_exercise:OptionExercise"
+_OX_REFS = {"random": "random", "expert": "option-exercise/dp-optimal"}
+_OX_STEP = "1/50 year (about 5 trading days); per-episode figures: one payoff an episode"
+_OX_DOC = ("Hold or exercise a put (strike 100, 1 year, 50 steps, S0/K uniform in [0.95, 1.05]); Discrete(2) "
+           "hold/exercise; reward the payoff discounted at r = 2.0 % (Fama–French T-bill rate, 1999–2014), "
+           "exercised at maturity if in the money; risk-neutral prices, so the best expected return is the "
+           "put's price.")
+OPTION_EXERCISE = (
+    EnvSpec("option-exercise-american", _OX_CORE, {"model": "gbm"}, family="option-exercise", step=_OX_STEP,
+            description="GBM with σ = 20.2 % (S&P 500 index, 1999–2014); exercise at any step. " + _OX_DOC,
+            references=_OX_REFS),
+    EnvSpec("option-exercise-bermudan", _OX_CORE, {"model": "gbm", "exercise_every": 5}, family="option-exercise",
+            step=_OX_STEP, description="GBM with σ = 20.2 %; exercise only every 5th step (10 dates a year, "
+                                       "then maturity). " + _OX_DOC, references=_OX_REFS),
+    EnvSpec("option-exercise-heston", _OX_CORE, {"model": "heston"}, family="option-exercise", step=_OX_STEP,
+            description="Heston variance on a 41-level Markov chain fitted to the VIX of 2014–2018 (κ 11.7, "
+                        "√θ 15.7 %, ξ 0.55, ρ −0.76), started from its stationary law; the volatility is "
+                        "observed; exercise at any step. " + _OX_DOC, references=_OX_REFS),
+)
+
+# -- statistical arbitrage ---------------------------------------------------------------------
+_SA_CORE = "ogdata.envs.stat_arb:StatArb"
+_SA_REFS = {"random": "random", "expert": "stat-arb/dp-optimal"}
+_SA_DOC = ("Trade the Brent − WTI spread, an Ornstein–Uhlenbeck process fitted to its 1987–2014 monthly "
+           "values (half-life 16 months) simulated on a 201-level chain; Discrete(3) short/flat/long one "
+           "unit; 60-month episodes; reward position × spread change − cost × |position change|, in $/bbl.")
+STAT_ARB = (
+    EnvSpec("stat-arb-brent-wti", _SA_CORE, {"cost": 0.05}, family="stat-arb", **MONTHLY,
+            description="Costs $0.05 per unit traded. " + _SA_DOC, references=_SA_REFS),
+    EnvSpec("stat-arb-brent-wti-costly", _SA_CORE, {"cost": 0.5}, family="stat-arb", **MONTHLY,
+            description="Costs $0.50 per unit traded: a wide no-trade band. " + _SA_DOC, references=_SA_REFS),
+)
+
+SPECS: tuple[EnvSpec, ...] = PORTFOLIO + TRADING + EXECUTION + MARKET_MAKING + OPTION_EXERCISE + STAT_ARB

@@ -42,6 +42,12 @@ _POLICIES: dict[str, Factory | str] = {
     "trading/always-long": "ogdata.policies.trading:AlwaysLong",
     "trading/flat": "ogdata.policies.trading:Flat",
     "trading/regime-filter": "ogdata.policies.trading:RegimeFilter",
+    "option-exercise/dp-optimal": "ogdata.policies.option_exercise:OptimalExercise",
+    "option-exercise/at-maturity": "ogdata.policies.option_exercise:ExerciseAtMaturity",
+    "option-exercise/longstaff-schwartz": "ogdata.policies.option_exercise:LongstaffSchwartz",
+    "stat-arb/dp-optimal": "ogdata.policies.stat_arb:OptimalSpreadTrading",
+    "stat-arb/band": "ogdata.policies.stat_arb:BandRule",
+    "stat-arb/band-1sd": "ogdata.policies.stat_arb:band_rule_1sd",
 }
 
 
