@@ -18,8 +18,9 @@ standard error, episodes):
   on the training years only: an `-eval` id makes the choice on its training id's markets, among the
   analytic and numerically optimised candidates only (HELD_OUT_RULE);
 - `baselines`: the named policies a finance reader knows (TWAP, AC, AS, the DP optimum,
-  1/N, buy-and-hold, the Kelly mix, always-long, the HMM regime filter, exercise at maturity,
-  Longstaff–Schwartz, the pairs-trading band rule — whichever apply) and the best trained
+  1/N, buy-and-hold, the Kelly mix, always-long, the HMM regime filter (S&P 500 index ids), always
+  flat (WTI, EUR/USD), exercise at maturity, Longstaff–Schwartz, the pairs-trading band rule — whichever
+  apply) and the best trained
   checkpoint of the recipe (`trained/best`);
 - `gap`: expert − random and its standard error sqrt(SE_e² + SE_r²) (unpaired, conservative);
   the gap must be at least `min_gap_se` of them, else the id is listed under `failing`.
@@ -68,6 +69,7 @@ LABELS = {
     "portfolio/buy-and-hold": "buy-and-hold",
     "portfolio/kelly": "Kelly mix (growth-optimal long-only constant mix)",
     "trading/always-long": "always-long (= buy-and-hold)",
+    "trading/flat": "always flat (no position)",
     "trading/regime-filter": "regime filter (calibrated HMM: long / flat / short)",
     "option-exercise/dp-optimal": "DP optimum (exact optimal exercise)",
     "option-exercise/at-maturity": "exercise at maturity (the European put)",
@@ -121,6 +123,7 @@ BEST_KNOWN_NOTES = {
                              "optimum is not known",
     "trained/best": "the recipe's best Good checkpoint (PPO, deterministic) on the training markets",
     "trading/always-long": "the passive benchmark",
+    "trading/flat": "no position: zero return, zero costs",
     "portfolio/equal-weight": "1/N rebalanced daily",
     "portfolio/buy-and-hold": "1/N bought once, then held",
 }
@@ -155,6 +158,8 @@ def plan(env_id: str) -> dict:
     if fam == "trading":
         if spec.kwargs.get("source") == "gbm":
             return {"baselines": _TR, "optimal": "trading/always-long", "train_id": None}
+        if spec.kwargs.get("universe", "sp500-index") != "sp500-index":  # the HMM is calibrated on the index
+            return {"baselines": _TR + ["trading/flat"], "optimal": None, "train_id": train_id}
         return {"baselines": _TR + ["trading/regime-filter"], "optimal": None, "train_id": train_id}
     raise OgdataError(f"no v1 reference plan for family {fam!r} of {env_id!r}; add one to {__file__}")
 

@@ -40,6 +40,7 @@ _POLICIES: dict[str, Factory | str] = {
     "portfolio/buy-and-hold": "ogdata.policies.portfolio:BuyAndHold",
     "portfolio/kelly": "ogdata.policies.portfolio:KellyMix",
     "trading/always-long": "ogdata.policies.trading:AlwaysLong",
+    "trading/flat": "ogdata.policies.trading:Flat",
     "trading/regime-filter": "ogdata.policies.trading:RegimeFilter",
     "option-exercise/dp-optimal": "ogdata.policies.option_exercise:OptimalExercise",
     "option-exercise/at-maturity": "ogdata.policies.option_exercise:ExerciseAtMaturity",
