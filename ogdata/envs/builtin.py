@@ -110,7 +110,7 @@ LOB = (
         description="Sell 20 lots in 60 one-second steps on a simulated limit-order book (Cont–Stoikov–Talreja "
                     "2010 Tokyo calibration, 10 levels a side) with market and queue-tracked limit orders; "
                     "reward = implementation shortfall against the arrival mid, in bp.",
-        references={"random": "random", "expert": "lob-execution/queue-aware"}),
+        references={"random": "random", "expert": "lob-execution/twap"}),
     EnvSpec(
         id="lob-market-making", core="ogdata.envs.lob_tasks:LobMarketMaking", family="lob-market-making",
         step=_LOB_STEP,

@@ -45,9 +45,10 @@ Calibrations (see `CST` and `QR`):
   order book data: the queue-reactive model", JASA 110(509):107–122: intensities depend on the
   queue size — insertion λ(i)(1 + a/(1 + q)) (very high at an empty queue, decreasing in q) and
   market orders μ(1 + b/(1 + q₀)) (decreasing in the best queue q₀), the shapes HLR estimate — and
-  the reference price moves when a best queue empties. The numbers (λ = 1.5, θ = 0.1, μ = 1, a = 8,
-  b = 2) are ours, chosen to give a large-tick book (one-tick spread nearly always, best queues of
-  ~10 lots); HLR's estimates are nonparametric curves for French stocks, not reproduced here.
+  the reference price moves when a best queue empties. The numbers (λ = 1 at every level, θ(1..5) =
+  0.3, 0.2, 0.15, 0.12, 0.1 then 0.1, μ = 1, a = 8, b = 2) are ours, chosen to give a large-tick book
+  (a one-tick spread in > 90 % of steps, best queues of ~5 lots and depth rising away from the touch,
+  the hump HLR report); HLR's estimates are nonparametric curves for French stocks, not reproduced here.
 
 Events within a step of Δt seconds happen in this fixed order — the discrete-time approximation:
   1. the agent's own actions (cancel / post limit orders / market orders walking the book), by the
@@ -116,7 +117,7 @@ CST = Calibration(
     source="Cont, Stoikov & Talreja (2010), Operations Research 58(3), Table 2 (Tokyo Stock Exchange); "
            "theta held at theta(5) beyond level 5")
 QR = Calibration(
-    "qr", k=1.5, alpha=0.0, theta=(0.1,), mu=1.0, insert_boost=8.0, market_boost=2.0,
+    "qr", k=1.0, alpha=0.0, theta=(0.3, 0.2, 0.15, 0.12, 0.1), mu=1.0, insert_boost=8.0, market_boost=2.0,
     source="queue-reactive shapes of Huang, Lehalle & Rosenbaum (2015), JASA 110(509); illustrative "
            "large-tick numbers of ours")
 CALIBRATIONS = {"cst": CST, "qr": QR}
