@@ -190,6 +190,7 @@ class Book:
         self._n = np.empty((B, 2, K + 1), dtype=np.int64)           # cancellation draws: K levels + ahead
         self._pcx = np.empty((B, 2, K + 1))
         self._pcx[..., :K] = self._pc
+        self._pcx[..., K] = self._pc[0]
         self._lam_b = np.broadcast_to(self._lam_dt, (B, 2, K))
         self._rates = np.empty((B, 3))                                  # uninformed buys, sells; informed
         self._rates[:, :2] = self._mu_base
@@ -292,7 +293,7 @@ class Book:
     def advance(self, rng: np.random.Generator) -> StepFlow:
         """One step of background flow: cancellations, limit arrivals, market orders, reference move."""
         B, K, f = self.B, self.K, self.flow
-        q, lv, sz = self.q, self.o_lv, self.o_sz
+        q, lv = self.q, self.o_lv
         rows, sides = self._rows, self._sides
         if f.insert_boost or f.market_boost:                            # QR: rates read the start state
             vis = self.visible()
