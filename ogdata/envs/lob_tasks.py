@@ -86,10 +86,8 @@ class _LobTask(VectorMarket):
         self.done = np.zeros(B, dtype=bool)
 
     def _obs_space(self, extra_lo: list[float], extra_hi: list[float]) -> spaces.Box:
-        n = 2 * self.L + 4 + 3 * self._n_own
         lo = np.concatenate([np.zeros(2 * self.L), [0.0, -1.0, -1.0, 0.0], np.zeros(3 * self._n_own), extra_lo])
         hi = np.concatenate([np.ones(2 * self.L), [1.0, 1.0, 1.0, 1.0], np.ones(3 * self._n_own), extra_hi])
-        assert lo.shape == (n + len(extra_lo),)
         return spaces.Box(lo.astype(np.float32), hi.astype(np.float32), dtype=np.float32)
 
     def _book_obs(self, sides: tuple[int, ...], size_scale: float) -> list[np.ndarray]:
