@@ -72,16 +72,18 @@ def score_split(ev: MarketEvaluator, expert: str, rows: dict[str, dict]) -> dict
 
 
 def compute_entry(env_id: str) -> dict:
+    """Both splits of `env_id`, each scored with the v1 references of the id its markets are made of (a
+    real-price test set is on the `-eval` id, whose expert is chosen by references-v1's held-out rule)."""
     sets = design(env_id)
     check_disjoint(sets)
-    expert, rows = reference_policies(env_id)
     entry = {"rule": ("validation and test are disjoint: different reset seeds (synthetic) or start dates "
                       "(real prices: validation in the training years, test every start date of the held-out "
-                      "years)"), "expert": expert}
+                      "years); each split is normalised with the v1 references of the id its markets are made of")}
     for split in SPLITS:
         ms = sets[split]
+        expert, rows = reference_policies(ms.env_id)
         ev = MarketEvaluator.on(env_id, ms)  # no references to normalise with: they are what this computes
-        entry[split] = {**ms.to_json(), "references": score_split(ev, expert, rows)}
+        entry[split] = {**ms.to_json(), "expert": expert, "references": score_split(ev, expert, rows)}
     return entry
 
 

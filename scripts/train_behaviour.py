@@ -164,13 +164,16 @@ def replay_and_random(transitions: int, seeds, record_envs: int) -> dict:
                        "transitions": transitions, "seed": 0}}
 
 
-def plot_curves(env_id: str, curves: dict[int, list[dict]], picks: dict, out: Path, title: str | None = None) -> None:
+def plot_curves(env_id: str, curves: dict[int, list[dict]], picks: dict, out: Path, title: str | None = None,
+                fallbacks: list[str] = ()) -> None:
+    """The checkpoints' training scores per seed, the picked checkpoints marked, fallbacks named below."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(7, 4 + 0.22 * len(fallbacks)))
+    labelled = set()
     for s, curve in curves.items():
         x = [c["env_steps"] for c in curve]
         ax.plot(x, [c["score"] for c in curve], marker=".", label=f"seed {s}")
@@ -179,7 +182,8 @@ def plot_curves(env_id: str, curves: dict[int, list[dict]], picks: dict, out: Pa
             if c is None:   # v1: a tier this seed fills with a fallback, not a checkpoint of the curve
                 continue
             ax.plot([c["env_steps"]], [c["score"]], mk, ms=11, color="k", alpha=0.7,
-                    label=tier if s == list(curves)[0] else None)
+                    label=None if tier in labelled else tier)
+            labelled.add(tier)
     for y in (20, 50, 80):
         ax.axhline(y, color="grey", lw=0.6, ls="--")
     ax.axhline(0, color="grey", lw=0.8)
@@ -188,7 +192,9 @@ def plot_curves(env_id: str, curves: dict[int, list[dict]], picks: dict, out: Pa
     ax.set_ylabel("normalised score (0 random, 100 expert)")
     ax.set_title(title or f"{env_id}: behaviour-policy checkpoints")
     ax.legend(fontsize=8)
-    fig.tight_layout()
+    if fallbacks:
+        fig.text(0.01, 0.01, "\n".join(fallbacks), fontsize=7.5, va="bottom")
+    fig.tight_layout(rect=(0, 0.045 * len(fallbacks) / (1 + 0.055 * len(fallbacks)), 1, 1))
     fig.savefig(out, dpi=110)
     plt.close(fig)
 
@@ -460,14 +466,10 @@ def train_env_v1(env_id: str, steps: int | None, seeds: tuple[int, ...], progres
     ma = spec.multi_agent
     kwargs: dict = {}
     refs, expert = v1_references(env_id)
-    probe = make_core(env_id, 1, **kwargs)
     over = dict(V1_OVERRIDES.get(env_id, {}))
     cfg = PPOConfig(**{"total_steps": int(steps or STEPS[ma]), **V1_CONFIG, **over})
     per_market = cfg.total_steps // cfg.num_envs
     record_envs = int(np.clip(math.ceil(2 * V1_TRANSITIONS / len(seeds) / max(1, per_market)), 1, cfg.num_envs))
-    noise = default_noise(probe.action_space)
-    noise_desc = ({"type": "gaussian", "value": noise, "scale": "[-1, 1] action scale"} if
-                  probe.action_space.__class__.__name__ == "Box" else {"type": "epsilon", "value": noise})
     recipe = {"format": RECIPE_FORMAT, "env_id": env_id, "env_kwargs": kwargs, "version": V1, "multi_agent": ma,
               "reference_returns": refs,
               "references": {"file": "ogdata/envs/references-v1.json", "expert": expert["name"],
@@ -477,8 +479,7 @@ def train_env_v1(env_id: str, steps: int | None, seeds: tuple[int, ...], progres
     wdir = v1_weights(env_id)
     if wdir.exists():
         shutil.rmtree(wdir)
-    wdir.mkdir(parents=True)
-    curves, walls, picks = {}, {}, {t: [] for t in ("good", "medium", "poor")}
+    curves, walls = {}, {}
     for s in seeds:
         ck_dir = training_dir(env_id, s, V1) / "checkpoints"
         if ck_dir.exists():
@@ -488,6 +489,59 @@ def train_env_v1(env_id: str, steps: int | None, seeds: tuple[int, ...], progres
         walls[s] = time.perf_counter() - t0
         curves[s] = [{k: v for k, v in c.items() if k != "path"} | {"checkpoint": Path(c["path"]).name}
                      for c in ds._train_result.checkpoints]
+        print(f"{env_id} seed {s}: {walls[s]:.0f} s, best training score {max(c['score'] for c in curves[s]):.1f}, "
+              f"replay record {len(ds)} transitions", flush=True)
+    recipe["training"]["wall_time_s"] = {str(s): round(walls[s], 1) for s in seeds}
+    return pick_tiers_v1(env_id, recipe, curves)
+
+
+def rescore_curve(curve: list[dict], refs: dict) -> list[dict]:
+    """A learning curve's checkpoint scores on new references (from their recorded mean returns)."""
+    out = []
+    for c in curve:
+        c = dict(c)
+        for key, ret in (("score", "return_mean"), ("score_deterministic", "return_mean_deterministic")):
+            if ret in c:
+                c[key] = float(normalised_score(c[ret], random=refs["random"], expert=refs["expert"]))
+        out.append(c)
+    return out
+
+
+def repick_v1(env_id: str) -> dict:
+    """No training: re-pick every tier of a committed v1 recipe on the current v1 references, from the
+    training run's checkpoints in OGDATA_HOME/training (needed when an env's expert changes the scale)."""
+    r = json.loads(recipe_path(env_id, V1).read_text())
+    lc = json.loads((v1_weights(env_id) / "learning_curve.json").read_text())
+    refs, expert = v1_references(env_id)
+    for s in r["training"]["seeds"]:
+        ck = training_dir(env_id, s, V1) / "checkpoints"
+        if not ck.is_dir():
+            raise SystemExit(f"{env_id}: no training checkpoints at {ck}; retrain with "
+                             f"`python scripts/train_behaviour.py --version 1 --env {env_id}`")
+    r["reference_returns"] = refs
+    r["references"] = {**r["references"], "expert": expert["name"], "expert_kind": expert["kind"]}
+    r.pop("tiers", None)
+    return pick_tiers_v1(env_id, r, {int(s): rescore_curve(c, refs) for s, c in lc["curves"].items()})
+
+
+def pick_tiers_v1(env_id: str, recipe: dict, curves: dict[int, list[dict]]) -> dict:
+    """Pick Good / Medium / Poor of every training seed from its checkpoints (named fallbacks where none lands
+    in a band), commit them with the learning curve and write the recipe."""
+    kwargs = recipe.get("env_kwargs") or {}
+    refs = recipe["reference_returns"]
+    _, expert = v1_references(env_id)
+    seeds = tuple(int(s) for s in recipe["training"]["seeds"])
+    probe = make_core(env_id, 1, **kwargs)
+    noise = default_noise(probe.action_space)
+    noise_desc = ({"type": "gaussian", "value": noise, "scale": "[-1, 1] action scale"} if
+                  probe.action_space.__class__.__name__ == "Box" else {"type": "epsilon", "value": noise})
+    wdir = v1_weights(env_id)
+    for old in wdir.glob("seed*"):
+        old.unlink()
+    wdir.mkdir(parents=True, exist_ok=True)
+    picks = {t: [] for t in ("good", "medium", "poor")}
+    for s in seeds:
+        ck_dir = training_dir(env_id, s, V1) / "checkpoints"
         good = pick_v1(env_id, kwargs, curves[s], ck_dir, wdir, s, "good", noise, refs)
         if good is not None:
             picks["good"].append(good)
@@ -497,8 +551,6 @@ def train_env_v1(env_id: str, steps: int | None, seeds: tuple[int, ...], progres
                 p = mixed_v1(env_id, kwargs, good, wdir, s, tier, noise, refs)
             if p is not None:
                 picks[tier].append(p)
-        print(f"{env_id} seed {s}: {walls[s]:.0f} s, best training score {max(c['score'] for c in curves[s]):.1f}, "
-              f"replay record {len(ds)} transitions", flush=True)
     if not picks["good"]:   # no seed learned a Good policy: the named fallbacks
         fin = expert_score(env_id, kwargs, expert, noise, refs, seed=score_seed(0))   # (finish_v1 fits σ)
         trained = expert["name"] == "trained/best"   # real-price experts may be a committed checkpoint
@@ -525,23 +577,38 @@ def train_env_v1(env_id: str, steps: int | None, seeds: tuple[int, ...], progres
             t["mixing"] = {"type": "uniform-random", "rule": MIX_RULE.format(near=0, tol=MIX_TOLERANCE),
                            "tolerance": MIX_TOLERANCE, "score_episodes": FINAL_EVAL_EPISODES}
         tiers[tier] = t
-    tiers.update(replay_and_random(V1_TRANSITIONS, seeds, record_envs))
+    tiers.update(replay_and_random(V1_TRANSITIONS, seeds, recipe["training"]["record_envs"]))
     recipe["tiers"] = tiers
-    recipe["training"]["wall_time_s"] = {str(s): round(walls[s], 1) for s in seeds}
     recipe["training"]["best_score"] = float(max(max(c["score"] for c in curves[s]) for s in seeds))
     recipe["training"]["learning_curve"] = f"v{V1}/{env_id}/learning_curve.json"
-    shown = {s: {t: next((p for p in picks[t] if p.get("seed") == s and p["source"] == "checkpoint"), None)
-                 for t in ("good", "medium", "poor")} for s in seeds}
     (wdir / "learning_curve.json").write_text(json.dumps(
         {"env_id": env_id, "version": V1, "references": refs, "noise": noise_desc,
          "curves": {str(s): curves[s] for s in seeds}}, indent=1) + "\n")
-    plot_curves(env_id, curves, {s: {t: ({"env_steps": p["env_steps"], "score": p["training_eval_score"]} if p
-                                         else None) for t, p in shown[s].items()} for s in seeds},
-                wdir / "learning_curve.png", title=f"{env_id} (catalogue v{V1})")
     path = recipe_path(env_id, V1)
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(recipe, indent=1) + "\n")
-    return finish_v1(env_id)
+    recipe = finish_v1(env_id)
+    plot_v1(env_id, recipe, curves)
+    return recipe
+
+
+def plot_v1(env_id: str, recipe: dict, curves: dict[int, list[dict]]) -> None:
+    """The v1 learning curve PNG: picked checkpoints marked on their seed's curve, each fallback named."""
+    seeds = [int(s) for s in recipe["training"]["seeds"]]
+    shown, fallbacks = {s: dict.fromkeys(("good", "medium", "poor")) for s in seeds}, []
+    for tier in ("good", "medium", "poor"):
+        for p in recipe["tiers"][tier]["policies"]:
+            if p["source"] == "checkpoint":
+                shown[p["seed"]][tier] = {"env_steps": p["env_steps"], "score": p["training_eval_score"]}
+            elif p["source"] == "mixed":
+                fallbacks.append(f"{tier}, seed {p['seed']}: checkpoint at {p['env_steps']:,} steps mixed with "
+                                 f"uniform random (p = {p['random_prob']:.3f}), scores {p['score']:.1f}")
+            else:
+                fallbacks.append(f"{tier}: the expert with rollout noise σ = {recipe['tiers'][tier]['noise']['value']:.4g}"
+                                 f" (not learned), scores {p['score']:.1f}")
+    plot_curves(env_id, curves, shown, v1_weights(env_id) / "learning_curve.png",
+                title=f"{env_id} (catalogue v{V1})", fallbacks=fallbacks)
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -557,6 +624,10 @@ def main(argv=None) -> int:
     ap.add_argument("--finish", action="store_true",
                     help="with --version 1, no training: refit the expert fallback's noise and the notes of the "
                          "committed v1 recipes")
+    ap.add_argument("--replot", action="store_true",
+                    help="no training (v1): redraw the learning-curve PNGs from the committed curves and recipes")
+    ap.add_argument("--repick", action="store_true",
+                    help="no training (v1): re-pick the tiers on the current references from OGDATA_HOME/training")
     ap.add_argument("--retier", action="store_true",
                     help="no training: redo the random mixing of the committed recipes' Poor tiers")
     a = ap.parse_args(argv)
@@ -567,6 +638,17 @@ def main(argv=None) -> int:
     if a.finish:
         for e in dict.fromkeys(envs):
             r = finish_v1(e)
+            print(json.dumps({e: {t: [round(p["score"], 1) for p in r["tiers"][t]["policies"]]
+                                  for t in ("good", "medium", "poor")}}), flush=True)
+        return 0
+    if a.replot:
+        for e in dict.fromkeys(envs):
+            lc = json.loads((v1_weights(e) / "learning_curve.json").read_text())
+            plot_v1(e, json.loads(recipe_path(e, V1).read_text()), {int(s): c for s, c in lc["curves"].items()})
+        return 0
+    if a.repick:
+        for e in dict.fromkeys(envs):
+            r = repick_v1(e)
             print(json.dumps({e: {t: [round(p["score"], 1) for p in r["tiers"][t]["policies"]]
                                   for t in ("good", "medium", "poor")}}), flush=True)
         return 0

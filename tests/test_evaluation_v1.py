@@ -12,6 +12,7 @@ from baselines.train import RunSettings, load_learner, train
 from ogdata.envs import list_envs, make_core
 from ogdata.envs.markets import (
     MARKETS_V1_FILE,
+    SPLITS,
     check_disjoint,
     design,
     evaluation_ids,
@@ -40,13 +41,17 @@ def test_every_dataset_env_has_published_disjoint_validation_and_test_markets():
 
 
 def test_markets_file_agrees_with_the_v1_references():
-    """Same expert per id; on synthetic ids the same markets, so every analytic policy's mean return is
-    identical to the one references-v1.json recorded (rerun compute_evaluation_markets.py after it changes)."""
+    """Each split's expert is the v1 expert of the id its markets are made of (a real-price test set: the
+    `-eval` id's); on synthetic ids the same markets, so every analytic policy's mean return is identical to
+    the one references-v1.json recorded (rerun compute_evaluation_markets.py after it changes)."""
     from ogdata.policies.evaluate import reference_returns_v1
 
     for env in evaluation_ids():
+        for split in SPLITS:
+            made_on = market_set(env, split).env_id
+            assert market_references(env, split)["expert"]["name"] == reference_returns_v1(made_on)["expert"]["name"], (
+                env, split)
         v1, test = reference_returns_v1(env), market_references(env, "test")
-        assert test["expert"]["name"] == v1["expert"]["name"], env
         if market_set(env, "test").kind == "seeds":
             assert test["random"]["episodes"] == v1["random"]["episodes"]
             for name, row in test["baselines"].items():

@@ -218,6 +218,8 @@ def test_references_v1_file_schema():
             assert x["chosen_on"]["env_id"] == env_id.removesuffix("-eval")
             cands = x["chosen_on"]["candidates"]
             assert cands[x["name"]] == max(cands.values())          # the best on the selection markets
+            if env_id.endswith("-eval"):  # held-out ids: never a network (HELD_OUT_RULE)
+                assert "trained/best" not in cands and x["held_out_rule"]
         gap = e["gap"]
         assert gap["expert_minus_random"] == pytest.approx(x["mean"] - e["random"]["mean"])
         assert gap["se"] == pytest.approx(math.hypot(x["se"], e["random"]["se"]))
@@ -225,6 +227,19 @@ def test_references_v1_file_schema():
         if not gap["ok"]:
             failing.append(env_id)
     assert sorted(failing) == doc["failing"]
+
+
+def test_trained_candidates_are_every_versions_learned_good_checkpoints():
+    """A best-known expert considers the learned Good checkpoints of every catalogue version (v1's
+    portfolio-sp500 network beats v0's and the Kelly mix), never a fallback tier's expert-with-noise."""
+    from ogdata.catalogue import catalogue_versions, recipe
+
+    cands = _script().trained_checkpoints("portfolio-sp500")
+    want = [f"checkpoint:{p['checkpoint']}" for v in catalogue_versions()
+            for p in recipe("portfolio-sp500", v)["tiers"]["good"]["policies"]]
+    assert cands == want and any(c.startswith("checkpoint:v1/") for c in cands)
+    assert not any(c.startswith("checkpoint:v1/") for c in _script().trained_checkpoints("portfolio-synth"))
+    assert load_references_v1()["envs"]["portfolio-sp500"]["expert"]["checkpoint"].startswith("v1/")
 
 
 def test_reference_returns_v1_loader(monkeypatch, tmp_path):
