@@ -6,9 +6,12 @@ with the bare cost of the random draws a step needs.
 Rows, for B = 1, 64, 1,024 books and K = 5, 10, 20 levels a side (CST calibration, one agent order
 resting on each side so the queue-position path runs too):
 - book: `ogdata.envs.lob.Book.advance` on B books (cancellations, arrivals, market orders, shifts);
-- draws: only the numpy draws one step of B books makes (binomial (B, 2, K+1), poisson (B, 2, K),
-  poisson (B, 3), random (B, 2), poisson (B,)) on arrays of the same shapes and rates: the floor
-  any numpy implementation of this discretisation pays;
+- draws only: only the draws one step of B books makes — one uint64 uniform per count and coin,
+  (B, 4K + 8), and the inverse-CDF look-ups of the counts (`ogdata.envs.lob_draws`) on the book's
+  own table keys: the floor of the step's randomness;
+- numpy samplers (before): the same counts from numpy's per-element samplers (binomial (B, 2, K+1),
+  poisson (B, 2, K), poisson (B, 3), random (B, 2), poisson (B,)), what the step drew until the
+  inverse-CDF tables replaced them;
 - oracle: `tests/lob_oracle.py`, one book, one lot at a time in Python (B = 1 only; its rate per
   book is what "× oracle" divides by).
 Trials of every row are interleaved round-robin (each round runs every row once), each trial timed
@@ -57,11 +60,28 @@ def book_runner(B, K):
 
 
 def draws_runner(B, K):
+    """The draws of one step as the book makes them: one uint64 uniform per count and per coin, and the
+    inverse-CDF look-ups of the counts (`ogdata.envs.lob_draws`) on the book's own table keys."""
+    bk, rng = _book(B, K)
+    bk.advance(rng)                      # fills the key buffer for the current state
+    keys, table, scratch = bk._rowbuf.copy(), bk._draws.table, np.empty_like(bk._scratch)
+
+    def run(steps):
+        for _ in range(steps):
+            v = rng.integers(0, 2**64, size=(B, bk._W), dtype=np.uint64)
+            table.draw_keyed(keys, v[:, :-2], scratch)
+
+    return run
+
+
+def numpy_draws_runner(B, K):
+    """What the step drew before the inverse-CDF sampler: numpy's binomial (B, 2, K+1), poisson (B, 2, K),
+    poisson (B, 3), random (B, 2), poisson (B,) at the book's rates."""
     bk, rng = _book(B, K)
     n = np.concatenate([bk.q, np.ones((B, 2, 1), np.int64)], axis=2)
-    p = bk._pcx.copy()
-    lam = np.ascontiguousarray(bk._lam_b)
-    rates = bk._rates.copy()
+    p = np.broadcast_to(np.append(bk._pc, bk._pc[0]), (B, 2, K + 1)).copy()
+    lam = np.ascontiguousarray(np.broadcast_to(bk._lam_dt, (B, 2, K)))
+    rates = np.tile([bk._mu_base, bk._mu_base, bk._mu_inf], (B, 1))
     deep = bk._deep
 
     def run(steps):
@@ -104,6 +124,7 @@ def main(argv=None) -> int:
         for B, steps in ((1, 2000), (64, 600), (1024, 60)):
             rows.append(("book", B, K, book_runner(B, K), max(int(steps * scale), 2)))
             rows.append(("draws only", B, K, draws_runner(B, K), max(int(steps * scale), 2)))
+            rows.append(("numpy samplers (before)", B, K, numpy_draws_runner(B, K), max(int(steps * scale), 2)))
     rates = [[] for _ in rows]
     print(f"benchmarking {len(rows)} rows, {args.rounds} interleaved rounds...", flush=True)
     for r in range(args.rounds):

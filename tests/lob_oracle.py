@@ -1,14 +1,19 @@
 """A sequential oracle of `ogdata.envs.lob.Book`: one book, one order at a time, in plain Python.
 
 Every queue is a list of orders in time priority, each ["bg" or "agent", lots]; background orders
-are one lot, as in the model. A step makes the same draws as the vectorised book, in the same order
-and with the same numpy generator calls (see the lob module docstring), but applies them one event at
-a time: each cancelled lot removed from its queue, each arriving lot appended, each market order
-walking the book from the best level, lot by lot, through the FIFO queue. It shares no code with the
-book but the calibration's rate tables, so the same seed must give the same path.
+are one lot, as in the model. A step draws the same uniforms as the vectorised book (one generator call, the same column order:
+see the lob module docstring) and turns each into a count with the same inverse-CDF tables
+(`ogdata.envs.lob_draws`, one scalar look-up per count), but applies them one event at a time: each
+cancelled lot removed from its queue, each arriving lot appended, each market order walking the book
+from the best level, lot by lot, through the FIFO queue. It shares no code with the book but the
+count tables and their row layout, so the same seed must give the same path.
 """
 
 from __future__ import annotations
+
+import numpy as np
+
+from ogdata.envs.lob_draws import poisson_inverse
 
 BID, ASK = 0, 1
 
@@ -20,8 +25,7 @@ class OracleBook:
         f = book.flow
         self.flow = f
         self.lam_dt = [float(x) for x in book._lam_dt]
-        self.pc = [float(x) for x in book._pc]
-        self.deep = float(book._deep)
+        self.draws = book._draws              # the count tables (lob_draws): rows and inversion, shared
         self.mu_base = float(book._mu_base)
         self.mu_inf = float(book._mu_inf)
         self.decay, self.jump, self.hawkes_on = float(book._decay), float(book._jump), book._hawkes_on
@@ -106,17 +110,20 @@ class OracleBook:
 
     # -- the step ----------------------------------------------------------------------------------
     def advance(self, rng):
-        K, f = self.K, self.flow
+        K, f, D = self.K, self.flow, self.draws
+        # the step's uniforms, in the book's column order (see the lob module docstring)
+        v = [int(x) for x in rng.integers(0, 2**64, size=(1, 4 * K + 8), dtype=np.uint64)[0]]
         vis = [[self.lots(s, j) for j in range(K)] for s in (0, 1)]
         agent = [self.agent(s) for s in (0, 1)]
         # cancellations: levels (behind the agent at its level), then the lots ahead of the agent
         for s in (0, 1):
             aj, alots, ahead = agent[s]
+            ahead = ahead if alots else 0
             counts = []
             for j in range(K):
-                n = self.background(s, j) - (ahead if alots and j == aj else 0)
-                counts.append(int(rng.binomial(n, self.pc[j])))
-            c_ahead = int(rng.binomial(ahead if alots else 0, self.pc[aj]))
+                n = self.background(s, j) - (ahead if j == aj else 0)
+                counts.append(D.cancel(j, n, v[s * K + j]))
+            c_ahead = D.cancel(aj, ahead, v[4 * K + s])
             for j in range(K):
                 queue = self.queues[s][j]
                 k_agent = next((k for k, o in enumerate(queue) if o[0] == "agent"), None)
@@ -126,22 +133,27 @@ class OracleBook:
                 if k_agent is not None and c_ahead:
                     drop |= set([k for k in range(k_agent) if queue[k][0] == "bg"][:c_ahead])
                 queue[:] = [o for k, o in enumerate(queue) if k not in drop]
-        # limit arrivals
+        # limit arrivals (QR: the rate reads the level's visible queue at the start of the step)
         for s in (0, 1):
             for j in range(K):
-                lam = self.lam_dt[j] * (1.0 + f.insert_boost / (1.0 + vis[s][j])) if f.insert_boost else self.lam_dt[j]
-                for _ in range(int(rng.poisson(lam))):
+                x = vis[s][j] if f.insert_boost else 0
+                for _ in range(D.arrival(j, x, v[2 * K + s * K + j])):
                     self.queues[s][j].append(["bg", 1])
         # market orders, one lot at a time
-        mu = [self.mu_base, self.mu_base]
-        if f.market_boost:
-            mu = [self.mu_base * (1.0 + f.market_boost / (1.0 + vis[ASK][0])),
-                  self.mu_base * (1.0 + f.market_boost / (1.0 + vis[BID][0]))]
+        i = 4 * K + 2
         if self.hawkes_on:
-            mu = [mu[0] + self.e[0] * self.dt, mu[1] + self.e[1] * self.dt]
-        m = rng.poisson([mu[0], mu[1], self.mu_inf])
-        buys = int(m[0]) + (int(m[2]) if self.z > 0 and self.mu_inf else 0)
-        sells = int(m[1]) + (int(m[2]) if self.z < 0 and self.mu_inf else 0)
+            mu = [self.mu_base, self.mu_base]
+            if f.market_boost:
+                mu = [self.mu_base * (1.0 + f.market_boost / (1.0 + vis[ASK][0])),
+                      self.mu_base * (1.0 + f.market_boost / (1.0 + vis[BID][0]))]
+            rate = np.array([[mu[0] + self.e[0] * self.dt, mu[1] + self.e[1] * self.dt]])
+            m = [int(x) for x in poisson_inverse(rate, np.array([v[i:i + 2]], dtype=np.uint64))[0]]
+        else:
+            x = [vis[ASK][0], vis[BID][0]] if f.market_boost else [0, 0]
+            m = [D.market(x[0], v[i]), D.market(x[1], v[i + 1])]
+        m.append(D.informed(v[i + 2]))
+        buys = m[0] + (m[2] if self.z > 0 and self.mu_inf else 0)
+        sells = m[1] + (m[2] if self.z < 0 and self.mu_inf else 0)
         fills = [0, 0]
         fill_px = [self.agent_price(BID), self.agent_price(ASK)]
         for s_walk, n in ((ASK, buys), (BID, sells)):
@@ -150,11 +162,11 @@ class OracleBook:
                 if hit is not None and hit[0] == "agent":
                     fills[s_walk] += 1
         if self.hawkes_on:
-            self.e = [self.e[0] * self.decay + self.jump * int(m[0]), self.e[1] * self.decay + self.jump * int(m[1])]
-        u = rng.random(2)
-        deep = int(rng.poisson(self.deep))
+            self.e = [self.e[0] * self.decay + self.jump * m[0], self.e[1] * self.decay + self.jump * m[1]]
+        deep = D.far(v[4 * K + 5])
+        coin, sign = ((x >> 11) / 2.0**53 for x in v[4 * K + 6:])
         shift = 0
-        if u[0] < f.shift_prob:
+        if coin < f.shift_prob:
             ask_empty, bid_empty = self.lots(ASK, 0) == 0, self.lots(BID, 0) == 0
             if ask_empty and not bid_empty:
                 shift = 1
@@ -170,7 +182,7 @@ class OracleBook:
                 self.queues[ASK].pop()
             if shift:
                 self.pb += shift
-                self.z = 1 if u[1] < 0.5 else -1
+                self.z = 1 if sign < 0.5 else -1
         return fills, fill_px, (buys, sells), shift
 
     def agent_price(self, s):

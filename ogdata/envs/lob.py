@@ -61,10 +61,16 @@ Events within a step of Δt seconds happen in this fixed order — the discrete-
      at the agent's level the volume ahead is taken first, then the agent's order, then the rest;
   5. the Hawkes update, then the reference-price move.
 Intensities that depend on the state (QR, Hawkes) are read at the start of the step. The random
-draws, in order: binomial (B, 2, K+1) [levels, then the volume ahead of the agent's order];
-poisson (B, 2, K); poisson (B, 3) [uninformed buys, uninformed sells, informed]; random (B, 2)
-[shift coin, new sign]; poisson (B,) [new far level]. `tests/lob_oracle.py` replays exactly this
-order one book, one lot at a time, in plain Python (same seed ⇒ same path).
+draws: one generator call a step, `rng.integers(0, 2**64, (B, 4K + 8), uint64)`, one uniform per
+count and coin, in the columns [cancellations (2, K): bid levels, ask levels | arrivals (2, K) |
+cancellations ahead of the agent's bid, ask | uninformed buys, uninformed sells, informed | new far
+level | shift coin | new sign]. Each count is the inverse CDF of its law at its uniform, looked up in
+tables built once per setting (`ogdata.envs.lob_draws`: exact inversion of the tabulated float64 CDF,
+a guide table per row; Hawkes intensities, not tabulated, by sequential inversion), so a step costs
+one generator call and one gather instead of numpy's per-element binomial and Poisson samplers (≈ 7×
+faster draws; `scripts/bench_lob.py`). The coins are the uniforms' top 53 bits / 2^53.
+`tests/lob_oracle.py` replays exactly this order one book, one lot at a time, in plain Python, with
+the same tables (same seed ⇒ same path).
 
 The agent: at most one resting order per side (an agent bid, an agent ask) with its queue position
 tracked as `ahead` (background lots ahead of it at its price). Reposting at the same price with a
@@ -83,6 +89,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ogdata.envs.core import _preview
+from ogdata.envs.lob_draws import BITS, InverseCDF, binomial_cdf, poisson_cdf, poisson_inverse, unit
 from ogdata.errors import EnvError, InvalidActionError
 
 BID, ASK = 0, 1
@@ -187,14 +194,13 @@ class Book:
         self._rows = self._r1[:, None]
         self._sides = np.arange(2)[None, :]
         self._levels = np.arange(K)
-        self._n = np.empty((B, 2, K + 1), dtype=np.int64)           # cancellation draws: K levels + ahead
-        self._pcx = np.empty((B, 2, K + 1))
-        self._pcx[..., :K] = self._pc
-        self._pcx[..., K] = self._pc[0]
-        self._lam_b = np.broadcast_to(self._lam_dt, (B, 2, K))
-        self._rates = np.empty((B, 3))                                  # uninformed buys, sells; informed
-        self._rates[:, :2] = self._mu_base
-        self._rates[:, 2] = self._mu_inf
+        self._flat = (np.arange(B)[:, None] * 2 * K + np.arange(2)[None, :] * K).ravel()   # q.ravel()[_flat + lv]
+        # one step's uniforms (module docstring): W = 4K + 8 per book, the first 4K + 6 are counts
+        self._W = 4 * K + 8
+        self._rowbuf = np.zeros((B, 4 * K + 6), dtype=np.int64)       # the counts' table keys
+        self._scratch = np.empty((B, 4 * K + 6), dtype=np.uint64)
+        self._kflat = (np.arange(B)[:, None] * (4 * K + 6) + np.arange(2)[None, :] * K).ravel()
+        self._draws = _Draws(self)
 
     # -- prices and levels -----------------------------------------------------------------------
     def price(self, side: int, level) -> np.ndarray:
@@ -208,7 +214,7 @@ class Book:
     def visible(self) -> np.ndarray:
         """(B, 2, K) lots at each level, the agent's orders included."""
         v = self.q.copy()
-        v[self._rows, self._sides, self.o_lv] += self.o_sz
+        v.reshape(-1)[self._flat + self.o_lv.ravel()] += self.o_sz.ravel()
         return v
 
     def best(self) -> tuple[np.ndarray, np.ndarray]:
@@ -285,90 +291,94 @@ class Book:
         gone = volume > 0
         for arr in (self.o_lv, self.o_sz, self.o_ahead):
             arr[gone, walked] = 0
-        take, _ = self._walk(walked, volume)
+        vol = np.zeros((self.B, 2), dtype=np.int64)
+        vol[:, walked] = volume
+        take = self._walk(vol)[0][:, walked]
         prices = self.pb[:, None] - self._levels if walked == BID else self.pb[:, None] + 1 + self._levels
         return take.sum(axis=1), (take * prices).sum(axis=1)
 
     # -- the step ---------------------------------------------------------------------------------
     def advance(self, rng: np.random.Generator) -> StepFlow:
         """One step of background flow: cancellations, limit arrivals, market orders, reference move."""
-        B, K, f = self.B, self.K, self.flow
-        q, lv = self.q, self.o_lv
-        rows, sides = self._rows, self._sides
-        if f.insert_boost or f.market_boost:                            # QR: rates read the start state
-            vis = self.visible()
-        # 2. cancellations: every level; at the agent's level the lots behind (in place) and ahead (slot K)
-        n = self._n
-        n[..., :K] = q
-        ahead = self.o_ahead
-        n[..., K] = ahead
-        n[rows, sides, lv] -= ahead
-        pcx = self._pcx
-        pcx[..., K] = self._pc[lv]
-        c = rng.binomial(n, pcx)
-        c_ahead = c[..., K]
-        q -= c[..., :K]
-        q[rows, sides, lv] -= c_ahead
+        B, K, f, D = self.B, self.K, self.flow, self._draws
+        q, lv, ahead = self.q, self.o_lv, self.o_ahead
+        v = rng.integers(0, 2**64, size=(B, self._W), dtype=np.uint64)
+        R = self._rowbuf
+        # 2. cancellations: Binomial(lots, p_j) per level, the agent's level split into the lots behind
+        # (in place) and ahead (slot K); row j·nc + n of the count tables
+        vis = self.visible() if f.insert_boost or f.market_boost else None
+        D.ensure(self, int(q.max()), vis)                              # ahead and behind <= the queue
+        at = self._flat + lv.ravel()                                   # the agent's level, flat in q
+        n = R[:, :2 * K].reshape(B, 2, K)                              # keys: row << BITS
+        np.left_shift(q, BITS, out=n)
+        n += D.ckeys
+        ka = R[:, 4 * K:4 * K + 2]
+        np.left_shift(ahead, BITS, out=ka)
+        R.reshape(-1)[self._kflat + lv.ravel()] -= ka.ravel()
+        ka += lv * D.nc_key
+        if vis is not None:
+            D.state_rows(R, vis)
+        cnt = D.table.draw_keyed(R, v[:, :-2], self._scratch)
+        c_ahead = cnt[:, 4 * K:4 * K + 2]
+        q -= cnt[:, :2 * K].reshape(B, 2, K)
+        q.reshape(-1)[at] -= c_ahead.ravel()
         ahead -= c_ahead
         # 3. limit arrivals, joining the back of their queues
-        lam = self._lam_dt * (1.0 + f.insert_boost / (1.0 + vis)) if f.insert_boost else self._lam_b
-        q += rng.poisson(lam)
+        q += cnt[:, 2 * K:4 * K].reshape(B, 2, K)
         # 4. market orders (uninformed buys, uninformed sells, informed of sign z)
-        rates = self._rates
-        if f.market_boost or self._hawkes_on:
-            mu = self._mu_base * (1.0 + f.market_boost / (1.0 + vis[:, ::-1, 0])) if f.market_boost else self._mu_base
-            rates[:, :2] = mu + self.e * self.dt if self._hawkes_on else mu
-        m = rng.poisson(rates)
-        buys, sells = m[:, 0], m[:, 1]
+        m = cnt[:, 4 * K + 2:4 * K + 5]
+        if self._hawkes_on:
+            mu = (self._mu_base * (1.0 + f.market_boost / (1.0 + vis[:, ::-1, 0])) if f.market_boost
+                  else self._mu_base)
+            m[:, :2] = poisson_inverse(mu + self.e * self.dt, v[:, 4 * K + 2:4 * K + 4])
+        vol = np.empty((B, 2), dtype=np.int64)                         # [sells hit the bids, buys the asks]
+        vol[:, ASK], vol[:, BID] = m[:, 0], m[:, 1]
         if self._mu_inf:
-            buys = buys + m[:, 2] * (self.z > 0)
-            sells = sells + m[:, 2] * (self.z < 0)
-        fill_px = self.order_price()
-        fills = np.empty((B, 2), dtype=np.int64)
-        fills[:, ASK] = self._walk(ASK, buys)[1]
-        fills[:, BID] = self._walk(BID, sells)[1]
+            vol[:, ASK] += m[:, 2] * (self.z > 0)
+            vol[:, BID] += m[:, 2] * (self.z < 0)
+        fill_px = np.empty((B, 2), dtype=np.int64)
+        fill_px[:, BID] = self.pb - lv[:, BID]
+        fill_px[:, ASK] = self.pb + 1 + lv[:, ASK]
+        _, fills = self._walk(vol)
         # 5. Hawkes excitation, then the reference-price move
         if self._hawkes_on:
             self.e = self.e * self._decay + self._jump * m[:, :2]
-        u = rng.random((B, 2))
-        deep = rng.poisson(self._deep, B)
-        shift = self._shift(u, deep)
-        return StepFlow(fills, fill_px, np.stack([buys, sells], axis=1), shift)
+        shift = self._shift(unit(v[:, -2]), unit(v[:, -1]), cnt[:, 4 * K + 5])
+        return StepFlow(fills, fill_px, vol[:, ::-1].copy(), shift)
 
     # -- internals --------------------------------------------------------------------------------
-    def _walk(self, s: int, volume: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Take `volume` (B,) lots from side s, best level first and FIFO within a level (the lots
+    def _walk(self, volume: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Take volume[:, s] lots from side s (B, 2), best level first and FIFO within a level (the lots
         ahead of the agent's order, then the order, then the rest). Returns (lots taken per level
-        (B, K), the agent's lots filled (B,))."""
-        q = self.q[:, s]                                               # a view: updated in place
-        sz = self.o_sz[:, s]                                           # views too
-        lv = self.o_lv[:, s]
-        ahead = self.o_ahead[:, s]
-        rows = self._r1
+        (B, 2, K), the agent's lots filled (B, 2))."""
+        q, sz, lv, ahead = self.q, self.o_sz, self.o_lv, self.o_ahead
+        at = self._flat + lv.ravel()
         avail = q.copy()
-        avail[rows, lv] += sz
-        before = np.cumsum(avail, axis=1)
-        before -= avail
-        np.subtract(volume[:, None], before, out=before)
-        np.maximum(before, 0, out=before)
-        take = np.minimum(before, avail, out=before)
-        t_j = take[rows, lv]
+        avail.reshape(-1)[at] += sz.ravel()
+        # lots before each level, an unrolled prefix sum (numpy's cumsum is slow along a short last axis)
+        left = np.empty_like(avail)
+        left[:, :, 0] = volume
+        for j in range(1, self.K):
+            np.subtract(left[:, :, j - 1], avail[:, :, j - 1], out=left[:, :, j])
+        np.maximum(left, 0, out=left)
+        take = np.minimum(left, avail, out=left)
+        t_j = take.reshape(-1)[at].reshape(-1, 2)
         a_fill = np.minimum(np.maximum(t_j - ahead, 0), sz)
         q -= take
-        q[rows, lv] += a_fill
+        q.reshape(-1)[at] += a_fill.ravel()
         sz -= a_fill
         ahead -= np.minimum(t_j, ahead)
-        done = a_fill.any() and (sz == 0)
-        if done is not False and done.any():
+        done = (sz == 0) & (a_fill > 0)
+        if done.any():
             lv[done] = 0
             ahead[done] = 0
         return take, a_fill
 
-    def _shift(self, u: np.ndarray, deep: np.ndarray) -> np.ndarray:
+    def _shift(self, coin: np.ndarray, sign: np.ndarray, deep: np.ndarray) -> np.ndarray:
         """Move the frame one tick where one best queue is empty and the other is not (w.p. shift_prob)."""
         sz, lv = self.o_sz, self.o_lv
         empty = (self.q[:, :, 0] == 0) & ((sz == 0) | (lv > 0))          # (B, 2) best level empty
-        go = u[:, 0] < self.flow.shift_prob
+        go = coin < self.flow.shift_prob
         up = empty[:, ASK] & ~empty[:, BID] & go
         down = empty[:, BID] & ~empty[:, ASK] & go
         shift = up.astype(np.int64) - down
@@ -388,7 +398,7 @@ class Book:
             lv[b, grow] += 1
         moved = np.flatnonzero(shift)
         self.pb += shift
-        self.z[moved] = np.where(u[moved, 1] < 0.5, 1, -1)
+        self.z[moved] = np.where(sign[moved] < 0.5, 1, -1)
         lv[sz == 0] = 0                                                 # no order: level 0 by convention
         out = lv >= self.K                                              # pushed beyond the window: cancelled
         if out.any():
@@ -396,6 +406,114 @@ class Book:
             lv[out] = 0
             self.o_ahead[out] = 0
         return shift
+
+
+def _pow2(n: int, floor: int) -> int:
+    return max(floor, 1 << max(int(n) - 1, 0).bit_length())
+
+
+class _Draws:
+    """The count tables of one book setting (`lob_draws.InverseCDF`) and their row layout:
+
+    cancellations  row j·nc + n            Binomial(n, p_j), n the lots at level j (n < nc);
+    arrivals       A0 + j·nx + x           Poisson(rate of level j given x): x = 0 (CST), or the
+                                           level's visible queue (QR insertion boost);
+    market orders  M0 + x                  Poisson(μ(1 − φ)(1 − n)Δt given x): x = 0, or the
+                                           opposite best queue (QR);
+    informed       I0                      Poisson(2μφΔt);
+    new far level  D0                      Poisson(λ(K)/θ(K)).
+    The sizes nc, nx, nm grow (doubling) when a state exceeds them; a row's CDF depends only on its
+    parameters, so growing changes no draw. Tables are cached per setting (`_draw_tables`).
+    """
+
+    def __init__(self, book: Book):
+        f, K = book.flow, book.K
+        self.K = K
+        self.pc = tuple(float(x) for x in book._pc)
+        self.lam = tuple(float(x) for x in book._lam_dt)
+        self.a, self.b = float(f.insert_boost), float(f.market_boost)
+        self.mu, self.mu_inf, self.deep = float(book._mu_base), float(book._mu_inf), float(book._deep)
+        self.nc, self.nx, self.nm = 16, (16 if self.a else 1), (16 if self.b else 1)
+        self.table = None
+        self._build()
+
+    def arrival_rate(self, j: int, x: int) -> float:
+        return self.lam[j] * (1.0 + self.a / (1.0 + x)) if self.a else self.lam[j]
+
+    def market_rate(self, x: int) -> float:
+        return self.mu * (1.0 + self.b / (1.0 + x)) if self.b else self.mu
+
+    def _build(self) -> None:
+        K, nc, nx, nm = self.K, self.nc, self.nx, self.nm
+        arr = tuple(self.arrival_rate(j, x) for j in range(K) for x in range(nx))
+        mkt = tuple(self.market_rate(x) for x in range(nm))
+        self.table = _draw_tables(self.pc, nc, arr, mkt, self.mu_inf, self.deep)
+        self.A0 = K * nc
+        self.M0 = self.A0 + K * nx
+        self.I0 = self.M0 + nm
+        self.D0 = self.I0 + 1
+        self.cbase = np.arange(K, dtype=np.int64) * nc                    # + n; the ahead slots: lv·nc + n
+        self.abase = self.A0 + np.arange(K, dtype=np.int64) * nx
+        self.ckeys, self.nc_key, self.akeys = self.cbase << BITS, nc << BITS, self.abase << BITS
+        self.version = getattr(self, "version", 0) + 1
+
+    def ensure(self, book: Book | None, n_max: int, vis: np.ndarray | None = None) -> None:
+        """Grow the tables so that queue size n_max (and, with QR, the visible queues vis) have rows;
+        then (re)write the constant rows of `book`'s row buffer if the layout changed."""
+        grow = n_max >= self.nc
+        nx_need = int(vis.max()) + 1 if self.a and vis is not None else 0
+        nm_need = int(vis[:, :, 0].max()) + 1 if self.b and vis is not None else 0
+        if grow or nx_need > self.nx or nm_need > self.nm:
+            self.nc = _pow2(n_max + 1, self.nc)
+            self.nx = _pow2(nx_need, self.nx) if self.a else 1
+            self.nm = _pow2(nm_need, self.nm) if self.b else 1
+            self._build()
+        if book is not None and getattr(book, "_rows_version", None) != self.version:
+            K, R = self.K, book._rowbuf
+            R[:, 2 * K:4 * K] = np.tile(self.akeys, 2)
+            R[:, 4 * K + 2:4 * K + 4] = self.M0 << BITS
+            R[:, 4 * K + 4] = self.I0 << BITS
+            R[:, 4 * K + 5] = self.D0 << BITS
+            book._rows_version = self.version
+
+    def state_rows(self, R: np.ndarray, vis: np.ndarray) -> None:
+        """QR: rows that depend on the visible queues (read at the start of the step)."""
+        K, B = self.K, len(R)
+        if self.a:
+            keys = R[:, 2 * K:4 * K].reshape(B, 2, K)
+            np.left_shift(vis, BITS, out=keys)
+            keys += self.akeys
+        if self.b:
+            np.left_shift(vis[:, ::-1, 0] + self.M0, BITS, out=R[:, 4 * K + 2:4 * K + 4])
+
+    # scalar draws, for the sequential oracle (tests/lob_oracle.py): the same rows, the same X
+    def cancel(self, j: int, n: int, v: int) -> int:
+        self.ensure(None, n)
+        return self.table.draw_one(j * self.nc + n, v)
+
+    def arrival(self, j: int, x: int, v: int) -> int:
+        if self.a and x >= self.nx:
+            self.ensure(None, 0, np.full((1, 2, 1), x))
+        return self.table.draw_one(self.A0 + j * self.nx + (x if self.a else 0), v)
+
+    def market(self, x: int, v: int) -> int:
+        if self.b and x >= self.nm:
+            self.ensure(None, 0, np.full((1, 2, 1), x))
+        return self.table.draw_one(self.M0 + (x if self.b else 0), v)
+
+    def informed(self, v: int) -> int:
+        return self.table.draw_one(self.I0, v)
+
+    def far(self, v: int) -> int:
+        return self.table.draw_one(self.D0, v)
+
+
+@lru_cache(maxsize=32)
+def _draw_tables(pc: tuple[float, ...], nc: int, arr: tuple[float, ...], mkt: tuple[float, ...], mu_inf: float,
+                 deep: float) -> InverseCDF:
+    cdfs = [binomial_cdf(n, p) for p in pc for n in range(nc)]
+    cdfs += [poisson_cdf(r) for r in arr] + [poisson_cdf(r) for r in mkt] + [poisson_cdf(mu_inf), poisson_cdf(deep)]
+    return InverseCDF(cdfs)
 
 
 def _as_int(name: str, v, B: int, lo: int, hi: int | None, want: str) -> np.ndarray:
