@@ -126,15 +126,23 @@ def test_single_market_order_impact_emerges_and_is_concave():
 
 
 def test_metaorder_impact_4q_against_q():
-    """Selling 4Q = 20 lots vs Q = 5 over the same 20 steps (market orders, even schedule), paired
-    seeds, 8,192 books: the measured ratio of mean impacts. Finding (scripts/bench_lob.py reports it
-    too): the zero-intelligence CST book gives a near-linear ratio (≈ 4.2 ± 0.4 with 16,384 books),
-    not the square-root law's ≈ 2; asserted within [2.5, 5.5]."""
-    q1 = _impact("cst", [(k + 1) * 5 // 20 - k * 5 // 20 for k in range(20)], 8192, 0)
-    q4 = _impact("cst", [1] * 20, 8192, 0)
+    """Selling 4Q vs Q lots over the same 20 steps (market orders, even schedule), paired seeds, 8,192
+    books (scripts/lob_impact.py reports the whole curve, Q = 5..160, per calibration). Finding: the
+    zero-intelligence CST book is linear while the metaorder is slower than the touch refills
+    (Q = 5 vs 20 lots: ratio 4.2 ± 0.14 with 4,096 books; asserted within [2.5, 5.5]) and concave only
+    once it outpaces them, by saturation (≈ 2.4 ticks in 20 s whatever the size: Q = 20 vs 80 lots gives
+    2.2 ± 0.04, asserted < 2.8, and 40 vs 160 ≈ 1.3), not by a square-root law. Resilience ingredients
+    tried on top (a V-shaped latent book and a touch refill ∝ distance² around an EMA anchor of the mid)
+    bend the small-size ratio only as far as they also make the mid mean-revert (lob_impact.py, part 2)."""
+    def even(Q):
+        return [(k + 1) * Q // 20 - k * Q // 20 for k in range(20)]
+
+    q1, q4 = _impact("cst", even(5), 8192, 0), _impact("cst", even(20), 8192, 0)
     ratio = q4[0] / q1[0]
     print(f"metaorder impact: Q=5 {q1[0]:.3f}±{q1[1]:.3f}, 4Q=20 {q4[0]:.3f}±{q4[1]:.3f} ticks, ratio {ratio:.2f}")
     assert q1[0] > 3 * q1[1] and 2.5 < ratio < 5.5
+    big = _impact("cst", even(80), 8192, 0)
+    assert big[0] / q4[0] < 2.8, (big, q4)
 
 
 def test_queue_position_front_fills_sooner_with_the_probability_the_model_implies():
