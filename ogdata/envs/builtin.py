@@ -170,4 +170,23 @@ STAT_ARB = (
             description="Costs $0.50 per unit traded: a wide no-trade band. " + _SA_DOC, references=_SA_REFS),
 )
 
-SPECS: tuple[EnvSpec, ...] = PORTFOLIO + TRADING + EXECUTION + MARKET_MAKING + OPTION_EXERCISE + STAT_ARB
+
+# -- limit-order book ----------------------------------------------------------------------------
+_LOB_STEP = "1 second of a Cont–Stoikov–Talreja order book: intraday"
+LOB = (
+    EnvSpec(
+        id="lob-execution", core="ogdata.envs.lob_tasks:LobExecution", family="lob-execution", step=_LOB_STEP,
+        description="Sell 20 lots in 60 one-second steps on a simulated limit-order book (Cont–Stoikov–Talreja "
+                    "2010 Tokyo calibration, 10 levels a side) with market and queue-tracked limit orders; "
+                    "reward = implementation shortfall against the arrival mid, in bp.",
+        references={"random": "random", "expert": "lob-execution/twap"}),
+    EnvSpec(
+        id="lob-market-making", core="ogdata.envs.lob_tasks:LobMarketMaking", family="lob-market-making",
+        step=_LOB_STEP,
+        description="Quote a bid and an ask (level and size) for 200 one-second steps on a simulated "
+                    "limit-order book (Cont–Stoikov–Talreja 2010 calibration, 30 % informed market orders); "
+                    "reward = PnL marked to mid − inventory penalty.",
+        references={"random": "random", "expert": "lob-market-making/inventory-skew"}),
+)
+
+SPECS: tuple[EnvSpec, ...] = PORTFOLIO + TRADING + EXECUTION + MARKET_MAKING + OPTION_EXERCISE + STAT_ARB + LOB
