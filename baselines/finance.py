@@ -143,9 +143,10 @@ def summary(wealth, periods_per_year: float = TRADING_DAYS, turnover=None, inven
 # -- protocol v1: the headline figures, per family, on the fixed evaluation markets -------------------
 CAPITAL_FAMILIES = ("portfolio", "trading")
 EXECUTION_FAMILIES = ("execution",)
-MAKING_FAMILIES = ("market-making", "multi-market-making")
+MAKING_FAMILIES = ("market-making", "multi-market-making", "lob-market-making")  # lob: fills in lots
 OPTION_FAMILIES = ("option-exercise",)
 SPREAD_FAMILIES = ("stat-arb",)
+LOB_EXECUTION_FAMILIES = ("lob-execution",)
 
 
 def cvar(x, alpha: float = 0.05, tail: str = "lower") -> float:
@@ -228,6 +229,18 @@ def v1_figures(family: str, res: dict, periods_per_year: float | None, n_agents:
         X = np.asarray(res["inventory"], dtype=np.float64)[:, 0]
         out["share_dumped_mean"] = float(np.mean(np.asarray(res["dumped"]) / X))
         out["episodes_with_dump"] = float(np.mean(np.asarray(res["dumped"]) > 1e-9 * X))
+    elif family in LOB_EXECUTION_FAMILIES:
+        # the order book's return is minus the implementation shortfall in bp of the arrival value; the
+        # lots the last step leaves are dumped by one market order (not part of info["fills"])
+        bp = -R
+        out["shortfall_bp_mean"] = float(bp.mean())
+        out["shortfall_bp_std"] = _std1(bp)
+        out["shortfall_bp_cvar95"] = cvar(bp, 0.05, tail="upper")
+        X = np.asarray(res["inventory"], dtype=np.float64)[:, 0]
+        sold = np.where(alive, np.asarray(res["fills"], dtype=np.float64)[:, 1:], 0.0).sum(axis=1)
+        dumped = X - sold
+        out["share_dumped_mean"] = float(np.mean(dumped / X))
+        out["episodes_with_dump"] = float(np.mean(dumped > 0.5))
     elif family in MAKING_FAMILIES:
         W = _paths(res["wealth"])
         pnl = W[:, -1] - W[:, 0]

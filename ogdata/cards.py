@@ -40,8 +40,16 @@ PRICE_SOURCES: dict[str, dict[str, str]] = {
     "arch": {
         "license": "ncsa",
         "name": "arch (`arch.data`)",
-        "text": "Daily prices from `arch.data` (the arch package by Kevin Sheppard, University of "
-                "Illinois/NCSA Open Source Licence). Keep this notice with any redistribution.",
+        "text": "Prices from `arch.data` (the arch package by Kevin Sheppard, University of "
+                "Illinois/NCSA Open Source Licence): daily index levels and WTI crude, or the monthly "
+                "Fama–French factors it ships from Kenneth French's data library. Keep this notice with any "
+                "redistribution.",
+    },
+    "gym-anytrading": {
+        "license": "mit",
+        "name": "gym-anytrading (`gym_anytrading/datasets/data`)",
+        "text": "Hourly EUR/USD ask prices of 2017 shipped in gym-anytrading (MIT licence, Copyright (c) 2019 "
+                "Mohammad Amin Haghpanah). Keep this notice with any redistribution.",
     },
     "synthetic": {
         "license": "apache-2.0",
@@ -190,8 +198,10 @@ def _spec(env_id: str | None):
         return None
 
 
-# which package's prices each family of real-price environments reads (ogdata/envs/prices.py)
+# which package's prices each family of real-price environments reads by default, and each named
+# universe (the `universe` kwarg; ogdata/envs/prices.py)
 _FAMILY_SOURCE = {"portfolio": "skfolio", "trading": "arch"}
+_UNIVERSE_SOURCE = {"sp500": "skfolio", "sp500-index": "arch", "ff": "arch", "wti": "arch", "eurusd": "gym-anytrading"}
 # synthetic families whose model parameters are fitted to arch's data (ogdata/envs/model_fits.py)
 _FAMILY_FITS = ("option-exercise", "stat-arb")
 
@@ -212,6 +222,8 @@ def price_source(meta: Mapping[str, Any]) -> str:
     if kwargs.get("prices") is not None:  # the user's own price array
         return "unknown-real"
     if kwargs.get("source") == "real":
+        if "universe" in kwargs:
+            return _UNIVERSE_SOURCE.get(str(kwargs["universe"]), "unknown-real")
         return _FAMILY_SOURCE.get(family, "unknown-real")
     if family in _FAMILY_SOURCE and kwargs.get("source") is not None:
         return f"synthetic-{_FAMILY_SOURCE[family]}"

@@ -18,9 +18,10 @@ standard error, episodes):
   on the training years only: an `-eval` id makes the choice on its training id's markets, among the
   analytic and numerically optimised candidates only (HELD_OUT_RULE);
 - `baselines`: the named policies a finance reader knows (TWAP, AC, AS, the DP optimum,
-  1/N, buy-and-hold, the Kelly mix, always-long, the HMM regime filter, exercise at maturity,
-  Longstaff–Schwartz, the pairs-trading band rule — whichever apply) and the best trained
-  checkpoint of the recipe (`trained/best`);
+  1/N, buy-and-hold, the Kelly mix, always-long, the HMM regime filter (S&P 500 index ids), always
+  flat (WTI, EUR/USD), exercise at maturity, Longstaff–Schwartz, the pairs-trading band rule; on the
+  order book TWAP, AC with impact fitted to the book, the queue-aware seller, symmetric and
+  inventory-skewed quotes — whichever apply) and the best trained checkpoint of the recipe (`trained/best`);
 - `gap`: expert − random and its standard error sqrt(SE_e² + SE_r²) (unpaired, conservative);
   the gap must be at least `min_gap_se` of them, else the id is listed under `failing`.
 
@@ -68,6 +69,7 @@ LABELS = {
     "portfolio/buy-and-hold": "buy-and-hold",
     "portfolio/kelly": "Kelly mix (growth-optimal long-only constant mix)",
     "trading/always-long": "always-long (= buy-and-hold)",
+    "trading/flat": "always flat (no position)",
     "trading/regime-filter": "regime filter (calibrated HMM: long / flat / short)",
     "option-exercise/dp-optimal": "DP optimum (exact optimal exercise)",
     "option-exercise/at-maturity": "exercise at maturity (the European put)",
@@ -75,6 +77,11 @@ LABELS = {
     "stat-arb/dp-optimal": "DP optimum",
     "stat-arb/band": "band rule (open at ±2 sd, close at the mean)",
     "stat-arb/band-1sd": "band rule (open at ±1 sd, close at the mean)",
+    "lob-execution/twap": "TWAP (market orders)",
+    "lob-execution/ac": "Almgren–Chriss, impact fitted to the book",
+    "lob-execution/queue-aware": "queue-aware (rest at the touch, cross for the deficit)",
+    "lob-market-making/symmetric": "symmetric one-lot quotes at the touch",
+    "lob-market-making/inventory-skew": "inventory-skewed one-lot quotes",
     "trained/best": "best trained checkpoint (PPO)",
 }
 
@@ -88,6 +95,8 @@ _PF = ["portfolio/equal-weight", "portfolio/buy-and-hold", "portfolio/kelly"]
 _TR = ["trading/always-long"]
 _OX = ["option-exercise/at-maturity", "option-exercise/longstaff-schwartz", "option-exercise/dp-optimal"]
 _SA = ["stat-arb/band", "stat-arb/band-1sd", "stat-arb/dp-optimal"]
+_LOBX = ["lob-execution/twap", "lob-execution/ac", "lob-execution/queue-aware"]
+_LOBM = ["lob-market-making/symmetric", "lob-market-making/inventory-skew"]
 NOTES = {
     "execution/ac-optimal": "Almgren–Chriss closed form of the env's own mean-variance reward: the expected "
                             "reward is a concave quadratic of the schedule and price noise is a martingale, "
@@ -121,8 +130,20 @@ BEST_KNOWN_NOTES = {
                              "optimum is not known",
     "trained/best": "the recipe's best Good checkpoint (PPO, deterministic) on the training markets",
     "trading/always-long": "the passive benchmark",
+    "trading/flat": "no position: zero return, zero costs",
     "portfolio/equal-weight": "1/N rebalanced daily",
     "portfolio/buy-and-hold": "1/N bought once, then held",
+    "lob-execution/twap": "a market order of remaining / steps left every step; no optimum is known for the "
+                          "order book (its impact, resilience and fills emerge from the simulated flow)",
+    "lob-execution/ac": "the Almgren–Chriss schedule with temporary/permanent impact and volatility fitted "
+                        "to this book by simulation, executed by market orders; optimal only for the linear "
+                        "model it fits, not for the book",
+    "lob-execution/queue-aware": "rests the remainder at the touch (keeping its FIFO position) and crosses only "
+                                 "for what the queue cannot deliver; a heuristic",
+    "lob-market-making/symmetric": "one lot at the reference bid and ask whatever the inventory",
+    "lob-market-making/inventory-skew": "one lot a side, the inventory-growing side stepped back a level per two "
+                                        "lots held and withdrawn beyond half the bound; a heuristic, no optimum "
+                                        "is known for the order book with informed flow",
 }
 HELD_OUT_RULE = ("a held-out (-eval) id's expert is the best analytic or numerically optimised policy on the "
                  "training years, never a trained network: a network's training-years score is in-sample for its "
@@ -155,7 +176,11 @@ def plan(env_id: str) -> dict:
     if fam == "trading":
         if spec.kwargs.get("source") == "gbm":
             return {"baselines": _TR, "optimal": "trading/always-long", "train_id": None}
+        if spec.kwargs.get("universe", "sp500-index") != "sp500-index":  # the HMM is calibrated on the index
+            return {"baselines": _TR + ["trading/flat"], "optimal": None, "train_id": train_id}
         return {"baselines": _TR + ["trading/regime-filter"], "optimal": None, "train_id": train_id}
+    if fam in ("lob-execution", "lob-market-making"):  # the order book: no closed form, best-known
+        return {"baselines": _LOBX if fam == "lob-execution" else _LOBM, "optimal": None, "train_id": None}
     raise OgdataError(f"no v1 reference plan for family {fam!r} of {env_id!r}; add one to {__file__}")
 
 

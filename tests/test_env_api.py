@@ -8,6 +8,7 @@ from pettingzoo.test import parallel_api_test, parallel_seed_test
 
 import ogdata
 from ogdata.envs import env_spec, list_envs, make_core, make_vector_env
+from ogdata.envs.prices import real_package
 from ogdata.errors import InvalidIdError
 from ogdata.policies import episode_returns, make_policy, reference_returns
 
@@ -17,6 +18,7 @@ def _needs(env_id):
         if extra == "realdata":
             pytest.importorskip("skfolio", reason="portfolio/trading real prices need `pip install ogdata[realdata]`")
             pytest.importorskip("arch", reason="real prices need `pip install ogdata[realdata]`")
+            pytest.importorskip(real_package(env_id), reason="real prices need `pip install ogdata[realdata]`")
 
 
 SINGLE = list_envs(multi_agent=False)

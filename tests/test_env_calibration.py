@@ -61,7 +61,7 @@ def _train_returns(universe):
     return np.diff(np.log(hist.prices[i0:i1 + 1]), axis=0)
 
 
-@pytest.mark.parametrize("universe", sorted(prices.PERIODS))
+@pytest.mark.parametrize("universe", sorted(prices.UNIVERSES))  # the calibrated universes
 def test_committed_regime_model_is_a_consistent_fit(committed, universe):
     """Independent checks of the committed HMM, not through `fit_regimes`: a log-space forward pass
     (scipy's Gaussian densities) gives the likelihood EM recorded, within 2 nats (EM's recorded value

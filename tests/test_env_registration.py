@@ -21,6 +21,7 @@ from gymnasium.utils.env_checker import check_env
 import ogdata
 from ogdata.envs import env_spec, list_envs
 from ogdata.envs.core import MarketEnv, MarketVectorEnv
+from ogdata.envs.prices import real_package
 from ogdata.errors import EnvError, InvalidIdError
 from ogdata.policies import list_policies, make_policy
 
@@ -83,6 +84,7 @@ def test_check_env_through_gymnasium_make(env_id):
         if extra == "realdata":
             pytest.importorskip("skfolio")
             pytest.importorskip("arch")
+            pytest.importorskip(real_package(env_id))
     gym_id = env_spec(env_id).gym_id
     env = gymnasium.make(gym_id)
     check_env(env.unwrapped, skip_render_check=True)

@@ -12,15 +12,30 @@ from ogdata.envs.registry import EnvSpec
 # -- portfolio ---------------------------------------------------------------------------------
 # time scale, as data: daily envs annualise with 252 trading days; intraday envs never annualise
 DAILY = {"step": "1 trading day", "periods_per_year": 252}
+MONTHLY = {"step": "1 month", "periods_per_year": 12}
+# FX trades around the clock on weekdays: 24 h × 5 days × 52 weeks (a weekend is one step)
+HOURLY = {"step": "1 hour (FX, weekdays; a weekend is one step)", "periods_per_year": 6240}
 _PF_REFS = {"random": "random", "expert": "portfolio/equal-weight"}
 _PF_CORE = "ogdata.envs.portfolio:Portfolio"
 _PF_DOC = ("20 S&P 500 stocks + cash, daily, 252-step episodes from random start dates; Box [0,1]^21 "
            "target weights normalised onto the simplex; 10 bp costs on turnover; reward log wealth growth.")
+_FF_KW = {"source": "real", "universe": "ff", "n_steps": 60, "window": 12}
+_FF_REFS = {"random": "random", "expert": "portfolio/kelly"}
+_FF_DOC = ("Fama–French factors Mkt-RF, SMB, HML (each held on T-bill collateral) + cash at RF, monthly, "
+           "60-month episodes from random start months; Box [0,1]^4 target weights normalised onto the simplex, "
+           "portfolio return RF + Σ w_i·F_i; 10 bp costs on turnover; reward log wealth growth; "
+           "leverage= and short= kwargs.")
 PORTFOLIO = (
     EnvSpec("portfolio-sp500", _PF_CORE, {"source": "real", "period": "train"}, family="portfolio", **DAILY,
             description="Training years 1990–2014. " + _PF_DOC, references=_PF_REFS, extras=("realdata",)),
     EnvSpec("portfolio-sp500-eval", _PF_CORE, {"source": "real", "period": "eval"}, family="portfolio", **DAILY,
             description="Held-out evaluation years 2015–2022. " + _PF_DOC, references=_PF_REFS,
+            extras=("realdata",)),
+    EnvSpec("portfolio-ff", _PF_CORE, {**_FF_KW, "period": "train"}, family="portfolio", **MONTHLY,
+            description="Training months 1926-07 → 1989-12. " + _FF_DOC, references=_FF_REFS,
+            extras=("realdata",)),
+    EnvSpec("portfolio-ff-eval", _PF_CORE, {**_FF_KW, "period": "eval"}, family="portfolio", **MONTHLY,
+            description="Held-out evaluation months 1990-02 → 2018-11. " + _FF_DOC, references=_FF_REFS,
             extras=("realdata",)),
     EnvSpec("portfolio-synth", _PF_CORE, {"source": "gbm"}, family="portfolio", **DAILY,
             description="Correlated GBM calibrated on the 1990–2014 moments of the 20 stocks; fresh "
@@ -35,12 +50,32 @@ _TR_REFS = {"random": "random", "expert": "trading/always-long"}
 _TR_CORE = "ogdata.envs.trading:Trading"
 _TR_DOC = ("S&P 500 index, daily, 252-step episodes from random start dates; Discrete(3) short/flat/long; "
            "10 bp costs on position changes; reward position × return − costs.")
+_WTI_KW = {"source": "real", "universe": "wti"}
+_WTI_REFS = {"random": "random", "expert": "trading/always-long"}
+_WTI_DOC = ("WTI spot crude (a price, not a tradable total return), daily, 252-step episodes from random start "
+            "dates; Discrete(3) short/flat/long; 10 bp costs on position changes; reward position × return − costs.")
+_FX_KW = {"source": "real", "universe": "eurusd", "n_steps": 120, "window": 24, "cost": 0.0001}
+_FX_REFS = {"random": "random", "expert": "trading/always-long"}
+_FX_DOC = ("EUR/USD hourly ask closes of 2017 (gym-anytrading, 6,225 bars), 120-hour episodes from random start "
+           "hours; Discrete(3) short/flat/long; 1 bp costs on position changes (a spread of about 2.3 pips a "
+           "round trip); reward position × return − costs.")
 TRADING = (
     EnvSpec("trading-sp500", _TR_CORE, {"source": "real", "period": "train"}, family="trading", **DAILY,
             description="Training years 1999–2014. " + _TR_DOC, references=_TR_REFS, extras=("realdata",)),
     EnvSpec("trading-sp500-eval", _TR_CORE, {"source": "real", "period": "eval"}, family="trading", **DAILY,
             description="Held-out evaluation years 2015–2018. " + _TR_DOC, references=_TR_REFS,
             extras=("realdata",)),
+    EnvSpec("trading-wti", _TR_CORE, {**_WTI_KW, "period": "train"}, family="trading", **DAILY,
+            description="Training years 1986–2011. " + _WTI_DOC, references=_WTI_REFS, extras=("realdata",)),
+    EnvSpec("trading-wti-eval", _TR_CORE, {**_WTI_KW, "period": "eval"}, family="trading", **DAILY,
+            description="Held-out evaluation years 2012 → 2019-01-03. " + _WTI_DOC, references=_WTI_REFS,
+            extras=("realdata",)),
+    EnvSpec("trading-eurusd", _TR_CORE, {**_FX_KW, "period": "train"}, family="trading", **HOURLY,
+            description="Training months 2017-01 → 2017-10. " + _FX_DOC, references=_FX_REFS,
+            extras=("realdata",)),
+    EnvSpec("trading-eurusd-eval", _TR_CORE, {**_FX_KW, "period": "eval"}, family="trading", **HOURLY,
+            description="Held-out evaluation months 2017-11 → 2017-12 (about 1,000 hours). " + _FX_DOC,
+            references=_FX_REFS, extras=("realdata",)),
     EnvSpec("trading-synth", _TR_CORE, {"source": "gbm"}, family="trading", **DAILY,
             description="GBM calibrated on the 1999–2014 S&P 500 index; fresh path every episode. " + _TR_DOC,
             references=_TR_REFS),
@@ -125,7 +160,6 @@ OPTION_EXERCISE = (
 # -- statistical arbitrage ---------------------------------------------------------------------
 _SA_CORE = "ogdata.envs.stat_arb:StatArb"
 _SA_REFS = {"random": "random", "expert": "stat-arb/dp-optimal"}
-MONTHLY = {"step": "1 month", "periods_per_year": 12}
 _SA_DOC = ("Trade the Brent − WTI spread, an Ornstein–Uhlenbeck process fitted to its 1987–2014 monthly "
            "values (half-life 16 months) simulated on a 201-level chain; Discrete(3) short/flat/long one "
            "unit; 60-month episodes; reward position × spread change − cost × |position change|, in $/bbl.")
@@ -136,4 +170,23 @@ STAT_ARB = (
             description="Costs $0.50 per unit traded: a wide no-trade band. " + _SA_DOC, references=_SA_REFS),
 )
 
-SPECS: tuple[EnvSpec, ...] = PORTFOLIO + TRADING + EXECUTION + MARKET_MAKING + OPTION_EXERCISE + STAT_ARB
+
+# -- limit-order book ----------------------------------------------------------------------------
+_LOB_STEP = "1 second of a Cont–Stoikov–Talreja order book: intraday"
+LOB = (
+    EnvSpec(
+        id="lob-execution", core="ogdata.envs.lob_tasks:LobExecution", family="lob-execution", step=_LOB_STEP,
+        description="Sell 20 lots in 60 one-second steps on a simulated limit-order book (Cont–Stoikov–Talreja "
+                    "2010 Tokyo calibration, 10 levels a side) with market and queue-tracked limit orders; "
+                    "reward = implementation shortfall against the arrival mid, in bp.",
+        references={"random": "random", "expert": "lob-execution/twap"}),
+    EnvSpec(
+        id="lob-market-making", core="ogdata.envs.lob_tasks:LobMarketMaking", family="lob-market-making",
+        step=_LOB_STEP,
+        description="Quote a bid and an ask (level and size) for 200 one-second steps on a simulated "
+                    "limit-order book (Cont–Stoikov–Talreja 2010 calibration, 30 % informed market orders); "
+                    "reward = PnL marked to mid − inventory penalty.",
+        references={"random": "random", "expert": "lob-market-making/inventory-skew"}),
+)
+
+SPECS: tuple[EnvSpec, ...] = PORTFOLIO + TRADING + EXECUTION + MARKET_MAKING + OPTION_EXERCISE + STAT_ARB + LOB

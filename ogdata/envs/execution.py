@@ -37,7 +37,9 @@ shortfall ($: S0 · sold − cash), costs ($ paid to temporary impact, spread an
 penalty), risk_penalty ($), wealth (cash + inventory · mid), mid, firm_shortfall.
 Defaults are Almgren & Chriss's example: X = 1e6 shares at S0 = $50, σ = 0.95 $/√day
 (30 % a year), ε = 1/16 $, η = 2.5e-6 $/(share/day), γ = 2.5e-7 $/share, λ = 1e-6 /$,
-liquidated over 5 days in 20 steps.
+liquidated over 5 days in 20 steps. `calibration="sp500"` or `"nasdaq"` replaces them with the
+parameters measured on that index's daily OHLCV (`ogdata.envs.liquidity`, committed in
+`execution-calibration.json`); kwargs given beside it override single parameters.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ import numpy as np
 from gymnasium import spaces
 
 from ogdata.envs.core import VectorMarket, _preview
+from ogdata.envs.liquidity import calibrated_kwargs
 from ogdata.errors import EnvError
 
 _BP = 1e4
@@ -262,14 +265,22 @@ class _ExecutionCore(VectorMarket):
         return s
 
 
+def _calibrated(calibration, kwargs: dict) -> dict:
+    """kwargs over the named calibration's parameters (None: the Almgren–Chriss example defaults)."""
+    if calibration is None:
+        return kwargs
+    return {**calibrated_kwargs(calibration), **kwargs}
+
+
 class ExecutionMarket(_ExecutionCore):
     """Single-agent execution (`execution-*`): the n = 1 core with observations (B, obs) and rewards (B,)."""
 
-    def __init__(self, num_envs: int = 1, **kwargs):
+    def __init__(self, num_envs: int = 1, calibration: str | None = None, **kwargs):
         for k in ("n_agents", "mode", "split", "observe_others"):
             if k in kwargs:
                 raise EnvError(f"{k!r} is a multi-agent kwarg; use a joint-execution-<n> id for several desks")
-        super().__init__(num_envs, n_agents=1, **kwargs)
+        super().__init__(num_envs, n_agents=1, **_calibrated(calibration, kwargs))
+        self.calibration = calibration
 
     def _reset(self, mask):
         self._reset_arrays(mask)
@@ -289,8 +300,9 @@ class JointExecutionMarket(_ExecutionCore):
     multi_agent = True
     _extra_kwargs = ["n_agents", "mode", "split", "observe_others"]
 
-    def __init__(self, num_envs: int = 1, n_agents: int = 2, **kwargs):
-        super().__init__(num_envs, n_agents=n_agents, **kwargs)
+    def __init__(self, num_envs: int = 1, n_agents: int = 2, calibration: str | None = None, **kwargs):
+        super().__init__(num_envs, n_agents=n_agents, **_calibrated(calibration, kwargs))
+        self.calibration = calibration
         self.agents = tuple(f"desk_{i}" for i in range(self.n))
 
     def _reset(self, mask):

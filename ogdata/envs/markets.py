@@ -12,7 +12,7 @@ Each env id a dataset is made on has two market sets, published as data in
 - `validation`: for anything that selects (checkpoints, hyperparameters), never scored in a
   headline. Synthetic envs: 1,024 markets from another reset seed (`default_rng(2)`; seed 1
   chose the v1 experts). Real-price envs: 1,024 start dates spread evenly over the *training*
-  years: an episode lies wholly inside its period, so no validation episode shares a day of
+  years (every start date where there are fewer: portfolio-ff has 691 training start months): an episode lies wholly inside its period, so no validation episode shares a day of
   returns with a test episode (observation windows may look back across the boundary).
 
 A set is (env id, num_envs, reset seeds) or (env id, start dates): building it is one core
@@ -80,20 +80,27 @@ def _paths(core):
     paths = getattr(core, "paths", None)
     if paths is None or paths.dates is None:
         raise EnvError(f"{type(core).__name__} has no dated price history; start dates apply to real-price "
-                       "envs (portfolio-sp500*, trading-sp500*) only")
+                       "envs (portfolio-sp500*, portfolio-ff*, trading-sp500*, trading-wti*, trading-eurusd*) only")
     return paths
+
+
+def _label(d) -> str:
+    """A start date as published: 'YYYY-MM-DD' for daily and monthly histories, 'YYYY-MM-DDTHH:MM'
+    for intraday ones (whose dates carry minutes), so every label is unique and sorts in time."""
+    d = np.datetime64(d)
+    return str(d)[:10] if np.datetime_data(d.dtype)[0] in ("D", "M", "Y", "W") else str(d.astype("datetime64[m]"))
 
 
 def start_dates(env_id: str) -> list[str]:
     """Every date an episode of `env_id` can start on (the whole episode inside the id's period)."""
     paths = _paths(env_spec(env_id).make_core(num_envs=1))
-    return [str(paths.dates[r])[:10] for r in range(paths.lo, paths.hi + 1)]
+    return [_label(paths.dates[r]) for r in range(paths.lo, paths.hi + 1)]
 
 
 def pin_start_dates(core, dates) -> None:
     """Pin market b of `core` to start on `dates[b]` at every reset (see ReturnPaths.pin_starts)."""
     paths = _paths(core)
-    index = {str(d)[:10]: i for i, d in enumerate(paths.dates)}
+    index = {_label(d): i for i, d in enumerate(paths.dates)}
     missing = [d for d in dates if d not in index]
     if missing:
         raise EnvError(f"{len(missing)} start date(s) are not trading days of this env's history, e.g. "
@@ -156,7 +163,7 @@ def check_disjoint(sets: dict[str, MarketSet]) -> None:
 
 def start_dates_all(env_id: str) -> list[str]:
     """Every date of the id's loaded history (window before the period included)."""
-    return [str(d)[:10] for d in _paths(env_spec(env_id).make_core(num_envs=1)).dates]
+    return [_label(d) for d in _paths(env_spec(env_id).make_core(num_envs=1)).dates]
 
 
 # -- the published file ----------------------------------------------------------------------

@@ -18,14 +18,35 @@ One step at day d, wealth W, current (drifted) weights w, costs rate c:
     reward    r = log(W'/W) = log(1 − cτ) + log g
     weights   w'_i = w⁺_i · P_i(d+1)/P_i(d) / g  (weights drift with prices)
 
-Observation (float32, length window·N + N + 1): the last `window` daily log returns of
-every asset in percent, time-major, oldest first (returns up to the current day only),
-then the current weights w (assets, cash). `info`: wealth W', turnover τ, costs C.
+Cash earns the universe's cash rate, g_cash = 1 for the 20 stocks (no interest) and 1 + RF for
+the Fama–French factors, where asset i's gross return is 1 + RF + F_i (the long-short factor held
+on T-bill collateral); so for any weights the factor portfolio earns, before costs,
+
+    r_p = g − 1 = RF + Σ_i<N w⁺_i · F_i                  (prices.ff_factors)
+
+Leverage and shorting (kwargs; default long-only, leverage 1, the simplex above unchanged):
+`short=True` widens the risky part of the action Box to [−1, 1] (cash stays [0, 1]) and
+`leverage=L` (1 ≤ L ≤ 10) maps an action a to risky weights w⁺_i = L · a_i / Σ_j |a_j| (j over all
+N+1 entries; all zeros = all cash) and cash 1 − Σ_i<N w⁺_i, negative when borrowing (at the cash
+rate); so Σ_i<N |w⁺_i| ≤ L and every such portfolio is reachable. With L = 1 and no shorting this is
+exactly the simplex map. A step whose wealth factor (1 − cτ)·g is ≤ 0 ruins the market: wealth 0,
+terminated=True, and the "log" reward pays log(1e-12). Observed weights are clipped to ±100.
+`Portfolio.action_for(weights)` gives the action of target risky weights under any L (the
+reference policies use it).
+
+Reward (kwarg `reward`, `ogdata.envs.rewards`): "log" (default, the r above), "return" (W'/W − 1)
+or "dsr" (the differential Sharpe ratio of W'/W − 1, EMA rate `dsr_eta`).
+
+Observation (float32, length window·N + N + 1): the last `window` log returns of every asset
+in percent (one step each: a day, a month), time-major, oldest first (returns up to the current
+step only), then the current weights w (assets, cash). `info`: wealth W', turnover τ, costs C.
 The default window of 10 days keeps an observation at 221 floats: what a transition costs
 in a dataset and what the step copies; pass `window=` for longer histories.
 
 Ids: portfolio-sp500 (training years 1990–2014), portfolio-sp500-eval (held-out
-2015–2022), both on skfolio's 20 S&P 500 stocks (extra `realdata`); portfolio-synth
+2015–2022), both on skfolio's 20 S&P 500 stocks (extra `realdata`; hindsight-picked survivors:
+see `prices`); portfolio-ff (monthly, Fama–French Mkt-RF, SMB, HML + RF, returns of 1926-07 →
+1989-12) and portfolio-ff-eval (held-out 1990-02 → 2018-11), 60-month episodes; portfolio-synth
 (correlated GBM) and portfolio-synth-regime (two-regime Gaussian HMM), calibrated on the
 training years (no extra). References (names; the code is in
 `ogdata.policies.portfolio`): "random" and "portfolio/equal-weight" (expert).
@@ -42,8 +63,12 @@ import numpy as np
 from gymnasium import spaces
 
 from ogdata.envs.core import VectorMarket
-from ogdata.envs.prices import FEATURE_BOUND, ReturnPaths
+from ogdata.envs.prices import FEATURE_BOUND, FEATURE_SCALE, ReturnPaths
+from ogdata.envs.rewards import DifferentialSharpe, check_reward, pay
 from ogdata.errors import EnvError
+
+WEIGHT_BOUND = 100.0  # observed weights are clipped here (only leverage or shorting gets past [0, 1])
+MAX_LEVERAGE = 10.0
 
 
 def check_params(family: str, n_steps, window, cost, max_cost: float) -> tuple[int, int, float]:
@@ -66,18 +91,35 @@ def check_params(family: str, n_steps, window, cost, max_cost: float) -> tuple[i
 class Portfolio(VectorMarket):
     """B portfolio markets over the same N assets; see the module docstring for the economics.
 
-    source: "real" (universe sp500, `period` "train" or "eval", or explicit start/end dates),
-    "gbm" or "regime" (synthetic, calibrated); `prices` (T, N) replaces the source with your
-    own daily prices. assets: a subset of the tickers (default all 20).
+    source: "real" (`universe` "sp500" or "ff", `period` "train" or "eval", or explicit
+    start/end dates), "gbm" or "regime" (synthetic, calibrated on sp500); `prices` (T, N) replaces
+    the source with your own prices. assets: a subset of the universe's names (default all).
+    leverage, short: see the module docstring; reward, dsr_eta: `ogdata.envs.rewards`.
     """
 
-    def __init__(self, num_envs: int = 1, *, source: str = "real", period: str = "train",
+    def __init__(self, num_envs: int = 1, *, source: str = "real", universe: str = "sp500", period: str = "train",
                  start: str | None = None, end: str | None = None, assets=None, n_steps: int = 252,
-                 window: int = 10, cost: float = 0.001, prices=None):
+                 window: int = 10, cost: float = 0.001, leverage: float = 1.0, short: bool = False,
+                 reward: str = "log", dsr_eta: float = 0.01, prices=None):
         super().__init__(num_envs)
         self.n_steps, self.window, self.cost = check_params("portfolio", n_steps, window, cost, 0.5)
+        self.reward, self.dsr_eta = check_reward("portfolio", reward, dsr_eta)
+        try:
+            self.leverage = float(leverage)
+        except (TypeError, ValueError, OverflowError):
+            raise EnvError(f"portfolio kwarg leverage={leverage!r} is not a number; pass 1 (no borrowing) "
+                           f"up to {MAX_LEVERAGE:g}") from None
+        if not (1.0 <= self.leverage <= MAX_LEVERAGE):
+            raise EnvError(f"portfolio kwarg leverage={leverage!r} is out of range: pass a gross exposure "
+                           f"limit Σ|w| in [1, {MAX_LEVERAGE:g}]")
+        if not isinstance(short, bool | np.bool_):
+            raise EnvError(f"portfolio kwarg short={short!r} is invalid; pass True or False")
+        self.short = bool(short)
+        if source != "real" and prices is None and universe != "sp500":
+            raise EnvError(f"synthetic prices are calibrated on universe 'sp500' only, not {universe!r}")
         self.max_steps = self.n_steps
-        self.paths = ReturnPaths(self.num_envs, source=source, universe="sp500", n_steps=self.n_steps,
+        self.universe = universe
+        self.paths = ReturnPaths(self.num_envs, source=source, universe=universe, n_steps=self.n_steps,
                                  window=self.window, assets=assets, period=period, start=start, end=end,
                                  prices=prices)
         self.source = "custom" if prices is not None else source
@@ -85,10 +127,15 @@ class Portfolio(VectorMarket):
         B, N, w = self.num_envs, len(self.assets), self.window
         self.n_assets = N
         self._wn = w * N
-        self.action_space = spaces.Box(0.0, 1.0, shape=(N + 1,), dtype=np.float32)
-        low = np.concatenate([np.full(w * N, -FEATURE_BOUND), np.zeros(N + 1)]).astype(np.float32)
-        high = np.concatenate([np.full(w * N, FEATURE_BOUND), np.ones(N + 1)]).astype(np.float32)
+        # the general map (leverage or shorting) and its observation bounds; the simplex keeps its fast path
+        self._general = self.short or self.leverage != 1.0
+        a_low = np.concatenate([np.full(N, -1.0 if self.short else 0.0), [0.0]])
+        self.action_space = spaces.Box(a_low.astype(np.float32), np.ones(N + 1, dtype=np.float32), dtype=np.float32)
+        w_lo, w_hi = (-WEIGHT_BOUND, WEIGHT_BOUND) if self._general else (0.0, 1.0)
+        low = np.concatenate([np.full(w * N, -FEATURE_BOUND), np.full(N + 1, w_lo)]).astype(np.float32)
+        high = np.concatenate([np.full(w * N, FEATURE_BOUND), np.full(N + 1, w_hi)]).astype(np.float32)
         self.observation_space = spaces.Box(low, high, dtype=np.float32)
+        self._dsr = DifferentialSharpe(B, self.dsr_eta) if self.reward == "dsr" else None
         # state and preallocated work arrays
         self.weights = np.zeros((B, N + 1))
         self.wealth = np.ones(B)
@@ -109,11 +156,24 @@ class Portfolio(VectorMarket):
         self._table = self.paths.padded_windows(N + 1)
 
     def _observe(self, rows: np.ndarray) -> np.ndarray:
+        w = np.clip(self.weights, -WEIGHT_BOUND, WEIGHT_BOUND) if self._general else self.weights
         if self._table is None:
-            return np.concatenate((self.paths.windows[rows], self.weights), axis=1, dtype=np.float32)
+            return np.concatenate((self.paths.windows[rows], w), axis=1, dtype=np.float32)
         obs = self._table.take(rows, axis=0)
-        obs[:, self._wn:] = self.weights
+        obs[:, self._wn:] = w
         return obs
+
+    def action_for(self, weights) -> np.ndarray:
+        """Actions (B, N+1) whose target risky weights are `weights`, (B, N) for any B, or (N,) for all
+        num_envs markets, under this core's leverage and shorting (scaled down onto Σ|w| ≤ L; negative
+        weights become 0 when shorting is off)."""
+        w = np.asarray(weights, dtype=np.float64)
+        w = np.broadcast_to(w, (self.num_envs, self.n_assets)) if w.ndim == 1 else w
+        if not self.short:
+            w = np.maximum(w, 0.0)
+        gross = np.abs(w).sum(axis=1, keepdims=True)
+        a = w / np.maximum(gross, self.leverage)
+        return np.concatenate([a, 1.0 - np.abs(a).sum(axis=1, keepdims=True)], axis=1).astype(np.float32)
 
     def _reset(self, mask: np.ndarray):
         self.paths.reset(self.rng, mask)
@@ -122,13 +182,45 @@ class Portfolio(VectorMarket):
         self.wealth = np.where(mask, 1.0, self.wealth)  # fresh: arrays handed out are never mutated
         B = self.num_envs
         info = {"wealth": self.wealth, "turnover": np.zeros(B), "costs": np.zeros(B)}
-        return self._observe(self.paths.start + np.minimum(self._t, self.n_steps) - 1), info
+        obs = self._observe(self.paths.start + np.minimum(self._t, self.n_steps) - 1)
+        if self._dsr is not None:  # prior variance: the window's equal-weight returns (rewards.py)
+            x = obs[:, :self._wn].astype(np.float64).reshape(B, self.window, self.n_assets) / FEATURE_SCALE
+            self._dsr.reset(mask, np.square(x.mean(axis=2)).mean(axis=1))
+        return obs, info
+
+    def _step_general(self, actions: np.ndarray):
+        """Leverage, shorting or another reward: the map and economics of the module docstring, plainly."""
+        a = actions.astype(np.float64)
+        s = np.abs(a).sum(axis=1, keepdims=True)
+        zero = s[:, 0] == 0.0
+        risky = self.leverage * a[:, :-1] / np.where(zero[:, None], 1.0, s)
+        tgt = np.concatenate([risky, 1.0 - risky.sum(axis=1, keepdims=True)], axis=1)
+        idx = np.minimum(self._t, self._last) + self._start
+        g = self._returns.take(idx, 0, None, "clip")
+        turnover = np.abs(risky - self.weights[:, :-1]).sum(axis=1)
+        ccost = self.cost * turnover
+        hold = tgt * g
+        growth = hold.sum(axis=1)
+        factor = (1.0 - ccost) * growth
+        ruined = factor <= 0.0
+        alive = growth > 0.0
+        cash = np.zeros_like(tgt)
+        cash[:, -1] = 1.0
+        self.weights[:] = np.where(alive[:, None], hold / np.where(alive, growth, 1.0)[:, None], cash)
+        costs = ccost * self.wealth
+        reward = pay(self.reward, factor, self._dsr)
+        self.wealth = self.wealth * np.maximum(factor, 0.0)
+        self._t = self._t + self._one
+        info = {"wealth": self.wealth, "turnover": turnover, "costs": costs}
+        return self._observe(idx), reward, ruined, self._t >= self._n, info
 
     def _step(self, actions: np.ndarray):
         # Small-batch speed notes: row sums are matrix products (B, N+1)·(N+1, 1), far faster
         # than reductions over short rows; ndarray methods (.dot, .take) skip the dispatch of
         # the np.* functions; outputs never alias inputs (numpy's overlap check costs as much
         # as a small op) and operands are numpy values, not Python scalars.
+        if self._general or self.reward != "log":
+            return self._step_general(actions)
         raw, tgt, w = self._raw, self._target, self.weights
         # target weights on the simplex: clip (done by check_actions) and normalise, in float64
         np.copyto(raw, actions)

@@ -1,9 +1,29 @@
 """Price sources for the portfolio and trading envs, and the per-market return paths the cores index.
 
-Real prices come only through their packages' own loaders (the `ogdata[realdata]` extra,
-imported lazily, no network): the 20 stocks of `skfolio.datasets.load_sp500_dataset()`
-(daily adjusted closes, 1990-01-02 → 2022-12-28) and the S&P 500 index of
-`arch.data.sp500.load()` (daily, 1999-01-04 → 2018-12-31, "Adj Close" is used).
+Real prices come only from files their packages ship (the `ogdata[realdata]` extra, imported
+or located lazily, no network). Each universe, its source, licence, span and known biases:
+
+- "sp500": the 20 stocks of `skfolio.datasets.load_sp500_dataset()` (BSD-3; the data marked for
+  examples, not commercial use), daily adjusted closes (dividends reinvested), 1990-01-02 →
+  2022-12-28. Survivorship: 20 large caps picked with hindsight (still listed and large in 2022),
+  so any long-only policy looks better than it could have been in real time.
+- "sp500-index": the S&P 500 index of `arch.data.sp500.load()` (NCSA licence; Yahoo Finance),
+  daily, 1999-01-04 → 2018-12-31; "Adj Close" of an index is its price level: price only, no
+  dividends (about 2 % a year missing), and the index itself is survivorship-free by construction.
+- "ff": the Fama–French 3 factors + risk-free rate of `arch.data.frenchdata.load()` (the CSV is
+  read from the arch package; Kenneth French's data library), monthly, 1926-07 → 2018-11, in
+  percent. Mkt-RF, SMB and HML are *excess* (long-short) returns of value-weighted portfolios of
+  all CRSP stocks (no survivorship: delisted firms stay in), before any trading costs; RF is the
+  one-month T-bill rate. Each factor i becomes an asset whose simple return is RF + F_i (the factor
+  held on T-bill collateral) and cash earns RF, so risky weights w give the portfolio return
+  r_p = RF + Σ w_i F_i whatever the cash weight (see `portfolio.py`).
+- "wti": West Texas Intermediate spot crude, $/barrel (`arch.data.wti`, FRED series DCOILWTICO),
+  daily, 1986-01-02 → 2019-01-03, missing days dropped. A spot price, not a tradable total return:
+  futures roll yield and storage are absent.
+- "eurusd": gym-anytrading's FOREX_EURUSD_1H_ASK (MIT), hourly ask bars of EUR/USD, 2017-01-01 22:00
+  → 2017-12-29 21:00, 6,225 bars (Close is used; the file is read from the installed package, not
+  through its loader, which guesses the day-first dates). Small: one year, one trending regime
+  (the euro rose 14 %); weekends are single steps; ask prices only (the spread is a cost kwarg).
 
 Synthetic prices need no extra: their models are calibrated on the *training* years of the
 real data (never the evaluation years) and the calibration ships as `calibration.json`
@@ -29,6 +49,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ogdata.envs.registry import env_spec
 from ogdata.errors import EnvError, MissingExtraError, closest
 
 REALDATA_HINT = "pip install ogdata[realdata]"
@@ -41,22 +62,40 @@ FEATURE_SCALE = 100.0
 FEATURE_BOUND = 1000.0
 
 # Named periods per universe (inclusive calendar dates). "eval" is the held-out period.
+# A price dated d belongs to the period holding d; the one return that spans two periods is in neither.
 PERIODS: dict[str, dict[str, tuple[str, str]]] = {
     "sp500": {"train": ("1990-01-01", "2014-12-31"), "eval": ("2015-01-01", "2022-12-31")},
     "sp500-index": {"train": ("1999-01-01", "2014-12-31"), "eval": ("2015-01-01", "2018-12-31")},
+    # 1926-07 → 1989-12 (762 months) and 1990-02 → 2018-11 (347 months; January 1990 spans the boundary):
+    # the conventional pre-/post-1990 split of the factor-timing literature, 70/30 of the months
+    "ff": {"train": ("1926-01-01", "1989-12-31"), "eval": ("1990-01-01", "2018-12-31")},
+    # 26 years to learn on (the 1986 crash, the 1990 and 2008 spikes), 7 held out (the 2014–16 collapse)
+    "wti": {"train": ("1986-01-01", "2011-12-31"), "eval": ("2012-01-01", "2019-12-31")},
+    # ten months to learn on, the last two held out (about 1,040 hours): the only year there is
+    "eurusd": {"train": ("2017-01-01", "2017-10-31"), "eval": ("2017-11-01", "2017-12-31")},
 }
+# the package each universe's data ships in (tests skip an id whose package is missing)
+PACKAGES = {"sp500": "skfolio", "sp500-index": "arch", "ff": "arch", "wti": "arch", "eurusd": "gym_anytrading"}
+
+
+def real_package(env_id: str) -> str:
+    """The package a real-price id's data ships in (tests skip an id whose package is missing)."""
+    kw = env_spec(env_id).kwargs
+    return PACKAGES[kw.get("universe", "sp500" if "portfolio" in env_spec(env_id).core else "sp500-index")]
 SYNTHETIC = ("gbm", "regime")
 
 
 # -- real prices ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PriceHistory:
-    """Daily prices of one universe: dates (T,) datetime64[D], prices (T, N) float64 > 0."""
+    """Prices of one universe: dates (T,) datetime64 (days; minutes for intraday), prices (T, N)
+    float64 > 0, and `cash` (T,), the value of one unit of cash (None: cash earns nothing)."""
 
     universe: str
     names: tuple[str, ...]
     dates: np.ndarray
     prices: np.ndarray
+    cash: np.ndarray | None = None
 
 
 def _require(module: str, what: str):
@@ -95,7 +134,74 @@ def sp500_index() -> PriceHistory:
                         _frozen(df["Adj Close"].to_numpy(dtype=np.float64)[:, None]))
 
 
-UNIVERSES = {"sp500": sp500_stocks, "sp500-index": sp500_index}
+def _package_file(package: str, name: str, what: str) -> Path:
+    """A data file inside an installed package, located without importing it (importing
+    gym_anytrading registers its own Gymnasium envs and parses both of its CSVs)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        _require(package, what)  # raises MissingExtraError with the install hint
+    path = Path(list(spec.submodule_search_locations)[0]) / name
+    if not path.is_file():
+        raise MissingExtraError(f"{what}: {path} is missing from the installed {package}; reinstall it "
+                                f"(`{REALDATA_HINT}`)")
+    return path
+
+
+@functools.cache
+def ff_factors() -> PriceHistory:
+    """The Fama–French factors as three assets on T-bill collateral plus cash earning RF (monthly).
+
+    Prices are the cumulated simple returns 1 + (RF + F_i)/100, dated at month ends, from 1.0 on
+    1926-06-30; cash cumulates 1 + RF/100 (cached per process)."""
+    import pandas as pd
+
+    _require("arch.data.frenchdata", "the Fama–French factors (portfolio-ff)")
+    df = pd.read_csv(_package_file("arch", "data/frenchdata/frenchdata.csv.gz", "portfolio-ff"))
+    months = pd.to_datetime(df["Date"].astype(str), format="%Y%m").to_numpy().astype("datetime64[M]")
+    ends = (np.concatenate([months[:1] - 1, months]) + 1).astype("datetime64[D]") - 1
+    f = df[["Mkt-RF", "SMB", "HML"]].to_numpy(np.float64) / 100.0
+    rf = df["RF"].to_numpy(np.float64) / 100.0
+    prices = np.vstack([np.ones((1, 3)), np.cumprod(1.0 + rf[:, None] + f, axis=0)])
+    cash = np.concatenate([[1.0], np.cumprod(1.0 + rf)])
+    return PriceHistory("ff", ("Mkt-RF", "SMB", "HML"), _frozen(ends), _frozen(prices), _frozen(cash))
+
+
+@functools.cache
+def wti() -> PriceHistory:
+    """WTI spot crude of `arch.data.wti.load()` (daily; days without a price dropped; cached per process)."""
+    mod = _require("arch.data.wti", "the WTI crude prices (trading-wti)")
+    s = mod.load()["DCOILWTICO"].dropna()
+    return PriceHistory("wti", ("WTI",), _frozen(s.index.to_numpy().astype("datetime64[D]")),
+                        _frozen(s.to_numpy(dtype=np.float64)[:, None]))
+
+
+@functools.cache
+def eurusd() -> PriceHistory:
+    """EUR/USD hourly ask closes of gym-anytrading's FOREX_EURUSD_1H_ASK (cached per process)."""
+    import pandas as pd
+
+    df = pd.read_csv(_package_file("gym_anytrading", "datasets/data/FOREX_EURUSD_1H_ASK.csv",
+                                   "the EUR/USD hourly prices (trading-eurusd)"))
+    t = pd.to_datetime(df["Time"], format="%d.%m.%Y %H:%M:%S.%f").to_numpy().astype("datetime64[m]")
+    return PriceHistory("eurusd", ("EURUSD",), _frozen(t), _frozen(df["Close"].to_numpy(np.float64)[:, None]))
+
+
+UNIVERSES = {"sp500": sp500_stocks, "sp500-index": sp500_index}  # the calibrated ones (calibration.json)
+LOADERS = {**UNIVERSES, "ff": ff_factors, "wti": wti, "eurusd": eurusd}  # every real universe
+
+
+def excess_log_returns(universe: str, assets=None, period: str = "train") -> np.ndarray:
+    """(T, N) per-step log returns of a real universe's assets in excess of its cash over `period`
+    (the training period by default: what a policy may be fitted on)."""
+    hist = LOADERS[universe]()
+    cols = select_assets(hist.names, assets)
+    i0, i1, _, _ = period_rows(hist, period)
+    lr = np.diff(np.log(hist.prices[i0:i1 + 1][:, cols]), axis=0)
+    if hist.cash is not None:
+        lr = lr - np.diff(np.log(hist.cash[i0:i1 + 1]))[:, None]
+    return lr
 
 
 def select_assets(names: tuple[str, ...], assets) -> np.ndarray:
@@ -133,7 +239,7 @@ def period_rows(hist: PriceHistory, period: str, start=None, end=None) -> tuple[
     named = PERIODS[hist.universe]
     if period not in named:
         raise EnvError(f"unknown period {period!r}; pass one of {sorted(named)} or explicit start/end dates")
-    first, last = hist.dates[0], hist.dates[-1]
+    first, last = hist.dates[0].astype("datetime64[D]"), hist.dates[-1].astype("datetime64[D]")
     lo = _date(named[period][0], "period start") if start is None else _date(start, "start")
     hi = _date(named[period][1], "period end") if end is None else _date(end, "end")
     for given, d in (("start", start), ("end", end)):
@@ -144,8 +250,9 @@ def period_rows(hist: PriceHistory, period: str, start=None, end=None) -> tuple[
         raise EnvError(f"start {lo} is after end {hi}" + ("" if start is not None and end is not None else
                        f" (the {period!r} period runs {named[period][0]} → {named[period][1]}; pass both "
                        "start= and end=, or another period)"))
-    i0 = int(np.searchsorted(hist.dates, lo, side="left"))
-    i1 = int(np.searchsorted(hist.dates, hi, side="right")) - 1
+    unit = hist.dates.dtype  # whole days: an intraday end date takes every bar of that day
+    i0 = int(np.searchsorted(hist.dates, lo.astype(unit), side="left"))
+    i1 = int(np.searchsorted(hist.dates, (hi + 1).astype(unit), side="left")) - 1
     return i0, i1, str(lo), str(hi)
 
 
@@ -221,7 +328,7 @@ class ReturnPaths:
     """Log-return rows the cores index as `start + t`, shared by the portfolio and trading cores.
 
     Row k holds the return from day k to day k+1: `gross[k]` (M, N+1) the gross simple
-    returns P_{k+1}/P_k with a last column of 1.0 for cash, and `features[k]` (M, N) the log
+    returns P_{k+1}/P_k with a last column for cash (1.0, or the universe's cash rate), and `features[k]` (M, N) the log
     returns in percent. `windows[k]` (a strided view, no copy) is the window of the
     `window` rows ending at row k inclusive, flattened time-major, oldest first. A market at
     row d observes `windows[d - 1]` (returns up to day d, nothing later), earns `gross[d]`
@@ -253,7 +360,9 @@ class ReturnPaths:
             self.lo = self.hi = None
             self.period = None
         elif source == "real":
-            hist = UNIVERSES[universe]()
+            if universe not in LOADERS:
+                raise EnvError(f"unknown universe {universe!r}; pass one of {sorted(LOADERS)}")
+            hist = LOADERS[universe]()
             cols = select_assets(hist.names, assets)
             i0, i1, d0, d1 = period_rows(hist, period, start, end)
             lo = max(0, i0 - window)
@@ -261,7 +370,8 @@ class ReturnPaths:
             self.names = tuple(hist.names[i] for i in cols)
             self.dates = hist.dates[lo:i1 + 1]
             self.period = (d0, d1)
-            self._fixed(p, first=i0 - lo, where=f"{hist.universe} {d0} → {d1}")
+            cash = None if hist.cash is None else hist.cash[lo:i1 + 1]
+            self._fixed(p, first=i0 - lo, where=f"{hist.universe} {d0} → {d1}", cash=cash)
         else:
             raise EnvError(f"unknown price source {source!r}; pass 'real' or one of {list(SYNTHETIC)}")
 
@@ -286,10 +396,12 @@ class ReturnPaths:
         self.features = buf[w - 1:]
         self.windows = sliding_window_view(buf.reshape(-1), w * n)[::n]
 
-    def _fixed(self, p: np.ndarray, first: int, where: str):
+    def _fixed(self, p: np.ndarray, first: int, where: str, cash: np.ndarray | None = None):
         lr = np.diff(np.log(p), axis=0)
         self._alloc(len(lr))
         self.gross[:, :-1] = np.exp(lr)
+        if cash is not None:  # cash earns its rate (the factors' RF); otherwise nothing
+            self.gross[:, -1] = cash[1:] / cash[:-1]
         self.features[:] = np.clip(lr * FEATURE_SCALE, -FEATURE_BOUND, FEATURE_BOUND)
         self.gross.setflags(write=False)
         self.features.setflags(write=False)

@@ -21,6 +21,8 @@ class EqualWeight:
     def __init__(self, core):
         n = _portfolio(core).n_assets
         self.action = np.concatenate([np.ones(n), [0.0]]).astype(np.float32)
+        if core._general:  # leverage or shorting: 1/N each, fully invested, whatever the map
+            self.action = core.action_for(np.full(n, 1.0 / n))[0]
 
     def __call__(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return np.broadcast_to(self.action, (obs.shape[0], self.action.size))
@@ -33,9 +35,14 @@ class BuyAndHold:
         core = _portfolio(core)
         self.n, self.k = core.n_assets, core._wn
         self.first = np.concatenate([np.ones(self.n), [0.0]]).astype(np.float32)
+        self.core = core if core._general else None
+        if self.core is not None:
+            self.first = core.action_for(np.full(self.n, 1.0 / self.n))[0]
 
     def __call__(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         w = obs[:, self.k:]
+        if self.core is not None:  # leverage or shorting: the drifted risky weights, mapped back
+            return np.where(w[:, -1:] >= 1.0, self.first, self.core.action_for(w[:, :-1]))
         return np.where(w[:, -1:] >= 1.0, self.first, w)
 
 
@@ -97,7 +104,8 @@ def kelly_weights(drift, cov, tol: float = 1e-13) -> np.ndarray:
 
 def kelly_inputs(core) -> tuple[np.ndarray, np.ndarray]:
     """(drift, cov) per step of the core's assets, from the committed calibration of the training
-    years (`ogdata/envs/calibration.json`). A regime model gives the stationary mixture of its
+    years (`ogdata/envs/calibration.json`), or for an uncalibrated real universe (the factors) the
+    training period's moments of the log returns in excess of cash. A regime model gives the stationary mixture of its
     regimes (the best *constant* mix; a regime-aware policy may do better); real prices use the
     training years' Gaussian (gbm) moments, never the evaluation years."""
     from ogdata.envs.prices import SyntheticModel
@@ -107,6 +115,12 @@ def kelly_inputs(core) -> tuple[np.ndarray, np.ndarray]:
     if model is None:
         if core.source == "custom":
             raise EnvError("the Kelly mix needs a calibration; custom prices have none")
+        if core.universe != "sp500":  # no synthetic calibration: the training period's moments, in
+            from ogdata.envs.prices import excess_log_returns  # excess of cash (the factors' RF)
+
+            x = excess_log_returns(core.universe, list(core.assets), "train")
+            cov = np.atleast_2d(np.cov(x, rowvar=False))
+            return x.mean(axis=0) + 0.5 * np.diag(cov), cov
         model = SyntheticModel("gbm", "sp500", list(core.assets))
     covs = model.chol @ np.swapaxes(model.chol, -1, -2)                     # (K, N, N)
     pi = model.stationary
@@ -124,6 +138,8 @@ class KellyMix:
         self.weights = kelly_weights(drift, cov)
         self.growth = float(growth_rate(self.weights, drift, cov))          # per step, before costs
         self.action = np.append(self.weights, max(0.0, 1.0 - self.weights.sum())).astype(np.float32)
+        if core._general:  # leverage or shorting: the same long-only mix through the core's map
+            self.action = core.action_for(self.weights)[0]
 
     def __call__(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return np.broadcast_to(self.action, (obs.shape[0], self.action.size))

@@ -1,11 +1,12 @@
-"""Reference policies of the trading envs (`trading-*`): always long (the passive benchmark) and a
-regime filter on the calibrated two-state HMM (a candidate expert of the regime envs)."""
+"""Reference policies of the trading envs (`trading-*`): always long (the passive benchmark), always
+flat (no exposure, no costs) and a regime filter on the calibrated two-state HMM (a candidate expert
+of the regime envs)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ogdata.envs.trading import LONG, Trading
+from ogdata.envs.trading import FLAT, LONG, Trading
 from ogdata.errors import EnvError
 
 
@@ -21,6 +22,20 @@ class AlwaysLong:
         if self.continuous:
             return np.ones((obs.shape[0], 1), dtype=np.float32)
         return np.full(obs.shape[0], LONG, dtype=np.int64)
+
+
+class Flat:
+    """Never hold a position: zero return and zero costs (the floor any trading must clear)."""
+
+    def __init__(self, core):
+        if not isinstance(core, Trading):
+            raise EnvError(f"trading/flat acts in trading-* envs, not {type(core).__name__}")
+        self.continuous = core.continuous
+
+    def __call__(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self.continuous:
+            return np.zeros((obs.shape[0], 1), dtype=np.float32)
+        return np.full(obs.shape[0], FLAT, dtype=np.int64)
 
 
 class RegimeFilter:

@@ -1,0 +1,554 @@
+"""A limit-order book for B markets at once: queues, queue positions and order flow as numpy arrays.
+
+Why: impact, fills and adverse selection should *emerge* from a book, not be assumed (as in the
+Almgren–Chriss and Avellaneda–Stoikov envs), and offline-RL datasets need thousands of books a
+second, so the event-driven one-book-at-a-time design of ABIDES-style simulators is out.
+
+The book. Prices are integer ticks, volumes integer lots, time seconds. Each book keeps K price
+levels per side in a frame anchored at the reference bid `pb` (an integer): bid level j sits at
+price pb − j, ask level j at pb + 1 + j (j = 0..K−1), so the reference price is pb + ½ and a full
+book has a one-tick spread. Level j is at distance i = j + 1 ticks from the opposite side's
+reference quote, the distance in which Cont–Stoikov–Talreja state their rates. The best quote of a
+side is its first non-empty level (an empty side reads as the price just beyond its K levels).
+Volume beyond the K levels is not modelled: a market order that walks past level K−1 loses the rest.
+
+Background order flow (all orders are one lot, as in CST, whose volumes are in units of the average
+limit-order size):
+- limit orders at level j: Poisson, rate λ(i) lots/s per side;
+- cancellations: every resting background lot at level j is cancelled independently at rate θ(i)
+  (so the queue's cancellation rate is θ(i) × queue size);
+- market orders: Poisson, rate μ per side, each takes one lot from the opposite best queue;
+- informed flow (share φ of the 2μ market orders a second, `informed`): every book carries a sign
+  z = ±1, redrawn (fair coin) each time its reference price moves; informed market orders arrive at
+  rate 2μφ, all of sign z (buys when z = +1), and the uninformed rest at μ(1 − φ) per side, so the
+  mean flow is unchanged. Informed orders deplete the side the price is about to leave: z predicts
+  the next reference-price move, and a maker filled by them is adversely selected;
+- Hawkes (optional, `hawkes=(branching n, decay β /s)`): the uninformed market-order intensity of
+  each side is μ(1 − φ)(1 − n) + e, with e ← e·exp(−βΔt) + nβ·(orders of that side this step): a
+  Markov update of the exponential-kernel excitation, unconditional mean unchanged.
+- Reference-price moves: after a step's events, if the best ask level (j = 0) is empty and the best
+  bid is not, the frame moves up one tick with probability `shift_prob` (and down, mirrored): the
+  levels are relabelled, the far level that leaves the window is dropped (its lots vanish, an agent
+  order there is cancelled) and the new far level of the other side is drawn Poisson(λ(K)/θ(K)), the
+  stationary law of a queue that only sees arrivals and cancellations.
+
+Calibrations (see `CST` and `QR`):
+- "cst" (default): Cont, Stoikov & Talreja (2010), "A stochastic model for order book dynamics",
+  Operations Research 58(3):549–563, parameters estimated on a Tokyo Stock Exchange stock (their
+  Section 2, Table 2; rates per second, volumes in average limit-order sizes): λ(i) = k / i^α with
+  the power-law fit k = 1.92, α = 0.52; market orders μ = 0.94; cancellation rates per order
+  θ(1..5) = 0.71, 0.81, 0.68, 0.56, 0.47, held at θ(5) = 0.47 beyond level 5 (our extension). These
+  figures are as quoted from the paper by independent implementations (we could not open the paper
+  itself here); the paper's empirical λ(1..5) = 1.85, 1.51, 1.09, 0.88, 0.77 agree with the fit.
+  Queues are short (≈ 2 lots), so the spread is often wider than one tick: a small-tick book.
+- "qr": the queue-reactive variant of Huang, Lehalle & Rosenbaum (2015), "Simulating and analyzing
+  order book data: the queue-reactive model", JASA 110(509):107–122: intensities depend on the
+  queue size — insertion λ(i)(1 + a/(1 + q)) (very high at an empty queue, decreasing in q) and
+  market orders μ(1 + b/(1 + q₀)) (decreasing in the best queue q₀), the shapes HLR estimate — and
+  the reference price moves when a best queue empties. The numbers (λ = 1 at every level, θ(1..5) =
+  0.3, 0.2, 0.15, 0.12, 0.1 then 0.1, μ = 1, a = 8, b = 2) are ours, chosen to give a large-tick book
+  (a one-tick spread in > 90 % of steps, best queues of ~5 lots and depth rising away from the touch,
+  the hump HLR report); HLR's estimates are nonparametric curves for French stocks, not reproduced here.
+
+Events within a step of Δt seconds happen in this fixed order — the discrete-time approximation:
+  1. the agent's own actions (cancel / post limit orders / market orders walking the book), by the
+     caller, before `advance`;
+  2. cancellations, drawn on the queues at the start of the step: Binomial(lots, 1 − exp(−θΔt)) per
+     level, the lots ahead of an agent order and behind it drawn separately (each lot independently:
+     volume ahead shrinks by exactly the cancelled lots ahead — the queue-position rule);
+  3. limit arrivals, Poisson(λΔt) per level, joining the back of their queue;
+  4. market orders, Poisson(μΔt) per side (plus informed), walking the book in price-time priority:
+     at the agent's level the volume ahead is taken first, then the agent's order, then the rest;
+  5. the Hawkes update, then the reference-price move.
+Intensities that depend on the state (QR, Hawkes) are read at the start of the step. The random
+draws: one generator call a step, `rng.integers(0, 2**64, (B, 4K + 8), uint64)`, one uniform per
+count and coin, in the columns [cancellations (2, K): bid levels, ask levels | arrivals (2, K) |
+cancellations ahead of the agent's bid, ask | uninformed buys, uninformed sells, informed | new far
+level | shift coin | new sign]. Each count is the inverse CDF of its law at its uniform, looked up in
+tables built once per setting (`ogdata.envs.lob_draws`: exact inversion of the tabulated float64 CDF,
+a guide table per row; Hawkes intensities, not tabulated, by sequential inversion), so a step costs
+one generator call and one gather instead of numpy's per-element binomial and Poisson samplers (≈ 7×
+faster draws; `scripts/bench_lob.py`). The coins are the uniforms' top 53 bits / 2^53.
+`tests/lob_oracle.py` replays exactly this order one book, one lot at a time, in plain Python, with
+the same tables (same seed ⇒ same path).
+
+The agent: at most one resting order per side (an agent bid, an agent ask) with its queue position
+tracked as `ahead` (background lots ahead of it at its price). Reposting at the same price with a
+size no larger keeps the priority (the size shrinks); anything else cancels and rejoins at the back.
+An agent market order walks the opposite side (first cancelling the agent's own order there: no
+self-trade). Every agent fill has background counterparty volume; cash moves by price × lots.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import NamedTuple
+
+import numpy as np
+
+from ogdata.envs.core import _preview
+from ogdata.envs.lob_draws import BITS, InverseCDF, binomial_cdf, poisson_cdf, poisson_inverse, unit
+from ogdata.errors import EnvError, InvalidActionError
+
+BID, ASK = 0, 1
+P0 = 10_000  # the reference bid at reset (ticks): one tick = 1 bp of the price
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Background order flow; rates per second, volumes in lots (the average limit-order size)."""
+
+    name: str
+    k: float                       # λ(i) = k / i^alpha lots/s per side at distance i ticks
+    alpha: float
+    theta: tuple[float, ...]       # per-lot cancellation rate at i = 1, 2, ...; the last value beyond
+    mu: float                      # market orders (one lot each) per second per side
+    insert_boost: float = 0.0      # QR: λ(i, q) = λ(i)(1 + insert_boost / (1 + q))
+    market_boost: float = 0.0      # QR: μ(q0) = μ(1 + market_boost / (1 + q0)), q0 the best queue
+    shift_prob: float = 1.0        # the reference price moves when a best queue is empty, w.p. this
+    source: str = ""
+
+    def lam(self, K: int) -> np.ndarray:
+        i = np.arange(1, K + 1, dtype=np.float64)
+        return self.k / i ** self.alpha
+
+    def thetas(self, K: int) -> np.ndarray:
+        th = np.asarray(self.theta, dtype=np.float64)
+        return np.concatenate([th, np.full(max(K - len(th), 0), th[-1])])[:K]
+
+
+CST = Calibration(
+    "cst", k=1.92, alpha=0.52, theta=(0.71, 0.81, 0.68, 0.56, 0.47), mu=0.94,
+    source="Cont, Stoikov & Talreja (2010), Operations Research 58(3), Table 2 (Tokyo Stock Exchange); "
+           "theta held at theta(5) beyond level 5")
+QR = Calibration(
+    "qr", k=1.0, alpha=0.0, theta=(0.3, 0.2, 0.15, 0.12, 0.1), mu=1.0, insert_boost=8.0, market_boost=2.0,
+    source="queue-reactive shapes of Huang, Lehalle & Rosenbaum (2015), JASA 110(509); illustrative "
+           "large-tick numbers of ours")
+CALIBRATIONS = {"cst": CST, "qr": QR}
+
+
+class StepFlow(NamedTuple):
+    """What one `advance` did, per book: agent fills (B, 2) lots [agent bid, agent ask] at the agent's
+    prices, background market-order volume (B, 2) [buys, sells], the reference move (B,) in ticks."""
+
+    fills: np.ndarray
+    fill_px: np.ndarray
+    volume: np.ndarray
+    shift: np.ndarray
+
+
+def _flow(calibration) -> Calibration:
+    if isinstance(calibration, Calibration):
+        return calibration
+    if calibration not in CALIBRATIONS:
+        raise EnvError(f"unknown order-book calibration {calibration!r}; pass one of {sorted(CALIBRATIONS)} "
+                       "or an ogdata.envs.lob.Calibration")
+    return CALIBRATIONS[calibration]
+
+
+class Book:
+    """B order books stepped together (batch axis first); the simulator under the lob-* tasks.
+
+    State: `pb` (B,) reference bid, `q` (B, 2, K) background lots [bid levels, ask levels], agent
+    orders `o_px`, `o_sz`, `o_ahead` (B, 2) [agent bid, agent ask] (size 0 = none), informed sign `z`
+    (B,), Hawkes excitation `e` (B, 2) [buy, sell].
+    """
+
+    def __init__(self, num_books: int, levels: int = 10, *, calibration="cst", dt: float = 1.0,
+                 informed: float = 0.0, hawkes: tuple[float, float] | None = None):
+        self.B = int(num_books)
+        K = self.K = int(levels)
+        if K < 5:
+            raise EnvError(f"an order book needs levels >= 5 per side, got {levels}")
+        self.flow = f = _flow(calibration)
+        self.dt = float(dt)
+        self.informed = float(informed)
+        if not (0.0 <= self.informed < 1.0):
+            raise EnvError(f"informed must be a share in [0, 1), got {informed!r}")
+        n_br, beta = (0.0, 1.0) if hawkes is None else (float(hawkes[0]), float(hawkes[1]))
+        if not (0.0 <= n_br < 1.0 and beta > 0):
+            raise EnvError(f"hawkes=(branching, decay) needs 0 <= branching < 1 and decay > 0, got {hawkes!r}")
+        self.hawkes = (n_br, beta)
+        lam, th = f.lam(K), f.thetas(K)
+        self._lam_dt = lam * self.dt                                   # (K,)
+        self._pc = -np.expm1(-th * self.dt)                            # per-lot cancel probability
+        self._deep = lam[-1] / th[-1]                                  # far level's stationary mean
+        mu_u = f.mu * (1.0 - self.informed)
+        self._mu_base = mu_u * (1.0 - n_br) * self.dt                  # per side, per step
+        self._mu_inf = 2.0 * f.mu * self.informed * self.dt
+        self._decay = math.exp(-beta * self.dt)
+        self._jump = n_br * beta                                       # excitation per order (/s)
+        self._hawkes_on = n_br > 0
+        B = self.B
+        self.pb = np.full(B, P0, dtype=np.int64)
+        self.q = np.zeros((B, 2, K), dtype=np.int64)
+        self.o_lv = np.zeros((B, 2), dtype=np.int64)
+        self.o_sz = np.zeros((B, 2), dtype=np.int64)
+        self.o_ahead = np.zeros((B, 2), dtype=np.int64)
+        self.z = np.ones(B, dtype=np.int64)
+        self.e = np.zeros((B, 2))
+        self._r1 = np.arange(B)
+        self._rows = self._r1[:, None]
+        self._sides = np.arange(2)[None, :]
+        self._levels = np.arange(K)
+        self._flat = (np.arange(B)[:, None] * 2 * K + np.arange(2)[None, :] * K).ravel()   # q.ravel()[_flat + lv]
+        # one step's uniforms (module docstring): W = 4K + 8 per book, the first 4K + 6 are counts
+        self._W = 4 * K + 8
+        self._rowbuf = np.zeros((B, 4 * K + 6), dtype=np.int64)       # the counts' table keys
+        self._scratch = np.empty((B, 4 * K + 6), dtype=np.uint64)
+        self._kflat = (np.arange(B)[:, None] * (4 * K + 6) + np.arange(2)[None, :] * K).ravel()
+        self._draws = _Draws(self)
+
+    # -- prices and levels -----------------------------------------------------------------------
+    def price(self, side: int, level) -> np.ndarray:
+        """Price (ticks) of `level` on `side` (BID or ASK) for every book."""
+        return self.pb - level if side == BID else self.pb + 1 + level
+
+    def order_price(self) -> np.ndarray:
+        """(B, 2) price of each agent order [bid, ask] (meaningless where o_sz == 0)."""
+        return np.stack([self.pb - self.o_lv[:, BID], self.pb + 1 + self.o_lv[:, ASK]], axis=1)
+
+    def visible(self) -> np.ndarray:
+        """(B, 2, K) lots at each level, the agent's orders included."""
+        v = self.q.copy()
+        v.reshape(-1)[self._flat + self.o_lv.ravel()] += self.o_sz.ravel()
+        return v
+
+    def best(self) -> tuple[np.ndarray, np.ndarray]:
+        """(best bid, best ask) in ticks: the first non-empty level of each side (just beyond the K
+        levels when a side is empty)."""
+        nz = self.visible() > 0
+        first = np.where(nz.any(axis=2), nz.argmax(axis=2), self.K)   # (B, 2)
+        return self.pb - first[:, BID], self.pb + 1 + first[:, ASK]
+
+    def mid(self) -> np.ndarray:
+        bid, ask = self.best()
+        return 0.5 * (bid + ask)
+
+    # -- reset -----------------------------------------------------------------------------------
+    def reset(self, mask: np.ndarray, rng: np.random.Generator) -> None:
+        """Books where mask is True: a book from the stationary bank, reference bid P0, no agent orders."""
+        idx = np.flatnonzero(mask)
+        if idx.size == 0:
+            return
+        bank_q, bank_e, bank_z = _bank(self.flow, self.K, self.dt, self.informed, self.hawkes)
+        pick = rng.integers(0, len(bank_q), size=idx.size)
+        self.q[idx] = bank_q[pick]
+        self.e[idx] = bank_e[pick]
+        self.z[idx] = bank_z[pick]
+        self.pb[idx] = P0
+        for a in (self.o_lv, self.o_sz, self.o_ahead):
+            a[idx] = 0
+
+    # -- agent orders ----------------------------------------------------------------------------
+    def post(self, side: int, level, size, mask: np.ndarray | None = None) -> None:
+        """Post (keep, or cancel with size 0) the agent's order on `side` at `level` in every book.
+
+        level, size: (B,) integers or scalars; level in [0, K−1], size >= 0 lots. The same level with a
+        size no larger keeps the queue position (the size shrinks); otherwise the old order is cancelled
+        and the new one joins the back of its queue. Books where mask is False are left alone.
+        """
+        level = _as_int("level", level, self.B, 0, self.K - 1, f"a level in [0, {self.K - 1}] (K = {self.K} levels)")
+        size = _as_int("size", size, self.B, 0, None, "a size >= 0 lots")
+        old_sz = self.o_sz[:, side]
+        keep = (old_sz > 0) & (self.o_lv[:, side] == level) & (size <= old_sz)
+        ahead = np.where(keep, self.o_ahead[:, side], self.q[self._r1, side, level])
+        on = size > 0
+        new = (np.where(on, level, 0), size, np.where(on, ahead, 0))
+        for arr, v in zip((self.o_lv, self.o_sz, self.o_ahead), new, strict=True):
+            arr[:, side] = v if mask is None else np.where(mask, v, arr[:, side])
+
+    def post_price(self, side: int, price, size) -> None:
+        """`post` by absolute price (ticks): a price off the integer grid, on the wrong side of the
+        reference price or beyond the K levels raises InvalidActionError."""
+        p = np.asarray(price)
+        if p.dtype.kind not in "fiu":
+            raise InvalidActionError(f"price must be a number of ticks, got {_preview(price)}")
+        p = np.broadcast_to(p, (self.B,))
+        if not np.isfinite(p.astype(np.float64)).all():
+            raise InvalidActionError(f"price contains NaN or inf ({_preview(price)}); pass integer ticks")
+        if (p != np.round(p)).any():
+            raise InvalidActionError(f"price {_preview(price)} is off the tick grid; prices are integer ticks")
+        p = p.astype(np.int64)
+        level = self.pb - p if side == BID else p - self.pb - 1
+        bad = (level < 0) | (level >= self.K)
+        if bad.any():
+            b = int(np.flatnonzero(bad)[0])
+            lo, hi = (self.pb[b] - self.K + 1, self.pb[b]) if side == BID else (self.pb[b] + 1, self.pb[b] + self.K)
+            raise InvalidActionError(f"{'bid' if side == BID else 'ask'} price {int(p[b])} of book {b} is outside "
+                                     f"its {self.K} levels [{lo}, {hi}]; post within the visible book")
+        self.post(side, level, size)
+
+    def market(self, side: int, volume) -> tuple[np.ndarray, np.ndarray]:
+        """The agent's market order of `volume` lots (B,): side=BID buys (walks the asks), side=ASK
+        sells (walks the bids). Returns (lots filled, value in tick·lots) per book; lots beyond the K
+        levels go unfilled. The agent's own resting order on the walked side is cancelled first."""
+        volume = _as_int("volume", volume, self.B, 0, None, "a market-order size >= 0 lots")
+        walked = ASK if side == BID else BID
+        gone = volume > 0
+        for arr in (self.o_lv, self.o_sz, self.o_ahead):
+            arr[gone, walked] = 0
+        vol = np.zeros((self.B, 2), dtype=np.int64)
+        vol[:, walked] = volume
+        take = self._walk(vol)[0][:, walked]
+        prices = self.pb[:, None] - self._levels if walked == BID else self.pb[:, None] + 1 + self._levels
+        return take.sum(axis=1), (take * prices).sum(axis=1)
+
+    # -- the step ---------------------------------------------------------------------------------
+    def advance(self, rng: np.random.Generator) -> StepFlow:
+        """One step of background flow: cancellations, limit arrivals, market orders, reference move."""
+        B, K, f, D = self.B, self.K, self.flow, self._draws
+        q, lv, ahead = self.q, self.o_lv, self.o_ahead
+        v = rng.integers(0, 2**64, size=(B, self._W), dtype=np.uint64)
+        R = self._rowbuf
+        # 2. cancellations: Binomial(lots, p_j) per level, the agent's level split into the lots behind
+        # (in place) and ahead (slot K); row j·nc + n of the count tables
+        vis = self.visible() if f.insert_boost or f.market_boost else None
+        D.ensure(self, int(q.max()), vis)                              # ahead and behind <= the queue
+        at = self._flat + lv.ravel()                                   # the agent's level, flat in q
+        n = R[:, :2 * K].reshape(B, 2, K)                              # keys: row << BITS
+        np.left_shift(q, BITS, out=n)
+        n += D.ckeys
+        ka = R[:, 4 * K:4 * K + 2]
+        np.left_shift(ahead, BITS, out=ka)
+        R.reshape(-1)[self._kflat + lv.ravel()] -= ka.ravel()
+        ka += lv * D.nc_key
+        if vis is not None:
+            D.state_rows(R, vis)
+        cnt = D.table.draw_keyed(R, v[:, :-2], self._scratch)
+        c_ahead = cnt[:, 4 * K:4 * K + 2]
+        q -= cnt[:, :2 * K].reshape(B, 2, K)
+        q.reshape(-1)[at] -= c_ahead.ravel()
+        ahead -= c_ahead
+        # 3. limit arrivals, joining the back of their queues
+        q += cnt[:, 2 * K:4 * K].reshape(B, 2, K)
+        # 4. market orders (uninformed buys, uninformed sells, informed of sign z)
+        m = cnt[:, 4 * K + 2:4 * K + 5]
+        if self._hawkes_on:
+            mu = (self._mu_base * (1.0 + f.market_boost / (1.0 + vis[:, ::-1, 0])) if f.market_boost
+                  else self._mu_base)
+            m[:, :2] = poisson_inverse(mu + self.e * self.dt, v[:, 4 * K + 2:4 * K + 4])
+        vol = np.empty((B, 2), dtype=np.int64)                         # [sells hit the bids, buys the asks]
+        vol[:, ASK], vol[:, BID] = m[:, 0], m[:, 1]
+        if self._mu_inf:
+            vol[:, ASK] += m[:, 2] * (self.z > 0)
+            vol[:, BID] += m[:, 2] * (self.z < 0)
+        fill_px = np.empty((B, 2), dtype=np.int64)
+        fill_px[:, BID] = self.pb - lv[:, BID]
+        fill_px[:, ASK] = self.pb + 1 + lv[:, ASK]
+        _, fills = self._walk(vol)
+        # 5. Hawkes excitation, then the reference-price move
+        if self._hawkes_on:
+            self.e = self.e * self._decay + self._jump * m[:, :2]
+        shift = self._shift(unit(v[:, -2]), unit(v[:, -1]), cnt[:, 4 * K + 5])
+        return StepFlow(fills, fill_px, vol[:, ::-1].copy(), shift)
+
+    # -- internals --------------------------------------------------------------------------------
+    def _walk(self, volume: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Take volume[:, s] lots from side s (B, 2), best level first and FIFO within a level (the lots
+        ahead of the agent's order, then the order, then the rest). Returns (lots taken per level
+        (B, 2, K), the agent's lots filled (B, 2))."""
+        q, sz, lv, ahead = self.q, self.o_sz, self.o_lv, self.o_ahead
+        at = self._flat + lv.ravel()
+        avail = q.copy()
+        avail.reshape(-1)[at] += sz.ravel()
+        # lots before each level, an unrolled prefix sum (numpy's cumsum is slow along a short last axis)
+        left = np.empty_like(avail)
+        left[:, :, 0] = volume
+        for j in range(1, self.K):
+            np.subtract(left[:, :, j - 1], avail[:, :, j - 1], out=left[:, :, j])
+        np.maximum(left, 0, out=left)
+        take = np.minimum(left, avail, out=left)
+        t_j = take.reshape(-1)[at].reshape(-1, 2)
+        a_fill = np.minimum(np.maximum(t_j - ahead, 0), sz)
+        q -= take
+        q.reshape(-1)[at] += a_fill.ravel()
+        sz -= a_fill
+        ahead -= np.minimum(t_j, ahead)
+        done = (sz == 0) & (a_fill > 0)
+        if done.any():
+            lv[done] = 0
+            ahead[done] = 0
+        return take, a_fill
+
+    def _shift(self, coin: np.ndarray, sign: np.ndarray, deep: np.ndarray) -> np.ndarray:
+        """Move the frame one tick where one best queue is empty and the other is not (w.p. shift_prob)."""
+        sz, lv = self.o_sz, self.o_lv
+        empty = (self.q[:, :, 0] == 0) & ((sz == 0) | (lv > 0))          # (B, 2) best level empty
+        go = coin < self.flow.shift_prob
+        up = empty[:, ASK] & ~empty[:, BID] & go
+        down = empty[:, BID] & ~empty[:, ASK] & go
+        shift = up.astype(np.int64) - down
+        if not (up.any() or down.any()):
+            return shift
+        q = self.q
+        for b, grow, shrink in ((np.flatnonzero(up), BID, ASK), (np.flatnonzero(down), ASK, BID)):
+            if b.size == 0:
+                continue
+            # the `shrink` side loses its empty best level and gains a new far level; the `grow` side
+            # gains an empty best level (the old opposite best price) and drops its far level
+            q[b, shrink, :-1] = q[b, shrink, 1:]
+            q[b, shrink, -1] = deep[b]
+            q[b, grow, 1:] = q[b, grow, :-1]
+            q[b, grow, 0] = 0
+            lv[b, shrink] -= 1
+            lv[b, grow] += 1
+        moved = np.flatnonzero(shift)
+        self.pb += shift
+        self.z[moved] = np.where(sign[moved] < 0.5, 1, -1)
+        lv[sz == 0] = 0                                                 # no order: level 0 by convention
+        out = lv >= self.K                                              # pushed beyond the window: cancelled
+        if out.any():
+            sz[out] = 0
+            lv[out] = 0
+            self.o_ahead[out] = 0
+        return shift
+
+
+def _pow2(n: int, floor: int) -> int:
+    return max(floor, 1 << max(int(n) - 1, 0).bit_length())
+
+
+class _Draws:
+    """The count tables of one book setting (`lob_draws.InverseCDF`) and their row layout:
+
+    cancellations  row j·nc + n            Binomial(n, p_j), n the lots at level j (n < nc);
+    arrivals       A0 + j·nx + x           Poisson(rate of level j given x): x = 0 (CST), or the
+                                           level's visible queue (QR insertion boost);
+    market orders  M0 + x                  Poisson(μ(1 − φ)(1 − n)Δt given x): x = 0, or the
+                                           opposite best queue (QR);
+    informed       I0                      Poisson(2μφΔt);
+    new far level  D0                      Poisson(λ(K)/θ(K)).
+    The sizes nc, nx, nm grow (doubling) when a state exceeds them; a row's CDF depends only on its
+    parameters, so growing changes no draw. Tables are cached per setting (`_draw_tables`).
+    """
+
+    def __init__(self, book: Book):
+        f, K = book.flow, book.K
+        self.K = K
+        self.pc = tuple(float(x) for x in book._pc)
+        self.lam = tuple(float(x) for x in book._lam_dt)
+        self.a, self.b = float(f.insert_boost), float(f.market_boost)
+        self.mu, self.mu_inf, self.deep = float(book._mu_base), float(book._mu_inf), float(book._deep)
+        self.nc, self.nx, self.nm = 16, (16 if self.a else 1), (16 if self.b else 1)
+        self.table = None
+        self._build()
+
+    def arrival_rate(self, j: int, x: int) -> float:
+        return self.lam[j] * (1.0 + self.a / (1.0 + x)) if self.a else self.lam[j]
+
+    def market_rate(self, x: int) -> float:
+        return self.mu * (1.0 + self.b / (1.0 + x)) if self.b else self.mu
+
+    def _build(self) -> None:
+        K, nc, nx, nm = self.K, self.nc, self.nx, self.nm
+        arr = tuple(self.arrival_rate(j, x) for j in range(K) for x in range(nx))
+        mkt = tuple(self.market_rate(x) for x in range(nm))
+        self.table = _draw_tables(self.pc, nc, arr, mkt, self.mu_inf, self.deep)
+        self.A0 = K * nc
+        self.M0 = self.A0 + K * nx
+        self.I0 = self.M0 + nm
+        self.D0 = self.I0 + 1
+        self.cbase = np.arange(K, dtype=np.int64) * nc                    # + n; the ahead slots: lv·nc + n
+        self.abase = self.A0 + np.arange(K, dtype=np.int64) * nx
+        self.ckeys, self.nc_key, self.akeys = self.cbase << BITS, nc << BITS, self.abase << BITS
+        self.version = getattr(self, "version", 0) + 1
+
+    def ensure(self, book: Book | None, n_max: int, vis: np.ndarray | None = None) -> None:
+        """Grow the tables so that queue size n_max (and, with QR, the visible queues vis) have rows;
+        then (re)write the constant rows of `book`'s row buffer if the layout changed."""
+        grow = n_max >= self.nc
+        nx_need = int(vis.max()) + 1 if self.a and vis is not None else 0
+        nm_need = int(vis[:, :, 0].max()) + 1 if self.b and vis is not None else 0
+        if grow or nx_need > self.nx or nm_need > self.nm:
+            self.nc = _pow2(n_max + 1, self.nc)
+            self.nx = _pow2(nx_need, self.nx) if self.a else 1
+            self.nm = _pow2(nm_need, self.nm) if self.b else 1
+            self._build()
+        if book is not None and getattr(book, "_rows_version", None) != self.version:
+            K, R = self.K, book._rowbuf
+            R[:, 2 * K:4 * K] = np.tile(self.akeys, 2)
+            R[:, 4 * K + 2:4 * K + 4] = self.M0 << BITS
+            R[:, 4 * K + 4] = self.I0 << BITS
+            R[:, 4 * K + 5] = self.D0 << BITS
+            book._rows_version = self.version
+
+    def state_rows(self, R: np.ndarray, vis: np.ndarray) -> None:
+        """QR: rows that depend on the visible queues (read at the start of the step)."""
+        K, B = self.K, len(R)
+        if self.a:
+            keys = R[:, 2 * K:4 * K].reshape(B, 2, K)
+            np.left_shift(vis, BITS, out=keys)
+            keys += self.akeys
+        if self.b:
+            np.left_shift(vis[:, ::-1, 0] + self.M0, BITS, out=R[:, 4 * K + 2:4 * K + 4])
+
+    # scalar draws, for the sequential oracle (tests/lob_oracle.py): the same rows, the same X
+    def cancel(self, j: int, n: int, v: int) -> int:
+        self.ensure(None, n)
+        return self.table.draw_one(j * self.nc + n, v)
+
+    def arrival(self, j: int, x: int, v: int) -> int:
+        if self.a and x >= self.nx:
+            self.ensure(None, 0, np.full((1, 2, 1), x))
+        return self.table.draw_one(self.A0 + j * self.nx + (x if self.a else 0), v)
+
+    def market(self, x: int, v: int) -> int:
+        if self.b and x >= self.nm:
+            self.ensure(None, 0, np.full((1, 2, 1), x))
+        return self.table.draw_one(self.M0 + (x if self.b else 0), v)
+
+    def informed(self, v: int) -> int:
+        return self.table.draw_one(self.I0, v)
+
+    def far(self, v: int) -> int:
+        return self.table.draw_one(self.D0, v)
+
+
+@lru_cache(maxsize=32)
+def _draw_tables(pc: tuple[float, ...], nc: int, arr: tuple[float, ...], mkt: tuple[float, ...], mu_inf: float,
+                 deep: float) -> InverseCDF:
+    cdfs = [binomial_cdf(n, p) for p in pc for n in range(nc)]
+    cdfs += [poisson_cdf(r) for r in arr] + [poisson_cdf(r) for r in mkt] + [poisson_cdf(mu_inf), poisson_cdf(deep)]
+    return InverseCDF(cdfs)
+
+
+def _as_int(name: str, v, B: int, lo: int, hi: int | None, want: str) -> np.ndarray:
+    """(B,) int64 from a scalar or a (B,) array of integral numbers; a clear InvalidActionError otherwise."""
+    try:
+        a = np.asarray(v)
+    except (TypeError, ValueError):
+        raise InvalidActionError(f"{name} {_preview(v)} is not a number; pass {want}") from None
+    if a.dtype.kind not in "fiub":
+        raise InvalidActionError(f"{name} must be {want}, got dtype {a.dtype} ({_preview(v)})")
+    if a.ndim > 1 or (a.ndim == 1 and a.shape[0] != B):
+        raise InvalidActionError(f"{name} has shape {a.shape}; pass a scalar or one value per book ({B},)")
+    if a.dtype.kind == "f":
+        if not np.isfinite(a).all():
+            raise InvalidActionError(f"{name} contains NaN or inf ({_preview(v)}); pass {want}")
+        if (a != np.round(a)).any():
+            raise InvalidActionError(f"{name} {_preview(v)} is not an integer (off the grid); pass {want}")
+    if a.size and (a.min() < lo or (hi is not None and a.max() > hi)):
+        raise InvalidActionError(f"{name} {_preview(v)} is out of range; pass {want}")
+    return np.broadcast_to(a.astype(np.int64), (B,)).copy()
+
+
+@lru_cache(maxsize=16)
+def _bank(flow: Calibration, K: int, dt: float, informed: float, hawkes: tuple[float, float], size: int = 256,
+          burn: float = 200.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Books at stationarity (q, e, z), simulated once per setting from a fixed seed: resets draw from
+    these, so episodes start in the book's long-run state instead of a hand-made one."""
+    book = Book(size, K, calibration=flow, dt=dt, informed=informed, hawkes=hawkes if hawkes[0] > 0 else None)
+    rng = np.random.default_rng(20100503)
+    lam, th = flow.lam(K), flow.thetas(K)
+    book.q[:] = rng.poisson(lam / th, (size, 2, K))
+    book.z[:] = np.where(rng.random(size) < 0.5, 1, -1)
+    for _ in range(int(math.ceil(burn / dt))):  # `burn` seconds: many times every queue's relaxation time
+        book.advance(rng)
+    q, e, z = book.q.copy(), book.e.copy(), book.z.copy()
+    for a in (q, e, z):
+        a.setflags(write=False)
+    return q, e, z
