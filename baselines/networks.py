@@ -22,9 +22,15 @@ def mlp(inp: int, out: int, hidden: int, layers: int) -> nn.Sequential:
     return nn.Sequential(*mods, nn.Linear(dims[-1], out))
 
 
+FUSED_ADAM = True   # scripts/bench_baselines.py turns it off to measure what the fused kernel contributes
+
+
 def adam(params, lr: float) -> torch.optim.Adam:
-    """Adam with the fused kernel where torch has it (CPU since 2.4): ~4x less optimiser overhead."""
+    """Adam with the fused kernel where torch has it (CPU since 2.4) and FUSED_ADAM is on (the default):
+    one kernel over all parameters instead of a loop of small ops per parameter tensor."""
     params = list(params)
+    if not FUSED_ADAM:
+        return torch.optim.Adam(params, lr=lr)
     try:
         return torch.optim.Adam(params, lr=lr, fused=True)
     except (RuntimeError, TypeError):

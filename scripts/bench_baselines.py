@@ -1,20 +1,23 @@
-"""Updates per second of each multi-agent baseline vs its d3rlpy single-agent counterpart.
+"""Updates per second of each multi-agent baseline vs its d3rlpy single-agent counterpart, at equal samples.
 
-Equal batch and network size: the multi-agent update takes B joint transitions of n agents
-(B·n agent samples through the shared networks); d3rlpy's takes B single-agent transitions.
-"Per agent" = multi-agent updates/s × n — the rate at which each agent's policy receives a
-batch-B update, which is what n separate d3rlpy learners would each get. Both sides time
-the full training step as `python -m baselines train` runs it (batch sampling included),
-on random data of the same shapes, with the same torch thread count; each figure is the
-median of `--repeats` interleaved timings (the machine is shared). Target: per-agent rate
-within 1.5× of d3rlpy's, or faster.
+The multi-agent networks are shared by the agents: one multi-agent update of B joint transitions of
+n agents is one forward/backward pass over B·n agent samples. The like-for-like peer is therefore
+d3rlpy's update at batch B·n (same samples per update, same network size): that is the lead ratio.
+A second multi-agent row builds the same learners with plain (unfused) torch Adam — d3rlpy's
+optimiser — to show what the fused Adam kernel (`baselines.networks.adam`) contributes.
+Both sides time the full training step as `python -m baselines train` runs it (batch sampling
+included), on random data of the same shapes, with the same torch thread count; the sides are
+timed interleaved (order reversed every other round), --repeats rounds, median (min–max); ratios
+are per round, then the median. Rates are from wall time and, beside them, CPU time of the process
+(less inflated by other jobs on a shared machine). The load average is recorded.
 
-    python scripts/bench_baselines.py [--agents 2] [--batch 256] [--hidden 256] [--seconds 3]
+    python scripts/bench_baselines.py [--agents 2] [--batch 256] [--hidden 256] [--seconds 3] [--repeats 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -72,16 +75,21 @@ def make_data(root: Path, n_agents: int, obs_dim: int, act_dim: int, n_actions: 
     return out
 
 
-def rate(learner, seconds: float, warmup: int = 20) -> float:
+def rate(learner, seconds: float, warmup: int = 20) -> tuple[float, float]:
+    """(updates per wall second, updates per CPU second of this process)."""
     for _ in range(warmup):
         learner.step()
-    k, t0 = 0, time.perf_counter()
+    k, t0, c0 = 0, time.perf_counter(), time.process_time()
     while True:
         learner.step()
         k += 1
         dt = time.perf_counter() - t0
         if dt >= seconds and k >= 10:
-            return k / dt
+            return k / dt, k / max(time.process_time() - c0, 1e-9)
+
+
+def spread(xs: list[float], fmt: str = ",.0f", unit: str = "") -> str:
+    return f"{statistics.median(xs):{fmt}}{unit} ({min(xs):{fmt}}–{max(xs):{fmt}})"
 
 
 def main(argv=None) -> int:
@@ -95,7 +103,7 @@ def main(argv=None) -> int:
     p.add_argument("--actions", type=int, default=5, help="discrete actions")
     p.add_argument("--transitions", type=int, default=20_000)
     p.add_argument("--seconds", type=float, default=3.0)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="bench_out/baselines.md")
@@ -104,62 +112,81 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from baselines import single
+    from baselines import networks, single
     from baselines.data import fit_scaling
     from baselines.multi import MultiLearner
     from baselines.single import D3rlpyLearner
 
     kw = dict(hidden=args.hidden, layers=args.layers, device=args.device, seed=0)
     n = args.agents
-    rows = []
+    bn = args.batch * n
+    rows, record = [], []
+    loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as tmp:
         data = make_data(Path(tmp), n, args.obs_dim, args.act_dim, args.actions, args.transitions)
         for ma, sa, kind in PAIRS:
             sa_name = single.ALGOS[sa].configs[kind].removesuffix("Config")  # the d3rlpy class shown
             mds, sds = data[("multi", kind)], data[("single", kind)]
-            learners = {
-                "ma": MultiLearner.from_dataset(ma, mds, fit_scaling(mds), batch_size=args.batch, **kw),
-                "sa": D3rlpyLearner.from_dataset(sa, sds, fit_scaling(sds), batch_size=args.batch, **kw),
-                "sa_bn": D3rlpyLearner.from_dataset(sa, sds, fit_scaling(sds), batch_size=args.batch * n, **kw),
-            }
-            times: dict[str, list[float]] = {k: [] for k in learners}
-            for _ in range(args.repeats):  # interleaved, so load changes hit every side alike
-                for k, lr in learners.items():
-                    times[k].append(rate(lr, args.seconds))
-            med = {k: statistics.median(v) for k, v in times.items()}
-            per_agent = med["ma"] * n
-            rows.append((ma.upper(), f"{sa_name} (d3rlpy)", med["ma"], per_agent, med["sa"], per_agent / med["sa"],
-                         med["sa_bn"], med["ma"] / med["sa_bn"]))
-            print(f"{ma:8s} {med['ma']:8.1f} upd/s  per agent {per_agent:8.1f}  | {sa_name:12s} {med['sa']:8.1f} upd/s "
-                  f"(batch {args.batch * n}: {med['sa_bn']:.1f})  ratio {per_agent / med['sa']:.2f}", flush=True)
+            learners = {"ma": MultiLearner.from_dataset(ma, mds, fit_scaling(mds), batch_size=args.batch, **kw)}
+            networks.FUSED_ADAM = False
+            try:
+                learners["ma_plain"] = MultiLearner.from_dataset(ma, mds, fit_scaling(mds), batch_size=args.batch,
+                                                                 **kw)
+            finally:
+                networks.FUSED_ADAM = True
+            learners["sa_bn"] = D3rlpyLearner.from_dataset(sa, sds, fit_scaling(sds), batch_size=bn, **kw)
+            wall: dict[str, list[float]] = {k: [] for k in learners}
+            cpu: dict[str, list[float]] = {k: [] for k in learners}
+            items = list(learners.items())
+            for r in range(args.repeats):  # interleaved, so load changes hit every side alike
+                for k, lr in (items if r % 2 == 0 else items[::-1]):
+                    w, c = rate(lr, args.seconds)
+                    wall[k].append(w)
+                    cpu[k].append(c)
+                loads.append(os.getloadavg()[0])
+            eq = [a / b for a, b in zip(wall["ma"], wall["sa_bn"])]
+            eq_cpu = [a / b for a, b in zip(cpu["ma"], cpu["sa_bn"])]
+            plain = [a / b for a, b in zip(wall["ma_plain"], wall["sa_bn"])]
+            fused = [a / b for a, b in zip(wall["ma"], wall["ma_plain"])]
+            rows.append((ma.upper(), f"{sa_name} (d3rlpy)", wall, cpu, eq, eq_cpu, plain, fused))
+            record.append({"algo": ma, "counterpart": sa_name, "wall_updates_per_s": wall,
+                           "cpu_updates_per_s": cpu})
+            print(f"{ma:8s} {statistics.median(wall['ma']):8.1f} upd/s (plain Adam "
+                  f"{statistics.median(wall['ma_plain']):.1f}) | {sa_name} batch {bn} "
+                  f"{statistics.median(wall['sa_bn']):8.1f} upd/s | equal samples {statistics.median(eq):.2f}× "
+                  f"(CPU {statistics.median(eq_cpu):.2f}×), fused Adam {statistics.median(fused):.2f}×", flush=True)
 
     import platform
 
     import d3rlpy
 
     lines = [
-        "# Multi-agent baselines vs d3rlpy: updates per second",
+        "# Multi-agent baselines vs d3rlpy at equal samples: updates per second",
         "",
-        f"{n} agents, batch {args.batch} joint transitions (MA) vs {args.batch} transitions (d3rlpy), "
-        f"MLP {args.layers}×{args.hidden}, obs {args.obs_dim}, "
-        f"continuous actions {args.act_dim}-d / discrete {args.actions}, device {args.device}, torch threads "
-        f"{args.threads}, median of {args.repeats} interleaved {args.seconds:g}-s timings of the full training step "
-        f"(sampling included). torch {torch.__version__}, d3rlpy {d3rlpy.__version__}, "
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared).",
+        f"{time.strftime('%Y-%m-%d %H:%M')}; {n} agents, multi-agent batch {args.batch} joint transitions "
+        f"(= {bn} agent samples through the shared networks) vs d3rlpy at batch {bn}; MLP {args.layers}×"
+        f"{args.hidden}, obs {args.obs_dim}, continuous actions {args.act_dim}-d / discrete {args.actions}, "
+        f"device {args.device}, torch threads {args.threads}; {args.repeats} interleaved rounds of "
+        f"{args.seconds:g}-s timings of the full training step (sampling included), median (min–max), ratios per "
+        f"round then the median. torch {torch.__version__}, d3rlpy {d3rlpy.__version__}, "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared), load average "
+        f"{min(loads):.1f}–{max(loads):.1f} while running.",
         "",
-        "Per agent = MA updates/s × agents: each agent's policy gets a batch-"
-        f"{args.batch} update that often. Target: ratio ≥ 1/1.5 = 0.67.",
-        "",
-        "| multi-agent | counterpart | MA updates/s | per agent | d3rlpy updates/s | per-agent ratio | "
-        f"d3rlpy at batch {args.batch * n} | MA / that |",
+        "| multi-agent | counterpart | MA updates/s | d3rlpy updates/s (batch " + str(bn) + ") | "
+        "**MA ÷ d3rlpy, equal samples** (wall) | same, CPU time | MA with plain Adam ÷ d3rlpy | "
+        "fused Adam's contribution (MA ÷ MA plain) |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for r in rows:
-        lines.append(f"| {r[0]} | {r[1]} | {r[2]:.1f} | {r[3]:.1f} | {r[4]:.1f} | {r[5]:.2f}× | {r[6]:.1f} | "
-                     f"{r[7]:.2f}× |")
+    for name, peer, wall, _cpu, eq, eq_cpu, plain, fused in rows:
+        lines.append(f"| {name} | {peer} | {spread(wall['ma'], '.0f')} | {spread(wall['sa_bn'], '.0f')} | "
+                     f"**{spread(eq, '.2f', '×')}** | {spread(eq_cpu, '.2f', '×')} | {spread(plain, '.2f', '×')} | "
+                     f"{spread(fused, '.2f', '×')} |")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
+    out.with_suffix(".json").write_text(json.dumps({"load_average": loads, "agents": n, "batch": args.batch,
+                                                    "rows": record}, indent=1) + "\n")
+    print("\n".join(lines))
     print(f"wrote {out}")
     return 0
 

@@ -295,3 +295,25 @@ def test_reference_episode_returns_refuse_agents_ending_at_different_steps():
     core = SplitEndMarket(num_envs=3)
     with pytest.raises(EnvError, match=r"market 0: agents \[0\] ended and agents \[1\] did not"):
         episode_returns(core, lambda obs, rng: np.zeros(obs.shape[:2], np.int64), episodes=3)
+
+
+def test_adam_is_fused_unless_turned_off_and_both_take_the_same_step(monkeypatch):
+    from baselines import networks
+
+    def one_step():
+        torch.manual_seed(0)
+        net = torch.nn.Linear(4, 3)
+        opt = networks.adam(net.parameters(), lr=1e-2)
+        loss = net(torch.ones(5, 4)).square().sum()
+        loss.backward()
+        opt.step()
+        return opt, [p.detach().clone() for p in net.parameters()]
+
+    fused_opt, fused = one_step()
+    if hasattr(torch._C, "_fused_adam_"):  # torch with the fused kernel (CPU since 2.4)
+        assert fused_opt.defaults["fused"] is True
+    monkeypatch.setattr(networks, "FUSED_ADAM", False)
+    plain_opt, plain = one_step()
+    assert not plain_opt.defaults["fused"]
+    for a, b in zip(fused, plain):   # the same update, up to float rounding
+        torch.testing.assert_close(a, b)
