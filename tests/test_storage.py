@@ -492,6 +492,43 @@ def test_manifest_digests_match_the_files_written(tmp_path, monkeypatch):
     verify(tmp_path / "d")
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names an fd through /proc")
+def test_every_file_and_directory_is_fsynced_before_the_rename(tmp_path, monkeypatch):
+    """Durability before visibility: each file of the dataset (shards written with only a writeback
+    head start included) and each of its directories is fsynced after its last write and before
+    the staging directory is renamed onto the target; the parent directory is fsynced after."""
+    from ogdata.storage import writer
+
+    monkeypatch.setattr(writer, "CHUNK_BYTES", 1 << 12)
+    monkeypatch.setattr(writer, "SHARD_BYTES", 1 << 15)
+    events = []
+    real_fsync, real_rename = os.fsync, os.rename
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def rename(src, dst, *a, **k):
+        events.append(("rename", os.fspath(src), os.fspath(dst)))
+        return real_rename(src, dst, *a, **k)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "rename", rename)
+    rng = np.random.default_rng(5)
+    target = tmp_path / "d"
+    ogdata.create_dataset(target, **make_flat_episodes(rng, [300] * 20, obs_dim=6))
+    monkeypatch.undo()
+    renames = [i for i, e in enumerate(events) if e[0] == "rename" and Path(e[2]) == target]
+    assert len(renames) == 1
+    stage = Path(events[renames[0]][1])
+    synced = {Path(e[1]) for e in events[:renames[0]] if e[0] == "fsync"}
+    on_disk = [p for p in target.rglob("*")] + [target]
+    assert sum(p.is_file() for p in on_disk) > 8
+    for p in on_disk:
+        assert stage / p.relative_to(target) in synced, f"{p.relative_to(target)} not fsynced before the rename"
+    assert ("fsync", str(target.parent)) in events[renames[0]:]
+
+
 def test_mmap_sampling_equals_in_memory_sampling(tmp_path, monkeypatch):
     """load(mmap=True) samples the same batches from memory maps of the raw shards (several shards,
     a partial last one), reads compressed arrays into memory, and never loads the raw ones."""
