@@ -40,6 +40,7 @@ from ogdata.storage.integrity import verify as verify_dataset
 
 MAX_SAMPLE = 1 << 24   # transitions in one `sample` batch
 _MAPPABLE = {np.dtype(t).name for t in "?bhilqBHILQefd"}   # dtypes a raw shard may be memory-mapped as
+SMALL_BYTES = 1 << 26  # compressed arrays up to this size (flags: 1 byte a step) are decoded whole for slicing
 
 
 @dataclass
@@ -87,6 +88,7 @@ class Dataset:
             check_open(self.path, self.metadata)
         self._arrays: dict[str, np.ndarray] | None = _arrays
         self._group = None
+        self._small: dict[str, np.ndarray] = {}   # small compressed arrays (flags), decoded once for slicing
         self._lengths: np.ndarray | None = None
         self._ep_of: np.ndarray | None = None
         self._ends: np.ndarray | None = None
@@ -160,6 +162,24 @@ class Dataset:
         if self._arrays is not None:
             a = self._arrays[name]
             return a if sl is None else a[sl]
+        desc = self.metadata["arrays"].get(name)
+        if (sl is not None and sl.step in (None, 1) and desc and desc.get("compressor") is None
+                and "shard_rows" in desc):   # a range of a raw array (an episode): straight from its shards
+            from ogdata.storage.shards import read_rows
+
+            shape = tuple(desc["shape"])
+            a, b, _ = sl.indices(shape[0])
+            fast = read_rows(self.path / DATA_DIR / name, shape, np.dtype(desc["dtype"]), desc["chunk_rows"],
+                             desc["shard_rows"], a, b)
+            if fast is not None:
+                return fast
+        if sl is not None and name in self._small:
+            return self._small[name][sl].copy()   # a copy: the caller may write to it
+        if (sl is not None and desc and desc.get("compressor") is not None
+                and int(np.prod(desc["shape"], dtype=np.int64)) * np.dtype(desc["dtype"]).itemsize <= SMALL_BYTES):
+            # a compressed array is decoded whole once: zarr's per-slice decode costs ms per episode
+            self._small[name] = self._read(name)
+            return self._small[name][sl].copy()
         group = self._zarr()
         try:
             arr = group[name]
@@ -169,7 +189,6 @@ class Dataset:
         except Exception as e:  # noqa: BLE001 - a corrupted zarr.json
             raise name_bad_file(self.path, self.metadata["manifest"], [f"{DATA_DIR}/{name}/zarr.json"],
                                 f"array {name!r}", e) from e
-        desc = self.metadata["arrays"].get(name)
         if desc and list(arr.shape) != list(desc["shape"]):
             raise MetadataError(f"{self.path}: array {name!r} has shape {list(arr.shape)} but metadata says "
                                 f"{desc['shape']}; the dataset is inconsistent — re-download it")

@@ -529,6 +529,39 @@ def test_every_file_and_directory_is_fsynced_before_the_rename(tmp_path, monkeyp
     assert ("fsync", str(target.parent)) in events[renames[0]:]
 
 
+@pytest.mark.parametrize("n_agents", [None, 2])
+def test_episodes_read_from_the_shards_equal_the_arrays(tmp_path, monkeypatch, n_agents):
+    """episode(i) reads raw arrays straight from the shard files (episodes crossing shard boundaries,
+    the partial last shard) and decodes compressed ones once: the same arrays as reading everything,
+    returned as copies the caller may write to; a missing shard is an IntegrityError naming it."""
+    from ogdata.errors import IntegrityError
+    from ogdata.storage import writer
+    from ogdata.storage.shards import shard_file
+
+    monkeypatch.setattr(writer, "CHUNK_BYTES", 1 << 12)
+    monkeypatch.setattr(writer, "SHARD_BYTES", 1 << 15)
+    rng = np.random.default_rng(6)
+    lengths = rng.integers(50, 400, 25)
+    ogdata.create_dataset(tmp_path / "d", **make_flat_episodes(rng, lengths, obs_dim=5, n_agents=n_agents))
+    whole = ogdata.load(tmp_path / "d").arrays()
+    assert ogdata.load(tmp_path / "d").metadata["arrays"]["terminations"]["compressor"] is not None
+    ds = ogdata.load(tmp_path / "d")
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    for i in list(range(len(lengths))) + [3]:
+        ep, t0, T = ds.episode(i), int(starts[i]), int(lengths[i])
+        np.testing.assert_array_equal(ep.observations, whole["observations"][t0 + i:t0 + i + T + 1])
+        for k in ("actions", "rewards", "terminations", "truncations"):
+            np.testing.assert_array_equal(getattr(ep, k), whole[k][t0:t0 + T], err_msg=k)
+        if n_agents:
+            np.testing.assert_array_equal(ep.states, whole["states"][t0 + i:t0 + i + T + 1])
+        ep.terminations[:] = True   # the caller's copy: the next read is unaffected
+        ep.observations[:] = 0
+    shard = shard_file(tmp_path / "d" / "data" / "observations", 1, whole["observations"].ndim)
+    shard.unlink()   # after opening: the read itself must notice
+    with pytest.raises(IntegrityError, match=r"shard 1 of observations is missing"):
+        [ds.episode(i) for i in range(len(lengths))]
+
+
 def test_mmap_sampling_equals_in_memory_sampling(tmp_path, monkeypatch):
     """load(mmap=True) samples the same batches from memory maps of the raw shards (several shards,
     a partial last one), reads compressed arrays into memory, and never loads the raw ones."""

@@ -130,6 +130,39 @@ def read_array(array_dir: Path, shape: tuple[int, ...], dtype: np.dtype, chunk_r
     return out
 
 
+def read_rows(array_dir: Path, shape: tuple[int, ...], dtype: np.dtype, chunk_rows: int, shard_rows: int,
+              start: int, stop: int) -> np.ndarray | None:
+    """Rows [start, stop) of a raw array, read straight from the shard files they lie in (an episode:
+    a few hundred KiB from one or two files, no zarr decode); each shard's index is checked as
+    `read_array` checks it. None if a touched shard's layout is not the plain one."""
+    dtype = np.dtype(dtype)
+    n = shape[0]
+    start, stop = max(0, min(start, n)), max(0, min(stop, n))
+    out = np.empty((max(0, stop - start),) + tuple(shape[1:]), dtype=dtype)
+    if stop <= start:
+        return out
+    row_bytes = out[0].nbytes
+    flat = out.reshape(len(out), -1).view(np.uint8).reshape(-1)
+    for s in range(start // shard_rows, (stop - 1) // shard_rows + 1):
+        s0 = s * shard_rows
+        rows = min(shard_rows, n - s0)
+        a, b = max(start, s0), min(stop, s0 + rows)
+        f = shard_file(array_dir, s, len(shape))
+        with _open_shard(f, s, array_dir) as fh:
+            if not _plain_layout(fh, f, rows, chunk_rows, shard_rows // chunk_rows, chunk_rows * row_bytes):
+                return None
+            fh.seek((a - s0) * row_bytes)
+            view = memoryview(flat[(a - start) * row_bytes:(b - start) * row_bytes])
+            got = 0
+            while got < len(view):   # _plain_layout checked the size: only a file cut meanwhile ends early
+                k = fh.readinto(view[got:])
+                if not k:
+                    raise IntegrityError(f"{f}: ends before its {rows} rows (truncated); re-download or "
+                                         "regenerate the dataset")
+                got += k
+    return out
+
+
 PAGE = 4096
 
 
