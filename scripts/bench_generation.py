@@ -107,7 +107,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--env", action="append", default=[])
     ap.add_argument("--transitions", type=int, default=1_000_000, help="vectorised ogdata dataset size")
-    ap.add_argument("--minari-transitions", type=int, default=100_000,
+    ap.add_argument("--minari-transitions", type=int, default=30_000,
                     help="Minari dataset size, and the equal-work ogdata (B = 1) dataset size")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median, min–max)")
