@@ -164,7 +164,10 @@ class Dataset:
             return a if sl is None else a[sl]
         desc = self.metadata["arrays"].get(name)
         if (sl is not None and sl.step in (None, 1) and desc and desc.get("compressor") is None
-                and "shard_rows" in desc):   # a range of a raw array (an episode): straight from its shards
+                and "shard_rows" in desc and "chunk_rows" in desc and desc["shape"]
+                and desc.get("dtype") in _MAPPABLE):
+            # a range of a raw array (an episode): straight from its shards (numeric dtypes only: the
+            # dtype is untrusted metadata, and bytes read into an object array would be pointers)
             from ogdata.storage.shards import read_rows
 
             shape = tuple(desc["shape"])
@@ -175,7 +178,7 @@ class Dataset:
                 return fast
         if sl is not None and name in self._small:
             return self._small[name][sl].copy()   # a copy: the caller may write to it
-        if (sl is not None and desc and desc.get("compressor") is not None
+        if (sl is not None and desc and desc.get("compressor") is not None and desc.get("dtype") in _MAPPABLE
                 and int(np.prod(desc["shape"], dtype=np.int64)) * np.dtype(desc["dtype"]).itemsize <= SMALL_BYTES):
             # a compressed array is decoded whole once: zarr's per-slice decode costs ms per episode
             self._small[name] = self._read(name)
