@@ -100,6 +100,26 @@ class AgentBook(Book):
         for arr, v in zip((self.a_lv, self.a_sz, self.a_ahead, self.a_seq), new, strict=True):
             arr[:, i, side] = v if mask is None else np.where(mask, v, arr[:, i, side])
 
+    def post_all(self, side: int, level, size, rank=None) -> None:
+        """Every agent's order on `side` at once: level, size (B, n); as n `post` calls made in the order
+        `rank` (B, n) (default: agent order), so orders new in this call queue by rank at a shared level."""
+        B, n = self.B, self.n
+        level, size = np.asarray(level, dtype=np.int64), np.asarray(size, dtype=np.int64)
+        if level.shape != (B, n) or size.shape != (B, n):
+            raise EnvError(f"post_all takes level and size of shape ({B}, {n}), got {level.shape}, {size.shape}")
+        if (level < 0).any() or (level >= self.K).any() or (size < 0).any():
+            raise EnvError(f"post_all: levels must lie in [0, {self.K - 1}] and sizes be >= 0")
+        old = self.a_sz[:, :, side]
+        keep = (old > 0) & (self.a_lv[:, :, side] == level) & (size <= old)
+        stamp = self._seq + 1 + (np.arange(n) if rank is None else np.asarray(rank, dtype=np.int64))
+        self._seq += n
+        on = size > 0
+        self.a_ahead[:, :, side] = np.where(on, np.where(keep, self.a_ahead[:, :, side],
+                                                          self.q[self._r1[:, None], side, level]), 0)
+        self.a_seq[:, :, side] = np.where(on, np.where(keep, self.a_seq[:, :, side], stamp), 0)
+        self.a_lv[:, :, side] = np.where(on, level, 0)
+        self.a_sz[:, :, side] = size
+
     def market(self, agent: int, side: int, volume):
         """Agent `agent`'s market order of `volume` lots (B,): side=BID buys (walks the asks), ASK sells.
 
