@@ -21,22 +21,25 @@ def episode_returns(core, policy, episodes: int, seed: int = 0) -> dict[str, np.
     in rounds) and return per-episode `returns` and `lengths`, plus the per-episode sum of every
     numeric `info` key at the final step under `final_<key>`.
 
-    Multi-agent return = sum over steps of the mean reward across agents.
+    Multi-agent return = sum over steps of the mean reward across agents; each agent's own return
+    (sum over steps of its reward) is under `agent_returns` (episodes, n).
     """
     rng = np.random.default_rng(seed)
     B = core.num_envs
     rounds = -(-episodes // B)
-    rets, lens, finals = [], [], {}
+    rets, lens, finals, agent_rets = [], [], {}, []
     for _r in range(rounds):
         obs, _ = core.reset(seed=int(rng.integers(2**63)))
         ret = np.zeros(B)
         length = np.zeros(B, dtype=np.int64)
         alive = np.ones(B, dtype=bool)
         final: dict[str, np.ndarray] = {}
+        agent_ret = np.zeros((B, len(core.agents))) if core.multi_agent else None
         while alive.any():
             act = policy(obs, rng)
             obs, rew, term, trunc, info = core.step(act)
             if core.multi_agent:
+                agent_ret += np.where(alive[:, None], rew, 0.0)
                 rew = rew.mean(axis=1)
                 ended = term | trunc
                 split = alive & ended.any(axis=1) & ~ended.all(axis=1)
@@ -57,9 +60,13 @@ def episode_returns(core, policy, episodes: int, seed: int = 0) -> dict[str, np.
             alive &= ~done
         rets.append(ret)
         lens.append(length)
+        if agent_ret is not None:
+            agent_rets.append(agent_ret)
         for k, v in final.items():
             finals.setdefault(f"final_{k}", []).append(v)
     out = {"returns": np.concatenate(rets)[:episodes], "lengths": np.concatenate(lens)[:episodes]}
+    if agent_rets:
+        out["agent_returns"] = np.concatenate(agent_rets)[:episodes]
     out.update({k: np.concatenate(v)[:episodes] for k, v in finals.items()})
     return out
 
