@@ -366,6 +366,8 @@ def test_bad_actions_and_kwargs_raise_clear_errors():
         env.step({"maker_0": ok, "maker_1": np.float32([np.nan, 0, 0, 0])})
     with pytest.raises(InvalidActionError, match="do not form one array"):
         env.step({"maker_0": ok, "maker_1": np.ones(3, np.float32)})
+    with pytest.raises(InvalidActionError, match="takes a dict"):
+        env.step([ok, ok])
     env = ogdata.make_env("lob-desks-2")
     env.reset(seed=0)
     with pytest.raises(InvalidActionError, match="shape"):
