@@ -281,15 +281,16 @@ class MarketParallelEnv(ParallelEnv):
         return len(self.possible_agents)
 
     def _infos(self, info: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
-        """Per-agent info dicts of market 0: a value with an agent axis (B, n, ...) is split by agent, the
-        rest (B, ...) is shared. Built from one row per key and one dict copy per agent (the face's cost
-        is measured in scripts/bench_multiagent.py --faces)."""
+        """Per-agent info dicts of market 0: a value with an agent axis (B, n, ...) is split by agent (a
+        (B, n) value into Python scalars, one `tolist` a key), the rest (B, ...) is shared. One row per
+        key and one dict copy per agent (the face's cost: `python scripts/bench_multiagent.py --faces`)."""
         n = len(self.possible_agents)
         shared, split = {}, []
         for k, v in info.items():
             row = v[0]
-            if getattr(v, "ndim", 0) >= 2 and v.shape[1] == n:
-                split.append((k, row))
+            nd = getattr(v, "ndim", 0)
+            if nd >= 2 and v.shape[1] == n:
+                split.append((k, row.tolist() if nd == 2 else row))
             else:
                 shared[k] = row
         out = {}
@@ -327,7 +328,7 @@ class MarketParallelEnv(ParallelEnv):
                                      f"shape {self.core.action_space.shape} per agent") from None
         obs, rew, term, trunc, info = self.core.step(batch)
         te_l, tr_l = term[0].tolist(), trunc[0].tolist()
-        o = dict(zip(ids, obs[0], strict=True))
+        o = dict(zip(ids, list(obs[0]), strict=True))
         r = dict(zip(ids, rew[0].tolist(), strict=True))
         te = dict(zip(ids, te_l, strict=True))
         tr = dict(zip(ids, tr_l, strict=True))
