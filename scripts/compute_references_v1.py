@@ -248,7 +248,7 @@ def evaluate(env_id: str, ref: str, episodes: int = EPISODES, seed: int = SEED, 
     ret = out["returns"]
     std = float(ret.std(ddof=1))
     row = {"mean": float(ret.mean()), "std": std, "se": std / math.sqrt(len(ret)), "episodes": int(len(ret))}
-    if "agent_returns" in out and not getattr(core, "team", True):   # general-sum: every agent's own score
+    if "agent_returns" in out and getattr(core, "general_sum", False):   # general-sum: every agent's own score
         a = out["agent_returns"]
         row["per_agent"] = {name: {"mean": float(a[:, i].mean()), "se": float(a[:, i].std(ddof=1) / math.sqrt(len(a)))}
                             for i, name in enumerate(core.agents)}

@@ -388,3 +388,56 @@ def test_bad_actions_and_kwargs_raise_clear_errors():
             ogdata.make_env("lob-desks-2", **kw)
     with pytest.raises(EnvError, match="n_agents"):
         ogdata.make_env("lob-competing-makers-2", n_agents=1)
+
+
+# -- tiers of general-sum ids: the joint score defines the tier, each agent's own score is recorded --------
+def test_agent_reference_returns_follow_the_scale_of_the_joint_ones():
+    from ogdata.policies.evaluate import (
+        agent_reference_returns,
+        load_references_v1,
+        reference_returns,
+    )
+
+    v0 = reference_returns("lob-competing-makers-2")
+    a0 = agent_reference_returns("lob-competing-makers-2", v0)
+    assert set(a0) == {"maker_0", "maker_1"}
+    # the joint references are the mean over agents of the per-agent ones (same episodes)
+    for k in ("random", "expert"):
+        assert np.mean([a0[a][k] for a in a0]) == pytest.approx(v0[k], rel=1e-12)
+    e1 = load_references_v1()["envs"]["lob-makers-and-executor"]
+    a1 = agent_reference_returns("lob-makers-and-executor", {"random": e1["random"]["mean"],
+                                                             "expert": e1["expert"]["mean"]})
+    assert a1["desk_0"]["expert"] == e1["expert"]["per_agent"]["desk_0"]["mean"]
+    assert agent_reference_returns("lob-competing-makers-2", {"random": 0.0, "expert": 1.0}) is None  # another scale
+    assert agent_reference_returns("lob-desks-2", reference_returns("lob-desks-2")) is None        # cooperative
+    assert agent_reference_returns("multi-market-making-2", reference_returns("multi-market-making-2")) is None
+
+
+@pytest.mark.parametrize("env_id", ["lob-competing-makers-2", "lob-desks-2"])
+def test_a_general_sum_dataset_records_every_agents_own_score(env_id, tmp_path):
+    """A small random tier: per-agent return statistics average to the joint ones; on the general-sum id
+    each agent's own TQ is against its own references and the card shows the per-agent table; on the
+    cooperative id there are no per-agent references (one team reward) and no own TQ."""
+    from ogdata import cards
+    from ogdata.generate import generate
+
+    ds = generate(env_id, "random", 1200, tmp_path / "d", progress=False)
+    m = ds.measures
+    stats, ret = m["agent_return_stats"], ds.agent_episode_returns()
+    assert list(stats) == ds.agents and ret.shape == (ds.num_episodes, len(ds.agents))
+    np.testing.assert_allclose(ret.mean(axis=1), ds.episode_returns(), rtol=1e-12, atol=1e-12)
+    assert np.mean([s["mean"] for s in stats.values()]) == pytest.approx(m["return_stats"]["mean"], rel=1e-9)
+    card = cards.render(ds)
+    assert "| agent | episode return, mean ± std | own normalised score" in card
+    if env_id == "lob-desks-2":
+        assert m["agent_tq"] is None and "agent_reference_returns" not in ds.metadata
+        assert cards.AGENT_NOTE not in card
+        return
+    refs = ds.metadata["agent_reference_returns"]
+    for i, a in enumerate(ds.agents):
+        want = (ret[:, i].mean() - refs[a]["random"]) / (refs[a]["expert"] - refs[a]["random"])
+        assert m["agent_tq"][a] == pytest.approx(want, rel=1e-9)
+    assert cards.AGENT_NOTE in card and "maker_1" in card
+    with pytest.raises(ogdata.errors.InvalidArgumentError, match="single-agent"):
+        ogdata.Dataset(generate("lob-execution", "random", 60, tmp_path / "s", progress=False).path
+                       ).agent_episode_returns()

@@ -82,6 +82,7 @@ class LobAgents(VectorMarket):
             raise EnvError(f"lob kwarg lots={_preview(lots)} is invalid; pass one non-zero integer per desk "
                            "(> 0 sells, < 0 buys, |lots| <= 1e6), 2..16 agents with the makers")
         self.team = bool(team)
+        self.general_sum = not self.team        # each agent on its own reward (per-agent scores are recorded)
         if self.team and (nm or sum(child) == 0):
             raise EnvError("a team of desks needs desks only and a non-zero net parent order (sum of lots)")
         self.n_makers, self.n = nm, nm + len(child)

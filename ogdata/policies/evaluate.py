@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,32 @@ def reference_returns_v1(env_id: str) -> dict[str, Any]:
             f"no v1 references recorded for {env_id!r}; run `python scripts/compute_references_v1.py "
             f"--env {env_id}` to compute and record them")
     return entry
+
+
+def agent_reference_returns(env_id: str, refs: dict[str, float] | None) -> dict[str, dict[str, float]] | None:
+    """Each agent's own {"random", "expert"} return on a general-sum id: that agent's mean return under the
+    joint random and expert reference policies whose joint (mean-over-agents) returns are `refs` — the v0
+    references when `refs` are the v0 ones, the v1 references when they are v1's. None on an id without
+    per-agent references (cooperative ids) or when `refs` are neither (another scale)."""
+    if not refs or refs.get("random") is None or refs.get("expert") is None:
+        return None
+
+    def same(a, b) -> bool:
+        return a is not None and math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=1e-12)
+
+    v0 = load_references().get(env_id) or {}
+    pol = v0.get("policies") or {}
+    r0, e0 = pol.get(v0.get("random_policy"), {}), pol.get(v0.get("expert_policy"), {})
+    if "per_agent" in r0 and "per_agent" in e0 and same(v0.get("random"), refs["random"]) \
+            and same(v0.get("expert"), refs["expert"]):
+        return {a: {"random": float(r0["per_agent"][a]), "expert": float(e0["per_agent"][a])} for a in r0["per_agent"]}
+    v1 = load_references_v1().get("envs", {}).get(env_id) or {}
+    r1, e1 = v1.get("random") or {}, v1.get("expert") or {}
+    if "per_agent" in r1 and "per_agent" in e1 and same(r1.get("mean"), refs["random"]) \
+            and same(e1.get("mean"), refs["expert"]):
+        return {a: {"random": float(r1["per_agent"][a]["mean"]), "expert": float(e1["per_agent"][a]["mean"])}
+                for a in r1["per_agent"]}
+    return None
 
 
 def normalised_score(ret: float | np.ndarray, env_id: str | None = None, *, random: float | None = None,
