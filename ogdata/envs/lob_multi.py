@@ -18,8 +18,11 @@ Agents are makers or desks (executors):
   of |X_i| m0. Whatever is left after T steps goes to the market at the end (as `lob-execution`:
   lots beyond the K levels at the price one tick past the last, minus `beyond_penalty` ticks).
 A step: (1) every agent's limit orders (makers' quotes, desks' resting orders), orders new this step
-queued at a shared level in a rotating agent order (agent t mod n first at step t; a repost at the same
-level with no larger size keeps its place); (2) desks' market orders, in agent order, each walking the
+queued at a shared level in an order that is pairwise fair over every 2n steps (`queue_rank`: the agent
+order rotated, then its reverse rotated, the cycle starting at a uniformly drawn step each episode, so no
+agent is first at the opening, when everyone joins at once; a repost at the same level with no larger
+size keeps its place);
+(2) desks' market orders, in agent order (ids with several desks are cooperative), each walking the
 book through background lots and other agents' resting orders alike; (3) the background step. Episodes
 last `steps` steps for every agent.
 
@@ -60,6 +63,18 @@ from ogdata.envs.lob_tasks import _MOVE, _QS, _int_kw, _num_kw
 from ogdata.errors import EnvError
 
 _BP = 1e4
+
+
+def queue_rank(t: np.ndarray, n: int) -> np.ndarray:
+    """(B, n) order in which the n agents' orders new at step t (B,) join a shared queue (rank 0 first).
+
+    The cyclic order 0, 1, …, n−1 rotated by one a step for n steps, then its reverse rotated for n steps:
+    over every 2n steps each pair of agents is ahead of the other exactly n times. (Rotation alone is
+    pairwise fair only for n = 2: with three agents, agent 0 would be ahead of agent 1 two steps in three.)
+    For n = 2 it is plain alternation."""
+    k = (t % n)[:, None]
+    i = np.arange(n)[None, :]
+    return np.where(((t // n) % 2 == 0)[:, None], (i - k) % n, (k - i) % n)
 
 
 class LobAgents(VectorMarket):
@@ -129,6 +144,7 @@ class LobAgents(VectorMarket):
         self.crossed = np.zeros((B, n), dtype=np.int64)
         self._short_prev = np.zeros((B, n))
         self._ag = np.arange(n)
+        self._rank0 = np.zeros(B, dtype=np.int64)             # where each market's queue_rank cycle starts
 
     # -- observations ------------------------------------------------------------------------------
     def _own(self) -> np.ndarray:
@@ -188,6 +204,7 @@ class LobAgents(VectorMarket):
         self._short_prev = np.where(m2, 0.0, self._short_prev)
         self.fills[mask] = 0
         self.crossed[mask] = 0
+        self._rank0 = np.where(mask, self.rng.integers(0, 2 * self.n, self.num_envs), self._rank0)
         return self._obs_info()
 
     def _held(self) -> np.ndarray:
@@ -242,7 +259,7 @@ class LobAgents(VectorMarket):
             cols = np.flatnonzero(dk)
             lv[:, cols, side], sz[:, cols, side] = ul, rest
         sz *= live[:, None, None]
-        rank = (self._ag[None, :] - self._t[:, None]) % n
+        rank = queue_rank(self._t + self._rank0, n)
         bk.post_all(BID, lv[:, :, BID], sz[:, :, BID], rank)
         bk.post_all(ASK, lv[:, :, ASK], sz[:, :, ASK], rank)
         # (2) desks' market orders, in agent order
