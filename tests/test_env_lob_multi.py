@@ -222,6 +222,52 @@ def test_env_ledgers_conserve_lots_and_cash():
     assert saw > 0 and (info["inventory"][:, 2] == 0).all()
 
 
+@pytest.mark.parametrize("env_id", ["lob-competing-makers-3", "lob-makers-and-executor", "lob-desks-4"])
+def test_env_agents_cash_and_lots_move_only_with_the_background(env_id):
+    """A full ledger in the env: the book's market orders and background steps are wrapped to record the
+    background's side of every trade (lots removed from background queues at their prices, the
+    background's market orders filling agents). The agents' summed cash and signed lots must equal the
+    background's mirror image after every step — trades among agents cancel (no fees). The last step is
+    checked on the maker-only id: there desks may send leftovers beyond the K levels (a counterparty
+    outside the book, at the stated penalty price), and a firm crosses its desks' offsetting leftovers."""
+    B = 128
+    core = make_core(env_id, num_envs=B)
+    obs, _ = core.reset(seed=7)
+    bk, ext = core.book, {"cash": np.zeros(B), "lots": np.zeros(B)}
+    market, advance = bk.market, bk.advance
+
+    def rec_market(i, side, volume):
+        got, value, passive, px = market(i, side, volume)
+        walked = ASK if side == BID else BID
+        sgn = 1 if side == BID else -1                       # +1: agent i bought
+        bg_lots = got - passive[:, :, walked].sum(axis=1)
+        bg_value = value - (passive[:, :, walked] * px[:, :, walked]).sum(axis=1)
+        ext["lots"] += sgn * bg_lots
+        ext["cash"] -= sgn * bg_value
+        return got, value, passive, px
+
+    def rec_advance(rng):
+        fl = advance(rng)
+        f, p = fl.fills, fl.fill_px
+        ext["lots"] += (f[:, :, BID] - f[:, :, ASK]).sum(axis=1)
+        ext["cash"] += (f[:, :, ASK] * p[:, :, ASK] - f[:, :, BID] * p[:, :, BID]).sum(axis=1)
+        return fl
+
+    bk.market, bk.advance = rec_market, rec_advance
+    pol, rng = make_policy("random", core), np.random.default_rng(0)
+    held0 = core._held().astype(float)
+    for t in range(core.T):
+        obs, _, term, _, info = core.step(pol(obs, rng))
+        lots = core._held() - held0                  # lots each agent bought (a selling desk's remaining falls)
+        if t < core.T - 1:
+            np.testing.assert_allclose(info["cash"].sum(axis=1), ext["cash"], atol=1e-6)
+            np.testing.assert_array_equal(lots.sum(axis=1), ext["lots"])
+    assert term.all() and np.abs(ext["lots"]).sum() > 0
+    if not core.desk.any():
+        np.testing.assert_array_equal(lots.sum(axis=1), ext["lots"])
+        np.testing.assert_allclose(info["cash"].sum(axis=1), ext["cash"], atol=1e-6)
+
+
 # -- PettingZoo faces ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("env_id", IDS)
 def test_pettingzoo_api_seed_and_state(env_id):
