@@ -473,6 +473,13 @@ def test_bad_actions_and_kwargs_raise_clear_errors():
             ogdata.make_env("lob-desks-2", **kw)
     with pytest.raises(EnvError, match="n_agents"):
         ogdata.make_env("lob-competing-makers-2", n_agents=1)
+    with pytest.raises(EnvError, match="lots"):
+        ogdata.make_env("lob-desks-2", lots=(True, -1))                 # a bool is not a lot count
+    for bad in ("x", 5, (0.5,), (0.5, "a"), (1.2, 1.0), (0.5, float("inf"))):
+        for env_id in ("lob-competing-makers-2", "lob-execution"):
+            with pytest.raises(EnvError, match=r"hawkes=.*pair \(branching, decay"):
+                ogdata.make_env(env_id, hawkes=bad)
+    assert ogdata.make_env("lob-competing-makers-2", hawkes=[0.5, 0.5]).core.book.hawkes == (0.5, 0.5)
 
 
 # -- tiers of general-sum ids: the joint score defines the tier, each agent's own score is recorded --------

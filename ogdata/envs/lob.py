@@ -170,9 +170,15 @@ class Book:
         self.informed = float(informed)
         if not (0.0 <= self.informed < 1.0):
             raise EnvError(f"informed must be a share in [0, 1), got {informed!r}")
-        n_br, beta = (0.0, 1.0) if hawkes is None else (float(hawkes[0]), float(hawkes[1]))
-        if not (0.0 <= n_br < 1.0 and beta > 0):
-            raise EnvError(f"hawkes=(branching, decay) needs 0 <= branching < 1 and decay > 0, got {hawkes!r}")
+        try:
+            if hawkes is not None and (isinstance(hawkes, str | bytes) or len(hawkes) != 2):
+                raise TypeError
+            n_br, beta = (0.0, 1.0) if hawkes is None else (float(hawkes[0]), float(hawkes[1]))
+        except (TypeError, ValueError, OverflowError):
+            n_br = beta = math.nan
+        if not (0.0 <= n_br < 1.0 and beta > 0 and math.isfinite(beta)):
+            raise EnvError(f"hawkes={hawkes!r} is invalid; pass a pair (branching, decay per second) of numbers with "
+                           "0 <= branching < 1 and decay > 0, or None for Poisson market orders")
         self.hawkes = (n_br, beta)
         lam, th = f.lam(K), f.thetas(K)
         self._lam_dt = lam * self.dt                                   # (K,)

@@ -90,7 +90,8 @@ class LobAgents(VectorMarket):
         nm = _int_kw("makers", makers, 0, 16)
         try:
             child = [int(x) for x in lots]
-            ok = all(x == y for x, y in zip(child, lots, strict=True)) and all(c != 0 for c in child)
+            ok = all(x == y and not isinstance(y, bool) for x, y in zip(child, lots, strict=True)) \
+                and all(c != 0 for c in child)
         except (TypeError, ValueError):
             ok = False
         if not ok or nm + len(child) < 2 or nm + len(child) > 16 or any(abs(c) > 1_000_000 for c in child):
@@ -113,7 +114,7 @@ class LobAgents(VectorMarket):
         self.alpha = _num_kw("terminal_penalty", terminal_penalty, 0.0, 1e6)
         self.beyond = _num_kw("beyond_penalty", beyond_penalty, 0.0, 1e6)
         self.book = AgentBook(self.num_envs, n, self.K, calibration=calibration, dt=self.dt, informed=informed,
-                              hawkes=None if hawkes is None else tuple(hawkes))
+                              hawkes=hawkes)
         self.max_steps = self.T
         self.agents = tuple([f"maker_{i}" for i in range(nm)] + [f"desk_{i}" for i in range(len(child))])
         self.maker = np.arange(n) < nm
