@@ -292,6 +292,19 @@ class Dataset:
             return np.zeros(0)
         return np.add.reduceat(r, self.episode_starts) if self.num_episodes else np.zeros(0)
 
+    def agent_episode_returns(self) -> np.ndarray:
+        """(episodes, n) undiscounted return of every agent in every episode (multi-agent datasets only;
+        their mean over agents is `episode_returns()`)."""
+        if not self.multi_agent:
+            raise InvalidArgumentError("agent_episode_returns() is for multi-agent datasets; this one is "
+                                       "single-agent: use episode_returns()")
+        r = np.asarray(self.arrays()["rewards"] if self._arrays is not None else self._read("rewards"),
+                       dtype=np.float64)
+        r = r.reshape(len(r), -1)
+        if not len(r) or not self.num_episodes:
+            return np.zeros((0, r.shape[1]))
+        return np.add.reduceat(r, self.episode_starts, axis=0)
+
     # -- transitions ------------------------------------------------------------------
     def iter_chunks(self, chunk_size: int = 1 << 20, keys: Sequence[str] = ("observations", "actions")
                     ) -> Iterator[dict[str, np.ndarray]]:
