@@ -43,19 +43,20 @@ class ShardRead:
             keys = TRANSITION_KEYS + (("states", "next_states") if "states" in ds.metadata["arrays"] else ())
             yield from ds.iter_chunks(self.batch_rows, keys=keys)
             return
+        first = ds.metadata["window"]["episodes"][0]  # episode ids are the whole dataset's, not the shard's
         rows: list = []
         for ep in ds.iter_episodes():
             rows.append(ep)
             if len(rows) * max(1, len(ep)) >= self.batch_rows:
-                yield _episode_batch(rows)
+                yield _episode_batch(rows, first)
                 rows = []
         if rows:
-            yield _episode_batch(rows)
+            yield _episode_batch(rows, first)
 
 
-def _episode_batch(eps: list) -> dict[str, np.ndarray]:
+def _episode_batch(eps: list, first: int) -> dict[str, np.ndarray]:
     """One row per episode: its id and length, and each array whole (object columns: lengths differ)."""
-    out: dict[str, np.ndarray] = {"episode_id": np.array([e.id for e in eps], dtype=np.int64),
+    out: dict[str, np.ndarray] = {"episode_id": np.array([first + e.id for e in eps], dtype=np.int64),
                                   "length": np.array([len(e) for e in eps], dtype=np.int64)}
     names = ["observations", "actions", "rewards", "terminations", "truncations"]
     if eps[0].states is not None:
