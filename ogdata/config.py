@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ogdata.errors import InvalidArgumentError
+
 DEFAULT_HOME = "~/.cache/ogdata"
 DEFAULT_HUB_ORG = "ogdata"
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -67,8 +69,6 @@ def stream_cache_bytes() -> int:
     except ValueError:
         value = 0
     if value < 1:
-        from ogdata.errors import InvalidArgumentError
-
         raise InvalidArgumentError(f"OGDATA_STREAM_CACHE={raw!r} is not a size; set it to bytes or a size such as "
                                    "'512M' or '4G'")
     return value

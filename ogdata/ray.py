@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from ogdata.dataset import Dataset
 from ogdata.errors import InvalidArgumentError, MissingExtraError
+from ogdata.storage.reopen import open_source
 
 UNITS = ("transitions", "episodes")
 TRANSITION_KEYS = ("observations", "actions", "rewards", "next_observations", "terminals", "truncations")
@@ -31,10 +33,7 @@ class ShardRead:
     unit: str = "transitions"
     batch_rows: int = 1 << 16
 
-    def dataset(self):
-        from ogdata.dataset import Dataset
-        from ogdata.storage.source import open_source
-
+    def dataset(self) -> Dataset:
         return Dataset(open_source(self.spec)).shard(self.index, self.count)
 
     def __call__(self) -> Iterator[dict[str, np.ndarray]]:

@@ -45,6 +45,7 @@ from ogdata.storage import ensure_verified
 from ogdata.storage import verify as verify_files
 from ogdata.storage.format import METADATA_FILE, read_metadata
 from ogdata.storage.install import install, install_lock, read_source, remove, write_source
+from ogdata.storage.remote import FsspecSource
 from ogdata.storage.source import FolderSource, Source
 
 
@@ -255,8 +256,6 @@ def open_stream(target: str | os.PathLike | DatasetId, *, revision: str | None =
       id is rebuilt from its recipe and installed (saying so), as `resolve` would;
     - a local folder: read in place.
     """
-    from ogdata.storage.remote import FsspecSource
-
     if is_url(target):
         if target.startswith("hf://"):
             loc = hub.stream_location(url=target, revision=revision)

@@ -27,7 +27,7 @@ from ogdata.dataset import Dataset, shard_cuts
 from ogdata.errors import IntegrityError, InvalidArgumentError, OgdataError, StreamError
 from ogdata.storage import writer
 from ogdata.storage.cache import ChunkCache
-from ogdata.storage.source import open_source
+from ogdata.storage.reopen import open_source
 
 ORG = "ogstream"
 FIELDS = ("observations", "actions", "rewards", "terminations", "truncations")

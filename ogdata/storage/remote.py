@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ogdata import config
-from ogdata.errors import InvalidArgumentError, MetadataError, OgdataError, StreamError
+from ogdata.errors import DatasetNotFoundError, InvalidArgumentError, MetadataError, OgdataError, StreamError
 from ogdata.storage.cache import ChunkCache
 from ogdata.storage.format import DATA_DIR, DIGEST_KEY, MAX_METADATA_BYTES, METADATA_FILE, parse_metadata
 from ogdata.storage.shards import ShardFile, shard_file
@@ -81,8 +81,6 @@ class FsspecSource(Source):
             with self.fs.open(self._remote(METADATA_FILE), "rb", **self.open_options) as f:
                 raw = f.read(MAX_METADATA_BYTES + 1)
         except FileNotFoundError:
-            from ogdata.errors import DatasetNotFoundError
-
             raise DatasetNotFoundError(f"no ogdata dataset at {self.url}: {METADATA_FILE} is missing; check the "
                                        "URL (it names the tier folder, e.g. .../good-v0)") from None
         except OgdataError:

@@ -6,8 +6,8 @@
 - `FsspecSource` (storage/remote.py): a dataset folder behind any fsspec URL, whole shards fetched
   on demand into the verified, bounded `ChunkCache`;
 - `WindowSource`: a contiguous range of episodes of another source (`Dataset.shard`).
-Every source has a `spec()`: a small JSON dict from which `open_source` opens the same source in
-another process (a Ray worker), so data never travels by pickle, only where to find it.
+Every source has a `spec()`: a small JSON dict from which `storage.reopen.open_source` opens the
+same source in another process (a Ray worker), so data never travels by pickle, only where to find it.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from ogdata.errors import (
 from ogdata.storage.format import DATA_DIR, DIGEST_KEY, OBS_KEYS, STEP_KEYS, read_metadata
 from ogdata.storage.integrity import check_open, name_bad_file
 from ogdata.storage.integrity import verify as verify_dataset
+from ogdata.storage.shards import read_array, shard_file
 
 
 class Source:
@@ -110,8 +111,6 @@ class FolderSource(Source):
             raise MetadataError(f"{self.path}: array {name!r} has shape {list(arr.shape)} but metadata says "
                                 f"{desc['shape']}; the dataset is inconsistent — re-download it")
         if sl is None and desc and desc.get("compressor") is None and "shard_rows" in desc:
-            from ogdata.storage.shards import read_array
-
             fast = read_array(self.path / DATA_DIR / name, tuple(arr.shape), arr.dtype, desc["chunk_rows"],
                               desc["shard_rows"])
             if fast is not None:
@@ -135,8 +134,6 @@ class FolderSource(Source):
         a, b, _ = (sl or slice(None)).indices(n)
         if b <= a:
             return
-        from ogdata.storage.shards import shard_file
-
         manifest = self.metadata["manifest"]
         for s in range(a // rows, (b - 1) // rows + 1):
             rel = shard_file(Path(DATA_DIR, name), s, len(shape)).as_posix()
@@ -189,27 +186,3 @@ class WindowSource(Source):
 
     def prefetch(self, wanted: list[tuple[str, np.ndarray]]) -> None:
         self.parent.prefetch([(name, np.asarray(idx) + self._offset_rows(name)[0]) for name, idx in wanted])
-
-
-# -- reopening elsewhere --------------------------------------------------------------------------
-
-def open_source(spec: dict[str, Any]) -> Source:
-    """The source a `spec()` describes (in a worker process); IntegrityError if its metadata changed."""
-    if not isinstance(spec, dict) or spec.get("kind") not in ("folder", "fsspec", "window"):
-        raise InvalidArgumentError(f"not a source spec: {str(spec)[:200]}; pass what Source.spec() returned")
-    kind = spec["kind"]
-    if kind == "window":
-        return WindowSource(open_source(spec["parent"]), *spec["episodes"])
-    if kind == "folder":
-        src: Source = FolderSource(spec["path"])
-    else:
-        from ogdata.storage.remote import FsspecSource
-
-        src = FsspecSource(spec["url"], storage_options=spec.get("storage_options"),
-                           open_options=spec.get("open_options"), cache_dir=spec.get("cache_dir"),
-                           cache_bytes=spec.get("cache_bytes"))
-    want = spec.get("metadata_sha256")
-    if want is not None and src.metadata.get(DIGEST_KEY) != want:
-        raise IntegrityError(f"{src.where}: the dataset changed since it was opened (metadata digest "
-                             f"{str(src.metadata.get(DIGEST_KEY))[:12]}…, expected {want[:12]}…); open it again")
-    return src
