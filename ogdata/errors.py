@@ -71,6 +71,11 @@ class StreamError(OgdataError, OSError):
     """Reading a streamed dataset's file from its URL failed mid-way (nothing half-read was kept)."""
 
 
+class StreamCacheWarning(UserWarning):
+    """A streamed read needs more shards at once than the stream cache holds: it works, but fetches them again
+    and again (the message says how large to make the cache)."""
+
+
 class NotOnHubError(DatasetNotFoundError):
     """The Hub answered, and it does not hold the dataset (no such repo, revision or tier folder)."""
 

@@ -96,7 +96,7 @@ def to_ray_dataset(ds, unit: str = "transitions", count: int | None = None, batc
         from ray.data.block import BlockAccessor, BlockMetadata
         from ray.data.datasource import Datasource, ReadTask
     except ImportError as e:
-        raise MissingExtraError(f"to_ray_dataset needs Ray Data ({e}); pip install 'ray[data]'") from None
+        raise MissingExtraError(f"to_ray_dataset needs Ray Data ({e}); pip install 'ogdata[ray]' (or 'ray[data]')") from None
     read_tasks(ds, unit, 1, batch_rows)  # the argument checks, before Ray plans anything
     row_bytes = sum(int(np.prod(d["shape"][1:], dtype=np.int64)) * np.dtype(d["dtype"]).itemsize
                     for k, d in ds.metadata["arrays"].items() if k != "episode_lengths")

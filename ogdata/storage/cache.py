@@ -61,7 +61,7 @@ class ChunkCache:
             raise InvalidArgumentError(f"cache_bytes must be a positive number of bytes, got {max_bytes!r}")
         self.root, self.max_bytes = Path(root), max_bytes
         self._lock = threading.Lock()
-        self._touched: dict[str, float] = {}   # sha -> when this process last touched it (monotonic)
+        self._touched: dict[str, tuple[float, Path]] = {}   # sha -> (when this process last touched it, its path)
         self.fetched = 0   # files this object brought in (tests and benchmarks read it)
 
     def __repr__(self) -> str:
@@ -79,15 +79,16 @@ class ChunkCache:
         fresh=True: ask the file system now (for a caller about to open the file by its name).
         """
         now = time.monotonic()
-        if not fresh and now - self._touched.get(sha, -2.0) < TOUCH_EVERY_S:
-            return self.root / sha
+        seen = self._touched.get(sha)
+        if seen is not None and not fresh and now - seen[0] < TOUCH_EVERY_S:
+            return seen[1]
         p = self.root / sha
         try:
             os.utime(p)
         except FileNotFoundError:
             self._touched.pop(sha, None)
             return None
-        self._touched[sha] = now
+        self._touched[sha] = (now, p)
         return p
 
     def get(self, sha: str, size: int, fetch: Callable[[_HashingWriter], None], name: str) -> Path:
@@ -123,7 +124,7 @@ class ChunkCache:
                                      "remote copy is corrupted; nothing was cached — report it to whoever publishes "
                                      "the dataset, or re-publish it")
             os.replace(tmp, self.root / sha)
-            self._touched[sha] = time.monotonic()
+            self._touched[sha] = (time.monotonic(), self.root / sha)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise

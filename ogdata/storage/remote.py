@@ -14,6 +14,7 @@ partial download is removed, shards already cached stay.
 
 from __future__ import annotations
 
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -21,7 +22,14 @@ from typing import Any
 import numpy as np
 
 from ogdata import config
-from ogdata.errors import DatasetNotFoundError, InvalidArgumentError, MetadataError, OgdataError, StreamError
+from ogdata.errors import (
+    DatasetNotFoundError,
+    InvalidArgumentError,
+    MetadataError,
+    OgdataError,
+    StreamCacheWarning,
+    StreamError,
+)
 from ogdata.storage.cache import ChunkCache
 from ogdata.storage.format import DATA_DIR, DIGEST_KEY, MAX_METADATA_BYTES, METADATA_FILE, parse_metadata
 from ogdata.storage.shards import ShardFile, shard_file
@@ -64,6 +72,8 @@ class FsspecSource(Source):
         self.metadata = metadata if metadata is not None else self._read_metadata()
         self._check_streamable()
         self._open: dict[str, ShardFile] = {}
+        self._warned = False   # StreamCacheWarning given
+        self._rels: dict[tuple[str, int], str] = {}
 
     def spec(self) -> dict[str, Any]:
         return {"kind": "fsspec", "url": self.url, "cache_dir": str(self.cache.root),
@@ -104,8 +114,12 @@ class FsspecSource(Source):
 
     # -- shards ---------------------------------------------------------------------------------
     def _rel(self, name: str, s: int) -> str:
-        desc = self.metadata["arrays"][name]
-        return shard_file(Path(DATA_DIR, name), s, len(desc["shape"])).as_posix()
+        key = (name, s)
+        rel = self._rels.get(key)
+        if rel is None:
+            desc = self.metadata["arrays"][name]
+            rel = self._rels[key] = shard_file(Path(DATA_DIR, name), s, len(desc["shape"])).as_posix()
+        return rel
 
     def _fetch(self, rel: str) -> Path:
         entry = self.metadata["manifest"][rel]
@@ -154,6 +168,18 @@ class FsspecSource(Source):
             raise MetadataError(f"{self.url}: array {name!r} is not in this dataset's metadata")
         return desc
 
+    def _groups(self, name: str, idx: np.ndarray) -> list[tuple[int, np.ndarray | None]]:
+        """[(shard, mask of the idx in it or None for all)] for rows `idx` of array `name`."""
+        desc = self._desc(name)
+        rows = desc["shard_rows"]
+        if desc["shape"][0] <= rows or not len(idx):
+            return [(0, None)]
+        s = idx // rows
+        lo, hi = int(s.min()), int(s.max())
+        if lo == hi:
+            return [(lo, None)]
+        return [(int(u), s == u) for u in np.unique(s)]
+
     # -- reads ----------------------------------------------------------------------------------
     def read(self, name: str, sl: slice | None = None) -> np.ndarray:
         desc = self._desc(name)
@@ -170,31 +196,49 @@ class FsspecSource(Source):
     def take(self, name: str, idx: np.ndarray) -> np.ndarray:
         desc = self._desc(name)
         idx = np.asarray(idx, dtype=np.int64)
-        rows = desc["shard_rows"]
+        groups = self._groups(name, idx)
+        if len(groups) == 1 and len(idx):  # one shard: no copying through masks
+            f = self._shard(name, groups[0][0])
+            local = idx - groups[0][0] * desc["shard_rows"] if groups[0][0] else idx
+            if f is not None:
+                return f.take(local)
         out = np.empty((len(idx),) + tuple(desc["shape"][1:]), np.dtype(desc["dtype"]))
         if not len(idx):
             return out
-        if desc["shape"][0] <= rows:  # one shard: no grouping
-            f = self._shard(name, 0)
-            out[:] = 0 if f is None else f.take(idx)
-            return out
-        s = idx // rows
-        for u in np.unique(s):
-            m = s == u
-            f = self._shard(name, int(u))
-            out[m] = 0 if f is None else f.take(idx[m] - int(u) * rows)
+        for s, m in groups:
+            f = self._shard(name, s)
+            sel = idx if m is None else idx[m]
+            part = 0 if f is None else f.take(sel - s * desc["shard_rows"])
+            if m is None:
+                out[:] = part
+            else:
+                out[m] = part
         return out
 
     def prefetch(self, wanted: list[tuple[str, np.ndarray]]) -> None:
-        """Fetch the shards these rows fall in, in parallel, when together they fit the cache."""
+        """Fetch the shards these rows fall in, in parallel, when together they fit the cache.
+
+        When they do not (a batch touches more shard bytes than the cache holds), every batch evicts
+        shards the next one needs again: the read still works, one shard at a time, and a
+        StreamCacheWarning (once per source) says how large the cache would have to be.
+        """
         need: dict[str, int] = {}
+        touched = 0
+        manifest = self.metadata["manifest"]
         for name, idx in wanted:
-            rows = self._desc(name)["shard_rows"]
-            for s in np.unique(np.asarray(idx) // rows):
-                rel = self._rel(name, int(s))
-                entry = self.metadata["manifest"].get(rel)
-                if entry is not None and self.cache.lookup(entry["sha256"]) is None:
-                    need[rel] = int(entry["size"])
+            for s, _ in self._groups(name, np.asarray(idx)):
+                entry = manifest.get(self._rel(name, s))
+                if entry is None:
+                    continue
+                touched += int(entry["size"])
+                if self.cache.lookup(entry["sha256"]) is None:
+                    need[self._rel(name, s)] = int(entry["size"])
+        if touched > self.cache.max_bytes and not self._warned:
+            self._warned = True
+            warnings.warn(f"{self.url}: one batch reads {touched:,} bytes of shards, more than the stream cache's "
+                          f"{self.cache.max_bytes:,}, so every batch fetches shards again; raise cache_bytes= (or "
+                          f"OGDATA_STREAM_CACHE) to at least {touched:,}, or sample from Dataset.shard(i, n) parts "
+                          "that fit it", StreamCacheWarning, stacklevel=4)
         if len(need) < 2 or sum(need.values()) > self.cache.max_bytes:
             return  # nothing to overlap, or they could not all stay: `take` fetches one at a time
         with ThreadPoolExecutor(max_workers=min(FETCH_THREADS, len(need))) as ex:
