@@ -8,8 +8,11 @@ them back through olah. The same code is exercised on local fsspec URLs (file://
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import subprocess
+import sys
 import threading
 import types
 
@@ -192,6 +195,45 @@ def test_a_corrupted_remote_file_is_named_and_not_cached(tmp_path, small_shards)
         ds.sample(500, rng=0)
     assert local.metadata["manifest"][victim]["sha256"] not in cache_listing()
     assert not [n for n in cache_listing() if n.endswith(".tmp")]
+
+
+def test_a_fetch_is_checked_whole_and_fetches_in_flight_count_against_the_bound(tmp_path):
+    """The cache alone: a short or long download is refused by name and leaves nothing; a temp file of a
+    process that died is cleared; one of a live process counts at its final size."""
+    root = tmp_path / "cache"
+    root.mkdir()
+    cache = ChunkCache(root, max_bytes=1000)
+    blob = {k: bytes([k]) * 300 for k in (1, 2, 3)}
+    sha = {k: hashlib.sha256(v).hexdigest() for k, v in blob.items()}
+    with pytest.raises(IntegrityError, match="data/x/c/0: 100 bytes arrived, the manifest records 300"):
+        cache.get(sha[1], 300, lambda sink: sink.write(blob[1][:100]), "data/x/c/0")
+    with pytest.raises(IntegrityError, match="data/x/c/0: the remote file is larger than the 300 bytes"):
+        cache.get(sha[1], 300, lambda sink: sink.write(blob[1] + b"!"), "data/x/c/0")
+    assert sorted(p.name for p in root.iterdir()) == [".lock"]  # nothing half-written stayed
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = root / f".{'a' * 64}.900.{dead.pid}.deadbeef0000.tmp"   # a fetch whose process died
+    stale.write_bytes(b"x" * 10)
+    live = root / f".{'b' * 64}.600.{os.getppid()}.cafe00000000.tmp"  # another live process's fetch of 600 bytes
+    live.touch()
+    assert cache.get(sha[1], 300, lambda sink: sink.write(blob[1]), "one").read_bytes() == blob[1]
+    assert not stale.exists() and live.exists()
+    cache.get(sha[2], 300, lambda sink: sink.write(blob[2]), "two")  # 300 + 300 + 600 in flight > 1000
+    assert not cache.path(sha[1]).exists() and cache.path(sha[2]).exists()
+    assert cache.usage() == 300
+
+
+def test_a_spec_refuses_a_dataset_that_changed_and_anything_not_a_spec(tmp_path):
+    make_ds(tmp_path / "ds", seed=0)
+    window = ogdata.load(f"file://{tmp_path / 'ds'}").shard(0, 2).source.spec()
+    folder = ogdata.load(tmp_path / "ds").source.spec()
+    make_ds(tmp_path / "ds", seed=1)  # rewritten in place: another dataset at the same address
+    for spec in (window, folder):
+        with pytest.raises(IntegrityError, match="the dataset changed since it was opened.*open it again"):
+            open_source(spec)
+    for bad in (None, {"kind": "s3"}, ["folder"]):
+        with pytest.raises(InvalidArgumentError, match="not a source spec"):
+            open_source(bad)
 
 
 # ------------------------------------------------------------------------------------ the Hub
