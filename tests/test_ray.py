@@ -76,63 +76,66 @@ def test_read_tasks_refuse_what_workers_cannot_reopen(tmp_path):
         read_tasks(ds, unit="steps")
 
 
-def test_to_ray_dataset(local_ray, tmp_path):
+def test_to_ray_dataset_reads_a_stream_by_shard(local_ray, tmp_path):
     pytest.importorskip("pyarrow")
+    from ray.data import DataContext
+
     from ogdata.ray import to_ray_dataset
 
-    ds = make_ds(tmp_path / "ds")
+    DataContext.get_current().execution_options.preserve_order = True  # rows in shard order, to compare
+    local = make_ds(tmp_path / "ds")
+    ds = ogdata.load(f"file://{tmp_path / 'ds'}")  # streamed: each read task fetches its own shards
     rd = to_ray_dataset(ds, count=3)
+    assert rd.count() == len(local)
     got = rd.take_all()
-    assert len(got) == len(ds)
-    assert np.array_equal(np.stack([r["actions"] for r in got]), ds.arrays()["actions"])
+    keys = ("observations", "actions", "rewards", "next_observations", "terminals", "truncations")
+    full = next(local.iter_chunks(len(local), keys=keys))
+    for k in keys:
+        assert np.array_equal(np.stack([r[k] for r in got]), full[k]), k
+    eps = to_ray_dataset(ds, unit="episodes", count=2).take_all()
+    assert [int(r["episode_id"]) for r in eps] == list(range(local.num_episodes))
+    for r, ep in zip(eps, local.iter_episodes(), strict=True):
+        assert int(r["length"]) == len(ep)
+        assert np.array_equal(np.asarray(r["actions"]).reshape(ep.actions.shape), ep.actions)
+    with pytest.raises(InvalidArgumentError, match="unit must be"):
+        to_ray_dataset(ds, unit="steps")
 
 
 VOLATILE = {"updates_per_s", "train_time_s", "build_time_s", "versions"}
 
 
-def test_a_run_as_a_ray_task_writes_the_same_record(local_ray, tmp_path, _isolated_home):
-    rep = _reproduce_module()
-    random_execution_dataset(tmp_path / "ds")
-    from dataclasses import asdict
-
-    from baselines.train import RunSettings
-
-    def settings(out):
-        return asdict(RunSettings(algo="bc", dataset=str(tmp_path / "ds"), seed=1, steps=6, hidden=16,
-                                  batch_size=32, eval_episodes=2, evals=1, threads=1, progress=False, out=str(out)))
-
-    here = rep.run_one(settings(tmp_path / "local"))
-    assert here["ok"], here
-    [there] = list(rep.run_ray([settings(tmp_path / "ray")], "local", cpus=1, gpus=0.0))
-    assert there["ok"] and there["settings"]["out"] == str(tmp_path / "ray")
-    a = json.loads((tmp_path / "local" / "result.json").read_text())
-    b = json.loads((tmp_path / "ray" / "result.json").read_text())
-    assert {k: v for k, v in a.items() if k not in VOLATILE} == {k: v for k, v in b.items() if k not in VOLATILE}
-    ca = json.loads((tmp_path / "local" / "config.json").read_text())
-    cb = json.loads((tmp_path / "ray" / "config.json").read_text())
-    assert cb["settings"]["out"] == str(tmp_path / "ray")  # the driver's run directory, not the worker's scratch
-    for c in (ca, cb):
-        c.pop("versions"), c["settings"].pop("out")
-    assert ca == cb
-    files = sorted(p.relative_to(tmp_path / "ray").as_posix() for p in (tmp_path / "ray").rglob("*"))
-    assert files == sorted(p.relative_to(tmp_path / "local").as_posix() for p in (tmp_path / "local").rglob("*"))
-    from safetensors.numpy import load_file
-
-    wa, wb = (load_file(tmp_path / d / "checkpoint" / "model.safetensors") for d in ("local", "ray"))
-    assert wa.keys() == wb.keys() and all(np.array_equal(wa[k], wb[k]) for k in wa)  # the same trained weights
-
-
-def test_reproduce_with_ray_resumes_like_a_local_suite(local_ray, tmp_path, _isolated_home):
+def test_the_suite_as_ray_tasks_writes_the_records_a_local_run_writes_and_resumes(local_ray, tmp_path, _isolated_home):
+    """`reproduce.py --ray local` runs the suite as Ray tasks; the same run then made here, in this process,
+    writes the same record, files and trained weights; the suite run again skips what is finished."""
     rep = _reproduce_module()
     random_execution_dataset(_isolated_home / "datasets" / "execution-ac" / "random-v0")
     argv = ["--suite", "lite", "--datasets", "execution-ac/random-v0", "--tiers", "random", "--algos", "bc",
-            "--seeds", "2", "--steps", "3", "--evals", "1", "--eval-episodes", "2", "--hidden", "16",
+            "--seeds", "1", "--steps", "6", "--evals", "1", "--eval-episodes", "2", "--hidden", "16",
             "--runs-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results"), "--ray", "local"]
     assert rep.main(argv) == 0
-    done = sorted((tmp_path / "runs").rglob("result.json"))
-    assert len(done) == 2
+    [done] = sorted((tmp_path / "runs").rglob("result.json"))
+    ray_dir = done.parent
     doc = json.loads((tmp_path / "results" / "lite.json").read_text())
-    assert doc["datasets"]["execution-ac/random-v0"]["algos"]["bc"]["n_seeds"] == 2
-    stamps = [f.stat().st_mtime_ns for f in done]
+    assert doc["datasets"]["execution-ac/random-v0"]["algos"]["bc"]["n_seeds"] == 1
+    cb = json.loads((ray_dir / "config.json").read_text())
+    assert cb["settings"]["out"] == str(ray_dir)  # the driver's run directory, not the worker's scratch
+
+    here = rep.run_one({**cb["settings"], "out": str(tmp_path / "local")})  # the same run, locally
+    assert here["ok"], here
+    a = json.loads((tmp_path / "local" / "result.json").read_text())
+    b = json.loads(done.read_text())
+    assert {k: v for k, v in a.items() if k not in VOLATILE} == {k: v for k, v in b.items() if k not in VOLATILE}
+    ca = json.loads((tmp_path / "local" / "config.json").read_text())
+    for c in (ca, cb):
+        c.pop("versions"), c["settings"].pop("out")
+    assert ca == cb
+    files = sorted(p.relative_to(ray_dir).as_posix() for p in ray_dir.rglob("*"))
+    assert files == sorted(p.relative_to(tmp_path / "local").as_posix() for p in (tmp_path / "local").rglob("*"))
+    from safetensors.numpy import load_file
+
+    wa, wb = (load_file(d / "checkpoint" / "model.safetensors") for d in (tmp_path / "local", ray_dir))
+    assert wa.keys() == wb.keys() and all(np.array_equal(wa[k], wb[k]) for k in wa)  # the same trained weights
+
+    stamp = done.stat().st_mtime_ns
     assert rep.main(argv) == 0  # finished runs are skipped
-    assert [f.stat().st_mtime_ns for f in done] == stamps
+    assert done.stat().st_mtime_ns == stamp
