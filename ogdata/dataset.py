@@ -82,6 +82,7 @@ class Dataset:
         self._arrays: dict[str, np.ndarray] | None = _arrays
         self._lengths: np.ndarray | None = None
         self._ep_of: np.ndarray | None = None
+        self._ends: np.ndarray | None = None
 
     @property
     def streamed(self) -> bool:
@@ -184,6 +185,16 @@ class Dataset:
             self._ep_of = np.repeat(np.arange(self.num_episodes, dtype=dt), self.episode_lengths)
         return self._ep_of
 
+    def _episodes_at(self, idx: np.ndarray) -> np.ndarray:
+        """Episode index of the transitions `idx`: from the dataset's `_episode_of` array when it is held in
+        memory anyway (a folder, a view), else by binary search on the episode ends, so a streamed dataset
+        keeps O(episodes) memory rather than 4 bytes a transition."""
+        if not self.streamed:
+            return self._episode_of()[idx]
+        if self._ends is None:
+            self._ends = np.cumsum(self.episode_lengths, dtype=np.int64)
+        return np.searchsorted(self._ends, idx, side="right")
+
     # -- episodes ---------------------------------------------------------------------
     def episode(self, i: int) -> Episode:
         e = self.num_episodes
@@ -252,11 +263,11 @@ class Dataset:
         if not self._has("states") and any(k in ("states", "next_states") for k in keys):
             raise InvalidArgumentError("this dataset has no global states (a single-agent dataset); "
                                        "drop 'states' / 'next_states' from keys")
-        ep_of = self._episode_of()
         n = self.num_transitions
         for a in range(0, n, chunk_size):
             b = min(n, a + chunk_size)
-            oi = np.arange(a, b) + ep_of[a:b]
+            rows = np.arange(a, b)
+            oi = rows + self._episodes_at(rows)
             out: dict[str, np.ndarray] = {}
             for base, cur, nxt in (("observations", "observations", "next_observations"),
                                    ("states", "states", "next_states")):
@@ -294,7 +305,7 @@ class Dataset:
         except ValueError as e:
             raise DataValidationError(f"rng seed {rng!r} is not usable ({e}); pass a non-negative integer") from None
         idx = rng.integers(0, self.num_transitions, size=int(batch_size))
-        oi = idx + self._episode_of()[idx]
+        oi = idx + self._episodes_at(idx)
         if self.streamed:
             return self._sample_streamed(idx, oi)
         arrs = self.arrays()
