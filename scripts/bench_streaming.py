@@ -18,7 +18,8 @@ load hit both), reported as median and min–max over rounds:
 - first batch: `ogdata.load("hf://datasets/<org>/<env>/<tier>")` + the first `sample(256)` from an empty cache (Hub
   round trips, whole shards fetched and sha256-checked), against `ogdata.load(local copy)` + the
   first `sample(256)` (which reads every array into memory);
-- sampling throughput: `sample(256)` batches/s once the shards are cached, against the local copy;
+- sampling throughput: `sample(256)` batches/s once the shards are cached, against the local copy
+  (timed in alternating blocks of a tenth of the batches);
 - peak RSS (a fresh process each), on a 4M- and an 8M-transition tier: streaming every transition
   (`iter_chunks`) with a 256 MiB chunk cache, then sampling from one of its 4 `shard`s (a
   distributed worker's part: its shards fit the cache; sampling the whole tier through a cache
@@ -134,12 +135,22 @@ def first_batch(open_dataset, seed: int):
     return time.perf_counter() - t, ds
 
 
-def sample_rate(ds, batches: int, seed: int) -> float:
-    rng = np.random.default_rng(seed)
-    t = time.perf_counter()
-    for _ in range(batches):
-        ds.sample(BATCH, rng=rng)
-    return batches / (time.perf_counter() - t)
+def sample_rates(a, b, batches: int, seed: int, blocks: int = 10) -> tuple[float, float]:
+    """Batches/s of `a` and of `b`, timed in alternating blocks (a, b, a, b, ...) so that the shared machine's
+    drifts hit both alike; the same seeds for both."""
+    ra, rb = np.random.default_rng(seed), np.random.default_rng(seed)
+    ta = tb = 0.0
+    per = max(1, batches // blocks)
+    for _ in range(blocks):
+        for ds, rng, which in ((a, ra, 0), (b, rb, 1)):
+            t = time.perf_counter()
+            for _ in range(per):
+                ds.sample(BATCH, rng=rng)
+            if which == 0:
+                ta += time.perf_counter() - t
+            else:
+                tb += time.perf_counter() - t
+    return per * blocks / ta, per * blocks / tb
 
 
 def summary(xs: list[float]) -> dict:
@@ -230,8 +241,9 @@ def main(argv=None) -> int:
             fetched.append(ds.source.cache.fetched)
             t, loc = first_batch(lambda: ogdata.load(local_path), r)
             first_l.append(t)
-            rate_s.append(sample_rate(ds, args.batches, r))
-            rate_l.append(sample_rate(loc, args.batches, r))
+            rs, rl = sample_rates(ds, loc, args.batches, r)
+            rate_s.append(rs)
+            rate_l.append(rl)
             print(f"round {r + 1}: first batch streamed {first_s[-1]:.2f} s ({fetched[-1]} shards fetched), local "
                   f"{first_l[-1]:.2f} s; sampling streamed {rate_s[-1]:,.0f}/s, local {rate_l[-1]:,.0f}/s", flush=True)
         ratio = [a / b for a, b in zip(rate_s, rate_l)]
