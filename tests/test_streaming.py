@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -171,6 +172,52 @@ def test_the_cache_stays_within_its_byte_bound(tmp_path, small_shards, monkeypat
     assert_same_reads(ds, local)
     with pytest.raises(InvalidArgumentError, match="raise cache_bytes"):
         ogdata.load(f"file://{tmp_path / 'ds'}", cache_bytes=max(sizes.values()) - 1)
+
+
+WORKER = r"""
+import hashlib, json, sys, warnings
+import ogdata
+from ogdata.storage.cache import ChunkCache
+url, bound = sys.argv[1], int(sys.argv[2])
+peak, real = [0], ChunkCache._make_room
+def watched(self, size):  # every reservation sees the whole directory: other processes' entries and fetches too
+    real(self, size)
+    entries, inflight = self._entries()
+    peak[0] = max(peak[0], sum(s for _, s, _ in entries) + inflight + size)
+ChunkCache._make_room = watched
+warnings.simplefilter("ignore")
+ds = ogdata.load(url, cache_bytes=bound)
+h = hashlib.sha256()
+for seed in range(12):
+    b = ds.sample(64, rng=seed)
+    for k in sorted(b):
+        h.update(b[k].tobytes())
+print(json.dumps({"peak": peak[0], "digest": h.hexdigest(), "fetched": ds.source.cache.fetched}))
+"""
+
+
+def test_processes_sharing_one_cache_keep_its_bound_together(tmp_path, small_shards):
+    local = make_ds(tmp_path / "ds", lengths=[40] * 120)
+    sizes = [e["size"] for e in local.metadata["manifest"].values()]
+    bound = 3 * max(sizes)
+    assert sum(sizes) > 2 * bound
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, f"file://{tmp_path / 'ds'}", str(bound)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err[-2000:]
+        outs.append(json.loads(out.strip().splitlines()[-1]))
+    h = hashlib.sha256()
+    for seed in range(12):
+        b = local.sample(64, rng=seed)
+        for k in sorted(b):
+            h.update(b[k].tobytes())
+    assert all(o["digest"] == h.hexdigest() for o in outs)  # every process read the local copy's bytes
+    assert all(0 < o["peak"] <= bound for o in outs) and sum(o["fetched"] for o in outs) > len(sizes)
+    assert ChunkCache(config.stream_cache_dir(), bound).usage() <= bound
+    assert not [n for n in cache_listing() if n.endswith(".tmp")]
 
 
 def test_cache_size_from_the_environment(monkeypatch):
