@@ -147,7 +147,7 @@ def test_sampling_fetches_only_the_shards_its_batch_touches(tmp_path, small_shar
 
 
 def test_the_cache_stays_within_its_byte_bound(tmp_path, small_shards, monkeypatch):
-    local = make_ds(tmp_path / "ds", lengths=[40] * 300)
+    local = make_ds(tmp_path / "ds", lengths=[40] * 160)
     sizes = {e["sha256"]: e["size"] for e in local.metadata["manifest"].values()}
     bound = 3 * max(sizes.values())
     assert sum(sizes.values()) > 4 * bound  # the dataset is much larger than its cache
