@@ -34,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ogdata.envs.lob import ASK, Book  # noqa: E402
+from ogdata.envs.lob import ASK, BID, Book  # noqa: E402
 
 T = 20
 
@@ -69,9 +69,25 @@ class _Anchored(Book):
         return out
 
 
+class _GapShift(_Anchored):
+    """The Part 3 fix, prototyped: right after the agent's market order (before the step's arrivals) the
+    frame moves by the whole gap — tick by tick while one best queue is empty and the other is not — with
+    the new far levels drawn from the ingredient's own generator; optionally with the V-shaped book."""
+
+    def market(self, side, volume):
+        out = super().market(side, volume)
+        for _ in range(self.K):
+            e = self.q[:, :, 0] == 0
+            if not (e[:, BID] ^ e[:, ASK]).any():
+                break
+            self._shift(np.zeros(self.B), self.extra.random(self.B), self.extra.poisson(self._deep, self.B))
+        return out
+
+
 def _make(B, spec, seed):
     kw = dict(spec)
-    cls = _Anchored if "kind" in kw else Book
+    gap = kw.pop("gap", False)
+    cls = _GapShift if gap else _Anchored if "kind" in kw else Book
     bk = cls(B, 10, **kw)
     rng = np.random.default_rng(seed)
     bk.reset(np.ones(B, bool), rng)
@@ -158,6 +174,9 @@ def main(argv=None) -> int:
     for kind, kappa, tau in grid:
         label = "V-shaped latent book (λ + κx⁺)" if kind == "latent" else "touch refill κ·d²"
         settings.append((label, {"kind": kind, "kappa": kappa, "tau": tau}))
+    for kappa, tau in ((0.0, 30.0), (1.0, 30.0), (2.0, 30.0), (2.0, 300.0)):   # the Part 3 fix, alone and with V
+        settings.append(("gap shift" + (" + V-shaped latent book" if kappa else ""),
+                         {"kind": "latent", "kappa": kappa, "tau": tau, "gap": True}))
     for label, spec in settings:
         q1, q4 = impact(spec, 5, B, warm=300 if "kind" in spec else 0), impact(spec, 20, B, warm=300 if "kind" in spec else 0)
         r, se = ratio(q4, q1)
@@ -171,9 +190,9 @@ def main(argv=None) -> int:
               f"limit arrivals (Poisson(λ(1)Δt = {lam1:.2f}) lots at the best bid level; none with probability "
               f"{math.exp(-lam1):.3f}) and cancellations: however deep a sale drains the bid side, the arrivals "
               "refill the old best level and the frame stays. CST states arrivals relative to the opposite best "
-              "quote, so a drained bid side would pull new asks down; the one frame does not. The fix to try "
-              "next: move the frame by the whole gap right after the market orders, before the arrivals (the "
-              "oracle alike).", "",
+              "quote, so a drained bid side would pull new asks down; the one frame does not. Part 2's "
+              "'gap shift' rows try the fix: the frame moves by the whole gap right after the agent's market "
+              "order, before the arrivals.", "",
               "| Q lots in 20 s | frame fall (ticks) | steps the frame moved down | up | steps the sale drained the best bid |",
               "|---:|---:|---:|---:|---:|"]
     for q in (5, 20, 80, 320):
