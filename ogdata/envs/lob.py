@@ -384,16 +384,46 @@ class Book:
             ahead[done] = 0
         return take, a_fill
 
+    def _orders(self) -> tuple[np.ndarray, ...]:
+        """The agent-order arrays, size and level first, whose last axis is the side: relabelled when the
+        frame moves and zeroed where an order leaves the window (a subclass with several agents adds its own)."""
+        return self.o_sz, self.o_lv, self.o_ahead
+
     def _shift(self, coin: np.ndarray, sign: np.ndarray, deep: np.ndarray) -> np.ndarray:
         """Move the frame one tick where one best queue is empty and the other is not (w.p. shift_prob)."""
-        sz, lv = self.o_sz, self.o_lv
-        empty = (self.q[:, :, 0] == 0) & ((sz == 0) | (lv > 0))          # (B, 2) best level empty
+        orders = self._orders()
+        sz, lv = orders[0], orders[1]
+        held = (sz > 0) & (lv == 0)                                      # an agent order at the touch
+        if held.ndim == 3:                                               # (B, agents, 2): any agent's
+            held = held.any(axis=1)
+        empty = (self.q[:, :, 0] == 0) & ~held                           # (B, 2) best level empty
         go = coin < self.flow.shift_prob
         up = empty[:, ASK] & ~empty[:, BID] & go
         down = empty[:, BID] & ~empty[:, ASK] & go
         shift = up.astype(np.int64) - down
         if not (up.any() or down.any()):
             return shift
+        q = self.q
+        for b, grow, shrink in ((np.flatnonzero(up), BID, ASK), (np.flatnonzero(down), ASK, BID)):
+            if b.size == 0:
+                continue
+            # the `shrink` side loses its empty best level and gains a new far level; the `grow` side
+            # gains an empty best level (the old opposite best price) and drops its far level
+            q[b, shrink, :-1] = q[b, shrink, 1:]
+            q[b, shrink, -1] = deep[b]
+            q[b, grow, 1:] = q[b, grow, :-1]
+            q[b, grow, 0] = 0
+            lv[b, ..., shrink] -= 1
+            lv[b, ..., grow] += 1
+        moved = np.flatnonzero(shift)
+        self.pb += shift
+        self.z[moved] = np.where(sign[moved] < 0.5, 1, -1)
+        lv[sz == 0] = 0                                                 # no order: level 0 by convention
+        out = lv >= self.K                                              # pushed beyond the window: cancelled
+        if out.any():
+            for a in orders:
+                a[out] = 0
+        return shift
         q = self.q
         for b, grow, shrink in ((np.flatnonzero(up), BID, ASK), (np.flatnonzero(down), ASK, BID)):
             if b.size == 0:

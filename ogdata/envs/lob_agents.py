@@ -222,33 +222,6 @@ class AgentBook(Book):
             self.a_seq[done] = 0
         return take, fill
 
-    def _shift(self, coin: np.ndarray, sign: np.ndarray, deep: np.ndarray) -> np.ndarray:
-        """`Book._shift` with every agent's orders relabelled (and cancelled beyond the K levels)."""
-        sz, lv = self.a_sz, self.a_lv
-        at_touch = ((sz > 0) & (lv == 0)).any(axis=1)                     # (B, 2)
-        empty = (self.q[:, :, 0] == 0) & ~at_touch
-        go = coin < self.flow.shift_prob
-        up = empty[:, ASK] & ~empty[:, BID] & go
-        down = empty[:, BID] & ~empty[:, ASK] & go
-        shift = up.astype(np.int64) - down
-        if not (up.any() or down.any()):
-            return shift
-        q = self.q
-        for b, grow, shrink in ((np.flatnonzero(up), BID, ASK), (np.flatnonzero(down), ASK, BID)):
-            if b.size == 0:
-                continue
-            q[b, shrink, :-1] = q[b, shrink, 1:]
-            q[b, shrink, -1] = deep[b]
-            q[b, grow, 1:] = q[b, grow, :-1]
-            q[b, grow, 0] = 0
-            lv[b, :, shrink] -= 1
-            lv[b, :, grow] += 1
-        moved = np.flatnonzero(shift)
-        self.pb += shift
-        self.z[moved] = np.where(sign[moved] < 0.5, 1, -1)
-        lv[sz == 0] = 0
-        out = lv >= self.K
-        if out.any():
-            for a in (sz, lv, self.a_ahead, self.a_seq):
-                a[out] = 0
-        return shift
+    def _orders(self) -> tuple[np.ndarray, ...]:
+        """Every agent's orders (B, agents, 2), relabelled by `Book._shift` when the frame moves."""
+        return self.a_sz, self.a_lv, self.a_ahead, self.a_seq
