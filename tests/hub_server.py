@@ -356,6 +356,17 @@ def hub_fixture(tmp_path_factory):
     server.stop()
 
 
+def point_at(hub: HubServer, monkeypatch, org: str) -> HubServer:
+    """Point huggingface_hub and ogdata at the loopback server (restarted if a previous test killed it),
+    online and without a token, with datasets under `org`."""
+    hub.start()
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setenv("OGDATA_HUB_ORG", org)
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    return hub
+
+
 def larger_pieces(piece_bytes: int) -> None:
     """Make olah send a mirrored file in `piece_bytes` pieces rather than 4 KiB ones (a benchmark option).
 

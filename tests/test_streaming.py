@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import make_flat_episodes
-from hub_server import hub_fixture  # noqa: F401  (the session-scoped `hub` fixture)
+from hub_server import hub_fixture, point_at  # noqa: F401  (the session-scoped `hub` fixture)
 from huggingface_hub import HfApi
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -39,12 +39,8 @@ FIELDS = ("observations", "actions", "rewards", "terminations", "truncations")
 
 @pytest.fixture
 def online(hub, monkeypatch):  # noqa: F811
-    hub.start()
-    monkeypatch.setenv("HF_ENDPOINT", hub.url)
-    monkeypatch.setenv("OGDATA_HUB_ORG", ORG)
-    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN"):
-        monkeypatch.delenv(var, raising=False)
-    return hub
+    """HF_ENDPOINT at the loopback server (restarted if a previous test killed it)."""
+    return point_at(hub, monkeypatch, ORG)
 
 
 @pytest.fixture
