@@ -21,16 +21,27 @@ from ogdata.writing import DatasetWriter, create_dataset, from_hdf5
 __version__ = "0.1.0"
 
 
-def load(id_or_path: str | os.PathLike, *, verify: bool = False, download: bool = True,
-         mmap: bool = False) -> Dataset:
-    """Open a dataset by local path or id (`<env-id>/<tier>-v<N>`).
+def load(id_or_path: str | os.PathLike, *, verify: bool = False, download: bool = True, stream: bool = False,
+         revision: str | None = None, cache_bytes: int | None = None, mmap: bool = False) -> Dataset:
+    """Open a dataset by local path, id (`<env-id>/<tier>-v<N>`) or URL (`hf://datasets/<org>/<env>/<tier>-v<N>`,
+    `file://…`, any fsspec URL).
 
     An id not installed is fetched from the Hub or, for a catalogue id the Hub does not hold or
     cannot be reached for, rebuilt from its recipe (ogdata/resolve.py). download=False: only an
     installed copy will do. verify=True: re-hash every file against the manifest first.
-    mmap=True: `sample` gathers from memory maps of the raw shards (datasets larger than RAM)
-    instead of holding every array in memory.
+    stream=True (implied by a URL): read from the Hub without downloading — metadata now, whole
+    shards on demand into a bounded cache (`cache_bytes`, default $OGDATA_STREAM_CACHE or 1 GiB,
+    under OGDATA_HOME/stream-cache), each checked against the manifest when fetched.
+    mmap=True (a local copy): `sample` gathers from memory maps of the raw shards instead of holding
+    every array in memory — for datasets larger than RAM (a streamed dataset always gathers so).
     """
+    if stream or _resolve.is_url(id_or_path):
+        if not download and not _resolve.is_url(id_or_path):
+            return Dataset(_resolve.resolve(id_or_path, fetch=False), verify=verify, mmap=mmap)
+        return Dataset(_resolve.open_stream(id_or_path, revision=revision, cache_bytes=cache_bytes), verify=verify)
+    if revision is not None:
+        return Dataset(_resolve.resolve(_resolve.as_dataset_id(id_or_path), revision=revision), verify=verify,
+                       mmap=mmap)
     return Dataset(_resolve.resolve(id_or_path, fetch=download), verify=verify, mmap=mmap)
 
 

@@ -269,7 +269,14 @@ def _measure(meta: Mapping[str, Any], *names: str) -> Any:
 
 # measures keys that repeat what the card says elsewhere
 _DUPLICATES = {"dataset_id", "env_id", "tier", "num_transitions", "num_episodes", "multi_agent",
-               "reference_returns"}
+               "reference_returns", "agent_return_stats", "agent_tq"}
+
+AGENT_NOTE = ("On a general-sum id (each agent on its own reward) a tier is a *joint* behaviour policy and is "
+              "defined, like every multi-agent tier, by the joint score: the mean over agents of their returns "
+              "(TQ above, against the best-known joint expert; no equilibrium is claimed). Each agent's own score "
+              "is against its own column of the same joint random and expert policies: an agent above 100 earns "
+              "more than in the expert joint policy, typically at another's expense. Joint SACo counts (global "
+              "state ‖ joint action) cells; OACo each agent's (observation, own action) cells.")
 
 
 def _return_stat(meta: Mapping[str, Any], stat: str) -> Any:
@@ -321,6 +328,33 @@ def _headline(meta: Mapping[str, Any]) -> list[tuple[str, Any]]:
         if isinstance(lo, int | float) and isinstance(hi, int | float) and hi != lo:
             rows.append(("normalised score of the mean return", 100.0 * (float(mean) - lo) / (hi - lo)))
     return rows
+
+
+def _agent_section(meta: Mapping[str, Any]) -> list[str]:
+    """A multi-agent dataset's per-agent table: each agent's return, own normalised score (general-sum ids) and OACo."""
+    m = meta.get("measures") or {}
+    stats = m.get("agent_return_stats")
+    if not isinstance(stats, Mapping) or not stats:
+        return []
+    tqs = m.get("agent_tq") if isinstance(m.get("agent_tq"), Mapping) else {}
+    oc = m.get("oaco_coarse_per_agent") if isinstance(m.get("oaco_coarse_per_agent"), Mapping) else {}
+    of = m.get("oaco_per_agent") if isinstance(m.get("oaco_per_agent"), Mapping) else {}
+    refs = meta.get("agent_reference_returns") or {}
+    rows = []
+    for a, st in stats.items():
+        mean, std = st.get("mean"), st.get("std")
+        ret = "–" if mean is None else f"{_num(float(mean))} ± {_num(float(std or 0.0))}"
+        t = tqs.get(a)
+        ref = refs.get(a) or {}
+        rows.append((a, ret, "–" if t is None else _num(100.0 * float(t)),
+                     "–" if not ref else f"{_num(ref.get('random'))} / {_num(ref.get('expert'))}",
+                     "–" if oc.get(a) is None else _num(oc[a]), "–" if of.get(a) is None else _num(of[a])))
+    out = ["Per agent (episode return; own normalised score and references where the id is general-sum):\n",
+           _table(["agent", "episode return, mean ± std", "own normalised score", "own R_random / R_expert",
+                   "OACo (coarse grid)", "OACo (100 bins)"], rows) + "\n"]
+    if tqs:
+        out.append(AGENT_NOTE + "\n")
+    return out
 
 
 def _front_matter(fields: dict[str, Any]) -> str:
@@ -460,6 +494,7 @@ def render(dataset: Any) -> str:
     if measures:
         out.append(COVERAGE_NOTE + "\n")
         out.append(_table(["measure", "value"], _headline(meta)) + "\n")
+        out.extend(_agent_section(meta))
         rest = [(k, v) for k, v in _flatten({k: v for k, v in measures.items() if k not in _DUPLICATES})]
         out.append("<details><summary>All measures</summary>\n")
         out.append(_table(["measure", "value"], rest) + "\n")

@@ -53,6 +53,8 @@ def combine_datasets(datasets: Sequence[Dataset | str | os.PathLike], path: str 
         "combined_from": [{"path": str(p.path), "dataset_id": p.dataset_id, "episodes": p.num_episodes}
                           for p in parts],
     }
+    if same_env and first.get("agent_reference_returns"):
+        meta["agent_reference_returns"] = first["agent_reference_returns"]
     ma = bool(first.get("multi_agent"))
     ds = create_dataset(
         path, observations=cat["observations"], actions=cat["actions"], rewards=cat["rewards"],

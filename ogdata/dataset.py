@@ -1,12 +1,12 @@
 """The Dataset / Episode API over the native format.
 
-Reads are lazy (zarr slices) for iteration and streaming; `sample` and the converters
-pull the arrays into memory once (`arrays()`), because random gathers through zarr cost
-25-100 ms a batch and numpy gathers on memory cost microseconds. For a dataset larger than
-RAM, `Dataset(path, mmap=True)` samples from memory maps of the raw shard files instead:
-only the pages a batch touches are read. Compressed arrays (flags, episode lengths, and any
-observation or action array that blosc shrinks by >= 15%) cannot be mapped and are read into
-memory; they are the small ones.
+A Dataset reads through a shard source (ogdata/storage/source.py) and knows nothing of where
+it is: a folder, a URL streamed through fsspec, a window of episodes of either (`shard`).
+Reads are lazy (zarr slices) for iteration; on a folder `sample` and the converters pull the
+arrays into memory once (`arrays()`), because random gathers through zarr cost 25-100 ms a
+batch and numpy gathers on memory cost microseconds. A streamed dataset never holds the whole
+arrays: `sample` gathers from the cached shards its batch touches (memory maps); on a folder
+larger than RAM, `Dataset(path, mmap=True)` gathers from memory maps of its raw shards likewise.
 
 Opening checks what `ogdata.storage.integrity` describes: metadata.json against its digest and
 every manifest file present at its size on every open; the full sha256 once per copy
@@ -25,22 +25,12 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from ogdata.errors import (
-    DatasetNotFoundError,
-    DataValidationError,
-    IntegrityError,
-    InvalidArgumentError,
-    MetadataError,
-    OgdataError,
-)
+from ogdata.errors import DataValidationError, InvalidArgumentError, MetadataError
 from ogdata.spaces import space_from_json
-from ogdata.storage.format import DATA_DIR, DIGEST_KEY, OBS_KEYS, STEP_KEYS, read_metadata
-from ogdata.storage.integrity import check_open, name_bad_file
-from ogdata.storage.integrity import verify as verify_dataset
+from ogdata.storage.format import DIGEST_KEY, OBS_KEYS, STEP_KEYS
+from ogdata.storage.source import FolderSource, Source, WindowSource
 
 MAX_SAMPLE = 1 << 24   # transitions in one `sample` batch
-_MAPPABLE = {np.dtype(t).name for t in "?bhilqBHILQefd"}   # dtypes a raw shard may be memory-mapped as
-SMALL_BYTES = 1 << 26  # compressed arrays up to this size (flags: 1 byte a step) are decoded whole for slicing
 
 
 @dataclass
@@ -65,33 +55,46 @@ class Episode:
 
 
 class Dataset:
-    """An ogdata dataset on disk (or a view of one in memory, from `filter_episodes`/`split`)."""
+    """An ogdata dataset read through a shard source: a folder on disk, a streamed URL, a window of
+    either (`shard`) — or a view held in memory (from `select_episodes`, `filter_episodes`, `split`)."""
 
-    def __init__(self, path: str | os.PathLike, *, verify: bool = False, mmap: bool = False,
+    def __init__(self, path: str | os.PathLike | Source, *, verify: bool = False, mmap: bool = False,
                  _arrays: dict | None = None, _metadata: dict | None = None):
-        """Open the dataset folder `path`.
+        """Open the dataset folder `path` (or read through the `Source` given instead).
 
         Checks metadata.json and that every manifest file is there at its size; hashes every file
         once per copy (remembered in `.ogdata-verified.json`), or now with verify=True. Raises
-        IntegrityError naming a missing, truncated or corrupted file. mmap=True: `sample` gathers
-        from memory maps of the raw shards instead of reading every array into memory.
+        IntegrityError naming a missing, truncated or corrupted file. A streamed source checks
+        each shard when it is fetched; verify=True checks every file now. mmap=True (a folder):
+        `sample` gathers from memory maps of the raw shards instead of reading every array into memory.
         """
-        self.path = Path(path)
-        self.mmap = bool(mmap) and _arrays is None
-        self._mapped: dict[str, Any] | None = None
-        if _metadata is not None:
-            self.metadata: dict[str, Any] = _metadata
-        elif verify:
-            self.metadata = verify_dataset(self.path)
+        self.source: Source | None
+        if isinstance(path, Source):
+            self.source = path
+            if verify and hasattr(path, "verify_all"):  # a window is checked through its parent: not here
+                path.verify_all()
+        elif _arrays is not None:
+            self.source = None
         else:
-            self.metadata = read_metadata(self.path)
-            check_open(self.path, self.metadata)
+            self.source = FolderSource(path, verify=verify, metadata=_metadata, mmap=mmap)
+        if isinstance(path, Source):
+            path = getattr(path, "path", None) or path.where
+        self.path: Path | str = path if isinstance(path, str) and "://" in path else Path(path)
+        self.metadata: dict[str, Any] = _metadata if _metadata is not None else self.source.metadata
         self._arrays: dict[str, np.ndarray] | None = _arrays
-        self._group = None
-        self._small: dict[str, np.ndarray] = {}   # small compressed arrays (flags), decoded once for slicing
         self._lengths: np.ndarray | None = None
         self._ep_of: np.ndarray | None = None
         self._ends: np.ndarray | None = None
+
+    @property
+    def streamed(self) -> bool:
+        """True when rows are fetched on demand (a URL) rather than read from a folder or memory."""
+        return self._arrays is None and self.source is not None and self.source.streamed
+
+    @property
+    def _gathers(self) -> bool:
+        """True when `sample` gathers through the source (streamed, or memory maps) rather than holding the arrays."""
+        return self._arrays is None and self.source is not None and self.source.gathers
 
     # -- description ------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -143,92 +146,11 @@ class Dataset:
         return space_from_json(s) if s else None
 
     # -- storage access ---------------------------------------------------------------
-    def _zarr(self):
-        if self._group is None:
-            import zarr
-
-            root = self.path / DATA_DIR
-            if not root.is_dir():
-                raise DatasetNotFoundError(f"{self.path}: the data directory is missing; re-download or "
-                                           "regenerate the dataset")
-            try:
-                self._group = zarr.open_group(str(root), mode="r")
-            except Exception as e:  # noqa: BLE001 - zarr's errors name no file
-                raise name_bad_file(self.path, self.metadata["manifest"], [f"{DATA_DIR}/zarr.json"],
-                                    "the zarr store", e) from e
-        return self._group
-
     def _read(self, name: str, sl: slice | None = None) -> np.ndarray:
         if self._arrays is not None:
             a = self._arrays[name]
             return a if sl is None else a[sl]
-        desc = self.metadata["arrays"].get(name)
-        if (sl is not None and sl.step in (None, 1) and desc and desc.get("compressor") is None
-                and "shard_rows" in desc and "chunk_rows" in desc and desc["shape"]
-                and desc.get("dtype") in _MAPPABLE):
-            # a range of a raw array (an episode): straight from its shards (numeric dtypes only: the
-            # dtype is untrusted metadata, and bytes read into an object array would be pointers)
-            from ogdata.storage.shards import read_rows
-
-            shape = tuple(desc["shape"])
-            a, b, _ = sl.indices(shape[0])
-            fast = read_rows(self.path / DATA_DIR / name, shape, np.dtype(desc["dtype"]), desc["chunk_rows"],
-                             desc["shard_rows"], a, b)
-            if fast is not None:
-                return fast
-        if sl is not None and name in self._small:
-            return self._small[name][sl].copy()   # a copy: the caller may write to it
-        if (sl is not None and desc and desc.get("compressor") is not None and desc.get("dtype") in _MAPPABLE
-                and int(np.prod(desc["shape"], dtype=np.int64)) * np.dtype(desc["dtype"]).itemsize <= SMALL_BYTES):
-            # a compressed array is decoded whole once: zarr's per-slice decode costs ms per episode
-            self._small[name] = self._read(name)
-            return self._small[name][sl].copy()
-        group = self._zarr()
-        try:
-            arr = group[name]
-        except KeyError:
-            raise MetadataError(f"{self.path}: array {name!r} is missing from the store; the dataset is "
-                                "incomplete — re-download or regenerate it") from None
-        except Exception as e:  # noqa: BLE001 - a corrupted zarr.json
-            raise name_bad_file(self.path, self.metadata["manifest"], [f"{DATA_DIR}/{name}/zarr.json"],
-                                f"array {name!r}", e) from e
-        if desc and list(arr.shape) != list(desc["shape"]):
-            raise MetadataError(f"{self.path}: array {name!r} has shape {list(arr.shape)} but metadata says "
-                                f"{desc['shape']}; the dataset is inconsistent — re-download it")
-        if sl is None and desc and desc.get("compressor") is None and "shard_rows" in desc:
-            from ogdata.storage.shards import read_array
-
-            fast = read_array(self.path / DATA_DIR / name, tuple(arr.shape), arr.dtype, desc["chunk_rows"],
-                              desc["shard_rows"])
-            if fast is not None:
-                return fast
-        self._check_shards(name, arr.shape, desc, sl)
-        try:
-            return arr[:] if sl is None else arr[sl]
-        except OgdataError:
-            raise
-        except Exception as e:  # zarr's decode / checksum errors name no file: find it
-            prefix = f"{DATA_DIR}/{name}/"
-            rels = sorted(r for r in self.metadata["manifest"] if r.startswith(prefix))
-            raise name_bad_file(self.path, self.metadata["manifest"], rels, f"array {name!r}", e) from e
-
-    def _check_shards(self, name: str, shape, desc: dict | None, sl: slice | None) -> None:
-        """A shard file the read touches that the manifest lists must exist (zarr would read zeros)."""
-        rows = (desc or {}).get("shard_rows")
-        n = int(shape[0]) if len(shape) else 0
-        if not rows or not n:
-            return
-        a, b, _ = (sl or slice(None)).indices(n)
-        if b <= a:
-            return
-        from ogdata.storage.shards import shard_file
-
-        manifest = self.metadata["manifest"]
-        for s in range(a // rows, (b - 1) // rows + 1):
-            rel = shard_file(Path(DATA_DIR, name), s, len(shape)).as_posix()
-            if rel in manifest and not (self.path / rel).is_file():
-                raise IntegrityError(f"{self.path}: file {rel!r} listed in the manifest is missing; re-download "
-                                     "or regenerate the dataset")
+        return self.source.read(name, sl)
 
     def _has(self, name: str) -> bool:
         return name in (self._arrays if self._arrays is not None else self.metadata["arrays"])
@@ -269,6 +191,16 @@ class Dataset:
             dt = np.int32 if self.num_episodes < 2**31 else np.int64
             self._ep_of = np.repeat(np.arange(self.num_episodes, dtype=dt), self.episode_lengths)
         return self._ep_of
+
+    def _episodes_at(self, idx: np.ndarray) -> np.ndarray:
+        """Episode index of the transitions `idx`: from the dataset's `_episode_of` array when it is held in
+        memory anyway (a folder, a view), else by binary search on the episode ends, so a streamed or
+        memory-mapped dataset keeps O(episodes) memory rather than 4 bytes a transition."""
+        if not self._gathers:
+            return self._episode_of()[idx]
+        if self._ends is None:
+            self._ends = np.cumsum(self.episode_lengths, dtype=np.int64)
+        return np.searchsorted(self._ends, idx, side="right")
 
     # -- episodes ---------------------------------------------------------------------
     def episode(self, i: int) -> Episode:
@@ -323,6 +255,19 @@ class Dataset:
             return np.zeros(0)
         return np.add.reduceat(r, self.episode_starts) if self.num_episodes else np.zeros(0)
 
+    def agent_episode_returns(self) -> np.ndarray:
+        """(episodes, n) undiscounted return of every agent in every episode (multi-agent datasets only;
+        their mean over agents is `episode_returns()`)."""
+        if not self.multi_agent:
+            raise InvalidArgumentError("agent_episode_returns() is for multi-agent datasets; this one is "
+                                       "single-agent: use episode_returns()")
+        r = np.asarray(self.arrays()["rewards"] if self._arrays is not None else self._read("rewards"),
+                       dtype=np.float64)
+        r = r.reshape(len(r), -1)
+        if not len(r) or not self.num_episodes:
+            return np.zeros((0, r.shape[1]))
+        return np.add.reduceat(r, self.episode_starts, axis=0)
+
     # -- transitions ------------------------------------------------------------------
     def iter_chunks(self, chunk_size: int = 1 << 20, keys: Sequence[str] = ("observations", "actions")
                     ) -> Iterator[dict[str, np.ndarray]]:
@@ -338,11 +283,11 @@ class Dataset:
         if not self._has("states") and any(k in ("states", "next_states") for k in keys):
             raise InvalidArgumentError("this dataset has no global states (a single-agent dataset); "
                                        "drop 'states' / 'next_states' from keys")
-        ep_of = self._episode_of()
         n = self.num_transitions
         for a in range(0, n, chunk_size):
             b = min(n, a + chunk_size)
-            oi = np.arange(a, b) + ep_of[a:b]
+            rows = np.arange(a, b)
+            oi = rows + self._episodes_at(rows)
             out: dict[str, np.ndarray] = {}
             for base, cur, nxt in (("observations", "observations", "next_observations"),
                                    ("states", "states", "next_states")):
@@ -379,23 +324,17 @@ class Dataset:
             rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
         except ValueError as e:
             raise DataValidationError(f"rng seed {rng!r} is not usable ({e}); pass a non-negative integer") from None
-        arrs = self._sample_source()
         idx = rng.integers(0, self.num_transitions, size=int(batch_size))
-        if self.mmap:  # no per-transition index in memory: each row's episode by binary search
-            oi = idx + np.searchsorted(self._episode_ends(), idx, side="right")
-        else:
-            oi = idx + self._episode_of()[idx]
+        oi = idx + self._episodes_at(idx)
+        if self._gathers:
+            return self._sample_gathered(idx, oi)
+        arrs = self.arrays()
         obs = arrs["observations"]
-        if self.mmap:  # one gather for both: each touches the maps of several shards
-            both = obs[np.concatenate([oi, oi + 1])]
-            this_obs, next_obs = both[:len(oi)], both[len(oi):]
-        else:
-            this_obs, next_obs = obs[oi], obs[oi + 1]
         batch = {
-            "observations": this_obs,
+            "observations": obs[oi],
             "actions": arrs["actions"][idx],
             "rewards": arrs["rewards"][idx],
-            "next_observations": next_obs,
+            "next_observations": obs[oi + 1],
             "terminals": arrs["terminations"][idx],
             "truncations": arrs["truncations"][idx],
         }
@@ -404,31 +343,45 @@ class Dataset:
             batch["next_states"] = arrs["states"][oi + 1]
         return batch
 
-    def _sample_source(self) -> dict[str, Any]:
-        """What `sample` gathers from: the arrays in memory, or (mmap=True) memory maps of the raw
-        arrays beside the compressed ones read into memory."""
-        if not self.mmap:
-            return self.arrays()
-        if self._mapped is None:
-            from ogdata.storage.shards import map_array
+    def _sample_gathered(self, idx: np.ndarray, oi: np.ndarray) -> dict[str, np.ndarray]:
+        """The same batch as `sample` on the arrays, gathered from only the shards it touches (one gather
+        for observations and next observations)."""
+        src = self.source
+        both = np.concatenate([oi, oi + 1])
+        wanted = [("observations", both), ("actions", idx), ("rewards", idx), ("terminations", idx),
+                  ("truncations", idx)] + ([("states", both)] if self._has("states") else [])
+        src.prefetch(wanted)
+        k = len(idx)
+        obs = src.take("observations", both)
+        batch = {"observations": obs[:k], "actions": src.take("actions", idx), "rewards": src.take("rewards", idx),
+                 "next_observations": obs[k:], "terminals": src.take("terminations", idx),
+                 "truncations": src.take("truncations", idx)}
+        if self._has("states"):
+            st = src.take("states", both)
+            batch["states"], batch["next_states"] = st[:k], st[k:]
+        return batch
 
-            out: dict[str, Any] = {}
-            for name, desc in self.metadata["arrays"].items():
-                m = None
-                if (desc.get("compressor") is None and "shard_rows" in desc and desc["shape"][0]
-                        and desc["dtype"] in _MAPPABLE):  # the dtype is untrusted metadata: numbers only
-                    m = map_array(self.path / DATA_DIR / name, tuple(desc["shape"]), np.dtype(desc["dtype"]),
-                                  desc["chunk_rows"], desc["shard_rows"])
-                out[name] = m if m is not None else self._read(name)
-            self._check_counts(out)
-            self._mapped = out
-        return self._mapped
+    # -- shards for distributed training ----------------------------------------------
+    def shard(self, index: int, count: int) -> Dataset:
+        """Part `index` of `count`: a contiguous run of whole episodes, read in place (not copied).
 
-    def _episode_ends(self) -> np.ndarray:
-        """Index one past each episode's last transition."""
-        if self._ends is None:
-            self._ends = np.cumsum(self.episode_lengths)
-        return self._ends
+        Every transition is in exactly one part; cuts fall at the episode end nearest each
+        multiple of N/count, so a part's size is within one episode length of N/count (parts are
+        empty only when there are fewer episodes than parts). Deterministic: every worker computes
+        the same cuts, and a streamed part fetches only its own shards.
+        """
+        for what, v in (("index", index), ("count", count)):
+            if isinstance(v, bool) or not isinstance(v, int | np.integer):
+                raise InvalidArgumentError(f"shard {what} must be an integer, got {v!r}")
+        if not 0 <= index < count:
+            raise InvalidArgumentError(f"shard(index={index}, count={count}): need count >= 1 and 0 <= index < count")
+        cuts = shard_cuts(self.episode_lengths, int(count))
+        e0, e1 = int(cuts[index]), int(cuts[index + 1])
+        if self.source is None:
+            view = self.select_episodes(np.arange(e0, e1))
+            view.metadata["window"] = {"parent": self.dataset_id or str(self.path), "episodes": [e0, e1]}
+            return view
+        return Dataset(WindowSource(self.source, e0, e1, lengths=self.episode_lengths))
 
     # -- views ------------------------------------------------------------------------
     def select_episodes(self, indices: Sequence[int] | np.ndarray) -> Dataset:
@@ -504,6 +457,19 @@ class Dataset:
             raise MetadataError(f"{self.path}: metadata has no env_id; this dataset was not generated "
                                 "by ogdata, so there is no environment to recover")
         return make_env(self.env_id, **{**(self.metadata.get("env_kwargs") or {}), **kwargs})
+
+
+def shard_cuts(lengths: np.ndarray, count: int) -> np.ndarray:
+    """Episode indices 0 = c_0 <= c_1 <= ... <= c_count = E cutting `lengths` into `count` contiguous parts
+    of about equal transitions: c_k is the episode end nearest k*N/count (ties: the earlier end)."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    ends = np.concatenate([[0], np.cumsum(lengths)])          # ends[j]: transitions before episode j
+    targets = np.arange(count + 1, dtype=np.float64) * (ends[-1] / count)
+    hi = np.clip(np.searchsorted(ends, targets, side="left"), 0, len(ends) - 1)
+    lo = np.clip(hi - 1, 0, len(ends) - 1)
+    cuts = np.where(np.abs(ends[lo] - targets) <= np.abs(ends[hi] - targets), lo, hi)
+    cuts[0], cuts[-1] = 0, len(lengths)
+    return np.maximum.accumulate(cuts)
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:

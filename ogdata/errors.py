@@ -67,6 +67,15 @@ class OfflineError(HubError):
     """The Hub is unreachable or HF_HUB_OFFLINE is set and nothing usable is cached."""
 
 
+class StreamError(OgdataError, OSError):
+    """Reading a streamed dataset's file from its URL failed mid-way (nothing half-read was kept)."""
+
+
+class StreamCacheWarning(UserWarning):
+    """A streamed read needs more shards at once than the stream cache holds: it works, but fetches them again
+    and again (the message says how large to make the cache)."""
+
+
 class NotOnHubError(DatasetNotFoundError):
     """The Hub answered, and it does not hold the dataset (no such repo, revision or tier folder)."""
 

@@ -56,7 +56,7 @@ from ogdata.ids import TIERS, installed_path, parse_id
 from ogdata.measures import profile as measure_profile
 from ogdata.measures import recorded_measures
 from ogdata.policies.checkpoint import BehaviourPolicy, load_checkpoint
-from ogdata.policies.evaluate import reference_returns
+from ogdata.policies.evaluate import agent_reference_returns, reference_returns
 from ogdata.policies.ppo import PPOConfig, train
 from ogdata.policies.reference import NoisyPolicy, make_policy
 from ogdata.progress import progress_bar
@@ -602,6 +602,9 @@ def generate(env_id: str, tier: str, transitions: int, out_path: str | os.PathLi
                              "recipe did not make never carries a catalogue id — pass dataset_id=None")
     meta = {"dataset_id": dataset_id, "env_id": env_id, "env_kwargs": env_kwargs,
             "tier": tier, "recipe": recipe_meta, "reference_returns": refs or {}}
+    agent_refs = agent_reference_returns(env_id, refs) if core.multi_agent else None
+    if agent_refs:   # a general-sum id: each agent's own references, for its own score (agent_tq)
+        meta["agent_reference_returns"] = agent_refs
     stage = StagedDirectory(out_path, overwrite=overwrite)
     try:
         staged = _write(stage, parts_iter, core, meta, transitions, progress)

@@ -25,8 +25,16 @@ from pathlib import Path
 from typing import Any
 
 from ogdata import config
-from ogdata.errors import HubError, IntegrityError, MetadataError, NotOnHubError, OfflineError, OgdataError
-from ogdata.ids import TIERS, DatasetId, hub_repo, parse_id
+from ogdata.errors import (
+    HubError,
+    IntegrityError,
+    InvalidIdError,
+    MetadataError,
+    NotOnHubError,
+    OfflineError,
+    OgdataError,
+)
+from ogdata.ids import TIERS, DatasetId, hub_repo, looks_like_id, parse_id
 from ogdata.progress import is_terminal
 from ogdata.storage import verify as verify_files
 from ogdata.storage.format import (
@@ -125,7 +133,7 @@ def check_remote_metadata(meta: Any, dataset_id: str) -> dict[str, Any]:
                                  "refusing to use this dataset")
     validate_metadata(meta, where=where)
     got = meta.get("dataset_id")
-    if got is not None and got != str(dataset_id):
+    if got is not None and looks_like_id(str(dataset_id)) and got != str(dataset_id):
         raise IntegrityError(f"{where} describes {str(got)[:80]!r}, not {dataset_id!r}; the repo folder holds "
                              "the wrong dataset — report it to the publisher")
     return meta
@@ -157,9 +165,12 @@ def _check_no_links(root: Path) -> None:
 
 
 
-def _repo_files(dataset_id: str, revision: str | None) -> tuple[str, str, str, set[str]]:
-    """(repo_id, folder, commit, files of the tier folder) — the one call that classifies Hub failures."""
-    repo_id, folder = hub_repo(dataset_id)
+def _repo_files(dataset_id: str, revision: str | None, repo: tuple[str, str] | None = None
+                ) -> tuple[str, str, str, set[str]]:
+    """(repo_id, folder, commit, files of the tier folder) — the one call that classifies Hub failures.
+
+    `repo`: (repo_id, folder) when the caller names them (an hf:// URL), else derived from the id."""
+    repo_id, folder = repo or hub_repo(dataset_id)
     where = f"{repo_id}@{revision or 'main'} on {config.hub_endpoint()}"
     api = _api()
     try:
@@ -277,6 +288,46 @@ def download(dataset_id: str | DatasetId, final: Path, revision: str | None = No
     install(staged, final)
     shutil.rmtree(staging, ignore_errors=True)
     return final
+
+
+def parse_hf_url(url: str) -> tuple[str, str | None, str]:
+    """`hf://datasets/<org>/<repo>[@<revision>]/<folder>` → (repo_id, revision, folder)."""
+    rest = url[len("hf://"):] if url.startswith("hf://") else url
+    parts = rest.strip("/").split("/")
+    if len(parts) < 4 or parts[0] != "datasets" or not all(parts):
+        raise InvalidIdError(f"{url[:200]!r} is not a dataset tier on the Hub; expected "
+                             "'hf://datasets/<org>/<env-id>[@<revision>]/<tier>-v<N>'")
+    name, _, revision = parts[2].partition("@")
+    return f"{parts[1]}/{name}", (revision or None), "/".join(parts[3:])
+
+
+def stream_location(dataset_id: str | None = None, revision: str | None = None, *, url: str | None = None
+                    ) -> dict[str, Any]:
+    """Where to stream one tier from, without downloading it: its `hf://` URL pinned to the commit the
+    revision names (every shard then comes from one commit), the fsspec options that reach this Hub
+    (endpoint, token, streaming reads) and its metadata, fetched alone and validated as untrusted.
+
+    Pass a dataset id (the repo is `<OGDATA_HUB_ORG>/<env-id>`) or an hf:// URL. Raises what
+    `download` raises for the same failures; nothing is written.
+    """
+    _offline_check("stream from the Hub")
+    if url is not None:
+        repo_id, url_rev, folder = parse_hf_url(url)
+        revision = revision or url_rev
+        dataset_id = f"{repo_id.split('/')[-1]}/{folder}"
+        repo = (repo_id, folder)
+    else:
+        dataset_id, repo = str(parse_id(str(dataset_id))), None
+    repo_id, folder, commit, tier_files = _repo_files(dataset_id, revision, repo)
+    _, meta = _fetch_metadata(repo_id, folder, commit, dataset_id)
+    missing = sorted(set(meta["manifest"]) - tier_files)
+    if missing:
+        raise IntegrityError(f"the Hub copy {repo_id}@{commit[:12]} is incomplete: {folder}/{missing[0]} "
+                             f"(and {len(missing) - 1} more) listed in the manifest is not in the repo")
+    return {"url": f"hf://datasets/{repo_id}@{commit}/{folder}", "commit": commit, "metadata": meta,
+            "storage_options": {"endpoint": config.hub_endpoint(), "token": config.hub_token(),
+                                "skip_instance_cache": True},
+            "open_options": {"block_size": 0}}  # one streaming GET per file, no ranged reads
 
 
 def list_remote(env_ids: Iterable[str], org: str | None = None) -> list[str]:

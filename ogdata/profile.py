@@ -153,9 +153,14 @@ def _table(prof: dict[str, Any]) -> Any:
         ("return min / median / max", f"{_fmt(rs['min'])} / {_fmt(rs['median'])} / {_fmt(rs['max'])}"),
         ("return IQR · skew · kurtosis", f"{_fmt(rs['iqr'])} · {_fmt(rs['skew'])} · {_fmt(rs['kurtosis'])}"),
     ]
+    if prof.get("agent_return_stats"):
+        rows.append(("return mean per agent", ", ".join(f"{k} {_fmt(v['mean'])}"
+                                                        for k, v in prof["agent_return_stats"].items())))
     refs = prof.get("reference_returns")
     rows.append(("TQ", _fmt(prof.get("tq")) + (f"  (R_random {_fmt(refs['random'])}, R_expert {_fmt(refs['expert'])})"
                                                if refs else "  (no reference returns recorded)")))
+    if prof.get("agent_tq"):
+        rows.append(("own TQ per agent (general-sum)", ", ".join(f"{k} {_fmt(v)}" for k, v in prof["agent_tq"].items())))
     if prof.get("saco_coarse") is not None:
         rows.append(("SACo (coarse grid)", f"{_fmt(prof['saco_coarse'])}  ({_fmt(prof['unique_coarse_cells'])} / "
                                     f"{_fmt(prof['reference_unique_coarse_cells'])} unique cells, "

@@ -11,6 +11,9 @@ Every install happens under a per-id file lock, from a hidden staging folder, af
 verification: a reader never sees a half-written or unverified copy. Adding a source (a mirror,
 an object store) means adding one function to `_SOURCES` here.
 
+Streaming (`open_stream`, `ogdata.load(..., stream=True)` or any URL): the same order, except
+that the Hub is read in place through fsspec (storage/remote.py) instead of downloaded.
+
 Verification: every source verifies the full sha256 of every file before installing; an
 installed copy is returned after `storage.ensure_verified` (presence and size of every manifest
 file, and the full sha256 once per installed copy, remembered); `ogdata.verify` always re-hashes.
@@ -30,6 +33,7 @@ from ogdata import catalogue, config, hub
 from ogdata.errors import (
     DatasetNotFoundError,
     IntegrityError,
+    InvalidArgumentError,
     InvalidIdError,
     NotOnHubError,
     OfflineError,
@@ -41,6 +45,8 @@ from ogdata.storage import ensure_verified
 from ogdata.storage import verify as verify_files
 from ogdata.storage.format import METADATA_FILE, read_metadata
 from ogdata.storage.install import install, install_lock, read_source, remove, write_source
+from ogdata.storage.remote import FsspecSource
+from ogdata.storage.source import FolderSource, Source
 
 
 def _say(msg: str) -> None:
@@ -234,6 +240,56 @@ def resolve(target: str | os.PathLike | DatasetId, *, revision: str | None = Non
            "Check the id with `ogdata list --remote`, OGDATA_HUB_ORG and HF_ENDPOINT"))
 
 
+def is_url(target: Any) -> bool:
+    """A string with a scheme (hf://, file://, s3://, memory://): read through fsspec, never a folder path."""
+    return isinstance(target, str) and "://" in target[:32] and target.split("://", 1)[0].isidentifier()
+
+
+def open_stream(target: str | os.PathLike | DatasetId, *, revision: str | None = None,
+                cache_bytes: int | None = None) -> Source:
+    """A source to read a dataset from without downloading it (`ogdata.load(..., stream=True)`).
+
+    - a URL: `hf://datasets/<org>/<env-id>[@rev]/<tier>-v<N>` is streamed from the Hub, pinned to
+      one commit; any other fsspec URL (file://, memory://, s3://) is streamed as it is;
+    - a dataset id: an installed copy that satisfies `revision` is read in place (nothing to
+      stream); else the Hub is streamed; when the Hub is out of reach or lacks the id, a catalogue
+      id is rebuilt from its recipe and installed (saying so), as `resolve` would;
+    - a local folder: read in place.
+    """
+    if is_url(target):
+        if target.startswith("hf://"):
+            loc = hub.stream_location(url=target, revision=revision)
+            return FsspecSource(loc["url"], storage_options=loc["storage_options"], open_options=loc["open_options"],
+                                cache_bytes=cache_bytes, metadata=loc["metadata"])
+        if revision is not None:
+            raise InvalidArgumentError(f"revision={revision!r} applies to the Hub only; {target[:80]!r} is read as "
+                                       "it is")
+        return FsspecSource(target, cache_bytes=cache_bytes)
+    if isinstance(target, os.PathLike) or (isinstance(target, str) and not looks_like_id(target)):
+        return FolderSource(resolve(target, fetch=False))
+    did = as_dataset_id(target)
+    final = installed_path(did)
+    if _acceptable(final, revision):
+        return FolderSource(_checked(did, final))
+    reasons: list[str] = []
+    if config.hub_offline():
+        reasons.append("HF_HUB_OFFLINE is set")
+    else:
+        try:
+            loc = hub.stream_location(str(did), revision=revision)
+            return FsspecSource(loc["url"], storage_options=loc["storage_options"], open_options=loc["open_options"],
+                                cache_bytes=cache_bytes, metadata=loc["metadata"])
+        except (OfflineError, NotOnHubError) as e:
+            reasons.append(str(e))
+    if catalogue.is_catalogue_id(str(did)) and revision is None:
+        _say(f"{did} cannot be streamed ({'; '.join(reasons)}); rebuilding it from its recipe instead.")
+        return FolderSource(resolve(did))
+    check_known_env(did, "; ".join(reasons))
+    raise (OfflineError if any("unreachable" in r or "HF_HUB_OFFLINE" in r for r in reasons) else DatasetNotFoundError)(
+        f"{did} cannot be streamed: {'; '.join(reasons)}. Connect to the Hub (unset HF_HUB_OFFLINE, check "
+        "HF_ENDPOINT and OGDATA_HUB_ORG) and retry")
+
+
 def installed() -> list[str]:
     """Ids of the datasets installed under OGDATA_HOME (complete installs only)."""
     root = config.datasets_dir()
@@ -320,4 +376,4 @@ def verify(target: str | os.PathLike) -> dict[str, Any]:
     return report
 
 
-__all__ = ["OgdataError", "delete", "installed", "list_datasets", "resolve", "verify"]
+__all__ = ["OgdataError", "delete", "installed", "list_datasets", "open_stream", "resolve", "verify"]

@@ -18,6 +18,18 @@ Trials of every row are interleaved round-robin (each round runs every row once)
 in CPU time of this process; a row reports the median and min–max over the rounds. Floors (issue
 #16): B = 1,024, K = 10 ≥ 300k book-steps/s and ≥ 100× the oracle per book. Writes bench_out/lob.md.
 On a shared machine the figures are indicative: other jobs slow every row alike, not the ratios.
+
+    python scripts/bench_lob.py --agents [--rounds 5]
+
+Many agents on one book (issue #17), B = 1,024 books, K = 10: per-agent-step throughput (book-steps/s
+× n agents) against the single-agent book, at two layers —
+- book: `AgentBook` with n = 1, 2, 3, 4 agents (each one order a side, levels 0..2, so agents share
+  queues) against `Book` with one order a side;
+- env: the multi-agent cores (`lob-competing-makers-2/3`, `lob-desks-2/4`, `lob-makers-and-executor`:
+  orders posted, desks' market orders, the step, rewards and observations) against the single-agent
+  cores `lob-market-making` (for makers) and `lob-execution` (for desks and the mixed id), uniform
+  random actions drawn before timing, resets included.
+Same method (CPU time, interleaved rounds, median). Writes bench_out/lob_agents.md.
 """
 
 from __future__ import annotations
@@ -38,6 +50,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from lob_oracle import OracleBook  # noqa: E402
 
 from ogdata.envs.lob import ASK, BID, Book  # noqa: E402
+from ogdata.envs.lob_agents import AgentBook  # noqa: E402
 
 
 def _book(B, K, seed=0):
@@ -111,12 +124,101 @@ def oracle_runner(K):
     return run
 
 
+def agent_book_runner(B, K, n):
+    bk = AgentBook(B, n, K)
+    rng = np.random.default_rng(0)
+    bk.reset(np.ones(B, bool), rng)
+    for i in range(n):
+        bk.post(i, BID, i % 3, 1)
+        bk.post(i, ASK, i % 3, 1)
+
+    def run(steps):
+        for _ in range(steps):
+            bk.advance(rng)
+
+    return run
+
+
+def core_runner(env_id, B):
+    from ogdata.envs import make_core
+    from ogdata.policies import make_policy
+
+    core = make_core(env_id, num_envs=B)
+    obs, _ = core.reset(seed=0)
+    rng = np.random.default_rng(0)
+    pol = make_policy("random", core)
+    pool = [pol(obs, rng) for _ in range(16)]
+    k = [0]
+
+    def run(steps):
+        for _ in range(steps):
+            _, _, term, trunc, _ = core.step(pool[k[0] % len(pool)])
+            k[0] += 1
+            ended = term | trunc
+            if core.multi_agent:
+                ended = ended.all(axis=1)
+            if ended.any():
+                core.reset(mask=ended)
+
+    return run, (len(core.agents) if core.multi_agent else 1)
+
+
+SINGLE_OF = {"lob-competing-makers-2": "lob-market-making", "lob-competing-makers-3": "lob-market-making",
+             "lob-desks-2": "lob-execution", "lob-desks-4": "lob-execution",
+             "lob-makers-and-executor": "lob-execution"}
+
+
+def agents_main(args) -> int:
+    """Per-agent-step throughput of many agents on one book against the single-agent book (issue #17)."""
+    B, K = 1024, 10
+    scale = 0.25 if args.quick else 1.0
+    st = max(int(40 * scale), 2)
+    rows = [("book", "Book (single agent)", 1, book_runner(B, K))]
+    rows += [("book", f"AgentBook, {n} agent{'s' if n > 1 else ''}", n, agent_book_runner(B, K, n)) for n in (1, 2, 3, 4)]
+    for env_id in ("lob-market-making", "lob-execution", *SINGLE_OF):
+        run, n = core_runner(env_id, B)
+        rows.append(("env", env_id, n, run))
+    steps = {"book": st, "env": max(int(10 * scale), 2)}
+    rates = [[] for _ in rows]
+    print(f"benchmarking {len(rows)} rows at B = {B}, {args.rounds} interleaved rounds...", flush=True)
+    for r in range(args.rounds):
+        for i, (layer, _, _, fn) in enumerate(rows):
+            t = time.process_time()
+            fn(steps[layer])
+            rates[i].append(steps[layer] * B / max(time.process_time() - t, 1e-9))
+        print(f"  round {r + 1}/{args.rounds}", flush=True)
+    med = {w: float(np.median(x)) for (_, w, _, _), x in zip(rows, rates, strict=True)}
+    load = os.getloadavg()
+    lines = [f"Many agents on one book ({time.strftime('%Y-%m-%d %H:%M')}, {platform.machine()}, {os.cpu_count()} "
+             f"cores, load average {load[0]:.1f}; numpy {np.__version__}): B = {B:,} books, K = {K}; CPU time of "
+             f"this process, median (min–max) of {args.rounds} interleaved rounds. On a shared machine: "
+             "indicative only.", "",
+             "| layer | row | agents | book-steps/s | min–max | agent-steps/s | per agent-step vs the single-agent book |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for (layer, w, n, _), x in zip(rows, rates, strict=True):
+        base = "Book (single agent)" if layer == "book" else SINGLE_OF.get(w, w)
+        rel = med[w] * n / med[base]
+        lines.append(f"| {layer} | {w if layer == 'book' else f'`{w}`'} | {n} | {med[w]:,.0f} | "
+                     f"{min(x):,.0f}–{max(x):,.0f} | {med[w] * n:,.0f} | "
+                     f"{rel:.2f}× {'`' + base + '`' if layer == 'env' else ''} |")
+    table = "\n".join(lines) + "\n"
+    print(table)
+    out = Path(args.out if args.out != str(ROOT / "bench_out" / "lob.md") else ROOT / "bench_out" / "lob_agents.md")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(table)
+    print(f"wrote {out}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer steps a trial")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--out", default=str(ROOT / "bench_out" / "lob.md"))
+    ap.add_argument("--agents", action="store_true", help="many agents on one book vs the single-agent book (#17)")
     args = ap.parse_args(argv)
+    if args.agents:
+        return agents_main(args)
     scale = 0.25 if args.quick else 1.0
     rows = []  # (what, B, K, runner, steps a trial)
     for K in (5, 10, 20):

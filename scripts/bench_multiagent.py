@@ -5,6 +5,14 @@ env-steps per second. Actions are drawn before the clock starts (uniform over th
 space) so only the environment is timed; episode resets inside the timed loop are counted
 (they are part of generating data). Each figure is the best of `--repeat` runs of
 `--seconds` each, because the machine is shared. Writes bench_out/multiagent.md.
+
+`--faces` (issue #17): what the PettingZoo dict face costs on top of a B = 1 core step, per id. Three
+timings, interleaved round-robin, CPU time of this process, median of `--rounds` rounds:
+- core: `core.step` on a (1, n, A) action array, resets included (the B = 1 step);
+- face: `MarketParallelEnv.step` with the core's step replaced by a cached result — the face alone
+  (the dict check, stacking the agents' actions, the per-agent obs / reward / flag / info dicts);
+- face before: the same for the face as it was before issue #17 (a copy, `_step_before` below).
+The face's cost is reported as a share of the core step (target ≤ 25 %). Writes bench_out/faces.md.
 """
 
 from __future__ import annotations
@@ -86,6 +94,87 @@ def core_rate(env_id: str, num_envs: int, seconds: float) -> float:
     return steps * num_envs / (time.perf_counter() - t0)
 
 
+def _step_before(env, actions):
+    """MarketParallelEnv.step as it was before issue #17 (kept here to measure the face's cost against)."""
+    keys = set(actions)
+    missing, extra = set(env.agents) - keys, keys - set(env.agents)
+    if missing or extra:
+        raise ValueError(f"missing {sorted(missing)}, unexpected {sorted(extra)}")
+    batch = np.stack([np.asarray(actions[a]) for a in env.possible_agents])[None]
+    obs, rew, term, trunc, info = env.core.step(batch)
+    ids = env.possible_agents
+    n = len(ids)
+    o = {a: obs[0, i] for i, a in enumerate(ids)}
+    r = {a: float(rew[0, i]) for i, a in enumerate(ids)}
+    te = {a: bool(term[0, i]) for i, a in enumerate(ids)}
+    tr = {a: bool(trunc[0, i]) for i, a in enumerate(ids)}
+    infos = {a: {k: (v[0, i] if np.ndim(v) >= 2 and np.shape(v)[1] == n else v[0]) for k, v in info.items()}
+             for i, a in enumerate(ids)}
+    return o, r, te, tr, infos
+
+
+def face_rows(ids: list[str], rounds: int, steps: int) -> list[tuple]:
+    """(env id, agents, core µs, face µs, face-before µs) per id: medians of interleaved rounds."""
+    trials = []
+    for env_id in ids:
+        env = E.make_env(env_id)
+        env.reset(seed=0)
+        core = env.core
+        env.action_space(env.possible_agents[0]).seed(0)
+        acts = {a: env.action_space(a).sample() for a in env.possible_agents}
+        batch = np.stack([acts[a] for a in env.possible_agents])[None]
+        c2 = E.make_core(env_id, num_envs=1)
+        c2.reset(seed=0)
+        cached = core.step(batch)
+
+        def run_core(k, c2=c2, batch=batch):
+            for _ in range(k):
+                _, _, term, trunc, _ = c2.step(batch)
+                if (term | trunc).all():
+                    c2.reset()
+
+        def run_face(k, env=env, acts=acts, cached=cached, step=None):
+            real = env.core.step
+            env.core.step = lambda b, out=cached: out
+            try:
+                for _ in range(k):
+                    (step or type(env).step)(env, acts)
+            finally:
+                env.core.step = real
+
+        trials.append((env_id, len(env.possible_agents), run_core, run_face,
+                       lambda k, f=run_face: f(k, step=_step_before)))
+    res = {t[0]: [[], [], []] for t in trials}
+    for _ in range(rounds):
+        for env_id, _, *fns in trials:
+            for j, fn in enumerate(fns):
+                t = time.process_time()
+                fn(steps)
+                res[env_id][j].append((time.process_time() - t) / steps * 1e6)
+    return [(e, n, *(float(np.median(x)) for x in res[e])) for e, n, *_ in trials]
+
+
+def faces_main(args) -> str:
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    ids = E.list_envs(multi_agent=True)
+    rows = face_rows(ids, args.rounds, args.steps)
+    lines = ["| env id | agents | B=1 core step µs | face µs | face ÷ step | face before #17 µs | before ÷ step |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for e, n, tc, tf, tb in rows:
+        lines.append(f"| `{e}` | {n} | {tc:.1f} | {tf:.1f} | {tf / tc:.0%} | {tb:.1f} | {tb / tc:.0%} |")
+    worst = max(r[3] / r[2] for r in rows)
+    note = (f"\nCPU time of this process, median of {args.rounds} interleaved rounds × {args.steps} steps a cell; "
+            f"the face timed with the core step replaced by a cached result. Largest face ÷ step: {worst:.0%} "
+            f"(target ≤ 25 %: {'met' if worst <= 0.25 else 'NOT met'}). Machine: {platform.machine()}, "
+            f"{os.cpu_count()} CPUs, load average {load:.1f} at the start (shared), numpy {np.__version__}.\n")
+    table = "\n".join(lines) + "\n" + note
+    out = Path(args.out if args.out != "bench_out/multiagent.md" else "bench_out/faces.md")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(table)
+    print(table)
+    return table
+
+
 def fmt(x: float) -> str:
     return f"{x / 1e6:.2f} M" if x >= 1e6 else f"{x / 1e3:.1f} k"
 
@@ -96,7 +185,12 @@ def main(argv=None) -> str:
     ap.add_argument("--seconds", type=float, default=1.0)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--out", default="bench_out/multiagent.md")
+    ap.add_argument("--faces", action="store_true", help="the PettingZoo face's cost vs a B=1 core step (issue #17)")
+    ap.add_argument("--rounds", type=int, default=9, help="with --faces: interleaved rounds")
+    ap.add_argument("--steps", type=int, default=400, help="with --faces: steps a cell and round")
     args = ap.parse_args(argv)
+    if args.faces:
+        return faces_main(args)
     B = args.batch
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     ids = E.list_envs(multi_agent=True)

@@ -7,7 +7,9 @@
 Each id's return under its spec's "random" and "expert" reference policies is the mean over
 `--episodes` episodes (default 100) from `ogdata.policies.evaluate.episode_returns` with a
 fixed seed. Every other policy registered under the id's family ("<family>/<name>") is
-recorded too, under "others", so the choice of expert can be checked. The file is
+recorded too, under "others", so the choice of expert can be checked. On a general-sum id (a core
+with `general_sum`, each agent on its own reward) every policy also records each agent's own mean
+return under `per_agent` (the joint return stays the mean over agents). The file is
 read-modify-written under a lock and only the given ids' entries change (other workers
 record other ids in the same file); keys stay sorted.
 """
@@ -48,6 +50,8 @@ def compute(env_id: str, episodes: int = 100, seed: int = 0, num_envs: int | Non
                  "mean_length": float(out["lengths"].mean())}
         if "final_wealth" in out:
             stats["mean_final_wealth"] = float(out["final_wealth"].mean())
+        if getattr(core, "general_sum", False):
+            stats["per_agent"] = {a: float(out["agent_returns"][:, i].mean()) for i, a in enumerate(core.agents)}
         entry["policies"][name] = stats
         if role is not None:
             entry[role] = stats["mean"]

@@ -21,7 +21,11 @@ standard error, episodes):
   1/N, buy-and-hold, the Kelly mix, always-long, the HMM regime filter (S&P 500 index ids), always
   flat (WTI, EUR/USD), exercise at maturity, Longstaff–Schwartz, the pairs-trading band rule; on the
   order book TWAP, AC with impact fitted to the book, the queue-aware seller, symmetric and
-  inventory-skewed quotes — whichever apply) and the best trained checkpoint of the recipe (`trained/best`);
+  inventory-skewed quotes — whichever apply; with many agents on one book, per-agent quoting and
+  independent vs firm TWAPs) and the best trained checkpoint of the recipe (`trained/best`);
+- general-sum ids (`lob-competing-makers-<n>`, `lob-makers-and-executor`): every reference is a joint
+  policy, ranked (and its expert chosen) by the sum of the agents' returns, reported as their mean as
+  for every multi-agent id; each row adds `per_agent` (each agent's own mean and SE) (COMPETITIVE_RULE);
 - `gap`: expert − random and its standard error sqrt(SE_e² + SE_r²) (unpaired, conservative);
   the gap must be at least `min_gap_se` of them, else the id is listed under `failing`.
 
@@ -82,6 +86,12 @@ LABELS = {
     "lob-execution/queue-aware": "queue-aware (rest at the touch, cross for the deficit)",
     "lob-market-making/symmetric": "symmetric one-lot quotes at the touch",
     "lob-market-making/inventory-skew": "inventory-skewed one-lot quotes",
+    "lob-competing-makers/symmetric": "every maker symmetric one-lot quotes at the touch",
+    "lob-competing-makers/inventory-skew": "every maker inventory-skewed one-lot quotes",
+    "lob-desks/twap": "independent TWAPs (each desk its own child order)",
+    "lob-desks/firm-twap": "firm TWAP (the net schedule, routed so desks never cross)",
+    "lob-makers-and-executor/symmetric-and-twap": "symmetric makers, TWAP executor",
+    "lob-makers-and-executor/skew-and-twap": "inventory-skewed makers, TWAP executor",
     "trained/best": "best trained checkpoint (PPO)",
 }
 
@@ -97,6 +107,10 @@ _OX = ["option-exercise/at-maturity", "option-exercise/longstaff-schwartz", "opt
 _SA = ["stat-arb/band", "stat-arb/band-1sd", "stat-arb/dp-optimal"]
 _LOBX = ["lob-execution/twap", "lob-execution/ac", "lob-execution/queue-aware"]
 _LOBM = ["lob-market-making/symmetric", "lob-market-making/inventory-skew"]
+_LOBMA = {"lob-competing-makers": ["lob-competing-makers/symmetric", "lob-competing-makers/inventory-skew"],
+          "lob-desks": ["lob-desks/twap", "lob-desks/firm-twap"],
+          "lob-makers-and-executor": ["lob-makers-and-executor/symmetric-and-twap",
+                                      "lob-makers-and-executor/skew-and-twap"]}
 NOTES = {
     "execution/ac-optimal": "Almgren–Chriss closed form of the env's own mean-variance reward: the expected "
                             "reward is a concave quadratic of the schedule and price noise is a martingale, "
@@ -144,6 +158,16 @@ BEST_KNOWN_NOTES = {
     "lob-market-making/inventory-skew": "one lot a side, the inventory-growing side stepped back a level per two "
                                         "lots held and withdrawn beyond half the bound; a heuristic, no optimum "
                                         "is known for the order book with informed flow",
+    "lob-competing-makers/inventory-skew": "every maker runs the single-agent inventory-skewed quoter on its own "
+                                           "inventory; a heuristic joint policy, not an equilibrium",
+    "lob-competing-makers/symmetric": "every maker one lot at the reference bid and ask",
+    "lob-desks/firm-twap": "the firm's net remainder at TWAP pace by market orders, routed to the desks on its "
+                           "side (the offsetting child orders are crossed internally at the end); a heuristic, "
+                           "no optimum is known for the order book",
+    "lob-desks/twap": "each desk TWAPs its own child order by market orders, in its own direction",
+    "lob-makers-and-executor/skew-and-twap": "inventory-skewed makers beside a TWAP executor; a heuristic joint "
+                                             "policy, not an equilibrium",
+    "lob-makers-and-executor/symmetric-and-twap": "symmetric makers beside a TWAP executor"
 }
 HELD_OUT_RULE = ("a held-out (-eval) id's expert is the best analytic or numerically optimised policy on the "
                  "training years, never a trained network: a network's training-years score is in-sample for its "
@@ -181,7 +205,14 @@ def plan(env_id: str) -> dict:
         return {"baselines": _TR + ["trading/regime-filter"], "optimal": None, "train_id": train_id}
     if fam in ("lob-execution", "lob-market-making"):  # the order book: no closed form, best-known
         return {"baselines": _LOBX if fam == "lob-execution" else _LOBM, "optimal": None, "train_id": None}
+    if fam in _LOBMA:  # many agents on one book: best-known joint policies (COMPETITIVE_RULE for general-sum ids)
+        return {"baselines": _LOBMA[fam], "optimal": None, "train_id": None}
     raise OgdataError(f"no v1 reference plan for family {fam!r} of {env_id!r}; add one to {__file__}")
+
+
+COMPETITIVE_RULE = ("general-sum id: references are joint policies (every agent's rule) ranked by the sum of the "
+                    "agents' returns (reported, as everywhere, as the mean over agents); each agent's own score "
+                    "is under per_agent; the expert is the best-known joint policy, not an equilibrium")
 
 
 def trained_checkpoints(env_id: str) -> list[str]:
@@ -213,9 +244,15 @@ def evaluate(env_id: str, ref: str, episodes: int = EPISODES, seed: int = SEED, 
     core = core if core is not None else env_spec(env_id).make_core(num_envs=episodes)
     if core.num_envs != episodes:
         raise OgdataError(f"evaluate needs a core of num_envs = episodes = {episodes} (one round of markets)")
-    ret = episode_returns(core, _policy(ref, core), episodes=episodes, seed=seed)["returns"]
+    out = episode_returns(core, _policy(ref, core), episodes=episodes, seed=seed)
+    ret = out["returns"]
     std = float(ret.std(ddof=1))
-    return {"mean": float(ret.mean()), "std": std, "se": std / math.sqrt(len(ret)), "episodes": int(len(ret))}
+    row = {"mean": float(ret.mean()), "std": std, "se": std / math.sqrt(len(ret)), "episodes": int(len(ret))}
+    if "agent_returns" in out and getattr(core, "general_sum", False):   # general-sum: every agent's own score
+        a = out["agent_returns"]
+        row["per_agent"] = {name: {"mean": float(a[:, i].mean()), "se": float(a[:, i].std(ddof=1) / math.sqrt(len(a)))}
+                            for i, name in enumerate(core.agents)}
+    return row
 
 
 def choose(env_id: str, candidates: list[str], episodes: int, selection_seed: int) -> tuple[str, dict]:
@@ -277,6 +314,8 @@ def compute_entry(env_id: str, episodes: int = EPISODES, seed: int = SEED,
         entry["markets"]["note"] = REAL_PRICES_NOTE
     if p["train_id"]:
         e["held_out_rule"] = HELD_OUT_RULE
+    if "per_agent" in e:
+        e["competitive_rule"] = COMPETITIVE_RULE
     if ckpt_means:
         entry["baselines"]["trained/best"]["chosen_on"] = {
             **chosen_on, "candidates": {c[len(CHECKPOINT):]: m for c, m in ckpt_means.items()}}

@@ -16,7 +16,9 @@ at Q = 5 and the mid's diffusion check Var(Δmid over h) / h for h = 25..200 (ma
 asks < 1.25): a V-shaped latent book around an EMA anchor of the mid (limit arrivals λ(i) + κ·x⁺ at a
 level x ticks beyond the anchor on its own side: DBMB 2015's linear latent density), and a refill at
 the touch rising with the square of the mid's distance from the anchor. Their extra arrivals come from
-a second generator seeded alike in both arms, so the pairing holds. Writes bench_out/lob_impact.md.
+a second generator seeded alike in both arms, so the pairing holds. Part 3, why the default saturates:
+how often the frame moves during a sale against how often the sale drains the best bid. Writes
+bench_out/lob_impact.md.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ogdata.envs.lob import ASK, Book  # noqa: E402
+from ogdata.envs.lob import ASK, BID, Book  # noqa: E402
 
 T = 20
 
@@ -67,9 +69,25 @@ class _Anchored(Book):
         return out
 
 
+class _GapShift(_Anchored):
+    """The Part 3 fix, prototyped: right after the agent's market order (before the step's arrivals) the
+    frame moves by the whole gap — tick by tick while one best queue is empty and the other is not — with
+    the new far levels drawn from the ingredient's own generator; optionally with the V-shaped book."""
+
+    def market(self, side, volume):
+        out = super().market(side, volume)
+        for _ in range(self.K):
+            e = self.q[:, :, 0] == 0
+            if not (e[:, BID] ^ e[:, ASK]).any():
+                break
+            self._shift(np.zeros(self.B), self.extra.random(self.B), self.extra.poisson(self._deep, self.B))
+        return out
+
+
 def _make(B, spec, seed):
     kw = dict(spec)
-    cls = _Anchored if "kind" in kw else Book
+    gap = kw.pop("gap", False)
+    cls = _GapShift if gap else _Anchored if "kind" in kw else Book
     bk = cls(B, 10, **kw)
     rng = np.random.default_rng(seed)
     bk.reset(np.ones(B, bool), rng)
@@ -91,6 +109,21 @@ def impact(spec, Q, B, seed=0, warm=0):
         out.append(m0 - bk.mid())
     d = out[0] - out[1]
     return float(d.mean()), float(d.std(ddof=1) / math.sqrt(B))
+
+
+def frame_moves(spec, Q, B, seed=0):
+    """During a sale of Q lots over T steps: the mean fall of the frame (ticks), the share of steps whose
+    frame moved down, up, and the share whose best bid was empty right after the sale (before the step's
+    background events) — the saturation diagnosis of Part 3."""
+    sched = [(k + 1) * Q // T - k * Q // T for k in range(T)]
+    bk, rng = _make(B, spec, seed)
+    p0, down, up, drained = bk.pb.copy(), 0.0, 0.0, 0.0
+    for v in sched:
+        bk.market(ASK, np.full(B, v))
+        drained += float((bk.q[:, 0, 0] == 0).mean())
+        shift = bk.advance(rng).shift
+        down, up = down + float((shift < 0).mean()), up + float((shift > 0).mean())
+    return float((p0 - bk.pb).mean()), down / T, up / T, drained / T
 
 
 def ratio(a, b):
@@ -141,12 +174,30 @@ def main(argv=None) -> int:
     for kind, kappa, tau in grid:
         label = "V-shaped latent book (λ + κx⁺)" if kind == "latent" else "touch refill κ·d²"
         settings.append((label, {"kind": kind, "kappa": kappa, "tau": tau}))
+    for kappa, tau in ((0.0, 30.0), (1.0, 30.0), (2.0, 30.0), (2.0, 300.0)):   # the Part 3 fix, alone and with V
+        settings.append(("gap shift" + (" + V-shaped latent book" if kappa else ""),
+                         {"kind": "latent", "kappa": kappa, "tau": tau, "gap": True}))
     for label, spec in settings:
         q1, q4 = impact(spec, 5, B, warm=300 if "kind" in spec else 0), impact(spec, 20, B, warm=300 if "kind" in spec else 0)
         r, se = ratio(q4, q1)
         per, mm = diffusion(spec)
         lines.append(f"| {label} | {spec.get('kappa', 0):g} | {spec.get('tau', float('nan')):g} | {q1[0]:.3f} ± {q1[1]:.3f} | "
                      f"{q4[0]:.3f} ± {q4[1]:.3f} | {r:.2f} ± {se:.2f} | {np.round(per, 3).tolist()} | {mm:.2f} |")
+        print(lines[-1], flush=True)
+    lam1 = float(Book(1, 10)._lam_dt[0])
+    lines += ["", "Part 3: why CST saturates. The frame (and with it the price of every background order) moves "
+              "one tick, and only where a best queue is still empty at the *end* of the step, after the step's "
+              f"limit arrivals (Poisson(λ(1)Δt = {lam1:.2f}) lots at the best bid level; none with probability "
+              f"{math.exp(-lam1):.3f}) and cancellations: however deep a sale drains the bid side, the arrivals "
+              "refill the old best level and the frame stays. CST states arrivals relative to the opposite best "
+              "quote, so a drained bid side would pull new asks down; the one frame does not. Part 2's "
+              "'gap shift' rows try the fix: the frame moves by the whole gap right after the agent's market "
+              "order, before the arrivals.", "",
+              "| Q lots in 20 s | frame fall (ticks) | steps the frame moved down | up | steps the sale drained the best bid |",
+              "|---:|---:|---:|---:|---:|"]
+    for q in (5, 20, 80, 320):
+        fall, down, up, drained = frame_moves({"calibration": "cst"}, q, B)
+        lines.append(f"| {q} | {fall:.2f} | {down:.3f} | {up:.3f} | {drained:.3f} |")
         print(lines[-1], flush=True)
     lines += ["", f"[{time.perf_counter() - t0:.0f} s]"]
     out = Path(args.out)

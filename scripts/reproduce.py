@@ -5,6 +5,7 @@
     python scripts/reproduce.py --suite lite --plan     # list the runs and the time estimate, run nothing
     python scripts/reproduce.py --suite v1-lite         # evaluation protocol v1 on the v1 catalogue
     python scripts/reproduce.py --suite v1-lite --aggregate-only   # rebuild the v1 tables from the run records
+    python scripts/reproduce.py --suite full --ray auto --device cuda --gpus-per-run 0.25   # on a Ray cluster
 
 Protocol v1 (suites v1-*, datasets `<env>/<tier>-v1`, issue #15): every run is evaluated on its
 env's fixed validation markets during training (the learning curve) and, at the end, its final
@@ -24,6 +25,14 @@ skipped, so an interrupted suite resumes where it stopped. When the runs are don
   results/<suite>.png    a heatmap of the last scores
   results/<suite>_measures.png   BC vs TQ and offline RL's gain vs SACo (baselines/analysis.py)
 and records each dataset's results in its metadata (`baselines` field → the dataset card).
+
+`--ray ADDRESS` (`auto`, `ray://head:10001`, or `local` for a Ray instance on this machine) runs
+the same runs as Ray tasks, one CPU (`--threads`) or `--gpus-per-run` of a GPU each. A task trains
+in the worker's scratch directory and hands back the run's files; the driver writes them under
+the same runs/ path (result.json last), so records, resuming and aggregation are the same as
+for local runs and no shared file system is needed. Workers import ogdata and baselines from
+this checkout's path (PYTHONPATH), so every node needs the repository there (or ogdata installed),
+and resolve dataset ids themselves (installed copy, Hub, or a rebuild from the recipe).
 """
 
 from __future__ import annotations
@@ -156,6 +165,63 @@ def run_one(settings: dict) -> dict:
         Path(settings["out"]).mkdir(parents=True, exist_ok=True)
         (Path(settings["out"]) / "error.txt").write_text(f"{type(e).__name__}: {e}\n")
         return {"ok": False, "settings": settings, "wall": time.perf_counter() - t0, "error": f"{type(e).__name__}: {e}"}
+
+
+def run_remote(settings: dict) -> dict:
+    """One run as a Ray task: trained in a scratch directory, its files returned for the driver to write."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="ogdata-run-") as tmp:
+        o = run_one({**settings, "out": tmp})
+        files = {p.relative_to(tmp).as_posix(): p.read_bytes() for p in sorted(Path(tmp).rglob("*")) if p.is_file()}
+    if "config.json" in files:  # the record names the run directory the driver writes, not the scratch one
+        cfg = json.loads(files["config.json"])
+        cfg["settings"]["out"] = settings["out"]
+        files["config.json"] = json.dumps(cfg, indent=1, sort_keys=True).encode()
+    o.pop("result", None)  # result.json travels as a file
+    return {**o, "settings": settings, "files": files}
+
+
+def write_run_files(out: Path, files: dict[str, bytes]) -> None:
+    """A run's files under `out`, each renamed into place, result.json last (it marks a finished run)."""
+    for rel in sorted(files, key=lambda r: r == RESULT):
+        dest = out / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".partial")
+        tmp.write_bytes(files[rel])
+        tmp.replace(dest)
+
+
+FORWARDED_ENV = ("OGDATA_HOME", "OGDATA_HUB_ORG", "OGDATA_STREAM_CACHE", "HF_ENDPOINT", "HF_HUB_OFFLINE")
+
+
+def run_ray(jobs: list[dict], address: str, cpus: int, gpus: float):
+    """Each job as a Ray task (`cpus` CPUs, `gpus` of a GPU); yields run_one's records as runs finish,
+    after writing each run's files under its runs/ directory."""
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=None if address == "local" else address, include_dashboard=False, log_to_driver=False)
+    env = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}  # never HF_TOKEN: workers log in themselves
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=1, runtime_env={"env_vars": env})(run_remote)
+    try:
+        pending = {task.remote(j): j for j in jobs}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            job = pending.pop(done[0])
+            try:
+                o = ray.get(done[0])
+            except Exception as e:  # noqa: BLE001 - a lost worker or node: report the run, carry on
+                o = {"ok": False, "settings": job, "wall": 0.0, "error": f"Ray task failed: {type(e).__name__}: {e}"}
+            write_run_files(Path(job["out"]), o.pop("files", {}))
+            if not o["ok"] and not (Path(job["out"]) / "error.txt").is_file():
+                (Path(job["out"]) / "error.txt").write_text(o["error"] + "\n")
+            yield o
+    finally:
+        if started:
+            ray.shutdown()
 
 
 # -- aggregation --------------------------------------------------------------------------------------
@@ -342,6 +408,10 @@ def main(argv=None) -> int:
     for k in ("steps", "hidden", "layers", "batch_size", "seeds", "eval_episodes", "evals", "jobs", "threads"):
         p.add_argument(f"--{k.replace('_', '-')}", type=int, default=None)
     p.add_argument("--device", default=None)
+    p.add_argument("--ray", metavar="ADDRESS", default=None,
+                   help="run as Ray tasks on the cluster at ADDRESS ('auto', 'ray://host:10001', 'local')")
+    p.add_argument("--gpus-per-run", type=float, default=None,
+                   help="with --ray: the GPU fraction each run asks for (default 1 with --device cuda, else 0)")
     p.add_argument("--runs-dir", default=None, help="default runs/<suite>")
     p.add_argument("--results-dir", default=str(ROOT / "results"))
     p.add_argument("--plan", action="store_true", help="list the runs and estimate the time; run nothing")
@@ -350,6 +420,8 @@ def main(argv=None) -> int:
     p.add_argument("--dataset-path", action="append", default=[],
                    help="a local dataset directory to run on instead of catalogue ids (repeatable)")
     args = p.parse_args(argv)
+    if args.gpus_per_run is not None and not 0 <= args.gpus_per_run <= 64:
+        p.error(f"--gpus-per-run {args.gpus_per_run} is not a GPU count or fraction; pass e.g. 0.25 or 1")
 
     cfg = dict(SUITES[args.suite])
     for k in ("steps", "hidden", "layers", "batch_size", "seeds", "eval_episodes", "evals", "jobs", "threads",
@@ -393,7 +465,14 @@ def main(argv=None) -> int:
         jobs = [{**asdict(RunSettings(algo=a, dataset=d, seed=s, out=str(run_dir(runs_root, d, a, s)),
                                       progress=False, **base))} for d, a, s in todo]
         bar = Progress(len(jobs), f"{args.suite} suite")
-        if cfg["jobs"] <= 1:
+        if args.ray:
+            gpus = args.gpus_per_run if args.gpus_per_run is not None else (
+                1.0 if str(cfg["device"]).startswith("cuda") else 0.0)
+            for o in run_ray(jobs, args.ray, int(cfg["threads"] or 1), gpus):
+                failures += [] if o["ok"] else [o]
+                bar.set_postfix({"last": f"{o['settings']['algo']} {o['settings']['dataset']}"})
+                bar.update(1)
+        elif cfg["jobs"] <= 1:
             outs = (run_one(j) for j in jobs)
             for o in outs:
                 failures += [] if o["ok"] else [o]

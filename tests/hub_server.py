@@ -259,8 +259,9 @@ def free_port() -> int:
 class HubServer:
     """One olah process (+ write stand-in) on 127.0.0.1:<port>, serving `<root>/mirrors`."""
 
-    def __init__(self, root: Path, port: int | None = None):
+    def __init__(self, root: Path, port: int | None = None, piece_bytes: int = 0):
         self.root = Path(root)
+        self.piece_bytes = piece_bytes   # 0: olah's own 4 KiB pieces (see `larger_pieces`)
         self.mirrors = self.root / "mirrors"
         self.repos = self.root / "repos"
         self.port = port or free_port()
@@ -295,7 +296,7 @@ offline = true
         log = open(self.log, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "--config", str(self.config),
-             "--log-path", str(self.root / "logs")],
+             "--log-path", str(self.root / "logs"), "--piece-bytes", str(self.piece_bytes)],
             stdout=log, stderr=subprocess.STDOUT, cwd=self.root,
             env={k: v for k, v in os.environ.items() if not k.startswith(("HF_", "OGDATA_"))})
         log.close()
@@ -355,16 +356,63 @@ def hub_fixture(tmp_path_factory):
     server.stop()
 
 
+def point_at(hub: HubServer, monkeypatch, org: str) -> HubServer:
+    """Point huggingface_hub and ogdata at the loopback server (restarted if a previous test killed it),
+    online and without a token, with datasets under `org`."""
+    hub.start()
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setenv("OGDATA_HUB_ORG", org)
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    return hub
+
+
+def larger_pieces(piece_bytes: int) -> None:
+    """Make olah send a mirrored file in `piece_bytes` pieces rather than 4 KiB ones (a benchmark option).
+
+    olah 0.5.4 reads a mirrored file whole, then yields it 4 KiB at a time through Starlette, which hops
+    to a worker thread for every piece: ~16k hops for a 64 MiB shard, which caps it at a few MiB/s on a
+    busy machine — a property of the test server, not of the Hub (which serves files from a CDN). The
+    bytes, headers and routes are olah's own; only the size of the pieces changes.
+    """
+    from olah.mirror.repos import LocalMirrorRepo
+
+    original = LocalMirrorRepo.get_file
+
+    def get_file(self, commit_hash: str, path: str):
+        pieces = original(self, commit_hash, path)
+        if pieces is None:
+            return None
+
+        def regrouped():
+            buf = bytearray()
+            for piece in pieces:
+                buf += piece
+                if len(buf) >= piece_bytes:
+                    yield bytes(buf)
+                    buf.clear()
+            if buf:
+                yield bytes(buf)
+
+        return regrouped()
+
+    LocalMirrorRepo.get_file = get_file
+
+
 def _main() -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description="olah with the local write stand-in (tests only)")
     parser.add_argument("--config", required=True)
     parser.add_argument("--log-path", default="./logs")
+    parser.add_argument("--piece-bytes", type=int, default=0,
+                        help="send mirrored files in pieces of this size instead of olah's 4 KiB (0: olah's own)")
     args = parser.parse_args()
     sys.argv = [sys.argv[0], "--config", args.config, "--log-path", args.log_path]
     from olah import server
 
+    if args.piece_bytes:
+        larger_pieces(args.piece_bytes)
     olah_args = server.init()
     cfg = server.app.state.app_settings.config
     add_write_routes(server.app, Path(cfg.mirrors_path[0]), Path(cfg.repos_path))

@@ -1,7 +1,7 @@
 """A sequential oracle of `ogdata.envs.lob.Book`: one book, one order at a time, in plain Python.
 
-Every queue is a list of orders in time priority, each ["bg" or "agent", lots]; background orders
-are one lot, as in the model. A step draws the same uniforms as the vectorised book (one generator call, the same column order:
+Every queue is a list of orders in time priority, each ["bg" or an agent index, lots]; background
+orders are one lot, as in the model; one agent (`Book`) or several (`ogdata.envs.lob_agents.AgentBook`). A step draws the same uniforms as the vectorised book (one generator call, the same column order:
 see the lob module docstring) and turns each into a count with the same inverse-CDF tables
 (`ogdata.envs.lob_draws`, one scalar look-up per count), but applies them one event at a time: each
 cancelled lot removed from its queue, each arriving lot appended, each market order walking the book
@@ -20,7 +20,10 @@ BID, ASK = 0, 1
 
 class OracleBook:
     def __init__(self, book):
-        """A copy of book 0 of a vectorised `Book` (its parameters and its current state)."""
+        """A copy of book 0 of a vectorised `Book` or `AgentBook` (its parameters and current state).
+
+        Queue entries are [who, lots] with who "bg" (one lot) or an agent index; agents' orders at one
+        level sit in time-stamp order, each behind its `ahead` background lots."""
         self.K = book.K
         f = book.flow
         self.flow = f
@@ -33,19 +36,32 @@ class OracleBook:
         self.pb = int(book.pb[0])
         self.z = int(book.z[0])
         self.e = [float(book.e[0, 0]), float(book.e[0, 1])]
-        self.queues = [[[["bg", 1] for _ in range(int(book.q[0, s, j]))] for j in range(self.K)] for s in (0, 1)]
+        self.multi = hasattr(book, "a_sz")
+        if self.multi:
+            lv, sz, ah, seq = (book.a_lv[0], book.a_sz[0], book.a_ahead[0], book.a_seq[0])
+        else:
+            lv, sz, ah, seq = (book.o_lv[0][None], book.o_sz[0][None], book.o_ahead[0][None],
+                               np.zeros((1, 2), np.int64))
+        self.n = lv.shape[0]
+        self.queues = []
         for s in (0, 1):
-            if book.o_sz[0, s] > 0:
-                j, ahead = int(book.o_lv[0, s]), int(book.o_ahead[0, s])
-                self.queues[s][j].insert(ahead, ["agent", int(book.o_sz[0, s])])
+            side = []
+            for j in range(self.K):
+                queue = [["bg", 1] for _ in range(int(book.q[0, s, j]))]
+                here = sorted((int(seq[i, s]), i) for i in range(self.n) if sz[i, s] > 0 and lv[i, s] == j)
+                for k, (_, i) in enumerate(here):          # each behind its background lots and earlier agents
+                    queue.insert(int(ah[i, s]) + k, [i, int(sz[i, s])])
+                side.append(queue)
+            self.queues.append(side)
+        self.passive = [[0, 0] for _ in range(self.n)]     # resting fills from agents' market orders
 
     # -- reading the book -----------------------------------------------------------------------
-    def agent(self, s):
-        """(level, lots, background lots ahead) of the agent order on side s, or (0, 0, 0)."""
+    def agent(self, s, i=0):
+        """(level, lots, background lots ahead) of agent i's order on side s, or (0, 0, 0)."""
         for j, queue in enumerate(self.queues[s]):
             for k, (who, lots) in enumerate(queue):
-                if who == "agent":
-                    return j, lots, sum(x[1] for x in queue[:k])
+                if who == i:
+                    return j, lots, sum(x[1] for x in queue[:k] if x[0] == "bg")
         return 0, 0, 0
 
     def background(self, s, j):
@@ -64,29 +80,29 @@ class OracleBook:
             out.append(self.price(s, j))
         return out[0], out[1]
 
-    # -- agent ------------------------------------------------------------------------------------
-    def _remove_agent(self, s):
+    # -- agents -----------------------------------------------------------------------------------
+    def _remove_agent(self, s, i):
         for queue in self.queues[s]:
-            queue[:] = [o for o in queue if o[0] != "agent"]
+            queue[:] = [o for o in queue if o[0] != i]
 
-    def post(self, s, level, size):
-        j, lots, _ = self.agent(s)
+    def post(self, s, level, size, i=0):
+        j, lots, _ = self.agent(s, i)
         if lots > 0 and j == level and size <= lots:
             for o in self.queues[s][j]:
-                if o[0] == "agent":
+                if o[0] == i:
                     o[1] = size
             if size == 0:
-                self._remove_agent(s)
+                self._remove_agent(s, i)
             return
-        self._remove_agent(s)
+        self._remove_agent(s, i)
         if size > 0:
-            self.queues[s][level].append(["agent", size])
+            self.queues[s][level].append([i, size])
 
-    def market(self, side, volume):
-        """The agent's market order: side BID buys (walks the asks), ASK sells (walks the bids)."""
+    def market(self, side, volume, i=0):
+        """Agent i's market order: side BID buys (walks the asks), ASK sells (walks the bids)."""
         walked = ASK if side == BID else BID
         if volume > 0:
-            self._remove_agent(walked)
+            self._remove_agent(walked, i)
         got = value = 0
         for _ in range(volume):
             hit = self._take_one(walked)
@@ -94,6 +110,8 @@ class OracleBook:
                 break
             got += 1
             value += hit[1]
+            if hit[0] != "bg":
+                self.passive[hit[0]][walked] += 1
         return got, value
 
     def _take_one(self, s):
@@ -112,26 +130,23 @@ class OracleBook:
     def advance(self, rng):
         K, f, D = self.K, self.flow, self.draws
         # the step's uniforms, in the book's column order (see the lob module docstring)
-        v = [int(x) for x in rng.integers(0, 2**64, size=(1, 4 * K + 8), dtype=np.uint64)[0]]
+        v = [int(x) for x in rng.integers(0, 2**64, size=(1, 4 * K + 2 * self.n + 6), dtype=np.uint64)[0]]
         vis = [[self.lots(s, j) for j in range(K)] for s in (0, 1)]
-        agent = [self.agent(s) for s in (0, 1)]
-        # cancellations: levels (behind the agent at its level), then the lots ahead of the agent
+        n = self.n
+        # cancellations: each level's lots behind its last agent order, then each agent's segment ahead
         for s in (0, 1):
-            aj, alots, ahead = agent[s]
-            ahead = ahead if alots else 0
-            counts = []
-            for j in range(K):
-                n = self.background(s, j) - (ahead if j == aj else 0)
-                counts.append(D.cancel(j, n, v[s * K + j]))
-            c_ahead = D.cancel(aj, ahead, v[4 * K + s])
             for j in range(K):
                 queue = self.queues[s][j]
-                k_agent = next((k for k, o in enumerate(queue) if o[0] == "agent"), None)
-                # lots behind: the last background lots; lots ahead: the first ones
-                behind = [k for k, o in enumerate(queue) if o[0] == "bg" and (k_agent is None or k > k_agent)]
-                drop = set(behind[len(behind) - counts[j]:] if counts[j] else [])
-                if k_agent is not None and c_ahead:
-                    drop |= set([k for k in range(k_agent) if queue[k][0] == "bg"][:c_ahead])
+                agents = [k for k, o in enumerate(queue) if o[0] != "bg"]
+                segs, start = [], 0                       # (agent, positions of its segment ahead)
+                for k in agents:
+                    segs.append((queue[k][0], [p for p in range(start, k) if queue[p][0] == "bg"]))
+                    start = k + 1
+                behind = [p for p in range(start, len(queue)) if queue[p][0] == "bg"]
+                c = D.cancel(j, len(behind), v[s * K + j])
+                drop = set(behind[len(behind) - c:] if c else [])
+                for i, seg in segs:
+                    drop |= set(seg[:D.cancel(j, len(seg), v[4 * K + 2 * i + s])])
                 queue[:] = [o for k, o in enumerate(queue) if k not in drop]
         # limit arrivals (QR: the rate reads the level's visible queue at the start of the step)
         for s in (0, 1):
@@ -140,7 +155,7 @@ class OracleBook:
                 for _ in range(D.arrival(j, x, v[2 * K + s * K + j])):
                     self.queues[s][j].append(["bg", 1])
         # market orders, one lot at a time
-        i = 4 * K + 2
+        i = 4 * K + 2 * n
         if self.hawkes_on:
             mu = [self.mu_base, self.mu_base]
             if f.market_boost:
@@ -154,17 +169,17 @@ class OracleBook:
         m.append(D.informed(v[i + 2]))
         buys = m[0] + (m[2] if self.z > 0 and self.mu_inf else 0)
         sells = m[1] + (m[2] if self.z < 0 and self.mu_inf else 0)
-        fills = [0, 0]
-        fill_px = [self.agent_price(BID), self.agent_price(ASK)]
-        for s_walk, n in ((ASK, buys), (BID, sells)):
-            for _ in range(n):
+        fills = [[0, 0] for _ in range(n)]
+        fill_px = [[self.agent_price(BID, a), self.agent_price(ASK, a)] for a in range(n)]
+        for s_walk, count in ((ASK, buys), (BID, sells)):
+            for _ in range(count):
                 hit = self._take_one(s_walk)
-                if hit is not None and hit[0] == "agent":
-                    fills[s_walk] += 1
+                if hit is not None and hit[0] != "bg":
+                    fills[hit[0]][s_walk] += 1
         if self.hawkes_on:
             self.e = [self.e[0] * self.decay + self.jump * m[0], self.e[1] * self.decay + self.jump * m[1]]
-        deep = D.far(v[4 * K + 5])
-        coin, sign = ((x >> 11) / 2.0**53 for x in v[4 * K + 6:])
+        deep = D.far(v[4 * K + 2 * n + 3])
+        coin, sign = ((x >> 11) / 2.0**53 for x in v[-2:])
         shift = 0
         if coin < f.shift_prob:
             ask_empty, bid_empty = self.lots(ASK, 0) == 0, self.lots(BID, 0) == 0
@@ -183,8 +198,10 @@ class OracleBook:
             if shift:
                 self.pb += shift
                 self.z = 1 if sign < 0.5 else -1
+        if not self.multi:
+            fills, fill_px = fills[0], fill_px[0]
         return fills, fill_px, (buys, sells), shift
 
-    def agent_price(self, s):
-        j, lots, _ = self.agent(s)
+    def agent_price(self, s, i=0):
+        j, lots, _ = self.agent(s, i)
         return self.price(s, j) if lots else self.price(s, 0)

@@ -118,8 +118,10 @@ def test_a_published_v1_score_reproduces(tier):
     rets = episode_returns(core, pol, t["score_episodes"], seed=seed)["returns"]
     refs = r["reference_returns"]
     assert rets.mean() == pytest.approx(p["return_mean"], rel=1e-9)
+    # the score divides by the random-to-expert gap, which magnifies the mean's last-bit differences between CPUs
+    # (BLAS kernels sum in different orders): a millionth of a normalised point
     assert normalised_score(rets.mean(), random=refs["random"], expert=refs["expert"]) == pytest.approx(
-        p["score"], rel=1e-9)
+        p["score"], abs=1e-6)
 
 
 def test_v1_catalogue_path_and_ad_hoc_jobs(tmp_path):

@@ -21,7 +21,7 @@ import types
 import numpy as np
 import pytest
 from conftest import make_flat_episodes
-from hub_server import hub_fixture  # noqa: F401  (the session-scoped `hub` fixture)
+from hub_server import hub_fixture, point_at  # noqa: F401  (the session-scoped `hub` fixture)
 from huggingface_hub import DatasetCard, HfApi, hf_hub_download, snapshot_download
 
 import ogdata
@@ -37,12 +37,7 @@ TOKEN = "hf_SECRETtokenNEVERprinted123"
 @pytest.fixture
 def online(hub, monkeypatch):  # noqa: F811
     """HF_ENDPOINT at the loopback server (restarted if a previous test killed it)."""
-    hub.start()
-    monkeypatch.setenv("HF_ENDPOINT", hub.url)
-    monkeypatch.setenv("OGDATA_HUB_ORG", ORG)
-    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN"):
-        monkeypatch.delenv(var, raising=False)
-    return hub
+    return point_at(hub, monkeypatch, ORG)
 
 
 def make_ds(tmp_path, dataset_id, seed=0, lengths=(5, 7, 4), **meta):

@@ -31,7 +31,7 @@ LAYERS = [
     ["ogdata.generate", "ogdata.hub"],
     ["ogdata.cards"],
     ["ogdata.resolve"],
-    ["ogdata.publishing", "ogdata.writing", "ogdata.combine"],
+    ["ogdata.publishing", "ogdata.writing", "ogdata.combine", "ogdata.ray"],
     ["ogdata.cli", "ogdata.profile", "ogdata.__main__", "ogdata"],
 ]
 

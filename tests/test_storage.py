@@ -579,10 +579,10 @@ def test_mmap_sampling_equals_in_memory_sampling(tmp_path, monkeypatch):
         for k in a:
             np.testing.assert_array_equal(a[k], b[k])
             assert a[k].dtype == b[k].dtype
-    src = mapped._sample_source()
+    src = mapped.source._mapped   # what the folder source gathered from
     assert isinstance(src["observations"], MappedRows) and len(src["observations"].maps) >= 3
     assert isinstance(src["terminations"], np.ndarray)     # compressed: read into memory
-    assert mapped._arrays is None
+    assert mapped._arrays is None and mapped._ep_of is None   # no per-transition arrays held
 
 
 def test_mmap_sampling_names_a_missing_shard(tmp_path, monkeypatch):

@@ -189,4 +189,37 @@ LOB = (
         references={"random": "random", "expert": "lob-market-making/inventory-skew"}),
 )
 
-SPECS: tuple[EnvSpec, ...] = PORTFOLIO + TRADING + EXECUTION + MARKET_MAKING + OPTION_EXERCISE + STAT_ARB + LOB
+# -- many agents on one limit-order book ----------------------------------------------------------
+_LOBMA = "ogdata.envs.lob_multi:"
+LOB_MULTI = tuple(
+    EnvSpec(
+        id=f"lob-competing-makers-{n}", core=_LOBMA + "CompetingMakers", kwargs={"n_agents": n}, multi_agent=True,
+        family="lob-competing-makers", step=_LOB_STEP,
+        description=f"{n} market makers quote on one simulated limit-order book (Cont–Stoikov–Talreja 2010 "
+                    "calibration, 30 % informed market orders) for 200 one-second steps, queueing in price-time "
+                    "priority among themselves and the background flow; general-sum: each maker's own PnL "
+                    "marked to mid − inventory penalty.",
+        references={"random": "random", "expert": "lob-competing-makers/inventory-skew"})
+    for n in (2, 3)
+) + tuple(
+    EnvSpec(
+        id=f"lob-desks-{n}", core=_LOBMA + "Desks", kwargs={"lots": lots}, multi_agent=True, family="lob-desks",
+        step=_LOB_STEP,
+        description=f"{n} desks of one firm work one parent order (net sell 20 lots in 60 one-second steps, "
+                    f"child orders {', '.join(f'sell {x}' if x > 0 else f'buy {-x}' for x in lots)}) on one "
+                    "simulated limit-order book; desks' orders can cross each other; cooperative team "
+                    "reward = minus the firm's implementation shortfall, in bp.",
+        references={"random": "random", "expert": "lob-desks/firm-twap"})
+    for n, lots in ((2, (30, -10)), (4, (15, 15, -5, -5)))
+) + (
+    EnvSpec(
+        id="lob-makers-and-executor", core=_LOBMA + "MakersAndExecutor", multi_agent=True,
+        family="lob-makers-and-executor", step=_LOB_STEP,
+        description="2 market makers and an executor selling 20 lots share one simulated limit-order book "
+                    "(30 % informed market orders) for 100 one-second steps; each is rewarded on its own "
+                    "(makers: PnL − inventory penalty; executor: minus its shortfall in bp).",
+        references={"random": "random", "expert": "lob-makers-and-executor/skew-and-twap"}),
+)
+
+SPECS: tuple[EnvSpec, ...] = (PORTFOLIO + TRADING + EXECUTION + MARKET_MAKING + OPTION_EXERCISE + STAT_ARB + LOB
+                              + LOB_MULTI)

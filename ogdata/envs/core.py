@@ -15,6 +15,7 @@ complex or object action, or a Discrete action that is not an integer in range r
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium
@@ -264,6 +265,7 @@ class MarketParallelEnv(ParallelEnv):
         self.action_spaces = {a: core.action_space for a in self.possible_agents}
         self.state_space = core.state_space
         self.ogdata_id = spec_id
+        self._live = frozenset(self.possible_agents)
 
     def observation_space(self, agent: str) -> spaces.Space:
         return self.observation_spaces[agent]
@@ -280,40 +282,61 @@ class MarketParallelEnv(ParallelEnv):
         return len(self.possible_agents)
 
     def _infos(self, info: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+        """Per-agent info dicts of market 0: a value with an agent axis (B, n, ...) is split by agent (a
+        (B, n) value into Python scalars, one `tolist` a key), the rest (B, ...) is shared. One row per
+        key and one dict copy per agent (the face's cost: `python scripts/bench_multiagent.py --faces`)."""
+        n = len(self.possible_agents)
+        shared, split = {}, []
+        for k, v in info.items():
+            row = v[0]
+            nd = getattr(v, "ndim", 0)
+            if nd >= 2 and v.shape[1] == n:
+                split.append((k, row.tolist() if nd == 2 else row))
+            else:
+                shared[k] = row
         out = {}
         for i, a in enumerate(self.possible_agents):
-            out[a] = {k: (v[0, i] if np.ndim(v) >= 2 and np.shape(v)[1] == len(self.possible_agents) else v[0])
-                      for k, v in info.items()}
+            d = shared.copy()
+            for k, row in split:
+                d[k] = row[i]
+            out[a] = d
         return out
 
     def reset(self, seed: int | None = None, options: dict | None = None):
         obs, info = self.core.reset(seed=seed)
         self.agents = list(self.possible_agents)
-        return {a: obs[0, i] for i, a in enumerate(self.possible_agents)}, self._infos(info)
+        self._live = frozenset(self.agents)
+        return dict(zip(self.possible_agents, obs[0], strict=True)), self._infos(info)
 
     def step(self, actions: dict[str, Any]):
         if not self.agents:
             raise EnvError("step() called on a finished episode; call reset() first")
-        keys = set(actions)
-        missing, extra = set(self.agents) - keys, keys - set(self.agents)
-        if missing or extra:
-            raise InvalidActionError(
-                f"action dict must have exactly one entry per live agent {self.agents}; "
-                f"missing {sorted(missing)}, unexpected {sorted(extra)}")
+        if not isinstance(actions, Mapping):
+            raise InvalidActionError(f"step() takes a dict {{agent: action}} of the live agents {self.agents}, "
+                                     f"got {type(actions).__name__}")
+        if actions.keys() != self._live:  # (a dict's keys view compares to a set without a copy)
+            keys = set(actions)
+            missing, extra = set(self.agents) - keys, keys - set(self.agents)
+            if missing or extra:
+                raise InvalidActionError(
+                    f"action dict must have exactly one entry per live agent {self.agents}; "
+                    f"missing {sorted(missing)}, unexpected {sorted(extra)}")
+        ids = self.possible_agents
         try:
-            batch = np.stack([np.asarray(actions[a]) for a in self.possible_agents])[None]
+            batch = np.array([actions[a] for a in ids])[None]       # (np.stack costs 3x more at B=1)
         except (ValueError, TypeError, OverflowError) as e:
             raise InvalidActionError(f"the agents' actions do not form one array ({e}); pass one action of "
                                      f"shape {self.core.action_space.shape} per agent") from None
         obs, rew, term, trunc, info = self.core.step(batch)
-        ids = self.possible_agents
-        o = {a: obs[0, i] for i, a in enumerate(ids)}
-        r = {a: float(rew[0, i]) for i, a in enumerate(ids)}
-        te = {a: bool(term[0, i]) for i, a in enumerate(ids)}
-        tr = {a: bool(trunc[0, i]) for i, a in enumerate(ids)}
-        infos = self._infos(info)
-        self.agents = [a for a in ids if not (te[a] or tr[a])]
-        return o, r, te, tr, infos
+        te_l, tr_l = term[0].tolist(), trunc[0].tolist()
+        o = dict(zip(ids, list(obs[0]), strict=True))
+        r = dict(zip(ids, rew[0].tolist(), strict=True))
+        te = dict(zip(ids, te_l, strict=True))
+        tr = dict(zip(ids, tr_l, strict=True))
+        if any(te_l) or any(tr_l):
+            self.agents = [a for a, x, y in zip(ids, te_l, tr_l, strict=True) if not (x or y)]
+            self._live = frozenset(self.agents)
+        return o, r, te, tr, self._infos(info)
 
     def state(self) -> np.ndarray:
         return self.core.state()[0]

@@ -157,6 +157,8 @@ class Book:
     (B,), Hawkes excitation `e` (B, 2) [buy, sell].
     """
 
+    _slots = 1   # agent orders a side whose lots ahead are drawn separately (lob_agents.AgentBook: n)
+
     def __init__(self, num_books: int, levels: int = 10, *, calibration="cst", dt: float = 1.0,
                  informed: float = 0.0, hawkes: tuple[float, float] | None = None):
         self.B = int(num_books)
@@ -168,9 +170,15 @@ class Book:
         self.informed = float(informed)
         if not (0.0 <= self.informed < 1.0):
             raise EnvError(f"informed must be a share in [0, 1), got {informed!r}")
-        n_br, beta = (0.0, 1.0) if hawkes is None else (float(hawkes[0]), float(hawkes[1]))
-        if not (0.0 <= n_br < 1.0 and beta > 0):
-            raise EnvError(f"hawkes=(branching, decay) needs 0 <= branching < 1 and decay > 0, got {hawkes!r}")
+        try:
+            if hawkes is not None and (isinstance(hawkes, str | bytes) or len(hawkes) != 2):
+                raise TypeError
+            n_br, beta = (0.0, 1.0) if hawkes is None else (float(hawkes[0]), float(hawkes[1]))
+        except (TypeError, ValueError, OverflowError):
+            n_br = beta = math.nan
+        if not (0.0 <= n_br < 1.0 and beta > 0 and math.isfinite(beta)):
+            raise EnvError(f"hawkes={hawkes!r} is invalid; pass a pair (branching, decay per second) of numbers with "
+                           "0 <= branching < 1 and decay > 0, or None for Poisson market orders")
         self.hawkes = (n_br, beta)
         lam, th = f.lam(K), f.thetas(K)
         self._lam_dt = lam * self.dt                                   # (K,)
@@ -195,11 +203,13 @@ class Book:
         self._sides = np.arange(2)[None, :]
         self._levels = np.arange(K)
         self._flat = (np.arange(B)[:, None] * 2 * K + np.arange(2)[None, :] * K).ravel()   # q.ravel()[_flat + lv]
-        # one step's uniforms (module docstring): W = 4K + 8 per book, the first 4K + 6 are counts
-        self._W = 4 * K + 8
-        self._rowbuf = np.zeros((B, 4 * K + 6), dtype=np.int64)       # the counts' table keys
-        self._scratch = np.empty((B, 4 * K + 6), dtype=np.uint64)
-        self._kflat = (np.arange(B)[:, None] * (4 * K + 6) + np.arange(2)[None, :] * K).ravel()
+        # one step's uniforms (module docstring): W = 4K + 8 per book, the first 4K + 6 are counts; a book
+        # with n agents (`ogdata.envs.lob_agents`) has 2n columns of cancellations ahead of agent orders
+        self._mc = 4 * K + 2 * self._slots                              # the market-order columns start here
+        self._W = self._mc + 6
+        self._rowbuf = np.zeros((B, self._mc + 4), dtype=np.int64)     # the counts' table keys
+        self._scratch = np.empty((B, self._mc + 4), dtype=np.uint64)
+        self._kflat = (np.arange(B)[:, None] * (self._mc + 4) + np.arange(2)[None, :] * K).ravel()
         self._draws = _Draws(self)
 
     # -- prices and levels -----------------------------------------------------------------------
@@ -374,16 +384,46 @@ class Book:
             ahead[done] = 0
         return take, a_fill
 
+    def _orders(self) -> tuple[np.ndarray, ...]:
+        """The agent-order arrays, size and level first, whose last axis is the side: relabelled when the
+        frame moves and zeroed where an order leaves the window (a subclass with several agents adds its own)."""
+        return self.o_sz, self.o_lv, self.o_ahead
+
     def _shift(self, coin: np.ndarray, sign: np.ndarray, deep: np.ndarray) -> np.ndarray:
         """Move the frame one tick where one best queue is empty and the other is not (w.p. shift_prob)."""
-        sz, lv = self.o_sz, self.o_lv
-        empty = (self.q[:, :, 0] == 0) & ((sz == 0) | (lv > 0))          # (B, 2) best level empty
+        orders = self._orders()
+        sz, lv = orders[0], orders[1]
+        held = (sz > 0) & (lv == 0)                                      # an agent order at the touch
+        if held.ndim == 3:                                               # (B, agents, 2): any agent's
+            held = held.any(axis=1)
+        empty = (self.q[:, :, 0] == 0) & ~held                           # (B, 2) best level empty
         go = coin < self.flow.shift_prob
         up = empty[:, ASK] & ~empty[:, BID] & go
         down = empty[:, BID] & ~empty[:, ASK] & go
         shift = up.astype(np.int64) - down
         if not (up.any() or down.any()):
             return shift
+        q = self.q
+        for b, grow, shrink in ((np.flatnonzero(up), BID, ASK), (np.flatnonzero(down), ASK, BID)):
+            if b.size == 0:
+                continue
+            # the `shrink` side loses its empty best level and gains a new far level; the `grow` side
+            # gains an empty best level (the old opposite best price) and drops its far level
+            q[b, shrink, :-1] = q[b, shrink, 1:]
+            q[b, shrink, -1] = deep[b]
+            q[b, grow, 1:] = q[b, grow, :-1]
+            q[b, grow, 0] = 0
+            lv[b, ..., shrink] -= 1
+            lv[b, ..., grow] += 1
+        moved = np.flatnonzero(shift)
+        self.pb += shift
+        self.z[moved] = np.where(sign[moved] < 0.5, 1, -1)
+        lv[sz == 0] = 0                                                 # no order: level 0 by convention
+        out = lv >= self.K                                              # pushed beyond the window: cancelled
+        if out.any():
+            for a in orders:
+                a[out] = 0
+        return shift
         q = self.q
         for b, grow, shrink in ((np.flatnonzero(up), BID, ASK), (np.flatnonzero(down), ASK, BID)):
             if b.size == 0:
@@ -469,22 +509,22 @@ class _Draws:
             self.nm = _pow2(nm_need, self.nm) if self.b else 1
             self._build()
         if book is not None and getattr(book, "_rows_version", None) != self.version:
-            K, R = self.K, book._rowbuf
+            K, R, mc = self.K, book._rowbuf, book._mc
             R[:, 2 * K:4 * K] = np.tile(self.akeys, 2)
-            R[:, 4 * K + 2:4 * K + 4] = self.M0 << BITS
-            R[:, 4 * K + 4] = self.I0 << BITS
-            R[:, 4 * K + 5] = self.D0 << BITS
+            R[:, mc:mc + 2] = self.M0 << BITS
+            R[:, mc + 2] = self.I0 << BITS
+            R[:, mc + 3] = self.D0 << BITS
             book._rows_version = self.version
 
     def state_rows(self, R: np.ndarray, vis: np.ndarray) -> None:
         """QR: rows that depend on the visible queues (read at the start of the step)."""
-        K, B = self.K, len(R)
+        K, B, mc = self.K, len(R), R.shape[1] - 4
         if self.a:
             keys = R[:, 2 * K:4 * K].reshape(B, 2, K)
             np.left_shift(vis, BITS, out=keys)
             keys += self.akeys
         if self.b:
-            np.left_shift(vis[:, ::-1, 0] + self.M0, BITS, out=R[:, 4 * K + 2:4 * K + 4])
+            np.left_shift(vis[:, ::-1, 0] + self.M0, BITS, out=R[:, mc:mc + 2])
 
     # scalar draws, for the sequential oracle (tests/lob_oracle.py): the same rows, the same X
     def cancel(self, j: int, n: int, v: int) -> int:

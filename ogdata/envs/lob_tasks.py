@@ -75,7 +75,7 @@ class _LobTask(VectorMarket):
         self.dt = _num_kw("dt", dt, 1e-3, 60.0)
         informed = _num_kw("informed", informed, 0.0, 0.95)
         self.book = Book(self.num_envs, self.K, calibration=calibration, dt=self.dt, informed=informed,
-                         hawkes=None if hawkes is None else tuple(hawkes))
+                         hawkes=hawkes)
         self.max_steps = self.T
         B = self.num_envs
         self.m0 = np.zeros(B)

@@ -37,6 +37,7 @@ from ogdata.measures.counter import UniqueCounter, count_unique
 from ogdata.measures.coverage import bin_limits, coverage, oaco, saco
 from ogdata.measures.hll import HLL_PRECISION, HLL_STANDARD_ERROR, HyperLogLog
 from ogdata.measures.returns import (
+    agent_scores,
     behaviour_score,
     discounted_returns,
     length_stats,
@@ -47,6 +48,7 @@ from ogdata.measures.returns import (
 from ogdata.measures.summary import profile, recorded_measures
 
 __all__ = [
+    "agent_scores",
     "COARSE_ACTION_K", "COARSE_CANDIDATES", "COARSE_CLIP_SIGMA", "COARSE_K", "COARSE_SATURATION", "DEFAULT_BINS",
     "HLL_PRECISION", "HLL_STANDARD_ERROR", "HyperLogLog", "Limits", "Part", "UniqueCounter", "action_stats",
     "behaviour_score", "bin_codes", "bin_limits", "coarse_coverage", "coarse_params", "count_unique", "coverage",

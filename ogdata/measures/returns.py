@@ -130,6 +130,30 @@ def return_stats(returns: np.ndarray | Sequence[float]) -> dict[str, float | int
     }
 
 
+def agent_scores(agent_returns: np.ndarray, agents: Sequence[str],
+                 agent_refs: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
+    """Each agent's own episode-return statistics, and its own TQ where per-agent references are known.
+
+    agent_returns (episodes, n); agent_refs {agent: {"random", "expert"}}: that agent's mean return under the
+    joint random and expert reference policies (recorded for general-sum ids). Returns
+    {"agent_return_stats": {agent: return_stats}, "agent_tq": {agent: TQ} or None}. On a general-sum id a
+    tier is defined by the joint score (the mean over agents); these say how it is shared out.
+    """
+    a = np.asarray(agent_returns, dtype=np.float64)
+    names = [str(x) for x in agents]
+    if a.ndim != 2 or a.shape[1] != len(names):
+        raise DataValidationError(f"agent returns of shape {a.shape} do not match the {len(names)} agents {names}")
+    out: dict[str, Any] = {"agent_return_stats": {n: return_stats(a[:, i]) for i, n in enumerate(names)},
+                           "agent_tq": None}
+    if agent_refs and len(a) and all(n in agent_refs for n in names):
+        tqs = {}
+        for i, n in enumerate(names):
+            lo, hi = float(agent_refs[n]["random"]), float(agent_refs[n]["expert"])
+            tqs[n] = float((a[:, i].mean() - lo) / (hi - lo)) if np.isfinite([lo, hi]).all() and hi != lo else None
+        out["agent_tq"] = tqs
+    return out
+
+
 def length_stats(lengths: np.ndarray | Sequence[int]) -> dict[str, float | int | None]:
     """Episode-length summary: count, total, mean, std, min, max, median."""
     x = np.asarray(lengths, dtype=np.int64).ravel()

@@ -15,7 +15,14 @@ from ogdata.measures.actions import dataset_action_stats
 from ogdata.measures.binning import DEFAULT_BINS
 from ogdata.measures.coarse import coarse_coverage
 from ogdata.measures.coverage import coverage
-from ogdata.measures.returns import behaviour_score, length_stats, reference_returns_for, return_stats, tq
+from ogdata.measures.returns import (
+    agent_scores,
+    behaviour_score,
+    length_stats,
+    reference_returns_for,
+    return_stats,
+    tq,
+)
 from ogdata.measures.rows import same_dataset
 
 
@@ -48,6 +55,9 @@ def profile(dataset, reference=None, random_return: float | None = None, expert_
         out["tq"] = tq(returns, r_rand, r_exp) if len(returns) else None
     except ReferenceMissingError:
         out["reference_returns"], out["tq"] = None, None
+    if dataset.multi_agent:
+        out.update(agent_scores(dataset.agent_episode_returns(), dataset.agents,
+                                dataset.metadata.get("agent_reference_returns")))
     out["saco"] = None
     if reference is not None:
         out.update(coverage(dataset, reference, bins=bins, limits=limits, exact=exact, progress=progress))

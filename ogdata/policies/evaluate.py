@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -21,22 +22,25 @@ def episode_returns(core, policy, episodes: int, seed: int = 0) -> dict[str, np.
     in rounds) and return per-episode `returns` and `lengths`, plus the per-episode sum of every
     numeric `info` key at the final step under `final_<key>`.
 
-    Multi-agent return = sum over steps of the mean reward across agents.
+    Multi-agent return = sum over steps of the mean reward across agents; each agent's own return
+    (sum over steps of its reward) is under `agent_returns` (episodes, n).
     """
     rng = np.random.default_rng(seed)
     B = core.num_envs
     rounds = -(-episodes // B)
-    rets, lens, finals = [], [], {}
+    rets, lens, finals, agent_rets = [], [], {}, []
     for _r in range(rounds):
         obs, _ = core.reset(seed=int(rng.integers(2**63)))
         ret = np.zeros(B)
         length = np.zeros(B, dtype=np.int64)
         alive = np.ones(B, dtype=bool)
         final: dict[str, np.ndarray] = {}
+        agent_ret = np.zeros((B, len(core.agents))) if core.multi_agent else None
         while alive.any():
             act = policy(obs, rng)
             obs, rew, term, trunc, info = core.step(act)
             if core.multi_agent:
+                agent_ret += np.where(alive[:, None], rew, 0.0)
                 rew = rew.mean(axis=1)
                 ended = term | trunc
                 split = alive & ended.any(axis=1) & ~ended.all(axis=1)
@@ -57,9 +61,13 @@ def episode_returns(core, policy, episodes: int, seed: int = 0) -> dict[str, np.
             alive &= ~done
         rets.append(ret)
         lens.append(length)
+        if agent_ret is not None:
+            agent_rets.append(agent_ret)
         for k, v in final.items():
             finals.setdefault(f"final_{k}", []).append(v)
     out = {"returns": np.concatenate(rets)[:episodes], "lengths": np.concatenate(lens)[:episodes]}
+    if agent_rets:
+        out["agent_returns"] = np.concatenate(agent_rets)[:episodes]
     out.update({k: np.concatenate(v)[:episodes] for k, v in finals.items()})
     return out
 
@@ -101,6 +109,32 @@ def reference_returns_v1(env_id: str) -> dict[str, Any]:
             f"no v1 references recorded for {env_id!r}; run `python scripts/compute_references_v1.py "
             f"--env {env_id}` to compute and record them")
     return entry
+
+
+def agent_reference_returns(env_id: str, refs: dict[str, float] | None) -> dict[str, dict[str, float]] | None:
+    """Each agent's own {"random", "expert"} return on a general-sum id: that agent's mean return under the
+    joint random and expert reference policies whose joint (mean-over-agents) returns are `refs` — the v0
+    references when `refs` are the v0 ones, the v1 references when they are v1's. None on an id without
+    per-agent references (cooperative ids) or when `refs` are neither (another scale)."""
+    if not refs or refs.get("random") is None or refs.get("expert") is None:
+        return None
+
+    def same(a, b) -> bool:
+        return a is not None and math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=1e-12)
+
+    v0 = load_references().get(env_id) or {}
+    pol = v0.get("policies") or {}
+    r0, e0 = pol.get(v0.get("random_policy"), {}), pol.get(v0.get("expert_policy"), {})
+    if "per_agent" in r0 and "per_agent" in e0 and same(v0.get("random"), refs["random"]) \
+            and same(v0.get("expert"), refs["expert"]):
+        return {a: {"random": float(r0["per_agent"][a]), "expert": float(e0["per_agent"][a])} for a in r0["per_agent"]}
+    v1 = load_references_v1().get("envs", {}).get(env_id) or {}
+    r1, e1 = v1.get("random") or {}, v1.get("expert") or {}
+    if "per_agent" in r1 and "per_agent" in e1 and same(r1.get("mean"), refs["random"]) \
+            and same(e1.get("mean"), refs["expert"]):
+        return {a: {"random": float(r1["per_agent"][a]["mean"]), "expert": float(e1["per_agent"][a]["mean"])}
+                for a in r1["per_agent"]}
+    return None
 
 
 def normalised_score(ret: float | np.ndarray, env_id: str | None = None, *, random: float | None = None,

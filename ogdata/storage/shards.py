@@ -258,3 +258,91 @@ def map_array(array_dir: Path, shape: tuple[int, ...], dtype: np.dtype, chunk_ro
         # __getitem__ would cost more than a 256-row gather
         maps.append(np.memmap(f, dtype=dtype, mode="r", shape=(rows,) + tuple(shape[1:])).view(np.ndarray))
     return MappedRows(maps, tuple(shape), dtype, shard_rows)
+
+
+class ShardFile:
+    """One complete shard file opened for row reads (a streamed dataset's cached shard).
+
+    The index is read and its crc32c checked once; a raw shard in the plain layout is a memory
+    map (rows and gathers cost what numpy's cost on memory, and only touched pages are resident);
+    anything else — blosc-compressed chunks, chunks zarr left out because they held only the fill
+    value — is decoded chunk by chunk, the last few decoded chunks kept.
+    """
+
+    KEEP_DECODED = 8   # decoded inner chunks kept per file (each ~1 MiB, the writer's chunk size)
+
+    def __init__(self, path: Path, rows: int, row_shape: tuple[int, ...], dtype, chunk_rows: int,
+                 shard_rows: int, compressed: bool, name: str):
+        self.path, self.name, self.rows_in_file = Path(path), name, rows
+        self.row_shape, self.dtype = tuple(row_shape), np.dtype(dtype).newbyteorder("<")
+        self.chunk_rows, self.compressed = chunk_rows, compressed
+        self.row_bytes = int(np.prod(self.row_shape, dtype=np.int64)) * self.dtype.itemsize
+        n_inner = max(1, shard_rows // chunk_rows)
+        self.mm = np.asarray(np.memmap(self.path, mode="r", dtype=np.uint8))  # plain arrays over the map
+        idx_bytes = n_inner * 16 + 4
+        if len(self.mm) < idx_bytes:
+            raise IntegrityError(f"{name}: shard of {len(self.mm)} bytes is too short to hold its index; "
+                                 "the cached copy is damaged — delete the stream cache and retry")
+        raw = bytes(self.mm[len(self.mm) - idx_bytes:])
+        if np.frombuffer(raw[-4:], "<u4")[0] != google_crc32c.value(raw[:-4]):
+            raise IntegrityError(f"{name}: the shard index fails its crc32c (the file is corrupted); "
+                                 "re-download or regenerate the dataset")
+        self.index = np.frombuffer(raw[:-4], "<u8").reshape(n_inner, 2)
+        used = -(-rows // chunk_rows)
+        chunk_bytes = chunk_rows * self.row_bytes
+        plain = (not compressed and np.array_equal(self.index[:used, 0],
+                                                   np.arange(used, dtype=np.uint64) * np.uint64(chunk_bytes))
+                 and bool((self.index[:used, 1] == chunk_bytes).all()))
+        self.view = (self.mm[:rows * self.row_bytes].view(self.dtype).reshape((rows,) + self.row_shape)
+                     if plain else None)
+        self._decoded: dict[int, np.ndarray] = {}
+
+    def _chunk(self, k: int) -> np.ndarray:
+        got = self._decoded.pop(k, None)
+        if got is None:
+            off, nbytes = (int(x) for x in self.index[k])
+            shape = (self.chunk_rows,) + self.row_shape
+            if self.index[k, 0] == MISSING:  # zarr writes no chunk that holds only the fill value (0)
+                got = np.zeros(shape, self.dtype)
+            else:
+                buf = self.mm[off:off + nbytes]
+                if self.compressed:
+                    import numcodecs
+
+                    buf = np.frombuffer(numcodecs.Blosc().decode(bytes(buf)), np.uint8)
+                if len(buf) != self.chunk_rows * self.row_bytes:
+                    raise IntegrityError(f"{self.name}: inner chunk {k} holds {len(buf)} bytes, expected "
+                                         f"{self.chunk_rows * self.row_bytes}; the file is not the layout its "
+                                         "metadata describes — re-download or regenerate the dataset")
+                got = np.frombuffer(buf, self.dtype).reshape(shape)
+            if len(self._decoded) >= self.KEEP_DECODED:
+                self._decoded.pop(next(iter(self._decoded)))
+        self._decoded[k] = got
+        return got
+
+    def rows(self, a: int, b: int) -> np.ndarray:
+        """Rows a:b of this shard, copied out."""
+        if self.view is not None:
+            return np.array(self.view[a:b])
+        out = np.empty((b - a,) + self.row_shape, self.dtype)
+        c = self.chunk_rows
+        for k in range(a // c, (b - 1) // c + 1 if b > a else a // c):
+            lo, hi = max(a, k * c), min(b, (k + 1) * c)
+            out[lo - a:hi - a] = self._chunk(k)[lo - k * c:hi - k * c]
+        return out
+
+    def take(self, local: np.ndarray) -> np.ndarray:
+        """Rows at `local` (indices into this shard), in that order."""
+        if self.view is not None:
+            return self.view[local]
+        out = np.empty((len(local),) + self.row_shape, self.dtype)
+        ks = local // self.chunk_rows
+        for k in np.unique(ks):
+            m = ks == k
+            out[m] = self._chunk(int(k))[local[m] - int(k) * self.chunk_rows]
+        return out
+
+    def close(self) -> None:
+        """Drop the map (it is unmapped once no returned view still refers to it)."""
+        self.view = self.mm = None
+        self._decoded.clear()
