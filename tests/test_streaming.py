@@ -151,9 +151,11 @@ def test_the_cache_stays_within_its_byte_bound(tmp_path, small_shards, monkeypat
     real = ChunkCache._make_room
 
     def watched(self, size):  # the bound counts fetches in flight: check it at every reservation
-        real(self, size)
-        entries, inflight = self._entries()
-        peak[0] = max(peak[0], sum(s for _, s, _ in entries) + inflight + size)
+        ok = real(self, size)
+        if ok:
+            entries, inflight = self._entries()
+            peak[0] = max(peak[0], sum(s for _, s, _ in entries) + inflight + size)
+        return ok
 
     monkeypatch.setattr(ChunkCache, "_make_room", watched)
     ds = ogdata.load(f"file://{tmp_path / 'ds'}", cache_bytes=bound)
@@ -177,9 +179,11 @@ from ogdata.storage.cache import ChunkCache
 url, bound = sys.argv[1], int(sys.argv[2])
 peak, real = [0], ChunkCache._make_room
 def watched(self, size):  # every reservation sees the whole directory: other processes' entries and fetches too
-    real(self, size)
-    entries, inflight = self._entries()
-    peak[0] = max(peak[0], sum(s for _, s, _ in entries) + inflight + size)
+    ok = real(self, size)
+    if ok:
+        entries, inflight = self._entries()
+        peak[0] = max(peak[0], sum(s for _, s, _ in entries) + inflight + size)
+    return ok
 ChunkCache._make_room = watched
 warnings.simplefilter("ignore")
 ds = ogdata.load(url, cache_bytes=bound)

@@ -9,8 +9,9 @@ visible under an entry's name.
 
 The bound: before a fetch, least-recently-used entries (by mtime; every use touches it) are
 deleted until the entries plus every fetch in flight (temp files count at their final size, read
-from the name) fit `max_bytes`. Room is made under a file lock, so processes sharing a cache
-(Ray workers on one node) keep the bound together. A reader keeps a shard it has open even if
+from the name) fit `max_bytes`; where fetches in flight alone leave no room, the fetch waits for
+them to land (they become entries, which can be evicted). Room is made, and fetches renamed into
+place, under a file lock, so processes sharing a cache (Ray workers on one node) keep the bound together. A reader keeps a shard it has open even if
 another process evicts it (an unlinked file stays readable on POSIX); it just fetches it again
 next time.
 """
@@ -28,10 +29,11 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from ogdata.errors import IntegrityError, InvalidArgumentError
+from ogdata.errors import IntegrityError, InvalidArgumentError, StreamError
 from ogdata.storage.writer import _pid_alive
 
 TOUCH_EVERY_S = 1.0   # LRU time resolution per entry and process
+ROOM_WAIT_S = 120.0   # how long a fetch waits for fetches in flight to free room before it gives up
 _ENTRY = re.compile(r"^[0-9a-f]{64}$")
 _TMP = re.compile(r"^\.(?P<sha>[0-9a-f]{64})\.(?P<size>\d+)\.(?P<pid>\d+)\.[0-9a-f]+\.tmp$")
 
@@ -105,9 +107,17 @@ class ChunkCache:
                                        f"({self.max_bytes:,} bytes); raise cache_bytes= (or OGDATA_STREAM_CACHE)")
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f".{sha}.{size}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
-        with self._lock, self._file_lock():
-            self._make_room(size)
-            tmp.touch()  # from now on other processes count it at `size`
+        deadline = time.monotonic() + ROOM_WAIT_S
+        while True:
+            with self._lock, self._file_lock():
+                if self._make_room(size):
+                    tmp.touch()  # from now on other processes count it at `size`
+                    break
+            if time.monotonic() > deadline:
+                raise StreamError(f"{name}: the stream cache at {self.root} ({self.max_bytes:,} bytes) stayed "
+                                     f"full of fetches in flight for {ROOM_WAIT_S:.0f} s; raise cache_bytes= "
+                                     "(or OGDATA_STREAM_CACHE), or run fewer readers on this cache")
+            time.sleep(0.005)
         try:
             with open(tmp, "wb") as f:
                 sink = _HashingWriter(f, size, name)
@@ -123,7 +133,8 @@ class ChunkCache:
                 raise IntegrityError(f"{name}: checksum mismatch (sha256 {got[:12]}…, manifest {sha[:12]}…): the "
                                      "remote copy is corrupted; nothing was cached — report it to whoever publishes "
                                      "the dataset, or re-publish it")
-            os.replace(tmp, self.root / sha)
+            with self._lock, self._file_lock():   # a directory scan racing a rename may see neither name
+                os.replace(tmp, self.root / sha)
             self._touched[sha] = (time.monotonic(), self.root / sha)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -176,7 +187,9 @@ class ChunkCache:
                     inflight += int(m["size"])
         return entries, inflight
 
-    def _make_room(self, size: int) -> None:
+    def _make_room(self, size: int) -> bool:
+        """Evict least-recently-used entries until `size` more bytes fit; False if the fetches in flight
+        alone leave too little room (the caller waits for them)."""
         entries, inflight = self._entries()
         total = sum(s for _, s, _ in entries) + inflight
         for sha, s, _ in sorted(entries, key=lambda x: x[2]):
@@ -185,3 +198,4 @@ class ChunkCache:
             (self.root / sha).unlink(missing_ok=True)
             self._touched.pop(sha, None)
             total -= s
+        return total + size <= self.max_bytes
