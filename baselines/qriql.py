@@ -53,6 +53,8 @@ class Config:
     quantiles: int = 32  # N quantiles per distribution
     kappa: float = 1.0  # Huber threshold κ of the quantile loss (0: pinball)
     expectile: float = 0.7  # τ_e of V's expectile in ρ (0.5: the behaviour's distribution; → 1: the ρ-best action's)
+    # (V regresses on a τ_e : 1 − τ_e mixture of the actions' distributions: for CVaR take τ_e near 1, e.g. 0.99,
+    #  else the worse actions' tails leak into V's lower quantiles; tests/test_baselines_risk.py shows it)
     beta: float = 3.0  # inverse temperature β of the advantage weights exp(β·A)
     max_weight: float = 100.0  # advantage weights are clipped at this value
     risk: str = "mean"  # what the policy maximises: "mean", "cvar" or "mean-cvar"
