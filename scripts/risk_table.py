@@ -14,7 +14,7 @@
 
 Datasets are the v1 catalogue's, generated from their recipes into OGDATA_HOME (without the coverage
 profile, which would retrain the Replay tier's PPO); sqriql's copy carries the stock features
-(`ogdata.envs.risk.augment_dataset`). Run records: results/runs/risk/<dataset>/<label>/seed<S>/.
+(`ogdata.augment_stock`). Run records: results/runs/risk/<dataset>/<label>/seed<S>/.
 Tables: results/risk_table.{json,md}, results/hlgauss_ablation.{json,md}. Short training budgets
 (SETTINGS) — stated in the tables.
 """
@@ -85,7 +85,6 @@ def first_episodes(ds, path: Path, episodes: int):
 def prepare(did: str, stock: bool) -> Path:
     """The v1 dataset from its recipe (no coverage profile), its first episodes, and their stock-augmented copy."""
     import ogdata
-    from ogdata.envs.risk import augment_dataset
     from ogdata.generate import generate, tier_recipe
 
     full = dataset_path(did, False, part=False)
@@ -103,7 +102,7 @@ def prepare(did: str, stock: bool) -> Path:
     aug = dataset_path(did, True)
     if not (aug / "metadata.json").exists():
         print(f"adding the stock features: {aug}", flush=True)
-        augment_dataset(ogdata.load(plain), aug)
+        ogdata.augment_stock(ogdata.load(plain), aug)
     return aug
 
 

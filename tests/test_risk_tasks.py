@@ -119,3 +119,38 @@ def test_market_evaluator_keeps_the_base_markets_with_stock_features():
     np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="no v1 markets"):
         MarketEvaluator("execution-ac", "validation", {"augment_stock": True, "sigma": 2.0})
+
+
+def test_augment_stock_adds_the_features_the_env_would_have_shown(tmp_path):
+    """A dataset recorded on the plain env, augmented offline, carries exactly the augmented env's observations."""
+    import ogdata
+
+    rng = np.random.default_rng(0)
+    obs, aug_obs, act, rew, lengths = [], [], [], [], []
+    for ep in range(3):
+        plain, aug = make_core("execution-ac", num_envs=1), make_core("execution-ac", num_envs=1, augment_stock=True)
+        o, _ = plain.reset(seed=ep)
+        oa, _ = aug.reset(seed=ep)
+        obs.append(o[0]), aug_obs.append(oa[0])
+        steps = 0
+        while steps < plain.max_steps:
+            steps += 1
+            a = rng.uniform(0, 0.3, (1, 1)).astype(np.float32)
+            o, r, term, trunc, _ = plain.step(a)
+            oa, *_ = aug.step(a)
+            obs.append(o[0]), aug_obs.append(oa[0]), act.append(a[0]), rew.append(r[0])
+            if term[0] or trunc[0]:
+                break
+        lengths.append(steps)
+    n = sum(lengths)
+    ends = np.cumsum(lengths) - 1
+    term = np.zeros(n, bool)
+    term[ends] = True
+    ds = ogdata.create_dataset(tmp_path / "plain", observations=np.array(obs), actions=np.array(act),
+                               rewards=np.array(rew), terminations=term, truncations=np.zeros(n, bool),
+                               episode_lengths=np.array(lengths), action_space=make_core("execution-ac").action_space,
+                               metadata={"env_id": "execution-ac"})
+    out = ogdata.augment_stock(ds, tmp_path / "aug")
+    np.testing.assert_allclose(np.concatenate([e.observations for e in out.iter_episodes()]), np.array(aug_obs),
+                               rtol=1e-6, atol=1e-6)
+    assert out.metadata["env_kwargs"] == {"augment_stock": True} and out.env_id == "execution-ac"

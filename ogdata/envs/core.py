@@ -23,7 +23,6 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
-from ogdata.envs.registry import OBSERVATION_KWARGS  # noqa: F401 - re-exported beside StockFeatures
 from ogdata.errors import EnvError, InvalidActionError
 
 
@@ -191,7 +190,7 @@ class StockFeatures:
     Objectives of the whole episode's return (CVaR, mean–CVaR) are not Markov in the market state
     alone; with (c_t, time left) they are (`baselines/sqriql.py`). tanh keeps the feature in (−1, 1)
     and is inverted exactly by c = scale · atanh(feature) until |c| nears 9 × scale. Rewards,
-    dynamics and markets are unchanged (`OBSERVATION_KWARGS`).
+    dynamics and markets are unchanged (`ogdata.envs.registry.OBSERVATION_KWARGS`).
     """
 
     def __init__(self, core: VectorMarket, scale: float):

@@ -57,7 +57,7 @@ class MarketSet:
 
     def rounds(self, **obs_kwargs):
         """(core, reset seed) per round; start-date cores are pinned to their dates. `obs_kwargs`: only
-        observation-only kwargs (`ogdata.envs.core.OBSERVATION_KWARGS`), which keep these markets."""
+        observation-only kwargs (`ogdata.envs.registry.OBSERVATION_KWARGS`), which keep these markets."""
         bad = sorted(set(obs_kwargs) - set(OBSERVATION_KWARGS))
         if bad:
             raise EnvError(f"kwargs {bad} change the markets; a market set takes only {OBSERVATION_KWARGS}")

@@ -5,7 +5,8 @@ A task is not a new environment: the markets, dynamics and per-step rewards are 
 its datasets, fixed v1 markets and recorded references are the base id's too. What changes:
 
 - the observation: `augment_stock=True` appends [tanh(reward so far / scale), time left]
-  (`ogdata.envs.core.StockFeatures`), an observation-only kwarg (`OBSERVATION_KWARGS`);
+  (`ogdata.envs.core.StockFeatures`), an observation-only kwarg (`OBSERVATION_KWARGS`); an existing
+  single-agent dataset gains the same features with `ogdata.augment_stock(ds, path)` (ogdata/writing.py);
 - the objective, a property of evaluation, with the lower tail of G as the risk:
 
       "cvar"       CVaR_α(G) = E[G | G ≤ VaR_α(G)]   the mean of the worst α of episodes
@@ -77,37 +78,3 @@ def risk_task(task_id: str) -> RiskTask:
         raise InvalidIdError(f"unknown risk task {task_id!r}.{closest(task_id, _BY_ID)} "
                              "ogdata.envs.risk.list_risk_tasks() lists them") from None
 
-
-def augment_dataset(ds, path, overwrite: bool = False, **stock_kwargs):
-    """A copy of single-agent dataset `ds` at `path` whose observations carry the stock features that its env
-    appends under `augment_stock=True` — computed from each episode's rewards, exactly as the env would
-    (tanh(reward so far / stock_scale), time left) — and whose env_kwargs say so. The markets, actions and
-    rewards are the data's: the behaviour never saw the features (it did not need them to act), and an
-    offline learner that does can condition on them. `stock_kwargs`: e.g. stock_scale (default the env's)."""
-    import numpy as np
-
-    import ogdata
-    from ogdata.envs import make_core
-
-    if ds.multi_agent or not ds.env_id:
-        raise InvalidIdError(f"{ds.dataset_id or ds.path}: stock features are for single-agent datasets of a known env")
-    kwargs = {**(ds.metadata.get("env_kwargs") or {}), "augment_stock": True, **stock_kwargs}
-    core = make_core(ds.env_id, num_envs=1, **kwargs)
-    scale, horizon = core._stock.scale, core._stock.horizon
-    obs, act, rew, term, trunc, lengths = [], [], [], [], [], []
-    for ep in ds.iter_episodes():
-        n = len(ep)
-        acc = np.concatenate([[0.0], np.cumsum(np.asarray(ep.rewards, dtype=np.float64))])
-        left = np.clip((horizon - np.arange(n + 1)) / horizon, 0.0, 1.0)
-        feats = np.stack([np.tanh(acc / scale), left], axis=1).astype(np.float32)
-        obs.append(np.concatenate([np.asarray(ep.observations, dtype=np.float32), feats], axis=1))
-        for out, x in ((act, ep.actions), (rew, ep.rewards), (term, ep.terminations), (trunc, ep.truncations)):
-            out.append(x)
-        lengths.append(n)
-    meta = {k: v for k, v in ds.metadata.items() if k in ("env_id", "tier", "recipe", "reference_returns")}
-    meta.update(env_id=ds.env_id, env_kwargs=kwargs, dataset_id=None,
-                augmented_from=ds.dataset_id or str(ds.path), augmentation="stock features (ogdata.envs.risk)")
-    return ogdata.create_dataset(
-        path, observations=np.concatenate(obs), actions=np.concatenate(act), rewards=np.concatenate(rew),
-        terminations=np.concatenate(term), truncations=np.concatenate(trunc), episode_lengths=np.array(lengths),
-        observation_space=core.observation_space, action_space=ds.action_space, metadata=meta, overwrite=overwrite)
