@@ -137,5 +137,5 @@ def test_stock_augmented_learner_gambles_when_behind_and_finds_the_threshold():
     _batches(_stock_task, 1500, algo)
     b = algo.choose_threshold()
     assert b == pytest.approx(2.5, abs=0.35)
-    step2 = torch.tensor([[[0.0, 1.0, 0.0, 0.5]], [[0.0, 1.0, np.tanh(1.5), 0.5]]])
+    step2 = torch.tensor([[[0.0, 1.0, 0.0, 0.5]], [[0.0, 1.0, np.tanh(1.5), 0.5]]], dtype=torch.float32)
     assert algo.act(step2).flatten().tolist() == [1, 0]  # behind: risky; ahead: safe
