@@ -223,7 +223,7 @@ def markdown(doc: dict) -> str:
              f"batch {s['batch_size']}, {s['seeds']} seeds; mean [95 % bootstrap interval over seeds]. Units: the "
              "env's, per episode: execution-ac's return is −(implementation shortfall + the Almgren–Chriss "
              "inventory-risk charge) in bp of the order's arrival value, over 20 steps (¼ trading day each); "
-             "portfolio-synth's a year's summed daily log growth. CVaR 5 %: the mean of the worst 5 % of the test "
+             "CVaR 5 %: the mean of the worst 5 % of the test "
              "episodes' returns. Max drawdown (capital envs): mean over test episodes of the relative peak-to-trough "
              "fall of wealth; execution has no wealth path to draw down, so the shortfall's CVaR 95 % (the mean "
              "of the worst 5 % of shortfalls, bp, without the risk charge) stands beside it.", ""]
