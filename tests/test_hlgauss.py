@@ -235,3 +235,12 @@ def test_hl_gauss_settings_need_a_critic(tmp_path):
     with pytest.raises(DataValidationError, match="need value_loss"):
         D3rlpyLearner.from_dataset("iql", _bandit(tmp_path / "c", n=100), fit_scaling(_bandit(tmp_path / "e", n=100)),
                                    overrides={"bins": 11})
+
+
+def test_train_cli_set_reads_config_fields():
+    from baselines.__main__ import _settings
+
+    assert _settings(["value_loss=hl_gauss", "alpha=0.05", "bins=51", "risk=cvar"]) == {
+        "value_loss": "hl_gauss", "alpha": 0.05, "bins": 51, "risk": "cvar"}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        _settings(["value_loss"])
