@@ -38,8 +38,9 @@ RUNS = ROOT / "results" / "runs" / "risk"
 OUT = ROOT / "results"
 # The budget this could afford: 2 shared CPU cores (load ~15 from other jobs), ~1 h of wall time. The datasets are
 # the first EPISODES episodes of the v1 datasets (building a learner on 1M transitions took ~1 min there).
-SETTINGS = dict(steps=500, hidden=64, layers=2, batch_size=256, evals=2, seeds=5, episodes=5_000)
-DATASETS = ("execution-ac/medium-v1",)
+SETTINGS = dict(steps=500, hidden=64, layers=2, batch_size=256, evals=2, seeds=5)
+EPISODES = {"execution-ac/medium-v1": 5_000, "portfolio-synth/medium-v1": 400}  # ~100k transitions each
+DATASETS = tuple(EPISODES)
 ALPHA = 0.05
 # label -> (algo, overrides, stock-augmented data)
 RISK = {
@@ -63,7 +64,7 @@ REFERENCES = {"execution-ac": ("execution/ac-optimal", "execution/ac-cvar5"),
 
 def dataset_path(did: str, stock: bool, part: bool = True) -> Path:
     home = Path(os.environ.get("OGDATA_HOME", Path.home() / ".cache" / "ogdata"))
-    name = did.replace("/", "__") + (f"-first{SETTINGS['episodes']}" if part else "") + ("+stock" if stock else "")
+    name = did.replace("/", "__") + (f"-first{EPISODES[did]}" if part else "") + ("+stock" if stock else "")
     return home / "data" / name
 
 
@@ -96,7 +97,7 @@ def prepare(did: str, stock: bool) -> Path:
                  recipe=recipe, profile=False, progress=False)
     plain = dataset_path(did, False)
     if not (plain / "metadata.json").exists():
-        first_episodes(ogdata.load(full), plain, SETTINGS["episodes"])
+        first_episodes(ogdata.load(full), plain, EPISODES[did])
     if not stock:
         return plain
     aug = dataset_path(did, True)
@@ -177,7 +178,7 @@ def reference_figures(env_id: str) -> dict[str, dict]:
 
 def aggregate(table: str) -> dict:
     labels = RISK if table == "risk" else ABLATION
-    doc: dict = {"table": table, "settings": SETTINGS, "protocol": "v1: final checkpoint on the fixed test markets",
+    doc: dict = {"table": table, "settings": SETTINGS, "episodes": EPISODES, "protocol": "v1: final checkpoint on the fixed test markets",
                  "interval": "95 % percentile bootstrap over seeds (rliable)", "datasets": {}}
     for did in DATASETS:
         rows, per_seed = {}, {}
@@ -192,7 +193,9 @@ def aggregate(table: str) -> dict:
             per_seed[label] = dict(recs)
             rows[label] = {k: ci([r[k] for _, r in recs]) for k in FIGURES}
             rows[label]["seeds"] = [s for s, _ in recs]
-        entry = {"runs": rows}
+        if not rows:
+            continue
+        entry = {"runs": rows, "episodes": EPISODES[did]}
         if table == "ablation":
             entry["hl_gauss_minus_mse"] = {}
             for base in ("iql", "td3bc", "cql"):
@@ -218,17 +221,17 @@ def _fmt(c: dict | None, digits: int = 3) -> str:
 
 def markdown(doc: dict) -> str:
     s = doc["settings"]
-    lines = [f"Protocol v1 (final checkpoint, fixed test markets); the first {s['episodes']} episodes of each dataset; "
+    lines = [f"Protocol v1 (final checkpoint, fixed test markets); the first episodes of each dataset (below); "
              f"{s['steps']} updates, {s['layers']}x{s['hidden']}, "
              f"batch {s['batch_size']}, {s['seeds']} seeds; mean [95 % bootstrap interval over seeds]. Units: the "
              "env's, per episode: execution-ac's return is −(implementation shortfall + the Almgren–Chriss "
              "inventory-risk charge) in bp of the order's arrival value, over 20 steps (¼ trading day each); "
-             "CVaR 5 %: the mean of the worst 5 % of the test "
+             "portfolio-synth's return is a year's summed daily log growth. CVaR 5 %: the mean of the worst 5 % of the test "
              "episodes' returns. Max drawdown (capital envs): mean over test episodes of the relative peak-to-trough "
              "fall of wealth; execution has no wealth path to draw down, so the shortfall's CVaR 95 % (the mean "
              "of the worst 5 % of shortfalls, bp, without the risk charge) stands beside it.", ""]
     for did, entry in doc["datasets"].items():
-        lines += [f"**{did}**", "", "| policy | mean return | CVaR 5 % | max drawdown | shortfall CVaR 95 % (bp) "
+        lines += [f"**{did}**, its first {entry['episodes']} episodes", "", "| policy | mean return | CVaR 5 % | max drawdown | shortfall CVaR 95 % (bp) "
                   "| score |", "|---|---|---|---|---|---|"]
         for label, r in entry["runs"].items():
             lines.append("| " + " | ".join([label] + [_fmt(r[k]) for k in FIGURES]) + " |")
