@@ -143,18 +143,20 @@ class Spec:
     act_dim: int  # continuous: action size; discrete: number of actions
 
 
-def agent_spec(ds) -> Spec:
-    if not ds.multi_agent:
+def agent_spec(ds, single_agent: bool = False) -> Spec:
+    """The Spec of a multi-agent dataset; with `single_agent`, of a single-agent one as one agent."""
+    if not ds.multi_agent and not single_agent:
         raise DataValidationError(f"{ds.dataset_id or ds.path} is single-agent; the multi-agent baselines need a "
                                   "multi-agent dataset (use bc/cql/iql/td3bc for single-agent ones)")
     sp = ds.action_space
     arrs = ds.arrays()
     obs_dim = int(arrs["observations"].shape[-1])
     state_dim = int(np.prod(arrs["states"].shape[1:])) if "states" in arrs else 0
+    n = len(ds.agents) if ds.multi_agent else 1
     if isinstance(sp, spaces.Discrete):
-        return Spec(len(ds.agents), obs_dim, state_dim, True, int(sp.n))
+        return Spec(n, obs_dim, state_dim, True, int(sp.n))
     if isinstance(sp, spaces.Box):
-        return Spec(len(ds.agents), obs_dim, state_dim, False, int(np.prod(sp.shape)))
+        return Spec(n, obs_dim, state_dim, False, int(np.prod(sp.shape)))
     raise DataValidationError(f"action space {sp} is not supported by the baselines (Discrete or Box only)")
 
 
@@ -184,19 +186,24 @@ class AgentBatches:
     next_observations (B, n, obs_dim) scaled, actions (B, n) int64 (discrete) or (B, n, act_dim)
     in [-1, 1], rewards and terminals (B, n) float32, states and next_states (B, state_dim).
     `agent_ids` is the (n, n) one-hot identity that parameter-shared networks append.
+    A single-agent dataset (for the single-agent torch learners, e.g. qriql) is loaded as one agent:
+    the same tensors with n = 1.
     """
 
     KEYS = ("observations", "next_observations", "actions", "rewards", "terminals", "states", "next_states")
 
     def __init__(self, ds, scaling: Scaling, device: str | torch.device = "cpu", seed: int = 0,
                  chunk_size: int = 1 << 18):
-        self.spec = agent_spec(ds)
+        self.spec = agent_spec(ds, single_agent=True)
         self.scaling = scaling
+        one = not ds.multi_agent  # add the agent axis of one
         self.device = torch.device(device)
         keys = [k for k in self.KEYS if self.spec.state_dim or "state" not in k]
         parts: dict[str, list[np.ndarray]] = {k: [] for k in keys}
         start = 0
         for chunk in ds.iter_chunks(chunk_size=chunk_size, keys=[*keys, "truncations"]):
+            if one:
+                chunk = {k: v if "state" in k else v[:, None] for k, v in chunk.items()}
             check_agents_end_together(chunk["terminals"], chunk["truncations"], start, ds)
             start += len(chunk["terminals"])
             for k in keys:

@@ -24,7 +24,7 @@ import numpy as np
 
 from baselines import finance
 from ogdata.envs import make_core
-from ogdata.envs.registry import env_spec
+from ogdata.envs.registry import OBSERVATION_KWARGS, env_spec
 from ogdata.errors import EnvError, ReferenceMissingError
 
 EVAL_SEED_OFFSET = 1_000_003
@@ -242,6 +242,8 @@ class MarketEvaluator:
 
         spec = env_spec(env_id)
         extra = {k: v for k, v in (env_kwargs or {}).items() if spec.kwargs.get(k, object()) != v}
+        # observation-only kwargs (the stock features of the risk tasks) keep the id's markets and references
+        obs_kwargs = {k: extra.pop(k) for k in list(extra) if k in OBSERVATION_KWARGS}
         if extra:
             raise ValueError(f"the v1 evaluation markets are those of the registered {spec.id}; this dataset's "
                              f"env_kwargs {extra} change the env, so it has no v1 markets: evaluate it with the "
@@ -249,7 +251,8 @@ class MarketEvaluator:
         refs = market_references(spec.id, split)
         self._setup(spec.id, market_set(spec.id, split), {
             "random": float(refs["random"]["return_mean"]), "expert": float(refs["expert"]["return_mean"]),
-            "expert_name": refs["expert"]["name"], "split": split, "source": "ogdata/envs/markets-v1.json"})
+            "expert_name": refs["expert"]["name"], "split": split, "source": "ogdata/envs/markets-v1.json"},
+                    obs_kwargs)
 
     @classmethod
     def on(cls, env_id: str, markets, references: dict[str, Any] | None = None) -> MarketEvaluator:
@@ -259,8 +262,10 @@ class MarketEvaluator:
         ev._setup(env_spec(env_id).id, markets, references)
         return ev
 
-    def _setup(self, env_id: str, markets, references: dict[str, Any] | None) -> None:
+    def _setup(self, env_id: str, markets, references: dict[str, Any] | None,
+               obs_kwargs: dict[str, Any] | None = None) -> None:
         self.env_id, self.split, self.markets, self.references = env_id, markets.split, markets, references
+        self.obs_kwargs = dict(obs_kwargs or {})
         eval_spec = env_spec(markets.env_id)
         self.family, self.periods_per_year = eval_spec.family, eval_spec.periods_per_year
         self.step, self.episodes = eval_spec.step, markets.episodes
@@ -270,7 +275,7 @@ class MarketEvaluator:
     def cores(self) -> list[tuple[Any, int]]:
         """(core, reset seed) per round, built once: every reset returns the same markets."""
         if self._rounds is None:
-            self._rounds = list(self.markets.rounds())
+            self._rounds = list(self.markets.rounds(**self.obs_kwargs))
             self.n_agents = max(1, len(getattr(self._rounds[0][0], "agents", ())))
         return self._rounds
 

@@ -5,6 +5,8 @@ environment ("Dispelling the Mirage", 2024: such independent learners match most
 MARL methods). The loss is d3rlpy's DiscreteCQL per agent: a double-DQN Huber TD error
 plus α·(logsumexp_a Q(o, a) − Q(o, a_data)), which pushes down actions the data never took.
 The target network is copied every `target_update_interval` updates.
+With `value_loss = "hl_gauss"` every critic outputs the logits of a histogram over the dataset's
+value range and is trained by cross-entropy to the HL-Gauss target (baselines/hlgauss.py).
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from baselines.data import Spec, with_agent_id
+from baselines.hlgauss import ValueHead, fit_support
 from baselines.networks import adam, mlp
 from ogdata.errors import DataValidationError
 
@@ -29,6 +31,11 @@ class Config:
     gamma: float = 0.99  # discount
     alpha: float = 1.0  # weight of the conservative term
     target_update_interval: int = 1000  # updates between hard copies of the target network
+    value_loss: str = "mse"  # "mse", or "hl_gauss": critics classify over a histogram (baselines/hlgauss.py)
+    bins: int = 101  # HL-Gauss: histogram bins
+    sigma_ratio: float = 0.75  # HL-Gauss: σ of the target Gaussian, in bin widths
+    v_min: float = -1.0  # HL-Gauss support, set from the dataset's returns-to-go by fit_config
+    v_max: float = 1.0
 
 
 class ICQL:
@@ -41,12 +48,23 @@ class ICQL:
         if not spec.discrete:
             raise DataValidationError("ICQL needs discrete actions; use itd3bc, matd3bc or iiql for continuous ones")
         self.spec, self.config, self.device = spec, config, torch.device(device)
-        self.q = mlp(spec.obs_dim + spec.n_agents, spec.act_dim, config.hidden, config.layers).to(self.device)
-        self.q_target = mlp(spec.obs_dim + spec.n_agents, spec.act_dim, config.hidden,
+        self.head = ValueHead(config, self.device)  # one value, or HL-Gauss logits, per action
+        out = spec.act_dim * self.head.size
+        self.q = mlp(spec.obs_dim + spec.n_agents, out, config.hidden, config.layers).to(self.device)
+        self.q_target = mlp(spec.obs_dim + spec.n_agents, out, config.hidden,
                             config.layers).to(self.device).requires_grad_(False)
         self.q_target.load_state_dict(self.q.state_dict())
         self.optim = adam(self.q.parameters(), lr=config.lr)
         self.steps = 0
+
+    @classmethod
+    def fit_config(cls, config: Config, ds, scaling) -> Config:
+        """The HL-Gauss support from the dataset's returns-to-go (value_loss = "hl_gauss")."""
+        return fit_support(config, ds, scaling)
+
+    def _out(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """(M, A, 1 or bins): the network's output per action."""
+        return net(x).unflatten(-1, (self.spec.act_dim, self.head.size))
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         c = self.config
@@ -55,12 +73,14 @@ class ICQL:
         a = batch["actions"].flatten()
         r, done = batch["rewards"].flatten(), batch["terminals"].flatten()
 
-        q_all = self.q(x)
+        out = self._out(self.q, x)  # (M, A, m)
+        q_all = self.head.value(out)  # (M, A)
         q_data = q_all.gather(1, a[:, None]).squeeze(1)
         with torch.no_grad():
-            a2 = self.q(x2).argmax(1, keepdim=True)  # double DQN: online argmax, target value
-            y = r + c.gamma * (1.0 - done) * self.q_target(x2).gather(1, a2).squeeze(1)
-        td = F.huber_loss(q_data, y)
+            a2 = self.head.value(self._out(self.q, x2)).argmax(1, keepdim=True)  # double DQN: online argmax
+            y = r + c.gamma * (1.0 - done) * self.head.value(self._out(self.q_target, x2)).gather(1, a2).squeeze(1)
+        out_data = out.gather(1, a.view(-1, 1, 1).expand(-1, 1, out.shape[-1])).squeeze(1)
+        td = self.head.loss(out_data, y, huber=True).mean()
         conservative = (torch.logsumexp(q_all, dim=1) - q_data).mean()
         loss = td + c.alpha * conservative
         self.optim.zero_grad(set_to_none=True)
@@ -76,7 +96,7 @@ class ICQL:
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         """Scaled observations (B, n, d) -> greedy actions (B, n)."""
-        return self.q(with_agent_id(obs)).argmax(-1)
+        return self.head.value(self._out(self.q, with_agent_id(obs))).argmax(-1)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"q": self.q, "q_target": self.q_target}

@@ -8,6 +8,8 @@ Continuous actions: a Gaussian with mean tanh(·) and a learned state-independen
 (d3rlpy's IQL policy); acting uses the mean. Discrete: a softmax policy, acting greedily.
 Q and V share one optimiser step (their losses touch disjoint parameters). Agents fold into
 the batch: (B·n, ...).
+With `value_loss = "hl_gauss"` every critic outputs the logits of a histogram over the dataset's
+value range and is trained by cross-entropy to the HL-Gauss target (baselines/hlgauss.py).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.data import Spec, with_agent_id
+from baselines.hlgauss import ValueHead, fit_support
 from baselines.networks import Twin, adam, mlp, soft_update
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # bounds of the Gaussian policy's log-std (d3rlpy's IQL)
@@ -37,6 +40,11 @@ class Config:
     expectile: float = 0.7  # τ of V's expectile regression (0.5: the mean; → 1: the in-sample maximum)
     beta: float = 3.0  # inverse temperature β of the advantage weights exp(β·(Q − V))
     max_weight: float = 100.0  # advantage weights are clipped at this value
+    value_loss: str = "mse"  # "mse", or "hl_gauss": critics classify over a histogram (baselines/hlgauss.py)
+    bins: int = 101  # HL-Gauss: histogram bins
+    sigma_ratio: float = 0.75  # HL-Gauss: σ of the target Gaussian, in bin widths
+    v_min: float = -1.0  # HL-Gauss support, set from the dataset's returns-to-go by fit_config
+    v_max: float = 1.0
 
 
 class GaussianActor(nn.Module):
@@ -66,13 +74,15 @@ class IIQL:
     def __init__(self, spec: Spec, config: Config = Config(), device: str = "cpu"):
         self.spec, self.config, self.device = spec, config, torch.device(device)
         d, n, a, h, L = spec.obs_dim, spec.n_agents, spec.act_dim, config.hidden, config.layers
+        self.head = ValueHead(config, self.device)  # one value, or HL-Gauss logits, per Q
+        m = self.head.size
         if spec.discrete:  # Q_k(o, ·) over all actions; softmax policy
-            self.critic = Twin(d + n, h, L, out=a).to(self.device)
-            self.critic_target = Twin(d + n, h, L, out=a).to(self.device).requires_grad_(False)
+            self.critic = Twin(d + n, h, L, out=a * m).to(self.device)
+            self.critic_target = Twin(d + n, h, L, out=a * m).to(self.device).requires_grad_(False)
             self.actor = mlp(d + n, a, h, L).to(self.device)
         else:  # Q_k(o, a); Gaussian policy
-            self.critic = Twin(d + n + a, h, L).to(self.device)
-            self.critic_target = Twin(d + n + a, h, L).to(self.device).requires_grad_(False)
+            self.critic = Twin(d + n + a, h, L, out=m).to(self.device)
+            self.critic_target = Twin(d + n + a, h, L, out=m).to(self.device).requires_grad_(False)
             self.actor = GaussianActor(d + n, a, h, L).to(self.device)
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.value = mlp(d + n, 1, h, L).to(self.device)
@@ -80,12 +90,22 @@ class IIQL:
                                  lr=config.critic_lr)
         self.actor_optim = adam(self.actor.parameters(), lr=config.actor_lr)
 
+    @classmethod
+    def fit_config(cls, config: Config, ds, scaling) -> Config:
+        """The HL-Gauss support from the dataset's returns-to-go (value_loss = "hl_gauss")."""
+        return fit_support(config, ds, scaling)
+
+    def _q_out(self, net: Twin, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """(k, M, 1 or bins): the critics' outputs at the data's actions."""
+        m = self.head.size
+        if self.spec.discrete:
+            q = net(x).unflatten(-1, (self.spec.act_dim, m))  # (k, M, A, m)
+            return q.gather(2, a.view(1, -1, 1, 1).expand(q.shape[0], -1, 1, m)).squeeze(2)
+        return net(torch.cat([x, a], 1))
+
     def _q(self, net: Twin, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """(k, M) values of the data's actions."""
-        if self.spec.discrete:
-            q = net(x)  # (k, M, A)
-            return q.gather(2, a.view(1, -1, 1).expand(q.shape[0], -1, 1)).squeeze(-1)
-        return net(torch.cat([x, a], 1)).squeeze(-1)
+        return self.head.value(self._q_out(net, x, a))
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         x = with_agent_id(batch["observations"]).flatten(0, 1)  # (B·n, d + n)
@@ -115,8 +135,9 @@ class IIQL:
         """Both critics regress on r + γ(1−d)·V(o'); returns the loss and the (k, M) values."""
         with torch.no_grad():
             y = r + self.config.gamma * (1.0 - done) * self.value(x2).squeeze(-1)
-        q = self._q(self.critic, x, a)
-        return F.mse_loss(q, y.expand_as(q), reduction="none").mean(1).sum(), q
+        out = self._q_out(self.critic, x, a)
+        q = self.head.value(out)
+        return self.head.loss(out, y.expand_as(q)).mean(1).sum(), q
 
     def _update_policy(self, x, a, advantage) -> torch.Tensor:
         """Advantage-weighted regression: maximise min(exp(β·A), max_weight) · log π(a | o)."""

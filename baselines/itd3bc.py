@@ -5,6 +5,8 @@ twin critics Q_k(o_i, id_i, a_i) regress on r_i + γ(1−d_i)·min_k Q'_k(o'_i, 
 every `policy_delay` updates the actor maximises λ·Q_1(o, π(o)) − (π(o) − a_data)², with
 λ = α / mean|Q_1| so the BC term keeps its weight whatever the reward scale. Actions live in
 [-1, 1] (the loader maps the env's bounds). Agents fold into the batch: (B·n, ...).
+With `value_loss = "hl_gauss"` every critic outputs the logits of a histogram over the dataset's
+value range and is trained by cross-entropy to the HL-Gauss target (baselines/hlgauss.py).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.data import Spec, with_agent_id
+from baselines.hlgauss import ValueHead, fit_support
 from baselines.networks import Twin, adam, mlp, soft_update
 from ogdata.errors import DataValidationError
 
@@ -35,6 +38,11 @@ class Config:
     policy_noise: float = 0.2  # std of the target policy smoothing noise (actions in [-1, 1])
     noise_clip: float = 0.5  # the smoothing noise is clipped to ±noise_clip
     policy_delay: int = 2  # critic updates per actor (and target) update
+    value_loss: str = "mse"  # "mse", or "hl_gauss": critics classify over a histogram (baselines/hlgauss.py)
+    bins: int = 101  # HL-Gauss: histogram bins
+    sigma_ratio: float = 0.75  # HL-Gauss: σ of the target Gaussian, in bin widths
+    v_min: float = -1.0  # HL-Gauss support, set from the dataset's returns-to-go by fit_config
+    v_max: float = 1.0
 
 
 class ITD3BC:
@@ -50,13 +58,20 @@ class ITD3BC:
         d, n, a = spec.obs_dim, spec.n_agents, spec.act_dim
         self.actor = mlp(d + n, a, config.hidden, config.layers).to(self.device)
         self.actor_target = mlp(d + n, a, config.hidden, config.layers).to(self.device).requires_grad_(False)
-        self.critic = Twin(d + n + a, config.hidden, config.layers).to(self.device)
-        self.critic_target = Twin(d + n + a, config.hidden, config.layers).to(self.device).requires_grad_(False)
+        self.head = ValueHead(config, self.device)  # one value, or HL-Gauss logits, per critic
+        self.critic = Twin(d + n + a, config.hidden, config.layers, out=self.head.size).to(self.device)
+        self.critic_target = Twin(d + n + a, config.hidden, config.layers,
+                                  out=self.head.size).to(self.device).requires_grad_(False)
         self.actor_target.load_state_dict(self.actor.state_dict())
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.actor_optim = adam(self.actor.parameters(), lr=config.actor_lr)
         self.critic_optim = adam(self.critic.parameters(), lr=config.critic_lr)
         self.steps = 0
+
+    @classmethod
+    def fit_config(cls, config: Config, ds, scaling) -> Config:
+        """The HL-Gauss support from the dataset's returns-to-go (value_loss = "hl_gauss")."""
+        return fit_support(config, ds, scaling)
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         x = with_agent_id(batch["observations"]).flatten(0, 1)  # (B·n, d + n)
@@ -78,10 +93,11 @@ class ITD3BC:
         with torch.no_grad():
             noise = (torch.randn_like(a) * c.policy_noise).clamp(-c.noise_clip, c.noise_clip)
             a2 = (torch.tanh(self.actor_target(x2)) + noise).clamp(-1.0, 1.0)
-            q2 = self.critic_target(torch.cat([x2, a2], 1)).squeeze(-1).min(0).values
+            q2 = self.head.value(self.critic_target(torch.cat([x2, a2], 1))).min(0).values
             y = r + c.gamma * (1.0 - done) * q2
-        q = self.critic(torch.cat([x, a], 1)).squeeze(-1)  # (2, B·n)
-        critic_loss = F.mse_loss(q, y.expand_as(q), reduction="none").mean(1).sum()
+        out = self.critic(torch.cat([x, a], 1))  # (2, B·n, 1 or bins)
+        q = self.head.value(out)
+        critic_loss = self.head.loss(out, y.expand_as(q)).mean(1).sum()
         self.critic_optim.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_optim.step()
@@ -91,7 +107,7 @@ class ITD3BC:
         """Maximise λ·Q_1(o, π(o)) − (π(o) − a)², λ = α / mean|Q_1|."""
         pi = torch.tanh(self.actor(x))
         self.critic.requires_grad_(False)  # the actor step needs no critic weight gradients
-        q_pi = self.critic(torch.cat([x, pi], 1)).squeeze(-1)[0]
+        q_pi = self.head.value(self.critic(torch.cat([x, pi], 1)))[0]
         lam = self.config.alpha / q_pi.abs().mean().detach().clamp_min(Q_SCALE_MIN)
         actor_loss = -lam * q_pi.mean() + F.mse_loss(pi, a)
         self.actor_optim.zero_grad(set_to_none=True)

@@ -6,6 +6,8 @@ agent i's reward: r_i + γ(1−d_i)·min_k Q'_k(s', ã'_1..ã'_n, id_i) with ã'
 smoothed actions. Agent i's actor step swaps its own slot of the joint action for π(o_i)
 (the others keep the data's actions, so the BC-regularised update stays on the data) and
 maximises λ·Q_1 − (π(o_i) − a_i)², λ = α / mean|Q_1|. Agents fold into the batch: (B·n, ...).
+With `value_loss = "hl_gauss"` every critic outputs the logits of a histogram over the dataset's
+value range and is trained by cross-entropy to the HL-Gauss target (baselines/hlgauss.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.data import Spec, with_agent_id
+from baselines.hlgauss import ValueHead, fit_support
 from baselines.networks import Twin, adam, mlp, soft_update
 from ogdata.errors import DataValidationError
 
@@ -36,6 +39,11 @@ class Config:
     policy_noise: float = 0.2  # std of the target policy smoothing noise (actions in [-1, 1])
     noise_clip: float = 0.5  # the smoothing noise is clipped to ±noise_clip
     policy_delay: int = 2  # critic updates per actor (and target) update
+    value_loss: str = "mse"  # "mse", or "hl_gauss": critics classify over a histogram (baselines/hlgauss.py)
+    bins: int = 101  # HL-Gauss: histogram bins
+    sigma_ratio: float = 0.75  # HL-Gauss: σ of the target Gaussian, in bin widths
+    v_min: float = -1.0  # HL-Gauss support, set from the dataset's returns-to-go by fit_config
+    v_max: float = 1.0
 
 
 class MATD3BC:
@@ -53,14 +61,21 @@ class MATD3BC:
         d, n, a, s = spec.obs_dim, spec.n_agents, spec.act_dim, spec.state_dim
         self.actor = mlp(d + n, a, config.hidden, config.layers).to(self.device)
         self.actor_target = mlp(d + n, a, config.hidden, config.layers).to(self.device).requires_grad_(False)
-        self.critic = Twin(s + n * a + n, config.hidden, config.layers).to(self.device)
-        self.critic_target = Twin(s + n * a + n, config.hidden, config.layers).to(self.device).requires_grad_(False)
+        self.head = ValueHead(config, self.device)  # one value, or HL-Gauss logits, per critic
+        self.critic = Twin(s + n * a + n, config.hidden, config.layers, out=self.head.size).to(self.device)
+        self.critic_target = Twin(s + n * a + n, config.hidden, config.layers,
+                                  out=self.head.size).to(self.device).requires_grad_(False)
         self.actor_target.load_state_dict(self.actor.state_dict())
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.actor_optim = adam(self.actor.parameters(), lr=config.actor_lr)
         self.critic_optim = adam(self.critic.parameters(), lr=config.critic_lr)
         self.eye = torch.eye(n, device=self.device)
         self.steps = 0
+
+    @classmethod
+    def fit_config(cls, config: Config, ds, scaling) -> Config:
+        """The HL-Gauss support from the dataset's returns-to-go (value_loss = "hl_gauss")."""
+        return fit_support(config, ds, scaling)
 
     def _critic_input(self, state: torch.Tensor, joint: torch.Tensor) -> torch.Tensor:
         """state (B, S), joint actions (B, n, n·a) as seen by each agent's critic -> (B·n, S + n·a + n)."""
@@ -86,11 +101,12 @@ class MATD3BC:
             noise = (torch.randn_like(a) * c.policy_noise).clamp(-c.noise_clip, c.noise_clip)
             a2 = (torch.tanh(self.actor_target(with_agent_id(batch["next_observations"]))) + noise).clamp(-1, 1)
             joint2 = a2.reshape(B, 1, -1).expand(B, n, -1)
-            q2 = self.critic_target(self._critic_input(batch["next_states"], joint2)).squeeze(-1).min(0).values
+            q2 = self.head.value(self.critic_target(self._critic_input(batch["next_states"], joint2))).min(0).values
             y = r + c.gamma * (1.0 - done) * q2
         joint = a.reshape(B, 1, -1).expand(B, n, -1)
-        q = self.critic(self._critic_input(batch["states"], joint)).squeeze(-1)  # (2, B·n)
-        critic_loss = F.mse_loss(q, y.expand_as(q), reduction="none").mean(1).sum()
+        out = self.critic(self._critic_input(batch["states"], joint))  # (2, B·n, 1 or bins)
+        q = self.head.value(out)
+        critic_loss = self.head.loss(out, y.expand_as(q)).mean(1).sum()
         self.critic_optim.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_optim.step()
@@ -103,7 +119,7 @@ class MATD3BC:
         own = self.eye[None, :, :, None]  # critic i sees agent i's slot from π, the others from data
         joint_pi = (own * pi[:, None] + (1.0 - own) * a[:, None]).flatten(2)  # (B, n, n·act)
         self.critic.requires_grad_(False)  # the actor step needs no critic weight gradients
-        q_pi = self.critic(self._critic_input(batch["states"], joint_pi)).squeeze(-1)[0]
+        q_pi = self.head.value(self.critic(self._critic_input(batch["states"], joint_pi)))[0]
         lam = self.config.alpha / q_pi.abs().mean().detach().clamp_min(Q_SCALE_MIN)
         actor_loss = -lam * q_pi.mean() + F.mse_loss(pi, a)
         self.actor_optim.zero_grad(set_to_none=True)

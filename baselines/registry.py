@@ -16,20 +16,21 @@ class AlgoInfo:
     action_types: tuple[str, ...]  # "discrete" and/or "continuous"
     implementation: str  # where the code is: "d3rlpy <Algo>" or "baselines/<file>.py"
     description: str  # a few words
+    in_suites: bool = True  # run by scripts/reproduce.py's suites by default (else only when named in --algos)
 
 
 def _single_agent(a: D3rlpyAlgo) -> AlgoInfo:
     return AlgoInfo(a.name, False, tuple(a.action_types), a.implementation, a.description)
 
 
-def _multi_agent(cls) -> AlgoInfo:
-    return AlgoInfo(cls.name, True, tuple(cls.action_types), cls.__module__.replace(".", "/") + ".py",
-                    cls.description)
+def _torch(cls) -> AlgoInfo:
+    return AlgoInfo(cls.name, getattr(cls, "multi_agent", True), tuple(cls.action_types),
+                    cls.__module__.replace(".", "/") + ".py", cls.description, getattr(cls, "in_suites", True))
 
 
 # Derived from the algorithms themselves (baselines.single.ALGORITHMS, the classes in baselines.multi).
 ALGORITHMS: dict[str, AlgoInfo] = {a.name: a for a in (*map(_single_agent, single.ALGORITHMS),
-                                                       *map(_multi_agent, multi.CLASSES))}
+                                                       *map(_torch, multi.CLASSES))}
 
 
 def dataset_kind(ds) -> tuple[bool, str]:

@@ -60,12 +60,12 @@ def default_out(dataset_id: str, algo: str, seed: int, root: str = "runs") -> Pa
 
 
 def build_learner(algo: str, ds, s: RunSettings):
-    """The learner for `algo` on `ds` (d3rlpy for single-agent, baselines/*.py for multi-agent)."""
+    """The learner for `algo` on `ds` (d3rlpy's BC/CQL/IQL/TD3+BC/BCQ, else our torch files baselines/*.py)."""
     info = check(algo, ds)
     scaling = fit_scaling(ds)
     kw = dict(hidden=s.hidden, layers=s.layers, batch_size=s.batch_size, device=s.device, seed=s.seed,
               overrides=s.overrides or None)
-    if info.multi_agent:
+    if not info.implementation.startswith("d3rlpy"):  # our torch files, multi- or single-agent
         from baselines.multi import MultiLearner
 
         return MultiLearner.from_dataset(algo, ds, scaling, **kw)

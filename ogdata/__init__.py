@@ -16,7 +16,7 @@ from ogdata.combine import combine_datasets, split_dataset
 from ogdata.dataset import Dataset, Episode
 from ogdata.envs import list_envs, make_env, make_vector_env
 from ogdata.errors import OgdataError
-from ogdata.writing import DatasetWriter, create_dataset, from_hdf5
+from ogdata.writing import DatasetWriter, augment_stock, create_dataset, from_hdf5
 
 __version__ = "0.1.0"
 
@@ -75,6 +75,7 @@ def publish(path_or_id: str | os.PathLike, repo_id: str | None = None, token: st
     return _publish(path_or_id, repo_id=repo_id, token=token, revision=revision)
 
 
-__all__ = ["Dataset", "DatasetWriter", "Episode", "OgdataError", "combine_datasets", "create_dataset", "delete",
+__all__ = ["Dataset", "DatasetWriter", "Episode", "OgdataError", "augment_stock", "combine_datasets", "create_dataset",
+           "delete",
            "download", "from_hdf5", "list_datasets", "list_envs", "load", "make_env", "make_vector_env",
            "publish", "split_dataset", "verify"]

@@ -123,8 +123,8 @@ def plan(ids, algos_filter, seeds) -> list[tuple[str, str, int]]:
     for did in ids:
         env = env_of(did)
         for algo in applicable_to(*_kind(env)[:2]):
-            if algos_filter and algo not in algos_filter:
-                continue
+            if (algos_filter and algo not in algos_filter) or (not algos_filter and not ALGORITHMS[algo].in_suites):
+                continue  # the risk-sensitive learners (in_suites False) run only when named
             runs += [(did, algo, s) for s in range(seeds)]
     return runs
 

@@ -208,8 +208,8 @@ def test_registry_matches_algorithms_to_datasets(tmp_path, capsys):
     assert "icql     multi   yes       -" in "\n".join(table)
     ds = bandit_dataset(tmp_path / "c", n=50)
     dds = discrete_dataset(tmp_path / "d", n=50)
-    assert applicable(ds) == ["bc", "cql", "iql", "td3bc"]
-    assert applicable(dds) == ["bc", "cql", "bcq"]
+    assert applicable(ds) == ["bc", "cql", "iql", "td3bc", "qriql", "sqriql"]
+    assert applicable(dds) == ["bc", "cql", "bcq", "qriql", "sqriql"]
     with pytest.raises(InvalidIdError, match="these can: bc, cql, bcq"):
         check("iql", dds)
     with pytest.raises(InvalidIdError, match="Did you mean 'cql'"):
@@ -234,7 +234,8 @@ def test_registry_is_derived_from_the_algorithms():
             assert cls.__name__.startswith("Discrete") == (kind == "discrete")
     for c in multi.CLASSES:
         info = ALGORITHMS[c.name]
-        assert info.multi_agent and info.action_types == c.action_types and info.description == c.description
+        assert info.multi_agent == getattr(c, "multi_agent", True) and info.action_types == c.action_types
+        assert info.description == c.description and info.in_suites == getattr(c, "in_suites", True)
         assert (ROOT / info.implementation).is_file() and c.config_class().batch_size == 256
 
 

@@ -52,6 +52,7 @@ class VectorMarket(ABC):
         self.num_envs = int(num_envs)
         self.rng = np.random.default_rng()
         self._t = np.zeros(self.num_envs, dtype=np.int64)
+        self._stock: StockFeatures | None = None
 
     # -- public -------------------------------------------------------------------------
     def reset(self, seed: int | None = None, mask: np.ndarray | None = None):
@@ -62,11 +63,24 @@ class VectorMarket(ABC):
             mask = np.ones(self.num_envs, dtype=bool)
         mask = np.asarray(mask, dtype=bool)
         self._t[mask] = 0
-        return self._reset(mask)
+        if self._stock is None:
+            return self._reset(mask)
+        obs, info = self._reset(mask)
+        return self._stock.reset(self, mask, obs), info
 
     def step(self, actions):
         """Step every market once; returns (obs, rewards, terminated, truncated, info)."""
-        return self._step(self.check_actions(actions))
+        if self._stock is None:
+            return self._step(self.check_actions(actions))
+        obs, rew, term, trunc, info = self._step(self.check_actions(actions))
+        return self._stock.step(self, obs, rew), rew, term, trunc, info
+
+    def augment_stock(self, scale: float) -> None:
+        """Append the stock features [tanh(reward so far / scale), steps left / max_steps] to every
+        observation (`StockFeatures`); the families call it for `augment_stock=True`."""
+        if self.multi_agent:
+            raise EnvError(f"{type(self).__name__} is multi-agent; augment_stock is for single-agent envs")
+        self._stock = StockFeatures(self, scale)
 
     def _action_check_setup(self):
         sp = self.action_space
@@ -164,6 +178,55 @@ class VectorMarket(ABC):
     @abstractmethod
     def _step(self, actions: np.ndarray):
         """Advance every market one step with validated actions; return (obs, rew, term, trunc, info)."""
+
+
+class StockFeatures:
+    """The stock augmentation of risk-sensitive RL (Bäuerle & Ott 2011; distributional DP with stock
+    augmentation, 2025): two bounded features appended to a single-agent observation,
+
+        stock     tanh(c_t / scale),  c_t = Σ_{k<t} r_k   the undiscounted reward so far this episode
+        time left (max_steps − t) / max_steps
+
+    Objectives of the whole episode's return (CVaR, mean–CVaR) are not Markov in the market state
+    alone; with (c_t, time left) they are (`baselines/sqriql.py`). tanh keeps the feature in (−1, 1)
+    and is inverted exactly by c = scale · atanh(feature) until |c| nears 9 × scale. Rewards,
+    dynamics and markets are unchanged (`ogdata.envs.registry.OBSERVATION_KWARGS`).
+    """
+
+    def __init__(self, core: VectorMarket, scale: float):
+        try:
+            self.scale = float(scale)
+        except (TypeError, ValueError):
+            raise EnvError(f"stock_scale must be a positive number, got {_preview(scale)}") from None
+        if not (math.isfinite(self.scale) and self.scale > 0):
+            raise EnvError(f"stock_scale must be a positive finite number, got {_preview(scale)}")
+        sp = core.observation_space
+        if not isinstance(sp, spaces.Box) or len(sp.shape) != 1:
+            raise EnvError(f"augment_stock needs a flat Box observation space, got {sp}")
+        core.observation_space = spaces.Box(np.concatenate([sp.low, [-1.0, 0.0]]).astype(np.float32),
+                                            np.concatenate([sp.high, [1.0, 1.0]]).astype(np.float32),
+                                            dtype=np.float32)
+        self.horizon = float(core.max_steps)
+        self.acc = np.zeros(core.num_envs)
+
+    def _append(self, core: VectorMarket, obs: np.ndarray) -> np.ndarray:
+        left = np.clip((self.horizon - core._t) / self.horizon, 0.0, 1.0)
+        feats = np.stack([np.tanh(self.acc / self.scale), left], axis=1).astype(np.float32)
+        return np.concatenate([np.asarray(obs, dtype=np.float32), feats], axis=1)
+
+    def reset(self, core: VectorMarket, mask: np.ndarray, obs: np.ndarray) -> np.ndarray:
+        self.acc = np.where(mask, 0.0, self.acc)
+        return self._append(core, obs)
+
+    def step(self, core: VectorMarket, obs: np.ndarray, rew: np.ndarray) -> np.ndarray:
+        self.acc = self.acc + np.asarray(rew, dtype=np.float64)
+        return self._append(core, obs)
+
+
+def stock_from_features(feature, scale: float):
+    """The reward so far c_t from the stock feature tanh(c_t / scale) (inverse of `StockFeatures`)."""
+    f = np.clip(np.asarray(feature, dtype=np.float64), -1.0 + 1e-7, 1.0 - 1e-7)
+    return scale * np.arctanh(f)
 
 
 def _preview(x: Any) -> str:

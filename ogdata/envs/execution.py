@@ -40,6 +40,8 @@ Defaults are Almgren & Chriss's example: X = 1e6 shares at S0 = $50, σ = 0.95 $
 liquidated over 5 days in 20 steps. `calibration="sp500"` or `"nasdaq"` replaces them with the
 parameters measured on that index's daily OHLCV (`ogdata.envs.liquidity`, committed in
 `execution-calibration.json`); kwargs given beside it override single parameters.
+`augment_stock=True` (single-agent) appends the stock features [tanh(reward so far / stock_scale),
+steps left / N] (`ogdata.envs.core.StockFeatures`) for risk-sensitive tasks (`ogdata.envs.risk`).
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ RANGES: dict[str, tuple[float, float, str]] = {
     "sigma": (0.0, 1e6, "$/√day"), "eta": (0.0, 1e6, "$ per share/day"), "gamma": (0.0, 1e6, "$/share"),
     "half_spread": (0.0, 1e9, "$"), "risk_aversion": (0.0, 1e6, "1/$"), "unsold_penalty": (0.0, 1e9, "$/share"),
 }
+STOCK_SCALE = 300.0  # augment_stock: tanh(Σ rewards so far / 300 bp) (the AC expert's episode return is ~ −312 bp)
 INT_RANGES: dict[str, tuple[int, int]] = {"steps": (1, 1_000_000), "window": (1, 10_000), "n_agents": (1, 1_000)}
 
 
@@ -275,12 +278,15 @@ def _calibrated(calibration, kwargs: dict) -> dict:
 class ExecutionMarket(_ExecutionCore):
     """Single-agent execution (`execution-*`): the n = 1 core with observations (B, obs) and rewards (B,)."""
 
-    def __init__(self, num_envs: int = 1, calibration: str | None = None, **kwargs):
+    def __init__(self, num_envs: int = 1, calibration: str | None = None, augment_stock: bool = False,
+                 stock_scale: float = STOCK_SCALE, **kwargs):
         for k in ("n_agents", "mode", "split", "observe_others"):
             if k in kwargs:
                 raise EnvError(f"{k!r} is a multi-agent kwarg; use a joint-execution-<n> id for several desks")
         super().__init__(num_envs, n_agents=1, **_calibrated(calibration, kwargs))
         self.calibration = calibration
+        if augment_stock:
+            self.augment_stock(stock_scale)
 
     def _reset(self, mask):
         self._reset_arrays(mask)

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ogdata.envs.registry import env_spec, list_envs
+from ogdata.envs.registry import OBSERVATION_KWARGS, env_spec, list_envs
 from ogdata.errors import EnvError, ReferenceMissingError
 
 MARKETS_V1_FILE = Path(__file__).resolve().with_name("markets-v1.json")
@@ -55,9 +55,13 @@ class MarketSet:
     def episodes(self) -> int:
         return self.num_envs * len(self.reset_seeds)
 
-    def rounds(self):
-        """(core, reset seed) per round; start-date cores are pinned to their dates."""
-        core = env_spec(self.env_id).make_core(num_envs=self.num_envs)
+    def rounds(self, **obs_kwargs):
+        """(core, reset seed) per round; start-date cores are pinned to their dates. `obs_kwargs`: only
+        observation-only kwargs (`ogdata.envs.registry.OBSERVATION_KWARGS`), which keep these markets."""
+        bad = sorted(set(obs_kwargs) - set(OBSERVATION_KWARGS))
+        if bad:
+            raise EnvError(f"kwargs {bad} change the markets; a market set takes only {OBSERVATION_KWARGS}")
+        core = env_spec(self.env_id).make_core(num_envs=self.num_envs, **obs_kwargs)
         if self.kind == "start-dates":
             pin_start_dates(core, self.start_dates)
         for s in self.reset_seeds:

@@ -41,7 +41,9 @@ Observation (float32, length window·N + N + 1): the last `window` log returns o
 in percent (one step each: a day, a month), time-major, oldest first (returns up to the current
 step only), then the current weights w (assets, cash). `info`: wealth W', turnover τ, costs C.
 The default window of 10 days keeps an observation at 221 floats: what a transition costs
-in a dataset and what the step copies; pass `window=` for longer histories.
+in a dataset and what the step copies; pass `window=` for longer histories. `augment_stock=True`
+appends the stock features (reward so far, time left; `ogdata.envs.core.StockFeatures`) for
+risk-sensitive tasks (`ogdata.envs.risk`).
 
 Ids: portfolio-sp500 (training years 1990–2014), portfolio-sp500-eval (held-out
 2015–2022), both on skfolio's 20 S&P 500 stocks (extra `realdata`; hindsight-picked survivors:
@@ -69,6 +71,7 @@ from ogdata.errors import EnvError
 
 WEIGHT_BOUND = 100.0  # observed weights are clipped here (only leverage or shorting gets past [0, 1])
 MAX_LEVERAGE = 10.0
+STOCK_SCALE = 0.25  # augment_stock: the stock feature is tanh(Σ rewards so far / 0.25) (a year's log growth ~0.1-0.3)
 
 
 def check_params(family: str, n_steps, window, cost, max_cost: float) -> tuple[int, int, float]:
@@ -100,7 +103,8 @@ class Portfolio(VectorMarket):
     def __init__(self, num_envs: int = 1, *, source: str = "real", universe: str = "sp500", period: str = "train",
                  start: str | None = None, end: str | None = None, assets=None, n_steps: int = 252,
                  window: int = 10, cost: float = 0.001, leverage: float = 1.0, short: bool = False,
-                 reward: str = "log", dsr_eta: float = 0.01, prices=None):
+                 reward: str = "log", dsr_eta: float = 0.01, prices=None, augment_stock: bool = False,
+                 stock_scale: float = STOCK_SCALE):
         super().__init__(num_envs)
         self.n_steps, self.window, self.cost = check_params("portfolio", n_steps, window, cost, 0.5)
         self.reward, self.dsr_eta = check_reward("portfolio", reward, dsr_eta)
@@ -154,6 +158,8 @@ class Portfolio(VectorMarket):
         self._start, self._returns = self.paths.start, self.paths.gross  # updated in place by paths.reset
         self._one, self._n = np.ones(B, dtype=np.int64), np.full(B, self.n_steps, dtype=np.int64)
         self._table = self.paths.padded_windows(N + 1)
+        if augment_stock:
+            self.augment_stock(stock_scale)
 
     def _observe(self, rows: np.ndarray) -> np.ndarray:
         w = np.clip(self.weights, -WEIGHT_BOUND, WEIGHT_BOUND) if self._general else self.weights

@@ -24,6 +24,9 @@ from typing import Any
 from ogdata.errors import EnvError, InvalidIdError, closest
 
 GYM_NAMESPACE = "ogdata"
+# Kwargs that change only what a policy observes, never the markets, the dynamics or the rewards
+# (`core.StockFeatures`): data and evaluations with them keep the id's markets and references.
+OBSERVATION_KWARGS = ("augment_stock", "stock_scale")
 _REGISTRY: dict[str, EnvSpec] = {}
 _GYM_IDS: dict[str, str] = {}  # "ogdata/<id>-v<N>" -> ogdata id
 

@@ -21,7 +21,8 @@ Reward (kwarg `reward`, `ogdata.envs.rewards`): "return" (default, the p⁺·r �
 
 Observation (float32, length window + 1): the last `window` log returns in percent (one per
 step: a day, an hour), oldest first (returns up to the current step only), then the current
-position. `info`: wealth W', position p⁺, costs (κ·W, in wealth units).
+position. `info`: wealth W', position p⁺, costs (κ·W, in wealth units). `augment_stock=True` appends
+the stock features (reward so far, time left; `ogdata.envs.core.StockFeatures`) for risk-sensitive tasks.
 
 Ids: trading-sp500 (training years 1999–2014) and trading-sp500-eval (held-out 2015–2018)
 on the S&P 500 index of `arch.data.sp500` (extra `realdata`; price only, no dividends);
@@ -48,6 +49,7 @@ from ogdata.envs.rewards import DifferentialSharpe, check_reward, pay
 from ogdata.errors import EnvError
 
 SHORT, FLAT, LONG = 0, 1, 2
+STOCK_SCALE = 0.25  # augment_stock: the stock feature is tanh(Σ rewards so far / 0.25) (a year's return ~0.1-0.3)
 
 
 class Trading(VectorMarket):
@@ -62,7 +64,7 @@ class Trading(VectorMarket):
     def __init__(self, num_envs: int = 1, *, source: str = "real", universe: str = "sp500-index",
                  period: str = "train", start: str | None = None, end: str | None = None, n_steps: int = 252,
                  window: int = 20, cost: float = 0.001, continuous: bool = False, reward: str = "return",
-                 dsr_eta: float = 0.01, prices=None):
+                 dsr_eta: float = 0.01, prices=None, augment_stock: bool = False, stock_scale: float = STOCK_SCALE):
         super().__init__(num_envs)
         self.n_steps, self.window, self.cost = check_params("trading", n_steps, window, cost, 0.5)
         self.reward, self.dsr_eta = check_reward("trading", reward, dsr_eta)
@@ -98,6 +100,8 @@ class Trading(VectorMarket):
         self._unit, self._cost = np.float64(1.0), np.float64(self.cost)
         self._table = self.paths.padded_windows(1)
         self._dsr = DifferentialSharpe(B, self.dsr_eta) if self.reward == "dsr" else None
+        if augment_stock:
+            self.augment_stock(stock_scale)
 
     def _observe(self, rows: np.ndarray) -> np.ndarray:
         if self._table is None:

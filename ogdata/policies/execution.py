@@ -89,3 +89,78 @@ def independent_greedy_policy(core):
     w = core.X / np.asarray(core.Xi, dtype=np.float64).reshape(-1)
     kt = np.array([ac_kappa_tau(core, core.lam * wi ** 2) for wi in w])
     return _Schedule(core, kt if getattr(core, "multi_agent", False) else kt[0])
+
+
+# -- risk-sensitive references (ogdata.envs.risk): the CVaR-optimal static schedule -----------------
+def static_return_moments(core, holdings) -> tuple[float, float]:
+    """(mean, std) of the episode return, in the env's bp, of the static schedule `holdings` x_0..x_N
+    (shares, x_0 = X, x_N = 0) in a single-desk execution core.
+
+    Selling n_k = x_{k−1} − x_k, the shortfall is C = εX + (η/τ)Σn_k² + γΣn_k x_k − σ√τ Σ ξ_k x_k
+    (ξ_k iid N(0, 1)): Gaussian, E[C] = εX + (η/τ)Σn_k² + γΣn_k x_k, Var[C] = V = σ²τ Σx_k². The env
+    also charges λV deterministically, so G = −(1e4 / X S0)·(C + λV) is Gaussian with
+    mean −s(E[C] + λV) and std s√V, s = 1e4 / (X S0)."""
+    x = np.asarray(holdings, dtype=np.float64)
+    if x.shape != (core.N + 1,) or abs(x[0] - core.X) > 1e-9 * core.X or abs(x[-1]) > 1e-9 * core.X:
+        raise ValueError(f"holdings must be x_0..x_N (N = {core.N}) from X = {core.X:g} down to 0")
+    n = -np.diff(x)
+    k = x[1:]
+    cost = core.eps * core.X + core.eta / core.tau * np.sum(n * n) + core.gamma * np.sum(n * k)
+    var = core.sigma ** 2 * core.tau * np.sum(k * k)
+    s = 1e4 / (core.X * core.S0)
+    return float(-s * (cost + core.lam * var)), float(s * math.sqrt(var))
+
+
+def gaussian_cvar(mean: float, std: float, alpha: float) -> float:
+    """Lower-tail CVaR_α of N(mean, std²): mean − std · φ(z_α) / α, z_α = Φ⁻¹(α)."""
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(alpha)
+    return mean - std * NormalDist().pdf(z) / alpha
+
+
+def ac_cvar_risk_aversion(core, alpha: float) -> float:
+    """The risk aversion λ′ whose Almgren–Chriss schedule maximises CVaR_α of the episode return.
+
+    min over schedules of E[cost] + λV + c√V (c = φ(z_α)/α) is stationary where an AC schedule is
+    for λ_eff = λ + c / (2√V): the CVaR optimum over every static schedule is an AC schedule, found
+    by a 1-D search over λ′ (a log grid, then golden-section in log λ′)."""
+    def cvar(log_lam: float) -> float:
+        return gaussian_cvar(*static_return_moments(core, ac_trajectory(core, math.exp(log_lam))), alpha)
+
+    base = max(core.lam, 1e-12)
+    grid = np.log(base) + np.linspace(-12.0, 12.0, 97)
+    vals = [cvar(g) for g in grid]
+    i = int(np.argmax(vals))
+    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
+    r = (math.sqrt(5.0) - 1.0) / 2.0
+    a, b = hi - r * (hi - lo), lo + r * (hi - lo)
+    fa, fb = cvar(a), cvar(b)
+    for _ in range(60):
+        if fa > fb:
+            hi, b, fb = b, a, fa
+            a = hi - r * (hi - lo)
+            fa = cvar(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + r * (hi - lo)
+            fb = cvar(b)
+    best = 0.5 * (lo + hi)
+    return float(math.exp(best)) if cvar(best) >= vals[i] else float(math.exp(grid[i]))
+
+
+class _CVaRSchedule(_Schedule):
+    def __init__(self, core, alpha: float):
+        self.risk_aversion = ac_cvar_risk_aversion(core, alpha)
+        super().__init__(core, ac_kappa_tau(core, self.risk_aversion))
+
+
+def ac_cvar5_policy(core):
+    """The static AC schedule that maximises CVaR_5% of the episode return (best known: an adaptive,
+    stock-aware policy may do better)."""
+    return _CVaRSchedule(core, 0.05)
+
+
+def ac_cvar10_policy(core):
+    """The static AC schedule that maximises CVaR_10% of the episode return."""
+    return _CVaRSchedule(core, 0.10)

@@ -31,6 +31,8 @@ _POLICIES: dict[str, Factory | str] = {
     "execution/ac-optimal": "ogdata.policies.execution:ac_optimal_policy",
     "execution/joint-ac": "ogdata.policies.execution:joint_ac_policy",
     "execution/independent-greedy": "ogdata.policies.execution:independent_greedy_policy",
+    "execution/ac-cvar5": "ogdata.policies.execution:ac_cvar5_policy",
+    "execution/ac-cvar10": "ogdata.policies.execution:ac_cvar10_policy",
     "lob-execution/twap": "ogdata.policies.lob:TWAP",
     "lob-execution/queue-aware": "ogdata.policies.lob:QueueAware",
     "lob-execution/ac": "ogdata.policies.lob:AlmgrenChriss",

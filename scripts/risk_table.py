@@ -1,0 +1,296 @@
+"""Issue #22's two tables, from training runs under evaluation protocol v1 (fixed validation/test markets):
+
+- the risk table: BC, IQL, the distributional learner (qriql) acting for the mean and for CVaR_5%, and the
+  stock-augmented learner (sqriql, CVaR_5% of the episode return) on v1 datasets — per run, the final
+  checkpoint's test-market mean return, CVaR_5% of the episode return and (capital envs) mean max drawdown;
+  mean over seeds with a 95 % percentile-bootstrap interval (rliable); beside them the reference policies
+  (the expert, and the CVaR-optimal one where known) on the same test markets;
+- the ablation: the d3rlpy critics (IQL, TD3+BC, CQL) with value_loss "mse" against "hl_gauss", the same
+  figures plus the seed-paired difference of the mean return and of CVaR_5% with its interval.
+
+    python scripts/risk_table.py --plan                 # the runs, nothing run
+    python scripts/risk_table.py --jobs 2               # run what is missing, then write the tables
+    python scripts/risk_table.py --aggregate-only       # the tables from the committed run records
+
+Datasets are the v1 catalogue's, generated from their recipes into OGDATA_HOME (without the coverage
+profile, which would retrain the Replay tier's PPO); sqriql's copy carries the stock features
+(`ogdata.augment_stock`). Run records: results/runs/risk/<dataset>/<label>/seed<S>/.
+Tables: results/risk_table.{json,md}, results/hlgauss_ablation.{json,md}. Short training budgets
+(SETTINGS) — stated in the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+RUNS = ROOT / "results" / "runs" / "risk"
+OUT = ROOT / "results"
+# The budget this could afford: 2 shared CPU cores (load ~15 from other jobs), ~1 h of wall time. The datasets are
+# the first EPISODES episodes of the v1 datasets (building a learner on 1M transitions took ~1 min there).
+SETTINGS = dict(steps=500, hidden=64, layers=2, batch_size=256, evals=2, seeds=5)
+EPISODES = {"execution-ac/medium-v1": 5_000, "portfolio-synth/medium-v1": 400}  # ~100k transitions each
+DATASETS = tuple(EPISODES)
+ALPHA = 0.05
+# label -> (algo, overrides, stock-augmented data)
+RISK = {
+    "bc": ("bc", {}, False),
+    "iql": ("iql", {}, False),
+    "qriql-mean": ("qriql", {"risk": "mean"}, False),
+    "qriql-cvar5": ("qriql", {"risk": "cvar", "alpha": ALPHA}, False),
+    "sqriql-cvar5": ("sqriql", {"risk": "cvar", "alpha": ALPHA}, True),
+    # V's expectile τ_e near 1 (qriql.py: with the default 0.7 the worse actions' tails leak into V's CVaR)
+    "qriql-cvar5-e99": ("qriql", {"risk": "cvar", "alpha": ALPHA, "expectile": 0.99}, False),
+    "sqriql-cvar5-e99": ("sqriql", {"risk": "cvar", "alpha": ALPHA, "expectile": 0.99}, True),
+}
+ABLATION = {
+    "iql": ("iql", {}, False), "iql+hl_gauss": ("iql", {"value_loss": "hl_gauss"}, False),
+    "td3bc": ("td3bc", {}, False), "td3bc+hl_gauss": ("td3bc", {"value_loss": "hl_gauss"}, False),
+    "cql": ("cql", {}, False), "cql+hl_gauss": ("cql", {"value_loss": "hl_gauss"}, False),
+}
+REFERENCES = {"execution-ac": ("execution/ac-optimal", "execution/ac-cvar5"),
+              "portfolio-synth": ("expert",)}
+
+
+def dataset_path(did: str, stock: bool, part: bool = True) -> Path:
+    home = Path(os.environ.get("OGDATA_HOME", Path.home() / ".cache" / "ogdata"))
+    name = did.replace("/", "__") + (f"-first{EPISODES[did]}" if part else "") + ("+stock" if stock else "")
+    return home / "data" / name
+
+
+def first_episodes(ds, path: Path, episodes: int):
+    """The first `episodes` episodes of a single-agent dataset, as a dataset (its env and kwargs kept)."""
+    import ogdata
+
+    eps = [ep for _, ep in zip(range(episodes), ds.iter_episodes())]
+    meta = {k: v for k, v in ds.metadata.items() if k in ("env_id", "env_kwargs", "tier")}
+    meta.update(dataset_id=None, subset_of=ds.dataset_id, subset=f"the first {len(eps)} episodes")
+    return ogdata.create_dataset(
+        path, observations=np.concatenate([e.observations for e in eps]),
+        actions=np.concatenate([e.actions for e in eps]), rewards=np.concatenate([e.rewards for e in eps]),
+        terminations=np.concatenate([e.terminations for e in eps]),
+        truncations=np.concatenate([e.truncations for e in eps]), episode_lengths=np.array([len(e) for e in eps]),
+        observation_space=ds.observation_space, action_space=ds.action_space, metadata=meta)
+
+
+def prepare(did: str, stock: bool) -> Path:
+    """The v1 dataset from its recipe (no coverage profile), its first episodes, and their stock-augmented copy."""
+    import ogdata
+    from ogdata.generate import generate, tier_recipe
+
+    full = dataset_path(did, False, part=False)
+    if not (full / "metadata.json").exists():
+        recipe, tier = tier_recipe(did)
+        env, name = did.split("/")
+        print(f"generating {did} into {full}", flush=True)
+        generate(env, name.split("-")[0], int(tier["transitions"]), full, seed=int(tier.get("seed", 0)),
+                 recipe=recipe, profile=False, progress=False)
+    plain = dataset_path(did, False)
+    if not (plain / "metadata.json").exists():
+        first_episodes(ogdata.load(full), plain, EPISODES[did])
+    if not stock:
+        return plain
+    aug = dataset_path(did, True)
+    if not (aug / "metadata.json").exists():
+        print(f"adding the stock features: {aug}", flush=True)
+        ogdata.augment_stock(ogdata.load(plain), aug)
+    return aug
+
+
+def run_dir(did: str, label: str, seed: int) -> Path:
+    return RUNS / did.replace("/", "__") / label / f"seed{seed}"
+
+
+def planned(tables: list[str]) -> list[tuple[str, str, int, str, dict, bool]]:
+    """Seed by seed (then dataset, table, label): a run cut short leaves every label with as many seeds."""
+    runs, seen = [], set()
+    for seed in range(SETTINGS["seeds"]):
+        for did in DATASETS:
+            for table in tables:
+                for label, (algo, over, stock) in (RISK if table == "risk" else ABLATION).items():
+                    if (did, label, seed) not in seen:
+                        seen.add((did, label, seed))
+                        runs.append((did, label, seed, algo, over, stock))
+    return runs
+
+
+def run_one(did: str, label: str, seed: int, algo: str, overrides: dict, stock: bool) -> dict:
+    from baselines.train import RunSettings, train
+
+    s = RunSettings(algo=algo, dataset=str(dataset_path(did, stock)), steps=SETTINGS["steps"], seed=seed,
+                    hidden=SETTINGS["hidden"], layers=SETTINGS["layers"], batch_size=SETTINGS["batch_size"],
+                    eval_episodes=0, evals=SETTINGS["evals"], out=str(run_dir(did, label, seed)), progress=False,
+                    threads=1, overrides=dict(overrides), protocol="v1")
+    t = time.perf_counter()
+    res = train(s)
+    return {"label": label, "dataset": did, "seed": seed, "wall_s": time.perf_counter() - t,
+            "score": res["final"].get("normalised_score")}
+
+
+# -- aggregation ---------------------------------------------------------------------------------------------------
+def figures(rec: dict) -> dict[str, float | None]:
+    """The per-run figures of a v1 final-checkpoint record (the env's units; see baselines/finance.py)."""
+    fin = rec.get("finance", {})
+    return {"return_mean": rec["return_mean"], "return_cvar5": fin.get("return_cvar5"),
+            "max_drawdown": fin.get("max_drawdown"), "shortfall_bp_cvar95": fin.get("shortfall_bp_cvar95"),
+            "score": rec.get("normalised_score")}
+
+
+FIGURES = ("return_mean", "return_cvar5", "max_drawdown", "shortfall_bp_cvar95", "score")
+
+
+def ci(values) -> dict:
+    from baselines.stats import mean_ci
+
+    v = [x for x in values if x is not None]
+    if not v:
+        return {"mean": None, "low": None, "high": None, "n": 0}
+    m, lo, hi = mean_ci(v)
+    return {"mean": m, "low": lo, "high": hi, "n": len(v)}
+
+
+def reference_figures(env_id: str) -> dict[str, dict]:
+    """The reference policies on the same test markets (one rollout each; deterministic policies)."""
+    from baselines.evaluate import MarketEvaluator, concat_rounds, rollout, summarise
+    from ogdata.policies import make_policy
+
+    ev = MarketEvaluator(env_id, "test")
+    out = {}
+    for name in REFERENCES.get(env_id, ()):
+        ref = ev.references["expert_name"] if name == "expert" else name
+        parts = []
+        for core, seed in ev.cores():
+            pol, rng = make_policy(ref, core), np.random.default_rng(0)
+            parts.append(rollout(core, lambda o, pol=pol, rng=rng: pol(o, rng), seed))
+        out[ref] = figures(summarise(concat_rounds(parts), ev))
+    return out
+
+
+def aggregate(table: str) -> dict:
+    labels = RISK if table == "risk" else ABLATION
+    doc: dict = {"table": table, "settings": SETTINGS, "episodes": EPISODES, "protocol": "v1: final checkpoint on the fixed test markets",
+                 "interval": "95 % percentile bootstrap over seeds (rliable)", "datasets": {}}
+    for did in DATASETS:
+        rows, per_seed = {}, {}
+        for label in labels:
+            recs = []
+            for seed in range(SETTINGS["seeds"]):
+                f = run_dir(did, label, seed) / "result.json"
+                if f.exists():
+                    recs.append((seed, figures(json.loads(f.read_text())["final"])))
+            if not recs:
+                continue
+            per_seed[label] = dict(recs)
+            rows[label] = {k: ci([r[k] for _, r in recs]) for k in FIGURES}
+            rows[label]["seeds"] = [s for s, _ in recs]
+        if not rows:
+            continue
+        entry = {"runs": rows, "episodes": EPISODES[did]}
+        if table == "ablation":
+            entry["hl_gauss_minus_mse"] = {}
+            for base in ("iql", "td3bc", "cql"):
+                a, b = per_seed.get(base), per_seed.get(base + "+hl_gauss")
+                if not a or not b:
+                    continue
+                common = sorted(set(a) & set(b))
+                entry["hl_gauss_minus_mse"][base] = {
+                    k: ci([b[s][k] - a[s][k] for s in common]) for k in ("return_mean", "return_cvar5")}
+        else:
+            entry["references"] = reference_figures(did.split("/")[0])
+        doc["datasets"][did] = entry
+    return doc
+
+
+def _fmt(c: dict | None, digits: int = 3) -> str:
+    if not c or c.get("mean") is None:
+        return "—"
+    if c["n"] < 2:
+        return f"{c['mean']:.{digits}g}"
+    return f"{c['mean']:.{digits}g} [{c['low']:.{digits}g}, {c['high']:.{digits}g}]"
+
+
+def markdown(doc: dict) -> str:
+    s = doc["settings"]
+    lines = [f"Protocol v1 (final checkpoint, fixed test markets); the first episodes of each dataset (below); "
+             f"{s['steps']} updates, {s['layers']}x{s['hidden']}, "
+             f"batch {s['batch_size']}, {s['seeds']} seeds; mean [95 % bootstrap interval over seeds]. Units: the "
+             "env's, per episode: execution-ac's return is −(implementation shortfall + the Almgren–Chriss "
+             "inventory-risk charge) in bp of the order's arrival value, over 20 steps (¼ trading day each); "
+             "portfolio-synth's return is a year's summed daily log growth. CVaR 5 %: the mean of the worst 5 % of the test "
+             "episodes' returns. Max drawdown (capital envs): mean over test episodes of the relative peak-to-trough "
+             "fall of wealth; execution has no wealth path to draw down, so the shortfall's CVaR 95 % (the mean "
+             "of the worst 5 % of shortfalls, bp, without the risk charge) stands beside it.", ""]
+    for did, entry in doc["datasets"].items():
+        lines += [f"**{did}**, its first {entry['episodes']} episodes", "", "| policy | mean return | CVaR 5 % | max drawdown | shortfall CVaR 95 % (bp) "
+                  "| score |", "|---|---|---|---|---|---|"]
+        for label, r in entry["runs"].items():
+            lines.append("| " + " | ".join([label] + [_fmt(r[k]) for k in FIGURES]) + " |")
+        for name, f in entry.get("references", {}).items():
+            cells = ["—" if f.get(k) is None else f"{f[k]:.3g}" for k in FIGURES]
+            lines.append("| " + " | ".join([f"reference: {name}"] + cells) + " |")
+        if entry.get("hl_gauss_minus_mse"):
+            lines += ["", "| HL-Gauss − MSE (paired by seed) | Δ mean return | Δ CVaR 5 % |", "|---|---|---|"]
+            for base, d in entry["hl_gauss_minus_mse"].items():
+                lines.append(f"| {base} | {_fmt(d['return_mean'])} | {_fmt(d['return_cvar5'])} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write(table: str) -> None:
+    doc = aggregate(table)
+    name = "risk_table" if table == "risk" else "hlgauss_ablation"
+    (OUT / f"{name}.json").write_text(json.dumps(doc, indent=1, sort_keys=True))
+    (OUT / f"{name}.md").write_text(markdown(doc) + "\n")
+    print(f"wrote results/{name}.json/.md")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tables", default="risk,ablation", help="risk, ablation or both (comma-separated)")
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--plan", action="store_true")
+    p.add_argument("--aggregate-only", action="store_true")
+    p.add_argument("--seeds", type=int, default=SETTINGS["seeds"])
+    p.add_argument("--labels", default=None, help="only these labels (comma-separated)")
+    args = p.parse_args(argv)
+    SETTINGS["seeds"] = args.seeds
+    tables = args.tables.split(",")
+    runs = planned(tables)
+    if args.labels:
+        runs = [r for r in runs if r[1] in args.labels.split(",")]
+    todo = [r for r in runs if not (run_dir(r[0], r[1], r[2]) / "result.json").exists()]
+    print(f"{len(runs)} runs, {len(todo)} to do")
+    if args.plan:
+        for r in todo:
+            print(" ", r[0], r[1], f"seed{r[2]}", r[3], r[4])
+        return 0
+    if not args.aggregate_only:
+        for did in DATASETS:
+            for stock in sorted({r[5] for r in todo if r[0] == did}):
+                prepare(did, stock)
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            futs = {pool.submit(run_one, *r): r for r in todo}
+            for f in as_completed(futs):
+                r = futs[f]
+                try:
+                    out = f.result()
+                    print(f"done {r[0]} {r[1]} seed{r[2]}: score {out['score']:.1f}, {out['wall_s']:.0f} s", flush=True)
+                except Exception as e:  # a failed run is reported and left out of the tables
+                    print(f"FAILED {r[0]} {r[1]} seed{r[2]}: {type(e).__name__}: {e}", flush=True)
+    for table in tables:
+        write(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

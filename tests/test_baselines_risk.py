@@ -1,0 +1,141 @@
+"""Distributional, risk-sensitive learners (qriql, sqriql) on problems whose answer is known."""
+
+import numpy as np
+import pytest
+import torch
+
+from baselines.data import Spec
+from baselines.qriql import QRIQL, Config, quantile_huber_loss, quantile_midpoints, risk_measure
+from baselines.sqriql import SQRIQL
+from baselines.sqriql import Config as SConfig
+
+# τ_e near 1: V's quantiles regress on a mixture of the actions' return distributions weighted τ_e : 1 − τ_e,
+# and a CVaR reads the mixture's tail (with 0.9 the worse action's losses leak into V's lower 25 %)
+SMALL = dict(hidden=64, layers=2, batch_size=256, quantiles=20, expectile=0.99, beta=10.0, gamma=1.0,
+             critic_lr=1e-3, actor_lr=1e-3, tau=0.02)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small networks: one torch thread is fastest, and never oversubscribes a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_pinball_loss_by_hand_and_it_fits_the_quantiles():
+    taus = quantile_midpoints(2)  # 0.25, 0.75
+    pred = torch.tensor([[0.0, 1.0]])
+    target = torch.tensor([[2.0, -1.0]])
+    # θ_0 = 0 (τ 0.25): u = 2 → .25·2, u = −1 → .75·1; θ_1 = 1 (τ .75): u = 1 → .75·1, u = −2 → .25·2
+    want = ((0.25 * 2 + 0.75 * 1) + (0.75 * 1 + 0.25 * 2)) / 2
+    assert quantile_huber_loss(pred, target, taus, kappa=0.0).item() == pytest.approx(want)
+    # minimising it over free quantiles recovers the quantiles of the target sample
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(1, 4000, generator=g) * 2.0 + 1.0
+    taus = quantile_midpoints(8)
+    theta = torch.zeros(1, 8, requires_grad=True)
+    opt = torch.optim.Adam([theta], lr=0.05)
+    for _ in range(800):
+        opt.zero_grad()
+        quantile_huber_loss(theta, y, taus, kappa=0.0).backward()
+        opt.step()
+    np.testing.assert_allclose(np.sort(theta.detach().numpy()[0]), np.quantile(y.numpy()[0], taus.numpy()),
+                               atol=0.08)
+
+
+def test_risk_measure_of_known_quantiles():
+    q = torch.tensor([[3.0, -2.0, 1.0, 0.0, 5.0, 2.0, -1.0, 4.0, 6.0, 7.0]])
+    assert risk_measure(q, "mean", 0.1).item() == pytest.approx(2.5)
+    assert risk_measure(q, "cvar", 0.1).item() == pytest.approx(-2.0)
+    assert risk_measure(q, "cvar", 0.2).item() == pytest.approx(-1.5)
+    assert risk_measure(q, "mean-cvar", 0.2, 0.5).item() == pytest.approx(0.5)
+
+
+def _batches(sample, steps, learner, batch=256, seed=0):
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        learner.update({k: torch.as_tensor(v) for k, v in sample(rng, batch).items()})
+
+
+# -- a bandit: arm 0 pays 0.5 surely; arm 1 pays +2 (80 %) or −2 (20 %): mean 1.2, CVaR_10% −2 ---------------
+def _bandit(rng, n):
+    a = rng.integers(0, 2, n)
+    r = np.where(a == 0, 0.5, np.where(rng.random(n) < 0.8, 2.0, -2.0))
+    obs = np.ones((n, 1, 1), np.float32)
+    return {"observations": obs, "next_observations": obs, "actions": a[:, None].astype(np.int64),
+            "rewards": r[:, None].astype(np.float32), "terminals": np.ones((n, 1), np.float32)}
+
+
+@pytest.mark.parametrize("risk,arm", [("mean", 1), ("cvar", 0)])
+def test_bandit_cvar_arm_differs_from_mean_arm(risk, arm):
+    torch.manual_seed(0)
+    algo = QRIQL(Spec(1, 1, 0, True, 2), Config(**SMALL, risk=risk, alpha=0.1))
+    _batches(_bandit, 600, algo)
+    assert algo.act(torch.ones(1, 1, 1)).item() == arm
+    q = algo._quantiles(algo.critic, torch.ones(2, 2), torch.tensor([0, 1])).mean(0)  # (2 arms, N)
+    assert risk_measure(q, "mean", 0.1).tolist() == pytest.approx([0.5, 1.2], abs=0.15)
+    assert risk_measure(q, "cvar", 0.1).tolist() == pytest.approx([0.5, -2.0], abs=0.3)
+
+
+# -- two steps: s0 --a--> s_{1+a} (reward 0); s1: a0 pays 3 or −1 (mean 1), a1 pays 0.5; ------------------------
+# s2: a0 pays 0.8, a1 pays 2 or −3 (mean −0.5). Mean-optimal: a0, a0 (E = 1). CVaR-optimal: a1, a0 (G = 0.8 surely).
+def _two_step(rng, n):
+    first = rng.random(n) < 0.5
+    s = np.where(first, 0, 1 + rng.integers(0, 2, n))
+    a = rng.integers(0, 2, n)
+    coin = rng.random(n) < 0.5
+    r = np.select([s == 0, (s == 1) & (a == 0), s == 1, a == 0], [0.0, np.where(coin, 3.0, -1.0), 0.5, 0.8],
+                  np.where(coin, 2.0, -3.0))
+    s2 = np.where(s == 0, 1 + a, 0)
+    eye = np.eye(3, dtype=np.float32)
+    return {"observations": eye[s][:, None], "next_observations": eye[s2][:, None],
+            "actions": a[:, None].astype(np.int64), "rewards": r[:, None].astype(np.float32),
+            "terminals": (s != 0)[:, None].astype(np.float32)}
+
+
+@pytest.mark.parametrize("risk,plan", [("mean", [0, 0, 0]), ("cvar", [1, 1, 0])])
+def test_two_step_mdp_known_plans(risk, plan):
+    torch.manual_seed(0)
+    algo = QRIQL(Spec(1, 3, 0, True, 2), Config(**SMALL, risk=risk, alpha=0.25))
+    _batches(_two_step, 1200, algo)
+    acts = algo.act(torch.eye(3)[:, None]).flatten().tolist()
+    assert acts == plan
+    v0 = algo.distribution(torch.eye(3)[:1, None])[0, 0]
+    if risk == "cvar":  # V(s0) ≈ the CVaR-optimal return distribution, 0.8 surely
+        assert risk_measure(v0, "cvar", 0.25).item() == pytest.approx(0.8, abs=0.25)
+    else:
+        assert v0.mean().item() == pytest.approx(1.0, abs=0.3)
+
+
+# -- stock augmentation: step 1 pays r1 ∈ {0, 1.5} by chance whatever the action; step 2 (same market state) --------
+# safe pays 1, risky 3 or 0. CVaR_50% of G: safe always 1, risky always 0.75; without the stock no policy beats 1.
+# With it, risky when behind (r1 = 0) and safe when ahead: G ∈ {0, 3, 2.5} w.p. ¼, ¼, ½, CVaR_50% = 1.25, b* = 2.5.
+def _stock_task(rng, n):
+    first = rng.random(n) < 0.5
+    r1 = np.where(rng.random(n) < 0.5, 0.0, 1.5)
+    acc = np.where(first, 0.0, r1)
+    a = rng.integers(0, 2, n)
+    r = np.where(first, r1, np.where(a == 0, 1.0, np.where(rng.random(n) < 0.5, 3.0, 0.0)))
+
+    def obs(step, acc):  # [market state (one-hot step), tanh(acc), time left]
+        o = np.zeros((n, 1, 4), np.float32)
+        o[np.arange(n), 0, step] = 1.0
+        o[:, 0, 2] = np.tanh(acc)
+        o[:, 0, 3] = 1.0 - step / 2.0
+        return o
+
+    return {"observations": obs(np.where(first, 0, 1), acc), "next_observations": obs(np.where(first, 1, 2), acc + r),
+            "actions": a[:, None].astype(np.int64), "rewards": r[:, None].astype(np.float32),
+            "terminals": (~first)[:, None].astype(np.float32)}
+
+
+def test_stock_augmented_learner_gambles_when_behind_and_finds_the_threshold():
+    torch.manual_seed(0)
+    algo = SQRIQL(Spec(1, 4, 0, True, 2), SConfig(**SMALL, risk="cvar", alpha=0.5, b_low=-0.5, b_high=5.0))
+    _batches(_stock_task, 1500, algo)
+    b = algo.choose_threshold()
+    assert b == pytest.approx(2.5, abs=0.35)
+    step2 = torch.tensor([[[0.0, 1.0, 0.0, 0.5]], [[0.0, 1.0, np.tanh(1.5), 0.5]]], dtype=torch.float32)
+    assert algo.act(step2).flatten().tolist() == [1, 0]  # behind: risky; ahead: safe
