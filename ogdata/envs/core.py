@@ -14,6 +14,7 @@ complex or object action, or a Discrete action that is not an integer in range r
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any
