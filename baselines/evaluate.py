@@ -64,8 +64,9 @@ def rollout(core, policy: Callable[[np.ndarray], np.ndarray], seed: int) -> dict
     """One episode in each of the core's B markets; returns per-market `returns`, `lengths`, the
     `alive` mask (B, T) and the per-step paths of the finance keys of `info` (wealth, inventory,
     shortfall, position, turnover, costs, fills, pnl, exercised), shape (B, T+1), frozen at their final value once a
-    market's episode has ended. Execution envs add `dumped`: the shares the last step left for the
-    terminal block sale (inventory × (1 − the last action's fraction)), summed over desks.
+    market's episode has ended. Execution envs whose action is the fraction of the inventory to sell
+    add `dumped`: the shares the last step left for the terminal block sale (inventory × (1 − the
+    last action's fraction)), summed over desks.
 
     Multi-agent: the return sums, per step, the mean reward across agents; per-agent info
     (B, n) is summed over agents (the firm's figure) unless a `firm_<key>` is given.
@@ -84,7 +85,10 @@ def rollout(core, policy: Callable[[np.ndarray], np.ndarray], seed: int) -> dict
         if execution:  # shares a market's last step leaves for the terminal block sale: inventory × (1 − a)
             held = np.asarray(info["inventory"], dtype=np.float64).reshape(B, -1)
             frac = np.clip(np.asarray(act, dtype=np.float64).reshape(B, -1), 0.0, 1.0)
-            left_if_last = (held * (1.0 - frac)).sum(axis=1)
+            if held.shape != frac.shape:   # orders, not fractions of what is held (the order-book desks)
+                execution = False
+            else:
+                left_if_last = (held * (1.0 - frac)).sum(axis=1)
         obs, rew, term, trunc, info = core.step(act)
         if core.multi_agent:
             _check_agents_end_together(core, term, trunc, alive, len(alive_steps))

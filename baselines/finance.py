@@ -143,10 +143,13 @@ def summary(wealth, periods_per_year: float = TRADING_DAYS, turnover=None, inven
 # -- protocol v1: the headline figures, per family, on the fixed evaluation markets -------------------
 CAPITAL_FAMILIES = ("portfolio", "trading")
 EXECUTION_FAMILIES = ("execution",)
-MAKING_FAMILIES = ("market-making", "multi-market-making", "lob-market-making")  # lob: fills in lots
+MAKING_FAMILIES = ("market-making", "multi-market-making", "lob-market-making",  # lob: fills in lots
+                   "lob-competing-makers")  # general-sum: the makers' joint figures (wealth, inventory, fills summed)
 OPTION_FAMILIES = ("option-exercise",)
 SPREAD_FAMILIES = ("stat-arb",)
 LOB_EXECUTION_FAMILIES = ("lob-execution",)
+LOB_DESK_FAMILIES = ("lob-desks",)   # the team reward is minus the firm's shortfall increment, in bp
+MIXED_FAMILIES = ("lob-makers-and-executor",)   # agents' rewards in different units: no joint finance figure
 
 
 def cvar(x, alpha: float = 0.05, tail: str = "lower") -> float:
@@ -241,6 +244,14 @@ def v1_figures(family: str, res: dict, periods_per_year: float | None, n_agents:
         dumped = X - sold
         out["share_dumped_mean"] = float(np.mean(dumped / X))
         out["episodes_with_dump"] = float(np.mean(dumped > 0.5))
+    elif family in LOB_DESK_FAMILIES:   # desks buy and sell: no single dump share; the firm's shortfall
+        bp = -R
+        out["shortfall_bp_mean"] = float(bp.mean())
+        out["shortfall_bp_std"] = _std1(bp)
+        out["shortfall_bp_cvar95"] = cvar(bp, 0.05, tail="upper")
+    elif family in MIXED_FAMILIES:
+        out["note"] = ("makers earn PnL in ticks, the executor minus its shortfall in bp (different units): the joint return "
+                       "statistics above are the only joint figures; per-agent scores are in the references")
     elif family in MAKING_FAMILIES:
         W = _paths(res["wealth"])
         pnl = W[:, -1] - W[:, 0]

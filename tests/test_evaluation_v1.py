@@ -257,3 +257,20 @@ def test_v0_suites_take_only_v0_datasets_and_v1_suites_only_v1():
     assert "execution-ac/random-v0" in v0 and "execution-ac/random-v0" not in v1
     assert {parse_id(i).version for i in v0} == {0} and {parse_id(i).version for i in v1} <= {1}
     assert rep.SUITES["lite"]["protocol"] == "v0" and rep.SUITES["v1-lite"]["seeds"] >= 5
+
+
+def test_order_book_desks_and_mixed_settings_have_their_own_figures():
+    """The desks' firm shortfall is minus the team return in bp (no dump share: desks buy and sell);
+    the order-book desks' actions are orders, so the rollout adds no fraction-based dump; a mixed
+    setting reports only the joint return statistics and says why."""
+    firm = market_references("lob-desks-2", "test")["baselines"]["lob-desks/firm-twap"]["finance"]
+    assert firm["shortfall_bp_mean"] == pytest.approx(-firm["return_mean"]) and "share_dumped_mean" not in firm
+    res = {"returns": np.array([-1.0, -3.0, -2.0]), "alive": np.ones((3, 4), bool)}
+    f = finance.v1_figures("lob-desks", res, None)
+    assert f["shortfall_bp_mean"] == pytest.approx(2.0) and f["shortfall_bp_std"] == pytest.approx(1.0)
+    assert f["shortfall_bp_cvar95"] == pytest.approx(3.0) and "share_dumped_mean" not in f
+    m = finance.v1_figures("lob-makers-and-executor", res, None)
+    assert m["return_mean"] == pytest.approx(-2.0) and "different units" in m["note"]
+    rows = market_references("lob-competing-makers-2", "test")["baselines"]
+    fin = rows["lob-competing-makers/inventory-skew"]["finance"]
+    assert fin["time_scale"] == "per episode" and {"pnl_mean", "fill_rate", "inventory_std"} <= set(fin)
