@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from baselines import multi, single
+from baselines import multi, native, single
 from baselines.single import D3rlpyAlgo
 from ogdata.errors import InvalidIdError, closest
 
@@ -22,14 +22,21 @@ def _single_agent(a: D3rlpyAlgo) -> AlgoInfo:
     return AlgoInfo(a.name, False, tuple(a.action_types), a.implementation, a.description)
 
 
+def _native(cls) -> AlgoInfo:
+    return AlgoInfo(cls.name, False, tuple(cls.action_types), cls.__module__.replace(".", "/") + ".py",
+                    cls.description)
+
+
 def _multi_agent(cls) -> AlgoInfo:
     return AlgoInfo(cls.name, True, tuple(cls.action_types), cls.__module__.replace(".", "/") + ".py",
                     cls.description)
 
 
-# Derived from the algorithms themselves (baselines.single.ALGORITHMS, the classes in baselines.multi).
+# Derived from the algorithms themselves (baselines.single.ALGORITHMS, the classes in baselines.multi,
+# the single-agent ones of our own in baselines.native).
 ALGORITHMS: dict[str, AlgoInfo] = {a.name: a for a in (*map(_single_agent, single.ALGORITHMS),
-                                                       *map(_multi_agent, multi.CLASSES))}
+                                                       *map(_multi_agent, multi.CLASSES),
+                                                       *map(_native, native.CLASSES))}
 
 
 def dataset_kind(ds) -> tuple[bool, str]:
