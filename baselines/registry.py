@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from baselines import multi, single
+from baselines import multi, native, single
 from baselines.single import D3rlpyAlgo
 from ogdata.errors import InvalidIdError, closest
 
@@ -23,14 +23,16 @@ def _single_agent(a: D3rlpyAlgo) -> AlgoInfo:
     return AlgoInfo(a.name, False, tuple(a.action_types), a.implementation, a.description)
 
 
-def _torch(cls) -> AlgoInfo:
-    return AlgoInfo(cls.name, getattr(cls, "multi_agent", True), tuple(cls.action_types),
+def _torch(cls, multi_agent: bool = True) -> AlgoInfo:
+    return AlgoInfo(cls.name, getattr(cls, "multi_agent", multi_agent), tuple(cls.action_types),
                     cls.__module__.replace(".", "/") + ".py", cls.description, getattr(cls, "in_suites", True))
 
 
-# Derived from the algorithms themselves (baselines.single.ALGORITHMS, the classes in baselines.multi).
+# Derived from the algorithms themselves (baselines.single.ALGORITHMS, the classes in baselines.multi,
+# the single-agent ones of our own in baselines.native).
 ALGORITHMS: dict[str, AlgoInfo] = {a.name: a for a in (*map(_single_agent, single.ALGORITHMS),
-                                                       *map(_torch, multi.CLASSES))}
+                                                       *map(_torch, multi.CLASSES),
+                                                       *(_torch(c, multi_agent=False) for c in native.CLASSES))}
 
 
 def dataset_kind(ds) -> tuple[bool, str]:

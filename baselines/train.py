@@ -69,6 +69,10 @@ def build_learner(algo: str, ds, s: RunSettings):
         from baselines.multi import MultiLearner
 
         return MultiLearner.from_dataset(algo, ds, scaling, **kw)
+    if not info.implementation.startswith("d3rlpy"):
+        from baselines.native import NativeLearner
+
+        return NativeLearner.from_dataset(algo, ds, scaling, **kw)
     from baselines.single import D3rlpyLearner
 
     return D3rlpyLearner.from_dataset(algo, ds, scaling, **kw)
@@ -79,6 +83,8 @@ def load_learner(checkpoint_dir: str | os.PathLike, device: str = "cpu"):
     states, config = read_checkpoint(checkpoint_dir, device=device)
     if config.get("kind") == "d3rlpy":
         from baselines.single import D3rlpyLearner as cls
+    elif config.get("kind") == "native":
+        from baselines.native import NativeLearner as cls
     else:
         from baselines.multi import MultiLearner as cls
     learner = cls.from_config(config, device=device)

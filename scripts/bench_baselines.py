@@ -11,7 +11,12 @@ timed interleaved (order reversed every other round), --repeats rounds, median (
 are per round, then the median. Rates are from wall time and, beside them, CPU time of the process
 (less inflated by other jobs on a shared machine). The load average is recorded.
 
-    python scripts/bench_baselines.py [--agents 2] [--batch 256] [--hidden 256] [--seconds 3] [--repeats 5]
+The single-agent learners of our own (`--which native`; issue #23) are timed the same way beside
+d3rlpy's nearest learners on the same single-agent data: MOPO / LMOPO (model update + SAC update +
+a model rollout every `rollout_every` updates, amortised — the benchmark runs past `rollout_start`
+first) beside d3rlpy's SAC (their model-free core, no model) and CQL; ARSQ beside CQL.
+
+    python scripts/bench_baselines.py [--agents 2] [--batch 256] [--hidden 256] [--seconds 3] [--repeats 5] [--which all]
 """
 
 from __future__ import annotations
@@ -35,6 +40,13 @@ PAIRS = [  # (multi-agent algo, its d3rlpy counterpart, action type)
     ("itd3bc", "td3bc", "continuous"),
     ("matd3bc", "td3bc", "continuous"),
     ("iiql", "iql", "continuous"),
+]
+
+
+NATIVE_PAIRS = [  # (our single-agent learner, d3rlpy learners it is timed beside)
+    ("mopo", ("SAC", "CQL")),
+    ("lmopo", ("SAC", "CQL")),
+    ("arsq", ("CQL",)),
 ]
 
 
@@ -107,6 +119,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="bench_out/baselines.md")
+    p.add_argument("--which", choices=("multi", "native", "all"), default="all",
+                   help="multi-agent vs d3rlpy, our single-agent learners vs d3rlpy, or both")
     args = p.parse_args(argv)
 
     import torch
@@ -124,7 +138,7 @@ def main(argv=None) -> int:
     loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as tmp:
         data = make_data(Path(tmp), n, args.obs_dim, args.act_dim, args.actions, args.transitions)
-        for ma, sa, kind in PAIRS:
+        for ma, sa, kind in (PAIRS if args.which != "native" else ()):
             sa_name = single.ALGOS[sa].configs[kind].removesuffix("Config")  # the d3rlpy class shown
             mds, sds = data[("multi", kind)], data[("single", kind)]
             learners = {"ma": MultiLearner.from_dataset(ma, mds, fit_scaling(mds), batch_size=args.batch, **kw)}
@@ -155,12 +169,13 @@ def main(argv=None) -> int:
                   f"{statistics.median(wall['ma_plain']):.1f}) | {sa_name} batch {bn} "
                   f"{statistics.median(wall['sa_bn']):8.1f} upd/s | equal samples {statistics.median(eq):.2f}× "
                   f"(CPU {statistics.median(eq_cpu):.2f}×), fused Adam {statistics.median(fused):.2f}×", flush=True)
+        native_rows = bench_native(args, data[("single", "continuous")]) if args.which != "multi" else []
 
     import platform
 
     import d3rlpy
 
-    lines = [
+    lines = [] if not rows else [
         "# Multi-agent baselines vs d3rlpy at equal samples: updates per second",
         "",
         f"{time.strftime('%Y-%m-%d %H:%M')}; {n} agents, multi-agent batch {args.batch} joint transitions "
@@ -181,6 +196,16 @@ def main(argv=None) -> int:
         lines.append(f"| {name} | {peer} | {spread(wall['ma'], '.0f')} | {spread(wall['sa_bn'], '.0f')} | "
                      f"**{spread(eq, '.2f', '×')}** | {spread(eq_cpu, '.2f', '×')} | {spread(plain, '.2f', '×')} | "
                      f"{spread(fused, '.2f', '×')} |")
+    if native_rows:
+        lines += [
+            "", "# Our single-agent learners beside d3rlpy's: updates per second", "",
+            f"Single-agent data, batch {args.batch}, MLP {args.layers}×{args.hidden}, obs {args.obs_dim}, continuous "
+            f"actions {args.act_dim}-d, device {args.device}, torch threads {args.threads}, median of {args.repeats} "
+            f"interleaved {args.seconds:g}-s timings of the full training step (sampling included; MOPO/LMOPO after "
+            "their first rollout, rollouts amortised). torch " f"{torch.__version__}, d3rlpy {d3rlpy.__version__}.",
+            "", "| ours | updates/s | d3rlpy learner | d3rlpy updates/s | ours / d3rlpy |", "| --- | ---: | --- | ---: | ---: |"]
+        for ours, rate_ours, d3, rate_d3 in native_rows:
+            lines.append(f"| {ours} | {rate_ours:.1f} | {d3} | {rate_d3:.1f} | {rate_ours / rate_d3:.2f}× |")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
@@ -189,6 +214,55 @@ def main(argv=None) -> int:
     print("\n".join(lines))
     print(f"wrote {out}")
     return 0
+
+
+def bench_native(args, ds) -> list[tuple[str, float, str, float]]:
+    """(ours, its updates/s, d3rlpy learner, its updates/s) for each of NATIVE_PAIRS, interleaved timings."""
+    import d3rlpy
+    from d3rlpy.models.encoders import VectorEncoderFactory
+
+    from baselines.data import fit_scaling
+    from baselines.native import NativeLearner
+    from baselines.single import D3rlpyLearner, TransitionSampler, d3rlpy_device, make_config
+
+    scaling = fit_scaling(ds)
+    kw = dict(hidden=args.hidden, layers=args.layers, device=args.device, seed=0, batch_size=args.batch)
+
+    def d3(name: str) -> D3rlpyLearner:
+        if name == "CQL":
+            return D3rlpyLearner.from_dataset("cql", ds, scaling, **kw)
+        d3rlpy.seed(0)  # SAC: d3rlpy's SACConfig with the same encoders and batch (not in baselines.single)
+        enc = VectorEncoderFactory(hidden_units=[args.hidden] * args.layers)
+        base = make_config("bc", "continuous", scaling, args.hidden, args.layers, args.batch)  # its scalers
+        cfg = d3rlpy.algos.SACConfig(batch_size=args.batch, actor_encoder_factory=enc, critic_encoder_factory=enc,
+                                     observation_scaler=base.observation_scaler, reward_scaler=base.reward_scaler,
+                                     action_scaler=base.action_scaler)
+        algo = cfg.create(device=d3rlpy_device(args.device))
+        algo.build_with_dataset(ds.to_d3rlpy())
+        return D3rlpyLearner("sac", algo, scaling, "continuous", ds.action_space.shape, TransitionSampler(ds, 0))
+
+    learners: dict[str, object] = {}
+    for ours, theirs in NATIVE_PAIRS:
+        lr = NativeLearner.from_dataset(ours, ds, scaling, **kw)
+        for _ in range(getattr(lr.algo.config, "rollout_start", 0)):  # past the first rollout: the steady state
+            lr.step()
+        learners[ours] = lr
+        for t in theirs:
+            learners.setdefault(t, None)
+    for t in [k for k, v in learners.items() if v is None]:
+        learners[t] = d3(t)
+    times: dict[str, list[float]] = {k: [] for k in learners}
+    for _ in range(args.repeats):
+        for k, lr in learners.items():
+            times[k].append(rate(lr, args.seconds)[0])   # wall updates/s
+    med = {k: statistics.median(v) for k, v in times.items()}
+    out = []
+    for ours, theirs in NATIVE_PAIRS:
+        for t in theirs:
+            out.append((ours, med[ours], f"{t} (d3rlpy)", med[t]))
+            print(f"{ours:8s} {med[ours]:8.1f} upd/s | {t:5s} (d3rlpy) {med[t]:8.1f} upd/s  "
+                  f"ratio {med[ours] / med[t]:.2f}", flush=True)
+    return out
 
 
 if __name__ == "__main__":

@@ -208,7 +208,7 @@ def test_registry_matches_algorithms_to_datasets(tmp_path, capsys):
     assert "icql     multi   yes       -" in "\n".join(table)
     ds = bandit_dataset(tmp_path / "c", n=50)
     dds = discrete_dataset(tmp_path / "d", n=50)
-    assert applicable(ds) == ["bc", "cql", "iql", "td3bc", "qriql", "sqriql"]
+    assert applicable(ds) == ["bc", "cql", "iql", "td3bc", "qriql", "sqriql", "mopo", "lmopo", "arsq"]
     assert applicable(dds) == ["bc", "cql", "bcq", "qriql", "sqriql"]
     with pytest.raises(InvalidIdError, match="these can: bc, cql, bcq"):
         check("iql", dds)
@@ -222,10 +222,11 @@ def test_registry_is_derived_from_the_algorithms():
     """Each algorithm's identity lives on it; the registry only reads it (and points at real code)."""
     import d3rlpy
 
-    from baselines import multi, single
+    from baselines import multi, native, single
     from baselines.registry import ALGORITHMS
 
-    assert list(ALGORITHMS) == [a.name for a in single.ALGORITHMS] + [c.name for c in multi.CLASSES]
+    assert list(ALGORITHMS) == ([a.name for a in single.ALGORITHMS] + [c.name for c in multi.CLASSES]
+                                + [c.name for c in native.CLASSES])
     for a in single.ALGORITHMS:
         info = ALGORITHMS[a.name]
         assert not info.multi_agent and set(info.action_types) == set(a.configs)
@@ -236,6 +237,10 @@ def test_registry_is_derived_from_the_algorithms():
         info = ALGORITHMS[c.name]
         assert info.multi_agent == getattr(c, "multi_agent", True) and info.action_types == c.action_types
         assert info.description == c.description and info.in_suites == getattr(c, "in_suites", True)
+        assert (ROOT / info.implementation).is_file() and c.config_class().batch_size == 256
+    for c in native.CLASSES:
+        info = ALGORITHMS[c.name]
+        assert not info.multi_agent and info.action_types == c.action_types and info.description == c.description
         assert (ROOT / info.implementation).is_file() and c.config_class().batch_size == 256
 
 
