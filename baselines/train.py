@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from baselines import native
 from baselines.checkpoint import load_modules, read_checkpoint, save_checkpoint
 from baselines.data import fit_scaling
 from baselines.registry import check
@@ -65,14 +66,14 @@ def build_learner(algo: str, ds, s: RunSettings):
     scaling = fit_scaling(ds)
     kw = dict(hidden=s.hidden, layers=s.layers, batch_size=s.batch_size, device=s.device, seed=s.seed,
               overrides=s.overrides or None)
-    if not info.implementation.startswith("d3rlpy"):  # our torch files, multi- or single-agent
-        from baselines.multi import MultiLearner
-
-        return MultiLearner.from_dataset(algo, ds, scaling, **kw)
-    if not info.implementation.startswith("d3rlpy"):
+    if algo in native.ALGOS:  # our single-agent learners behind baselines/native.py
         from baselines.native import NativeLearner
 
         return NativeLearner.from_dataset(algo, ds, scaling, **kw)
+    if not info.implementation.startswith("d3rlpy"):  # our torch files of the multi-agent face (risk learners too)
+        from baselines.multi import MultiLearner
+
+        return MultiLearner.from_dataset(algo, ds, scaling, **kw)
     from baselines.single import D3rlpyLearner
 
     return D3rlpyLearner.from_dataset(algo, ds, scaling, **kw)
