@@ -35,6 +35,26 @@ MAPPABLE = {np.dtype(t).name for t in "?bhilqBHILQefd"}   # dtypes a raw shard m
 SMALL_BYTES = 1 << 26  # compressed arrays up to this size (flags: 1 byte a step) are decoded whole for slicing
 
 
+def _count(v, least: int = 1) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= least
+
+
+def _sharded(desc) -> bool:
+    """Whether an (untrusted) array description states ogdata's raw sharded layout: no compressor, whole
+    chunks per shard."""
+    return (isinstance(desc, dict) and desc.get("compressor") is None and _count(desc.get("chunk_rows"))
+            and _count(desc.get("shard_rows")) and desc["shard_rows"] % desc["chunk_rows"] == 0)
+
+
+def _shape_ok(desc: dict) -> bool:
+    shape = desc.get("shape")
+    return isinstance(shape, list) and bool(shape) and all(_count(x, 0) for x in shape)
+
+
+def _numeric(desc: dict) -> bool:
+    return isinstance(desc.get("dtype"), str) and desc["dtype"] in MAPPABLE
+
+
 class Source:
     """Rows of a dataset's arrays. `metadata` is validated by whoever built the source."""
 
@@ -111,10 +131,7 @@ class FolderSource(Source):
         """The array's description if it is raw (uncompressed, sharded) and of a numeric dtype — the dtype is
         untrusted metadata, and bytes read into an object array would be pointers — else None."""
         desc = self.metadata["arrays"].get(name)
-        if (desc and desc.get("compressor") is None and "shard_rows" in desc and "chunk_rows" in desc
-                and desc["shape"] and desc.get("dtype") in MAPPABLE):
-            return desc
-        return None
+        return desc if _sharded(desc) and _shape_ok(desc) and _numeric(desc) else None
 
     def take(self, name: str, idx: np.ndarray) -> np.ndarray:
         if not self.mmap:
@@ -140,7 +157,8 @@ class FolderSource(Source):
         if sl is not None and name in self._small:
             return self._small[name][sl].copy()   # a copy: the caller may write to it
         desc = self.metadata["arrays"].get(name)
-        if (sl is not None and desc and desc.get("compressor") is not None and desc.get("dtype") in MAPPABLE
+        if (sl is not None and isinstance(desc, dict) and desc.get("compressor") is not None and _numeric(desc)
+                and _shape_ok(desc)
                 and int(np.prod(desc["shape"], dtype=np.int64)) * np.dtype(desc["dtype"]).itemsize <= SMALL_BYTES):
             # a compressed array is decoded whole once: zarr's per-slice decode costs ms per episode
             self._small[name] = self.read(name)
@@ -157,7 +175,7 @@ class FolderSource(Source):
         if desc and list(arr.shape) != list(desc["shape"]):
             raise MetadataError(f"{self.path}: array {name!r} has shape {list(arr.shape)} but metadata says "
                                 f"{desc['shape']}; the dataset is inconsistent — re-download it")
-        if sl is None and desc and desc.get("compressor") is None and "shard_rows" in desc:
+        if sl is None and _sharded(desc):
             fast = read_array(self.path / DATA_DIR / name, tuple(arr.shape), arr.dtype, desc["chunk_rows"],
                               desc["shard_rows"])
             if fast is not None:
