@@ -424,28 +424,6 @@ class Book:
             for a in orders:
                 a[out] = 0
         return shift
-        q = self.q
-        for b, grow, shrink in ((np.flatnonzero(up), BID, ASK), (np.flatnonzero(down), ASK, BID)):
-            if b.size == 0:
-                continue
-            # the `shrink` side loses its empty best level and gains a new far level; the `grow` side
-            # gains an empty best level (the old opposite best price) and drops its far level
-            q[b, shrink, :-1] = q[b, shrink, 1:]
-            q[b, shrink, -1] = deep[b]
-            q[b, grow, 1:] = q[b, grow, :-1]
-            q[b, grow, 0] = 0
-            lv[b, shrink] -= 1
-            lv[b, grow] += 1
-        moved = np.flatnonzero(shift)
-        self.pb += shift
-        self.z[moved] = np.where(sign[moved] < 0.5, 1, -1)
-        lv[sz == 0] = 0                                                 # no order: level 0 by convention
-        out = lv >= self.K                                              # pushed beyond the window: cancelled
-        if out.any():
-            sz[out] = 0
-            lv[out] = 0
-            self.o_ahead[out] = 0
-        return shift
 
 
 def _pow2(n: int, floor: int) -> int:
