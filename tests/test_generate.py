@@ -310,9 +310,9 @@ def test_in_process_generation_runs_with_one_thread_and_restores_the_limits(tmp_
         return real(spec)
 
     monkeypatch.setattr(gen, "_run_shard", spy)
-    before_blas = {i["internal_api"]: i["num_threads"] for i in threadpool_info()}
     callers_torch = torch.get_num_threads()
-    torch.set_num_threads(2)
+    torch.set_num_threads(2)   # this sets OpenMP's pool too: read the limits to restore after it
+    before_blas = {i["internal_api"]: i["num_threads"] for i in threadpool_info()}
     try:
         generate("market-making-as", "random", 3000, tmp_path / "d", workers=1, progress=False, profile=False,
                  shard_transitions=1000)
