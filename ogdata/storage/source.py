@@ -14,6 +14,7 @@ same source in another process (a Ray worker), so data never travels by pickle, 
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,7 @@ def _numeric(desc: dict) -> bool:
     return isinstance(desc.get("dtype"), str) and desc["dtype"] in MAPPABLE
 
 
-class Source:
+class Source(ABC):
     """Rows of a dataset's arrays. `metadata` is validated by whoever built the source."""
 
     metadata: dict[str, Any]
@@ -63,9 +64,9 @@ class Source:
     streamed = False    # True: arrays are fetched on demand and never all held in memory
     gathers = False     # True: `sample` should gather through `take` rather than hold the arrays
 
+    @abstractmethod
     def read(self, name: str, sl: slice | None = None) -> np.ndarray:
         """Rows `sl` (all rows for None) of array `name`."""
-        raise NotImplementedError
 
     def take(self, name: str, idx: np.ndarray) -> np.ndarray:
         """Rows at `idx`, in that order (a streamed source fetches only the shards they fall in)."""
@@ -74,10 +75,11 @@ class Source:
     def prefetch(self, wanted: list[tuple[str, np.ndarray]]) -> None:
         """A hint that rows `idx` of each named array are about to be taken (a streamed source fetches
         their shards together)."""
+        return None   # a source that fetches nothing ahead ignores the hint
 
+    @abstractmethod
     def spec(self) -> dict[str, Any]:
         """How to open this same source elsewhere (JSON; no data, no secrets)."""
-        raise NotImplementedError
 
 
 # -- a folder on disk -----------------------------------------------------------------------------
