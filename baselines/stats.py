@@ -10,7 +10,6 @@ Every std shown is a sample std (ddof = 1). rliable is the `eval` extra; it is i
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from contextlib import contextmanager
 
@@ -29,11 +28,16 @@ def _rliable():
 
 
 @contextmanager
-def _quiet():
-    """rliable 1.2.0 passes arch 7 the `random_state` it deprecates: the warning is rliable's, not the reader's."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="random_state is deprecated", category=FutureWarning)
+def _seeded(seed: int):
+    """rliable 1.2.0's StratifiedBootstrap draws its resamples from numpy's *global* generator (np.random.choice),
+    whatever `random_state` it is given (which arch 7 only uses for its own draws, and deprecates). Seed the global
+    generator for the call and put its state back: intervals are reproducible, the caller's random stream untouched."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
         yield
+    finally:
+        np.random.set_state(state)
 
 
 def std1(x) -> float:
@@ -50,10 +54,9 @@ def mean_ci(x, confidence: float = CONFIDENCE, reps: int = REPS, seed: int = 0) 
     if x.size == 1:
         return float(x[0]), float("nan"), float("nan")
     library, _ = _rliable()
-    with _quiet():
+    with _seeded(seed):
         point, ci = library.get_interval_estimates({"x": x[:, None]}, lambda s: np.array([s.mean()]), reps=reps,
-                                                   confidence_interval_size=confidence,
-                                                   random_state=np.random.RandomState(seed))
+                                                   confidence_interval_size=confidence)
     return float(point["x"][0]), float(ci["x"][0, 0]), float(ci["x"][1, 0])
 
 
@@ -63,10 +66,9 @@ def iqm_ci(scores: Mapping[str, np.ndarray], confidence: float = CONFIDENCE, rep
     stratified bootstrap (runs resampled within each dataset)."""
     library, metrics = _rliable()
     mats = {k: _matrix(v, k) for k, v in scores.items()}
-    with _quiet():
+    with _seeded(seed):
         point, ci = library.get_interval_estimates(mats, lambda s: np.array([metrics.aggregate_iqm(s)]), reps=reps,
-                                                   confidence_interval_size=confidence,
-                                                   random_state=np.random.RandomState(seed))
+                                                   confidence_interval_size=confidence)
     return {k: (float(point[k][0]), float(ci[k][0, 0]), float(ci[k][1, 0])) for k in mats}
 
 
@@ -76,13 +78,8 @@ def performance_profiles(scores: Mapping[str, np.ndarray], taus, reps: int = 200
     library, _ = _rliable()
     taus = np.asarray(taus, dtype=np.float64)
     mats = {k: _matrix(v, k) for k, v in scores.items()}
-    state = np.random.get_state()  # rliable draws the profile bootstrap from numpy's global generator
-    np.random.seed(seed)
-    try:
-        with _quiet():
-            share, cis = library.create_performance_profile(mats, taus, reps=reps)
-    finally:
-        np.random.set_state(state)
+    with _seeded(seed):
+        share, cis = library.create_performance_profile(mats, taus, reps=reps)
     return {k: {"tau": taus.tolist(), "share": np.asarray(share[k]).tolist(),
                 "low": np.asarray(cis[k][0]).tolist(), "high": np.asarray(cis[k][1]).tolist()} for k in mats}
 

@@ -177,6 +177,23 @@ def test_iqm_and_performance_profile_on_known_scores():
     assert prof["share"] == pytest.approx([1.0, 0.5, 0.0])
 
 
+def test_intervals_are_reproducible_and_leave_the_callers_random_stream_alone():
+    # rliable resamples from numpy's global generator whatever random_state it is given: the intervals must
+    # still be the same on every call (the committed tables rebuild byte-identically) and the global
+    # stream must continue as if no bootstrap had run
+    x = np.random.default_rng(3).normal(size=9)
+    scores = {"a": np.random.default_rng(4).normal(size=(5, 3))}
+    np.random.seed(11)
+    expected_next = np.random.random()
+    np.random.seed(11)
+    first = (stats.mean_ci(x, reps=200), stats.iqm_ci(scores, reps=200),
+             stats.performance_profiles(scores, [0.0], reps=50))
+    assert np.random.random() == expected_next
+    assert (stats.mean_ci(x, reps=200), stats.iqm_ci(scores, reps=200),
+            stats.performance_profiles(scores, [0.0], reps=50)) == first
+    assert stats.mean_ci(x, reps=200, seed=1) != first[0]
+
+
 # -- 5. time scale and finance figures --------------------------------------------------------------------------------
 def test_each_env_states_its_time_scale_and_only_capital_envs_annualise():
     # capital or P&L paths annualise at their own step: daily, monthly or hourly; the others never
