@@ -65,6 +65,34 @@ class GaussianActor(nn.Module):
         return torch.tanh(self.mu(x))
 
 
+def implicit_q_step(learner, x, a, value_loss, q_loss, q, advantage) -> dict[str, torch.Tensor]:
+    """The rest of an IQL update once V's and the critics' losses are built: one optimiser step on both (disjoint
+    parameters), advantage-weighted regression of the actor on the detached advantage, Polyak update of the
+    target critics. Shared by IIQL and the distributional IQLs, whose losses differ but whose update does not."""
+    learner.critic_optim.zero_grad(set_to_none=True)
+    (value_loss + q_loss).backward()
+    learner.critic_optim.step()
+    actor_loss = advantage_weighted_step(learner, x, a, advantage.detach())
+    soft_update(learner.critic_target, learner.critic, learner.config.tau)
+    return {"value_loss": value_loss.detach(), "q_loss": q_loss.detach(), "actor_loss": actor_loss,
+            "q_mean": q.detach().mean()}
+
+def advantage_weighted_step(learner, x, a, advantage) -> torch.Tensor:
+    """One step of advantage-weighted regression on `learner.actor` (softmax over discrete actions, else a
+    GaussianActor): maximise min(exp(β·A), max_weight) · log π(a | o). Shared by IIQL and the distributional IQLs."""
+    c = learner.config
+    weight = torch.exp(c.beta * advantage).clamp(max=c.max_weight)
+    if learner.spec.discrete:
+        log_prob = F.log_softmax(learner.actor(x), -1).gather(1, a[:, None]).squeeze(1)
+    else:
+        log_prob = learner.actor.log_prob(x, a)
+    actor_loss = -(weight * log_prob).mean()
+    learner.actor_optim.zero_grad(set_to_none=True)
+    actor_loss.backward()
+    learner.actor_optim.step()
+    return actor_loss.detach()
+
+
 class IIQL:
     name = "iiql"
     description = "independent IQL"
@@ -115,13 +143,7 @@ class IIQL:
 
         value_loss, advantage = self._value_loss(x, a)
         q_loss, q = self._q_loss(x, a, r, x2, done)
-        self.critic_optim.zero_grad(set_to_none=True)  # V and Q: disjoint parameters, one optimiser step
-        (value_loss + q_loss).backward()
-        self.critic_optim.step()
-        actor_loss = self._update_policy(x, a, advantage.detach())
-        soft_update(self.critic_target, self.critic, self.config.tau)
-        return {"value_loss": value_loss.detach(), "q_loss": q_loss.detach(), "actor_loss": actor_loss,
-                "q_mean": q.detach().mean()}
+        return implicit_q_step(self, x, a, value_loss, q_loss, q, advantage)
 
     def _value_loss(self, x, a) -> tuple[torch.Tensor, torch.Tensor]:
         """V(o) expectile-regresses on min_k Q'_k(o, a); returns the loss and the advantage Q' − V."""
@@ -138,20 +160,6 @@ class IIQL:
         out = self._q_out(self.critic, x, a)
         q = self.head.value(out)
         return self.head.loss(out, y.expand_as(q)).mean(1).sum(), q
-
-    def _update_policy(self, x, a, advantage) -> torch.Tensor:
-        """Advantage-weighted regression: maximise min(exp(β·A), max_weight) · log π(a | o)."""
-        c = self.config
-        weight = torch.exp(c.beta * advantage).clamp(max=c.max_weight)
-        if self.spec.discrete:
-            log_prob = F.log_softmax(self.actor(x), -1).gather(1, a[:, None]).squeeze(1)
-        else:
-            log_prob = self.actor.log_prob(x, a)
-        actor_loss = -(weight * log_prob).mean()
-        self.actor_optim.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.actor_optim.step()
-        return actor_loss.detach()
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> torch.Tensor:

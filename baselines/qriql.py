@@ -30,12 +30,11 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from baselines.data import Spec, with_agent_id
-from baselines.iiql import GaussianActor
-from baselines.networks import Twin, adam, mlp, soft_update
+from baselines.iiql import GaussianActor, implicit_q_step
+from baselines.networks import Twin, adam, mlp
 from ogdata.errors import DataValidationError
 
 RISKS = ("mean", "cvar", "mean-cvar")
@@ -155,13 +154,8 @@ class QRIQL:
 
         value_loss, advantage = self._value_loss(x, a, ctx)
         q_loss, q = self._q_loss(x, a, r, x2, done)
-        self.critic_optim.zero_grad(set_to_none=True)  # V and Z: disjoint parameters, one optimiser step
-        (value_loss + q_loss).backward()
-        self.critic_optim.step()
-        actor_loss = self._update_policy(x, a, advantage.detach())
-        soft_update(self.critic_target, self.critic, self.config.tau)
-        return {"value_loss": value_loss.detach(), "q_loss": q_loss.detach(), "actor_loss": actor_loss,
-                "q_mean": q.detach().mean(), "advantage_mean": advantage.mean()}
+        return {**implicit_q_step(self, x, a, value_loss, q_loss, q, advantage),
+                "advantage_mean": advantage.detach().mean()}
 
     def _value_loss(self, x, a, ctx) -> tuple[torch.Tensor, torch.Tensor]:
         """V's quantiles onto θ̄(s, a), weighted by the expectile in ρ; returns the loss and A = ρ(θ̄) − ρ(ζ)."""
@@ -179,20 +173,6 @@ class QRIQL:
         q = self._quantiles(self.critic, x, a)  # (k, M, N)
         loss = sum(quantile_huber_loss(q[k], y, self.taus, self.config.kappa) for k in range(q.shape[0]))
         return loss, q
-
-    def _update_policy(self, x, a, advantage) -> torch.Tensor:
-        """Advantage-weighted regression: maximise min(exp(β·A), max_weight) · log π(a | s)."""
-        c = self.config
-        weight = torch.exp(c.beta * advantage).clamp(max=c.max_weight)
-        if self.spec.discrete:
-            log_prob = F.log_softmax(self.actor(x), -1).gather(1, a[:, None]).squeeze(1)
-        else:
-            log_prob = self.actor.log_prob(x, a)
-        actor_loss = -(weight * log_prob).mean()
-        self.actor_optim.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.actor_optim.step()
-        return actor_loss.detach()
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> torch.Tensor:
