@@ -365,13 +365,7 @@ class Book:
         at = self._flat + lv.ravel()
         avail = q.copy()
         avail.reshape(-1)[at] += sz.ravel()
-        # lots before each level, an unrolled prefix sum (numpy's cumsum is slow along a short last axis)
-        left = np.empty_like(avail)
-        left[:, :, 0] = volume
-        for j in range(1, self.K):
-            np.subtract(left[:, :, j - 1], avail[:, :, j - 1], out=left[:, :, j])
-        np.maximum(left, 0, out=left)
-        take = np.minimum(left, avail, out=left)
+        take = take_from_levels(avail, volume)
         t_j = take.reshape(-1)[at].reshape(-1, 2)
         a_fill = np.minimum(np.maximum(t_j - ahead, 0), sz)
         q -= take
@@ -424,6 +418,18 @@ class Book:
             for a in orders:
                 a[out] = 0
         return shift
+
+
+def take_from_levels(avail: np.ndarray, volume: np.ndarray) -> np.ndarray:
+    """Lots a market order of volume[:, s] takes from each level of side s (B, 2, K), best level first:
+    min(avail, what is left after the levels before), an unrolled prefix sum (numpy's cumsum is slow along
+    a short last axis). Shared by the one-agent and the many-agent books."""
+    left = np.empty_like(avail)
+    left[:, :, 0] = volume
+    for j in range(1, avail.shape[2]):
+        np.subtract(left[:, :, j - 1], avail[:, :, j - 1], out=left[:, :, j])
+    np.maximum(left, 0, out=left)
+    return np.minimum(left, avail, out=left)
 
 
 def _pow2(n: int, floor: int) -> int:

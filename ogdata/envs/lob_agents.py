@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ogdata.envs.lob import ASK, BID, Book, StepFlow, _as_int
+from ogdata.envs.lob import ASK, BID, Book, StepFlow, _as_int, take_from_levels
 from ogdata.envs.lob_draws import BITS, poisson_inverse, unit
 from ogdata.errors import EnvError
 
@@ -197,13 +197,7 @@ class AgentBook(Book):
         """Take volume[:, s] lots from side s, best level first, FIFO within a level (background segments
         and agent orders in queue order). Returns (lots taken per level (B, 2, K), agents' fills (B, n, 2))."""
         q, sz, lv, ahead = self.q, self.a_sz, self.a_lv, self.a_ahead
-        avail = self.visible()
-        left = np.empty_like(avail)
-        left[:, :, 0] = volume
-        for j in range(1, self.K):
-            np.subtract(left[:, :, j - 1], avail[:, :, j - 1], out=left[:, :, j])
-        np.maximum(left, 0, out=left)
-        take = np.minimum(left, avail, out=left)
+        take = take_from_levels(self.visible(), volume)
         M = self.ahead_matrix()
         pos = ahead + np.where(M, sz[:, None, :, :], 0).sum(axis=2)      # lots ahead: background + agents
         t = take[self._rows3, self._sides3, lv]                           # lots taken at each agent's level
