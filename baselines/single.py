@@ -1,6 +1,7 @@
 """Single-agent baselines through d3rlpy 2.8: BC, CQL, IQL, TD3+BC; DiscreteBC, DiscreteCQL, DiscreteBCQ.
 
-The algorithm is built from `ds.to_d3rlpy()` (shapes and action type), with the env's
+The algorithm is built from the dataset's spaces (observation size, action size and type: all d3rlpy's
+`build_with_dataset` reads, without converting a million transitions to d3rlpy episodes), with the env's
 scaling (`baselines.data.fit_scaling`) handed to d3rlpy's own scalers:
 StandardObservationScaler (per-feature mean/std), MultiplyRewardScaler (1/std of the
 rewards) and MinMaxActionScaler (the action space's bounds onto the actor's [-1, 1]).
@@ -177,7 +178,9 @@ class D3rlpyLearner:
                                                                    float(overrides.get("gamma", 0.99)))
         cfg = make_config(name, kind, scaling, hidden, layers, batch_size, overrides)
         algo = cfg.create(device=d3rlpy_device(device))
-        algo.build_with_dataset(ds.to_d3rlpy())
+        sp = ds.action_space
+        algo.create_impl((int(np.prod(ds.observation_space.shape)),),
+                         int(sp.n) if kind == "discrete" else int(np.prod(sp.shape)))
         return cls(name, algo, scaling, kind, ds.action_space.shape or (), TransitionSampler(ds, seed))
 
     def step(self) -> dict[str, float]:
