@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from baselines import stats
+from baselines import analysis, stats
 from baselines.registry import ALGORITHMS
 
 MIN_SEEDS = 5
@@ -60,8 +60,10 @@ def _ci(x) -> dict[str, Any]:
     return {"mean": m, "ci95": [lo, hi], "std": stats.std1(x), "n": len(x)}
 
 
-def build(records: list[dict[str, Any]], min_seeds: int = MIN_SEEDS, planned: int | None = None) -> dict[str, Any]:
-    """The v1 results document from run records (see the module docstring)."""
+def build(records: list[dict[str, Any]], min_seeds: int = MIN_SEEDS, planned: int | None = None,
+          measures: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
+    """The v1 results document from run records (see the module docstring); with `measures` (dataset id ->
+    TQ, SACo, coarse SACo), the dataset-perspective re-check (`measures_vs_scores`, baselines.analysis)."""
     from ogdata.envs.markets import market_references
     from ogdata.envs.registry import env_spec
 
@@ -107,8 +109,28 @@ def build(records: list[dict[str, Any]], min_seeds: int = MIN_SEEDS, planned: in
         references[env] = {name: {"label": v["label"], "normalised_score": v["normalised_score"],
                                   "return_mean": v["return_mean"], "finance": v.get("finance", {})}
                            for name, v in {"random": refs["random"], **refs["baselines"]}.items()}
-    return {"protocol": "v1", "runs": len(records), "planned_runs": planned, "min_seeds": min_seeds,
-            "datasets": datasets, "references": references, "aggregate": aggregate(datasets)}
+    doc = {"protocol": "v1", "runs": len(records), "planned_runs": planned, "min_seeds": min_seeds,
+           "datasets": datasets, "references": references, "aggregate": aggregate(datasets)}
+    if measures:
+        doc["measures_vs_scores"] = measure_links(datasets, measures)
+    return doc
+
+
+def measure_links(datasets: dict[str, Any], measures: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """The dataset-perspective paper's two claims on the v1 final scores (baselines.analysis: BC vs TQ,
+    best offline RL's gain over BC vs coverage), each dataset's row tagged with its env family, plus the
+    gain per family (median and range over its datasets)."""
+    table = {did: {"multi_agent": any(c["multi_agent"] for c in d["algos"].values()), "tier": d["tier"],
+                   "algos": {a: {"last_mean": c["final"]["mean"]} for a, c in d["algos"].items()}}
+             for did, d in datasets.items()}
+    links = analysis.measure_links(table, measures)
+    by_family: dict[str, list[float]] = {}
+    for row in links["datasets"]:
+        row["family"] = datasets[row["dataset"]]["family"]
+        by_family.setdefault(row["family"], []).append(row["gain"])
+    links["gain_by_family"] = {f: {"datasets": len(g), "median": float(np.median(g)), "min": float(min(g)),
+                                   "max": float(max(g))} for f, g in sorted(by_family.items())}
+    return links
 
 
 def aggregate(datasets: dict[str, Any]) -> dict[str, Any]:
@@ -180,6 +202,13 @@ def markdown(doc: dict[str, Any], settings: str = "") -> str:
     for env, rows in refs.items():
         lines.append(f"- **{env}**: " + "; ".join(f"{v['label']} {_f(v['normalised_score'])}" for v in rows.values()))
     lines.append("")
+    links = doc.get("measures_vs_scores")
+    if links and links["n_datasets"]:
+        lines += [analysis.markdown(links), "Best offline RL's gain over BC (final checkpoint, score points) by env "
+                  "family:", "", "| family | datasets | median gain | range |", "| --- | ---: | ---: | ---: |"]
+        lines += [f"| {f} | {g['datasets']} | {_f(g['median'])} | [{_f(g['min'])}, {_f(g['max'])}] |"
+                  for f, g in links["gain_by_family"].items()]
+        lines.append("")
     lines += finance_markdown(doc)
     return "\n".join(lines)
 
@@ -324,7 +353,8 @@ def plot_curves(path: Path, doc: dict[str, Any], env: str) -> None:
 
 
 def write(out_dir: str | Path, name: str, doc: dict[str, Any], settings: str = "") -> list[Path]:
-    """results/<name>.json, .md, _scores.png, _aggregate.png and <name>_curves/<env>.png."""
+    """results/<name>.json, .md, _scores.png, _aggregate.png, _measures.png (with measures) and
+    <name>_curves/<env>.png."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.json", out / f"{name}.md", out / f"{name}_scores.png", out / f"{name}_aggregate.png"]
@@ -332,6 +362,10 @@ def write(out_dir: str | Path, name: str, doc: dict[str, Any], settings: str = "
     paths[1].write_text(markdown(doc, settings) + "\n")
     plot_scores(paths[2], doc)
     plot_aggregate(paths[3], doc)
+    if (doc.get("measures_vs_scores") or {}).get("n_datasets"):
+        paths.append(out / f"{name}_measures.png")
+        analysis.plot(paths[-1], doc["measures_vs_scores"],
+                      f"{name}: do the dataset measures predict the final scores? (protocol v1)")
     curves = out / f"{name}_curves"
     curves.mkdir(exist_ok=True)
     for env in sorted({d["env_id"] for d in doc["datasets"].values()}):

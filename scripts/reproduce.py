@@ -524,6 +524,29 @@ def main(argv=None) -> int:
     return 1 if failures else 0
 
 
+def measures_v1(dids) -> dict[str, dict]:
+    """TQ / SACo / coarse SACo of v1 datasets: from the committed generation record of the catalogue
+    (dataset_cards/catalogue_generation_v1.json, so the tables rebuild from committed files alone), else from
+    an installed copy's metadata. A dataset with neither, or with a measure missing, is left out."""
+    from ogdata.errors import InvalidIdError
+    from ogdata.ids import installed_path
+
+    record = ROOT / "dataset_cards" / "catalogue_generation_v1.json"
+    published = json.loads(record.read_text()) if record.exists() else {}
+    out = {}
+    for did in dids:
+        m = published.get(did)
+        if m is None:
+            try:
+                meta = installed_path(did) / "metadata.json"
+            except InvalidIdError:  # a local path, not a catalogue id
+                meta = Path(did) / "metadata.json"
+            m = (json.loads(meta.read_text()).get("measures") or {}) if meta.exists() else {}
+        if all(m.get(k) is not None for k in analysis.MEASURES):
+            out[did] = {k: float(m[k]) for k in analysis.MEASURES}
+    return out
+
+
 def write_v1(args, cfg: dict, runs_root: Path, planned, wall: float, failures: list) -> int:
     """The v1 tables from the run records (baselines/report.py): the planned runs' records, or every
     record under the runs directory when no datasets are at hand (`--aggregate-only`)."""
@@ -536,7 +559,8 @@ def write_v1(args, cfg: dict, runs_root: Path, planned, wall: float, failures: l
     if not records:
         print(f"no finished v1 runs under {runs_root}", file=sys.stderr)
         return 1
-    doc = report.build(records, planned=len(planned) if planned is not None else None)
+    doc = report.build(records, planned=len(planned) if planned is not None else None,
+                       measures=measures_v1({r["dataset"] for r in records}))
     doc.update({"suite": args.suite, "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
                 "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "failed": [f["error"] + " @ " + f["settings"]["out"] for f in failures]})

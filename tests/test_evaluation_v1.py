@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from baselines import finance, stats
+from baselines import finance, report, stats
 from baselines.evaluate import MarketEvaluator
 from baselines.train import RunSettings, load_learner, load_test_returns, train
 from ogdata.envs import list_envs, make_core
@@ -264,6 +264,26 @@ def test_reproduce_v1_records_resumes_and_rebuilds_tables_from_records(tmp_path)
     assert rep.main(again) == 0
     rebuilt = json.loads((tmp_path / "rebuilt" / "v1-lite.json").read_text())
     assert rebuilt["datasets"] == doc["datasets"] and rebuilt["aggregate"] == doc["aggregate"]
+
+
+def test_v1_measure_links_relate_final_scores_to_the_dataset_measures():
+    # four datasets of two families; BC's final score rises with TQ, the best offline RL's gain over BC
+    # falls with coarse SACo; a dataset without measures is left out
+    def cell(mean, multi=False):
+        return {"final": {"mean": mean}, "multi_agent": multi}
+
+    ds = {f"e{i}/t-v1": {"tier": "medium", "family": fam, "algos": {"bc": cell(bc), "iql": cell(rl), "td3bc": cell(-9)}}
+          for i, (fam, bc, rl) in enumerate([("execution", 10, 40), ("execution", 20, 40), ("stat-arb", 30, 35),
+                                             ("stat-arb", 40, 41)])}
+    ds["x/t-v1"] = {"tier": "good", "family": "execution", "algos": {"bc": cell(1), "iql": cell(2)}}
+    measures = {f"e{i}/t-v1": {"tq": 0.1 * i, "saco": 1.0, "saco_coarse": 1.0 - 0.1 * i} for i in range(4)}
+    links = report.measure_links(ds, measures)
+    assert links["n_datasets"] == 4
+    assert links["spearman"]["bc_vs_tq"] == pytest.approx(1.0)
+    assert links["spearman"]["gain_vs_saco_coarse"] == pytest.approx(1.0)  # gains 30, 20, 5, 1 vs SACo falling
+    assert links["gain_by_family"] == {"execution": {"datasets": 2, "median": 25.0, "min": 20.0, "max": 30.0},
+                                       "stat-arb": {"datasets": 2, "median": 3.0, "min": 1.0, "max": 5.0}}
+    assert {r["dataset"]: r["best_rl_algo"] for r in links["datasets"]} == {f"e{i}/t-v1": "iql" for i in range(4)}
 
 
 def test_v0_suites_take_only_v0_datasets_and_v1_suites_only_v1():
