@@ -492,6 +492,43 @@ def test_manifest_digests_match_the_files_written(tmp_path, monkeypatch):
     verify(tmp_path / "d")
 
 
+def test_short_writes_are_completed_and_a_stalled_write_is_an_error(tmp_path, monkeypatch):
+    """An unbuffered write may take fewer bytes than offered: the shard must still be whole (digest and
+    size of the bytes on disk, a clean read back), and a write that takes nothing must not pass silently."""
+    import builtins
+    import hashlib
+
+    from ogdata.storage import shards
+
+    real_open = builtins.open
+
+    class Short:
+        def __init__(self, f, cap):
+            self.f, self.cap, self.name = f, cap, f.name
+
+        def write(self, b):
+            return self.f.write(b[:self.cap])
+
+        def __getattr__(self, k):
+            return getattr(self.f, k)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            self.f.close()
+
+    rows = np.random.default_rng(0).normal(size=(1000, 3))
+    monkeypatch.setattr(shards, "open", lambda *a, **k: Short(real_open(*a, **k), 999), raising=False)
+    digest, size = shards.write_shard(tmp_path / "s", rows, chunk_rows=100, chunks_per_shard=16)
+    raw = (tmp_path / "s").read_bytes()
+    assert len(raw) == size and hashlib.sha256(raw).hexdigest() == digest
+    assert raw[:rows.nbytes] == rows.tobytes()
+    monkeypatch.setattr(shards, "open", lambda *a, **k: Short(real_open(*a, **k), 0), raising=False)
+    with pytest.raises(OSError, match="no bytes written"):
+        shards.write_shard(tmp_path / "t", rows, chunk_rows=100, chunks_per_shard=16)
+
+
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names an fd through /proc")
 def test_every_file_and_directory_is_fsynced_before_the_rename(tmp_path, monkeypatch):
     """Durability before visibility: each file of the dataset (shards written with only a writeback

@@ -67,6 +67,15 @@ def start_writeback(fd: int) -> None:
         fn(fd, 0, 0, SYNC_FILE_RANGE_WRITE)   # a failure (EINVAL on some filesystems) only loses the head start
 
 
+def _write_all(f, data: memoryview) -> None:
+    """An unbuffered write may take fewer bytes than offered (a signal, a nearly full disk): write the rest."""
+    while len(data):
+        n = f.write(data)
+        if not n:
+            raise OSError(f"no bytes written to {f.name} with {len(data)} left")
+        data = data[n:]
+
+
 def write_shard(path: Path, rows: np.ndarray, chunk_rows: int, chunks_per_shard: int) -> tuple[str, int]:
     """Write one shard of `rows` (<= shard rows); returns (sha256, size) of the file.
 
@@ -91,9 +100,9 @@ def write_shard(path: Path, rows: np.ndarray, chunk_rows: int, chunks_per_shard:
         for i in range(0, len(body), step):
             part = body[i:i + step]
             h.update(part)
-            f.write(part)
+            _write_all(f, part)
         h.update(tail)
-        f.write(tail)
+        _write_all(f, memoryview(tail))
         start_writeback(f.fileno())
     return h.hexdigest(), len(body) + len(tail)
 
