@@ -184,6 +184,8 @@ def test_cooperative_reference_beats_independent_as(n):
 
 def test_competitive_mode_rewards_are_individual():
     core = MultiMarketMaking(num_envs=200, n_agents=2, mode="competitive")
+    # each maker on its own PnL: marked general-sum, so reference scripts record every agent's own score
+    assert core.general_sum and not MultiMarketMaking(num_envs=2, n_agents=2).general_sum
     rnd = episode_returns(core, make_policy("random", core), 200, seed=1)["returns"]
     ind = episode_returns(core, make_policy("market-making/avellaneda-stoikov", core), 200, seed=1)["returns"]
     assert ind.mean() > rnd.mean()

@@ -259,6 +259,7 @@ class MultiMarketMaking(MarketMakingCore):
         super().__init__(num_envs, n_agents=n_agents, mode=mode, **kwargs)
         n = self.n_agents
         self.agents = tuple(f"maker_{i}" for i in range(n))
+        self.general_sum = self.mode == "competitive"  # each maker on its own PnL: per-agent scores are recorded
         dim = 3 + self.n_lags
         low = np.full(dim, -np.inf, dtype=np.float32)
         high = np.full(dim, np.inf, dtype=np.float32)
