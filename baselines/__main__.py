@@ -20,28 +20,14 @@ def cmd_list(args) -> int:
     return 0
 
 
-def _settings(pairs: list[str] | None) -> dict:
-    """`--set KEY=VALUE` pairs -> config overrides (VALUE read as JSON where it parses: 0.05, true; else text)."""
-    out = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set takes KEY=VALUE, got {pair!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
 def cmd_train(args) -> int:
-    from baselines.train import RunSettings, train
+    from baselines.train import RunSettings, parse_overrides, train
 
     s = RunSettings(algo=args.algo, dataset=args.dataset, steps=args.steps, seed=args.seed, device=args.device,
                     hidden=args.hidden, layers=args.layers, batch_size=args.batch_size,
                     eval_episodes=args.eval_episodes, evals=args.evals, log_every=args.log_every, out=args.out,
                     progress=not args.no_progress, threads=args.threads, protocol=args.protocol,
-                    overrides=_settings(args.set))
+                    overrides=parse_overrides(args.set))
     res = train(s)
     summary = {k: res.get(k) for k in ("algo", "dataset", "seed", "steps", "updates_per_s")}
     if args.protocol == "v1":

@@ -56,6 +56,20 @@ class RunSettings:
     protocol: str = "v0"  # "v0" (eval_episodes per evaluation) or "v1" (fixed validation/test markets)
 
 
+def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
+    """`--set KEY=VALUE` pairs -> config overrides (VALUE read as JSON where it parses: 0.05, true; else text)."""
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set takes KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
 def default_out(dataset_id: str, algo: str, seed: int, root: str = "runs") -> Path:
     return Path(root) / dataset_id.replace("/", "__") / algo / f"seed{seed}"
 
@@ -183,8 +197,9 @@ def train(s: RunSettings) -> dict[str, Any]:
 
     result: dict[str, Any] = {
         "algo": s.algo, "dataset": did, "env_id": ds.env_id, "tier": ds.metadata.get("tier"), "seed": s.seed,
-        "steps": s.steps, "settings": {k: getattr(s, k) for k in ("hidden", "layers", "batch_size",
-                                                                   "eval_episodes", "device")},
+        "steps": s.steps, "settings": {**{k: getattr(s, k) for k in ("hidden", "layers", "batch_size",
+                                                                     "eval_episodes", "device")},
+                                       **({"overrides": s.overrides} if s.overrides else {})},
         "scaling_rule": learner.scaling.rule, "reward_scale": learner.scaling.reward_scale,
         "updates_per_s": s.steps / train_time if train_time > 0 else None,
         "train_time_s": train_time, "build_time_s": build_time,

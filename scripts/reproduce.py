@@ -55,7 +55,7 @@ sys.path.insert(0, str(ROOT))
 
 from baselines import analysis  # noqa: E402
 from baselines.registry import ALGORITHMS, applicable_to, env_kind  # noqa: E402
-from baselines.train import RESULT, RunSettings  # noqa: E402
+from baselines.train import RESULT, RunSettings, parse_overrides  # noqa: E402
 
 # The lite suite: every applicable algorithm on all five tiers of the 13 catalogue envs x 3 seeds = 735 runs of
 # 5k updates of a 2x64 MLP at batch 256, 10 held-out episodes at each of 5 evaluations, 2 jobs of 1 torch thread.
@@ -275,7 +275,7 @@ def settings_line(suite: str, cfg: dict) -> str:
         return (f"{suite} suite: {cfg['steps']:,} updates per run, MLP {cfg['layers']}×{cfg['hidden']}, batch "
                 f"{cfg['batch_size']}, {cfg['seeds']} seeds, tiers {'/'.join(cfg['tiers'])}, {cfg['evals']} "
                 f"evaluations on the validation markets, the final checkpoint on the test markets, device "
-                f"{cfg['device']}")
+                f"{cfg['device']}" + "".join(f", {k} = {v}" for k, v in (cfg.get("overrides") or {}).items()))
     return (f"{suite} suite: {cfg['steps']:,} updates per run, MLP {cfg['layers']}×{cfg['hidden']}, batch "
             f"{cfg['batch_size']}, {cfg['seeds']} seeds, tiers {'/'.join(cfg['tiers'])}, {cfg['eval_episodes']} "
             f"held-out episodes × {cfg['evals']} evaluations, device {cfg['device']}")
@@ -412,6 +412,9 @@ def main(argv=None) -> int:
     for k in ("steps", "hidden", "layers", "batch_size", "seeds", "eval_episodes", "evals", "jobs", "threads"):
         p.add_argument(f"--{k.replace('_', '-')}", type=int, default=None)
     p.add_argument("--device", default=None)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="an algorithm config field for every run (an ablation: give it its own --runs-dir and "
+                        "--results-dir), e.g. --set gamma=1.0")
     p.add_argument("--ray", metavar="ADDRESS", default=None,
                    help="run as Ray tasks on the cluster at ADDRESS ('auto', 'ray://host:10001', 'local')")
     p.add_argument("--gpus-per-run", type=float, default=None,
@@ -434,6 +437,8 @@ def main(argv=None) -> int:
             cfg[k] = getattr(args, k)
     if args.tiers:
         cfg["tiers"] = tuple(args.tiers.split(","))
+    if args.set:
+        cfg["overrides"] = parse_overrides(args.set)
     algos = set(args.algos.split(",")) if args.algos else None
     runs_root = Path(args.runs_dir or ROOT / "runs" / args.suite)
     ids = ([str(Path(x).resolve()) for x in args.dataset_path] if args.dataset_path
@@ -466,6 +471,7 @@ def main(argv=None) -> int:
 
         base = {k: cfg[k] for k in ("steps", "hidden", "layers", "batch_size", "eval_episodes", "evals", "device",
                                     "threads", "protocol")}
+        base["overrides"] = dict(cfg.get("overrides") or {})
         jobs = [{**asdict(RunSettings(algo=a, dataset=d, seed=s, out=str(run_dir(runs_root, d, a, s)),
                                       progress=False, **base))} for d, a, s in todo]
         bar = Progress(len(jobs), f"{args.suite} suite")
