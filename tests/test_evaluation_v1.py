@@ -296,6 +296,28 @@ def test_v0_suites_take_only_v0_datasets_and_v1_suites_only_v1():
     assert rep.SUITES["lite"]["protocol"] == "v0" and rep.SUITES["v1-lite"]["seeds"] >= 5
 
 
+def test_an_ablation_override_reaches_every_run_and_its_record(tmp_path, capsys):
+    from baselines.train import parse_overrides
+
+    assert parse_overrides(["gamma=1.0", "value_loss=hl_gauss", "alpha=0.05"]) == {
+        "gamma": 1.0, "value_loss": "hl_gauss", "alpha": 0.05}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_overrides(["gamma"])
+    rep = _reproduce_module()
+    ds = random_execution_dataset(tmp_path / "ds", envs=4)
+    argv = ["--suite", "v1-lite", "--dataset-path", str(ds.path), "--algos", "iql", "--seeds", "1", "--steps", "4",
+            "--evals", "1", "--jobs", "1", "--hidden", "16", "--set", "gamma=0.5", "--no-cards",
+            "--runs-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results")]
+    assert rep.main(argv) == 0
+    assert "gamma = 0.5" in capsys.readouterr().out
+    (rec,) = (tmp_path / "runs").rglob("result.json")
+    assert json.loads(rec.read_text())["settings"]["overrides"] == {"gamma": 0.5}
+    (cfg,) = (tmp_path / "runs").rglob("config.json")
+    cfg = json.loads(cfg.read_text())
+    assert cfg["settings"]["overrides"] == {"gamma": 0.5}
+    assert cfg["learner"]["d3rlpy_config"]["config"]["params"]["gamma"] == 0.5  # what d3rlpy trained with
+
+
 def test_order_book_desks_and_mixed_settings_have_their_own_figures():
     """The desks' firm shortfall is minus the team return in bp (no dump share: desks buy and sell);
     the order-book desks' actions are orders, so the rollout adds no fraction-based dump; a mixed
