@@ -69,7 +69,7 @@ SUITES: dict[str, dict] = {
     # protocol v1: fixed validation markets for the curve (evals points), fixed test markets for the final checkpoint
     "v1-lite": dict(steps=5_000, hidden=64, layers=2, batch_size=256, seeds=5, eval_episodes=0, evals=10,
                     tiers=("good", "medium", "poor", "replay", "random"), jobs=2, threads=1, device="cpu",
-                    protocol="v1", version=1),
+                    protocol="v1", version=1, target_sync=100),
     "v1-full": dict(steps=100_000, hidden=256, layers=2, batch_size=256, seeds=5, eval_episodes=0, evals=20,
                     tiers=("good", "medium", "poor", "replay", "random"), jobs=4, threads=None, device="cuda",
                     protocol="v1", version=1),
@@ -77,6 +77,12 @@ SUITES: dict[str, dict] = {
 for _cfg in SUITES.values():
     _cfg.setdefault("protocol", "v0")
     _cfg.setdefault("version", 0)
+# target_sync: d3rlpy's discrete Q-learners (DiscreteCQL, DiscreteBCQ) copy their online network to the target
+# every `target_update_interval` updates (d3rlpy: 8,000; baselines/single.py: 1,000). In a 5,000-update lite
+# run that is 5 copies, and a value moves back about one step of the episode per copy: too few for a 50-step
+# stopping problem (option-exercise-bermudan/random-v1, CQL seed 0: 19.0 with 1,000, 91.6 with 100). A suite
+# that sets it passes it to those two algorithms as an override, recorded in every run's settings.
+TARGET_SYNC_ALGOS = ("cql", "bcq")
 # Effective updates/s of one lite run (2x64, batch 256, 1 torch thread, 2 jobs on 2 cores; evaluations included):
 # total updates / total training time of the committed lite runs, for small observations (execution, market making,
 # trading, multi-agent: <= 32 features) and the portfolio's 221 features x 21 weights. icql has no catalogue env
@@ -155,6 +161,14 @@ def estimate_s(did: str, algo: str, steps: int) -> float:
 def run_dir(runs_root: Path, did: str, algo: str, seed: int) -> Path:
     key = did.replace("/", "__") if not Path(did).is_absolute() else "path__" + Path(did).name
     return runs_root / key / algo / f"seed{seed}"
+
+
+def run_overrides(cfg: dict, did: str, algo: str) -> dict:
+    """The config overrides of one run: the suite's `--set` fields, plus its target_sync for a discrete Q-learner."""
+    out = dict(cfg.get("overrides") or {})
+    if cfg.get("target_sync") and algo in TARGET_SYNC_ALGOS and _kind(env_of(did))[1] == "discrete":
+        out.setdefault("target_update_interval", int(cfg["target_sync"]))
+    return out
 
 
 def run_one(settings: dict) -> dict:
@@ -275,7 +289,9 @@ def settings_line(suite: str, cfg: dict) -> str:
         return (f"{suite} suite: {cfg['steps']:,} updates per run, MLP {cfg['layers']}×{cfg['hidden']}, batch "
                 f"{cfg['batch_size']}, {cfg['seeds']} seeds, tiers {'/'.join(cfg['tiers'])}, {cfg['evals']} "
                 f"evaluations on the validation markets, the final checkpoint on the test markets, device "
-                f"{cfg['device']}" + "".join(f", {k} = {v}" for k, v in (cfg.get("overrides") or {}).items()))
+                f"{cfg['device']}" + (f", discrete CQL/BCQ target network copied every {cfg['target_sync']} updates"
+                                      if cfg.get("target_sync") else "")
+                + "".join(f", {k} = {v}" for k, v in (cfg.get("overrides") or {}).items()))
     return (f"{suite} suite: {cfg['steps']:,} updates per run, MLP {cfg['layers']}×{cfg['hidden']}, batch "
             f"{cfg['batch_size']}, {cfg['seeds']} seeds, tiers {'/'.join(cfg['tiers'])}, {cfg['eval_episodes']} "
             f"held-out episodes × {cfg['evals']} evaluations, device {cfg['device']}")
@@ -471,9 +487,9 @@ def main(argv=None) -> int:
 
         base = {k: cfg[k] for k in ("steps", "hidden", "layers", "batch_size", "eval_episodes", "evals", "device",
                                     "threads", "protocol")}
-        base["overrides"] = dict(cfg.get("overrides") or {})
         jobs = [{**asdict(RunSettings(algo=a, dataset=d, seed=s, out=str(run_dir(runs_root, d, a, s)),
-                                      progress=False, **base))} for d, a, s in todo]
+                                      progress=False, overrides=run_overrides(cfg, d, a), **base))}
+                for d, a, s in todo]
         bar = Progress(len(jobs), f"{args.suite} suite")
         if args.ray:
             gpus = args.gpus_per_run if args.gpus_per_run is not None else (

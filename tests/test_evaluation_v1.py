@@ -318,6 +318,20 @@ def test_an_ablation_override_reaches_every_run_and_its_record(tmp_path, capsys)
     assert cfg["learner"]["d3rlpy_config"]["config"]["params"]["gamma"] == 0.5  # what d3rlpy trained with
 
 
+def test_v1_lite_copies_discrete_q_targets_often_enough_for_its_budget():
+    # 5,000 updates with a target copy every 1,000 moves values back ~5 steps: v1-lite copies every 100 for the
+    # discrete Q-learners; continuous ones (soft target updates) and the other algorithms get no override
+    rep = _reproduce_module()
+    lite, full = rep.SUITES["v1-lite"], rep.SUITES["v1-full"]
+    assert rep.run_overrides(lite, "option-exercise-american/random-v1", "cql") == {"target_update_interval": 100}
+    assert rep.run_overrides(lite, "stat-arb-brent-wti/good-v1", "bcq") == {"target_update_interval": 100}
+    assert rep.run_overrides(lite, "option-exercise-american/random-v1", "bc") == {}
+    assert rep.run_overrides(lite, "execution-ac/random-v1", "cql") == {}
+    assert rep.run_overrides(full, "option-exercise-american/random-v1", "cql") == {}
+    assert rep.run_overrides({**lite, "overrides": {"target_update_interval": 7, "gamma": 1.0}},
+                             "stat-arb-brent-wti/good-v1", "cql") == {"target_update_interval": 7, "gamma": 1.0}
+
+
 def test_order_book_desks_and_mixed_settings_have_their_own_figures():
     """The desks' firm shortfall is minus the team return in bp (no dump share: desks buy and sell);
     the order-book desks' actions are orders, so the rollout adds no fraction-based dump; a mixed
