@@ -455,6 +455,8 @@ def main(argv=None) -> int:
         cfg["tiers"] = tuple(args.tiers.split(","))
     if args.set:
         cfg["overrides"] = parse_overrides(args.set)
+        if "target_update_interval" in cfg["overrides"]:  # only the discrete Q-learners have it: the suite's sync
+            cfg["target_sync"] = int(cfg["overrides"].pop("target_update_interval"))
     algos = set(args.algos.split(",")) if args.algos else None
     runs_root = Path(args.runs_dir or ROOT / "runs" / args.suite)
     ids = ([str(Path(x).resolve()) for x in args.dataset_path] if args.dataset_path
