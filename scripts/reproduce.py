@@ -80,8 +80,9 @@ for _cfg in SUITES.values():
 # target_sync: d3rlpy's discrete Q-learners (DiscreteCQL, DiscreteBCQ) copy their online network to the target
 # every `target_update_interval` updates (d3rlpy: 8,000; baselines/single.py: 1,000). In a 5,000-update lite
 # run that is 5 copies, and a value moves back about one step of the episode per copy: too few for a 50-step
-# stopping problem (option-exercise-bermudan/random-v1, CQL seed 0: 19.0 with 1,000, 91.6 with 100). A suite
-# that sets it passes it to those two algorithms as an override, recorded in every run's settings.
+# stopping problem (option-exercise-bermudan/random-v1, CQL, 5 seeds: 8.7 with 1,000 in
+# results/ablations/v1-lite-sync1000, 81.5 with 100 in results/v1-lite). A suite that sets it passes it to those
+# two algorithms as an override, recorded in every run's settings.
 TARGET_SYNC_ALGOS = ("cql", "bcq")
 # Effective updates/s of one lite run (2x64, batch 256, 1 torch thread, 2 jobs on 2 cores; evaluations included):
 # total updates / total training time of the committed lite runs, for small observations (execution, market making,
