@@ -135,11 +135,15 @@ def measure_links(datasets: dict[str, Any], measures: dict[str, dict[str, float]
 
 def aggregate(datasets: dict[str, Any]) -> dict[str, Any]:
     """Per algorithm across its datasets: IQM of the final scores with a stratified-bootstrap interval and
-    its performance profile; seeds are truncated to the fewest any of its datasets has (a full matrix)."""
+    its performance profile. Only cells with the full seed count (`enough_seeds`) enter while an algorithm has
+    any (a cell still running would otherwise cut every cell to its few seeds); seeds are then truncated to
+    the fewest any of those cells has (a full matrix)."""
     mats: dict[str, np.ndarray] = {}
     names: dict[str, list[str]] = {}
     for algo in sorted({a for d in datasets.values() for a in d["algos"]}):
-        cells = [(did, d["algos"][algo]["final"]["scores"]) for did, d in datasets.items() if algo in d["algos"]]
+        cells = [(did, d["algos"][algo]) for did, d in datasets.items() if algo in d["algos"]]
+        full = [(did, c) for did, c in cells if c.get("enough_seeds")]
+        cells = [(did, c["final"]["scores"]) for did, c in (full or cells)]
         k = min(len(s) for _, s in cells)
         mats[algo] = np.array([s[:k] for _, s in cells]).T  # (runs, datasets)
         names[algo] = [did for did, _ in cells]

@@ -266,6 +266,14 @@ def test_reproduce_v1_records_resumes_and_rebuilds_tables_from_records(tmp_path)
     assert rebuilt["datasets"] == doc["datasets"] and rebuilt["aggregate"] == doc["aggregate"]
 
 
+def test_the_aggregate_leaves_out_cells_still_short_of_their_seeds():
+    full = {"final": {"scores": [10.0, 20.0, 30.0, 40.0, 50.0]}, "enough_seeds": True}
+    short = {"final": {"scores": [0.0, 1.0]}, "enough_seeds": False}
+    agg = report.aggregate({"d1": {"algos": {"a": full, "b": short}}, "d2": {"algos": {"a": short}}})
+    assert agg["a"]["datasets"] == 1 and agg["a"]["runs_per_dataset"] == 5 and agg["a"]["iqm"] == pytest.approx(30.0)
+    assert agg["b"]["datasets"] == 1 and agg["b"]["runs_per_dataset"] == 2  # nothing complete yet: what there is
+
+
 def test_v1_measure_links_relate_final_scores_to_the_dataset_measures():
     # four datasets of two families; BC's final score rises with TQ, the best offline RL's gain over BC
     # falls with coarse SACo; a dataset without measures is left out
