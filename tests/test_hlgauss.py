@@ -238,9 +238,9 @@ def test_hl_gauss_settings_need_a_critic(tmp_path):
 
 
 def test_train_cli_set_reads_config_fields():
-    from baselines.__main__ import _settings
+    from baselines.train import parse_overrides  # what `python -m baselines train --set` and reproduce.py use
 
-    assert _settings(["value_loss=hl_gauss", "alpha=0.05", "bins=51", "risk=cvar"]) == {
+    assert parse_overrides(["value_loss=hl_gauss", "alpha=0.05", "bins=51", "risk=cvar"]) == {
         "value_loss": "hl_gauss", "alpha": 0.05, "bins": 51, "risk": "cvar"}
     with pytest.raises(ValueError, match="KEY=VALUE"):
-        _settings(["value_loss"])
+        parse_overrides(["value_loss"])
