@@ -151,11 +151,18 @@ class FsspecSource(Source):
         f = self._open.get(rel)
         if f is not None and self.cache.lookup(entry["sha256"]) is not None:
             return f
-        path = self._fetch(rel)
         desc = self.metadata["arrays"][name]
         rows = min(desc["shard_rows"], desc["shape"][0] - s * desc["shard_rows"])
-        f = ShardFile(path, rows, tuple(desc["shape"][1:]), desc["dtype"], desc["chunk_rows"], desc["shard_rows"],
-                      desc.get("compressor") is not None, name=f"{self.url}/{rel}")
+        for attempt in range(3):  # another process sharing the cache may evict the file between fetch and open
+            path = self._fetch(rel)
+            try:
+                f = ShardFile(path, rows, tuple(desc["shape"][1:]), desc["dtype"], desc["chunk_rows"],
+                              desc["shard_rows"], desc.get("compressor") is not None, name=f"{self.url}/{rel}")
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise StreamError(f"{self.url}/{rel}: the stream cache evicted it three times before it could be "
+                                      "opened; give the cache more room (its bound) or fewer processes") from None
         self._open[rel] = f
         for other in [r for r in self._open if r != rel]:  # close what the cache no longer holds
             sha = self.metadata["manifest"][other]["sha256"]
