@@ -418,6 +418,8 @@ def render(dataset: Any) -> str:
     out.append("## Environment and dynamics\n")
     if spec is not None:
         out.append(f"{spec.description or 'No description recorded.'}\n")
+        if spec.sources:
+            out.append(f"Parameters and their sources: {spec.sources}\n")
         out.append(f"- family: `{spec.family or '—'}`; agents: "
                    f"{', '.join(meta.get('agents') or []) or 'one'}")
         if spec.extras:
@@ -612,6 +614,8 @@ def render_env_card(env_id: str, datasets: Iterable[Any], others: Iterable[str] 
     out.append("## Environment and dynamics\n")
     out.append((spec.description if spec is not None and spec.description else
                 f"`{env_id}` is not registered in the ogdata version that rendered this card.") + "\n")
+    if spec is not None and spec.sources:
+        out.append(f"Parameters and their sources: {spec.sources}\n")
     out.append("## Datasets\n")
     rows = []
     for m in metas:

@@ -124,6 +124,17 @@ def test_licence_of_the_registered_environments(tmp_path, env_id, license, phras
     assert DatasetCard(text).data.license == license and phrase in text
 
 
+def test_order_book_cards_cite_where_every_parameter_comes_from(tmp_path):
+    """The LOB ids' cards name the paper and the estimates behind the default calibration, and say which
+    parameters are ours (issue #16: cite every parameter's source in the cards)."""
+    text = cards.render(make_ds(tmp_path, "lob-execution/good-v1"))
+    said = text.split("Parameters and their sources:")[1].split("\n")[0]
+    for fact in ("Cont, Stoikov & Talreja (2010)", "k = 1.92, α = 0.52", "μ = 0.94", "0.71, 0.81, 0.68, 0.56, 0.47",
+                 "Huang, Lehalle & Rosenbaum (2015)", "Ours, not estimated"):
+        assert fact in said, fact
+    assert "Parameters and their sources" not in cards.render(make_ds(tmp_path / "ac", "execution-ac/good-v1"))
+
+
 def test_real_data_env_without_a_recorded_source_says_so(tmp_path, monkeypatch):
     spec = EnvSpec(id="portfolio-x", core="m:C", family="portfolio", description="Real prices.",
                    extras=("realdata",))

@@ -173,16 +173,28 @@ STAT_ARB = (
 
 # -- limit-order book ----------------------------------------------------------------------------
 _LOB_STEP = "1 second of a Cont–Stoikov–Talreja order book: intraday"
+_LOB_SOURCES = (
+    "Background flow (default calibration `cst`): Cont, Stoikov & Talreja (2010), \"A stochastic model for order "
+    "book dynamics\", Operations Research 58(3):549–563, Tokyo Stock Exchange estimates (their Section 2, "
+    "Table 2; rates per second, volumes in average limit-order sizes): limit orders λ(i) = k/i^α at i ticks "
+    "from the opposite quote with k = 1.92, α = 0.52; market orders μ = 0.94 a side; cancellation per resting "
+    "lot θ(1..5) = 0.71, 0.81, 0.68, 0.56, 0.47, held at 0.47 beyond level 5 (ours). The queue-reactive "
+    "calibration `qr` follows the shapes of Huang, Lehalle & Rosenbaum (2015), \"Simulating and analyzing order "
+    "book data: the queue-reactive model\", JASA 110(509):107–122, with our numbers (λ = 1, θ(1..5) = 0.3, 0.2, "
+    "0.15, 0.12, 0.1, μ = 1, a = 8, b = 2). Ours, not estimated: the informed-flow share (market orders that "
+    "all take the side the reference price is about to leave), 10 levels a side, 1-second steps, the task "
+    "sizes and horizons. Every parameter and the within-step event order: `ogdata/envs/lob.py`.")
 LOB = (
     EnvSpec(
         id="lob-execution", core="ogdata.envs.lob_tasks:LobExecution", family="lob-execution", step=_LOB_STEP,
+        sources=_LOB_SOURCES,
         description="Sell 20 lots in 60 one-second steps on a simulated limit-order book (Cont–Stoikov–Talreja "
                     "2010 Tokyo calibration, 10 levels a side) with market and queue-tracked limit orders; "
                     "reward = implementation shortfall against the arrival mid, in bp.",
         references={"random": "random", "expert": "lob-execution/twap"}),
     EnvSpec(
         id="lob-market-making", core="ogdata.envs.lob_tasks:LobMarketMaking", family="lob-market-making",
-        step=_LOB_STEP,
+        step=_LOB_STEP, sources=_LOB_SOURCES,
         description="Quote a bid and an ask (level and size) for 200 one-second steps on a simulated "
                     "limit-order book (Cont–Stoikov–Talreja 2010 calibration, 30 % informed market orders); "
                     "reward = PnL marked to mid − inventory penalty.",
@@ -194,7 +206,7 @@ _LOBMA = "ogdata.envs.lob_multi:"
 LOB_MULTI = tuple(
     EnvSpec(
         id=f"lob-competing-makers-{n}", core=_LOBMA + "CompetingMakers", kwargs={"n_agents": n}, multi_agent=True,
-        family="lob-competing-makers", step=_LOB_STEP,
+        family="lob-competing-makers", step=_LOB_STEP, sources=_LOB_SOURCES,
         description=f"{n} market makers quote on one simulated limit-order book (Cont–Stoikov–Talreja 2010 "
                     "calibration, 30 % informed market orders) for 200 one-second steps, queueing in price-time "
                     "priority among themselves and the background flow; general-sum: each maker's own PnL "
@@ -204,7 +216,7 @@ LOB_MULTI = tuple(
 ) + tuple(
     EnvSpec(
         id=f"lob-desks-{n}", core=_LOBMA + "Desks", kwargs={"lots": lots}, multi_agent=True, family="lob-desks",
-        step=_LOB_STEP,
+        step=_LOB_STEP, sources=_LOB_SOURCES,
         description=f"{n} desks of one firm work one parent order (net sell 20 lots in 60 one-second steps, "
                     f"child orders {', '.join(f'sell {x}' if x > 0 else f'buy {-x}' for x in lots)}) on one "
                     "simulated limit-order book; desks' orders can cross each other; cooperative team "
@@ -214,7 +226,7 @@ LOB_MULTI = tuple(
 ) + (
     EnvSpec(
         id="lob-makers-and-executor", core=_LOBMA + "MakersAndExecutor", multi_agent=True,
-        family="lob-makers-and-executor", step=_LOB_STEP,
+        family="lob-makers-and-executor", step=_LOB_STEP, sources=_LOB_SOURCES,
         description="2 market makers and an executor selling 20 lots share one simulated limit-order book "
                     "(30 % informed market orders) for 100 one-second steps; each is rewarded on its own "
                     "(makers: PnL − inventory penalty; executor: minus its shortfall in bp).",

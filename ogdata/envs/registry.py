@@ -43,6 +43,8 @@ class EnvSpec:
     step: what one step is in market time, in words ("1 trading day", "1/4 trading day").
     periods_per_year: steps a year, stated only for daily-or-slower envs: finance figures are
         annualised with it; None (intraday envs) means per-episode figures, never annualised.
+    sources: where the dynamics' parameters come from (papers, tables, our own choices), in words;
+        the dataset cards print it beside the description.
     """
 
     id: str
@@ -56,6 +58,7 @@ class EnvSpec:
     version: int = 0
     step: str = ""
     periods_per_year: float | None = None
+    sources: str = ""
 
     @property
     def gym_id(self) -> str:
