@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from filelock import FileLock
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -53,7 +55,6 @@ def main(argv=None) -> int:
     envs = a.env or catalogue_envs(a.version)
     tiers = [t for t in ORDER if not a.tier or t in a.tier]
     log_file = out / "catalogue_generation.json"
-    log = json.loads(log_file.read_text()) if log_file.is_file() else {}
     jobs: dict[str, list[str]] = {}
     for env in envs:
         r = recipe(env, a.version)
@@ -78,20 +79,19 @@ def main(argv=None) -> int:
             with ProcessPoolExecutor(a.jobs, mp_context=mp.get_context("spawn")) as pool:
                 futs = [pool.submit(build_env, env, todo, opts) for env, todo in jobs.items()]
                 for f in as_completed(futs):
-                    _record(f.result(), log, log_file, bar)
+                    _record(f.result(), log_file, bar)
         else:
             for env, todo in jobs.items():
                 for tier in todo:
-                    _record(build_env(env, [tier], opts), log, log_file, bar)
+                    _record(build_env(env, [tier], opts), log_file, bar)
     finally:
         bar.close()
     wall = time.perf_counter() - total_t0
     runs_file = out / "catalogue_generation_runs.json"
-    runs = json.loads(runs_file.read_text()) if runs_file.is_file() else []
-    runs.append({"version": a.version, "datasets": sum(map(len, jobs.values())), "wall_s": round(wall, 1),
-                 "jobs": a.jobs, "workers": a.workers, "cpus": os.cpu_count(),
-                 "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-    runs_file.write_text(json.dumps(runs, indent=1) + "\n")
+    run = {"version": a.version, "datasets": sum(map(len, jobs.values())), "wall_s": round(wall, 1),
+           "jobs": a.jobs, "workers": a.workers, "cpus": os.cpu_count(),
+           "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    _merge_json(runs_file, lambda runs: [*runs, run], [])
     print(f"catalogue v{a.version}: {sum(map(len, jobs.values()))} datasets generated under {out} in {wall:.0f} s "
           f"(jobs={a.jobs}, workers={a.workers}); per-dataset timings in {log_file}, runs in {runs_file}")
     if a.cards:
@@ -127,9 +127,18 @@ def build_env(env: str, tiers: list[str], opts: dict) -> dict[str, dict]:
     return entries
 
 
-def _record(entries: dict[str, dict], log: dict, log_file: Path, bar) -> None:
-    log.update(entries)
-    log_file.write_text(json.dumps(log, indent=1, sort_keys=True) + "\n")
+def _merge_json(path: Path, update, empty):
+    """Read-modify-write a JSON log under a file lock, so that generations of other envs running in other
+    processes (separate invocations) keep their entries: a log read once at start would drop theirs."""
+    with FileLock(str(path) + ".lock"):
+        data = update(json.loads(path.read_text()) if path.is_file() else empty)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=isinstance(data, dict)) + "\n")
+        tmp.replace(path)
+
+
+def _record(entries: dict[str, dict], log_file: Path, bar) -> None:
+    _merge_json(log_file, lambda log: {**log, **entries}, {})
     for did, e in entries.items():
         bar.write(f"{did}: {e['transitions']:,} transitions in {e['wall_s']:.1f} s, TQ={_f(e['tq'])} "
                   f"SACo (coarse)={_f(e['saco_coarse'])}")

@@ -188,3 +188,23 @@ def test_generate_catalogue_script_runs_envs_side_by_side(tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ,
                                                                  "OGDATA_HOME": str(tmp_path / "home")})
     assert r.returncode == 0 and "4 dataset(s) already under" in r.stdout
+
+
+def test_generate_catalogue_invocations_side_by_side_keep_each_others_timings(tmp_path):
+    """Two separate invocations for different envs into one directory, at the same time: the timing logs
+    are merged under a lock, so neither run's entries are lost (a log read once at start dropped them)."""
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "cat"
+    env = {**os.environ, "OGDATA_HOME": str(tmp_path / "home")}
+    procs = [subprocess.Popen([sys.executable, str(root / "scripts" / "generate_catalogue.py"), "--version", "1",
+                               "--env", e, "--tier", "random", "--tier", "poor", "--transitions", "2000",
+                               "--workers", "1", "--out", str(out)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for e in ("execution-ac", "market-making-as")]
+    for p in procs:
+        assert p.wait(timeout=600) == 0, p.stderr.read()[-2000:]
+    log = json.loads((out / "catalogue_generation.json").read_text())
+    assert sorted(log) == ["execution-ac/poor-v1", "execution-ac/random-v1", "market-making-as/poor-v1",
+                           "market-making-as/random-v1"]
+    runs = json.loads((out / "catalogue_generation_runs.json").read_text())
+    assert len(runs) == 2 and all(r["datasets"] == 2 for r in runs)
