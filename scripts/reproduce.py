@@ -573,18 +573,18 @@ def measures_v1(dids) -> dict[str, dict]:
 
 
 def write_v1(args, cfg: dict, runs_root: Path, planned, wall: float, failures: list) -> int:
-    """The v1 tables from the run records (baselines/report.py): the planned runs' records, or every
-    record under the runs directory when no datasets are at hand (`--aggregate-only`)."""
+    """The v1 tables from every run record under the runs directory (baselines/report.py), not only this
+    invocation's: a run over a few datasets (`--datasets GLOB`) must not overwrite the suite's tables with
+    those few. "Planned" counts this invocation's runs plus the records outside them."""
     from baselines import report
 
     records = report.load_records(runs_root)
-    if planned is not None:
-        want = {str(run_dir(runs_root, d, a, s)) for d, a, s in planned}
-        records = [r for r in records if r["run_dir"] in want]
     if not records:
         print(f"no finished v1 runs under {runs_root}", file=sys.stderr)
         return 1
-    doc = report.build(records, planned=len(planned) if planned is not None else None,
+    if planned is not None:
+        planned = len({str(run_dir(runs_root, d, a, s)) for d, a, s in planned} | {r["run_dir"] for r in records})
+    doc = report.build(records, planned=planned,
                        measures=measures_v1({r["dataset"] for r in records}))
     doc.update({"suite": args.suite, "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
                 "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
