@@ -39,6 +39,7 @@ errors (computed as if independent) are optimistic there.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
@@ -262,6 +263,12 @@ def choose(env_id: str, candidates: list[str], episodes: int, selection_seed: in
     return max(means, key=means.get), means
 
 
+def _label(name: str, texts: dict = LABELS, multi_agent: bool = False) -> str:
+    """A row's label (or note); a multi-agent id's trained checkpoints come from MAPPO, not PPO."""
+    text = texts[name]
+    return text.replace("(PPO", "(MAPPO") if multi_agent and name == "trained/best" else text
+
+
 def compute_entry(env_id: str, episodes: int = EPISODES, seed: int = SEED,
                   selection_seed: int = SELECTION_SEED, min_gap_se: float = MIN_GAP_SE) -> dict:
     """The v1 reference entry of one id (see the module docstring)."""
@@ -288,12 +295,13 @@ def compute_entry(env_id: str, episodes: int = EPISODES, seed: int = SEED,
                                 "checkpoint": best_ckpt[len(CHECKPOINT):]}
     exp_row = rows["trained/best"] if expert == best_ckpt else rows[expert]
     exp_name = "trained/best" if expert == best_ckpt else expert
-    e = {"kind": kind, "name": exp_name, "label": LABELS[exp_name],
+    label = functools.partial(_label, multi_agent=spec.multi_agent)
+    e = {"kind": kind, "name": exp_name, "label": label(exp_name),
          **{k: v for k, v in exp_row.items()}}
     if kind == "optimal":
         e["proof"] = NOTES[expert]
     else:
-        e["note"] = BEST_KNOWN_NOTES[exp_name]
+        e["note"] = label(exp_name, BEST_KNOWN_NOTES)
         e["chosen_on"] = {**chosen_on, "candidates": {("trained/best" if c == best_ckpt else c): m
                                                       for c, m in cand_means.items()}}
     r = rows["random"]
@@ -304,9 +312,9 @@ def compute_entry(env_id: str, episodes: int = EPISODES, seed: int = SEED,
         "markets": {"seed": seed, "num_envs": episodes, "episodes": episodes, "rounds": 1,
                     "rule": "episode_returns(core with num_envs = episodes, policy, episodes, seed): one reset "
                             "from np.random.default_rng(seed), the same markets for every policy"},
-        "random": {**r, "name": "random", "label": LABELS["random"]},
+        "random": {**r, "name": "random", "label": label("random")},
         "expert": e,
-        "baselines": {k: {**v, "label": LABELS[k]} for k, v in rows.items() if k != "random"},
+        "baselines": {k: {**v, "label": label(k)} for k, v in rows.items() if k != "random"},
         "gap": {"expert_minus_random": gap, "se": gse, "n_se": gap / gse if gse > 0 else math.inf,
                 "min_n_se": min_gap_se, "ok": bool(gap >= min_gap_se * gse)},
     }

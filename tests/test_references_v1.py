@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ogdata.envs.market_making import MarketMaking
-from ogdata.envs.registry import list_envs, make_core
+from ogdata.envs.registry import env_spec, list_envs, make_core
 from ogdata.errors import ReferenceMissingError
 from ogdata.policies import evaluate as ev
 from ogdata.policies.evaluate import episode_returns, load_references_v1, reference_returns_v1
@@ -265,3 +265,17 @@ def test_references_v1_reproduce_from_the_script(env_id):
     assert set(new["baselines"]) == set(rec["baselines"])
     for name, r in rec["baselines"].items():
         assert abs(new["baselines"][name]["mean"] - r["mean"]) <= r["se"]
+
+
+def test_trained_rows_name_the_trainer_of_their_id():
+    """A multi-agent id's trained checkpoints come from MAPPO; its row and note say so, a single-agent id's PPO."""
+    s = _script()
+    assert s._label("trained/best", multi_agent=True) == "best trained checkpoint (MAPPO)"
+    assert s._label("trained/best") == "best trained checkpoint (PPO)"
+    assert "(MAPPO, deterministic)" in s._label("trained/best", s.BEST_KNOWN_NOTES, multi_agent=True)
+    assert s._label("random", multi_agent=True) == s.LABELS["random"]
+    committed = load_references_v1()["envs"]
+    for env_id, entry in committed.items():
+        if "trained/best" in entry["baselines"]:
+            want = "MAPPO" if env_spec(env_id).multi_agent else "PPO"
+            assert f"({want})" in entry["baselines"]["trained/best"]["label"], env_id
