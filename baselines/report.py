@@ -20,6 +20,9 @@ import numpy as np
 
 from baselines import analysis, stats
 from baselines.registry import ALGORITHMS
+from ogdata.envs.markets import market_references
+from ogdata.envs.registry import env_spec
+from ogdata.ids import TIERS
 
 MIN_SEEDS = 5
 FINANCE_COLUMNS = {  # family -> (figure key, header) shown in the finance tables
@@ -64,9 +67,6 @@ def build(records: list[dict[str, Any]], min_seeds: int = MIN_SEEDS, planned: in
           measures: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
     """The v1 results document from run records (see the module docstring); with `measures` (dataset id ->
     TQ, SACo, coarse SACo), the dataset-perspective re-check (`measures_vs_scores`, baselines.analysis)."""
-    from ogdata.envs.markets import market_references
-    from ogdata.envs.registry import env_spec
-
     runs: dict[str, dict[str, list[dict]]] = {}
     for r in records:
         runs.setdefault(r["dataset"], {}).setdefault(r["algo"], []).append(r)
@@ -217,13 +217,26 @@ def markdown(doc: dict[str, Any], settings: str = "") -> str:
     return "\n".join(lines)
 
 
+def _time_scales(ds: dict[str, Any]) -> str:
+    """How the finance figures of these datasets' envs are scaled, from each env's spec (steps a year)."""
+    by_scale: dict[tuple, list[str]] = {}
+    for env in sorted({d["env_id"] for d in ds.values()}):
+        spec = env_spec(env)
+        by_scale.setdefault((spec.periods_per_year, spec.step), []).append(env)
+    annual = [f"{', '.join(envs)} ({spec_step}) with {ppy:g} steps a year"
+              for (ppy, spec_step), envs in sorted(by_scale.items(), key=lambda kv: -(kv[0][0] or 0)) if ppy]
+    episode = sorted(e for (ppy, _), envs in by_scale.items() if not ppy for e in envs)
+    text = ("Annualised: " + "; ".join(annual) + "." if annual else "")
+    if episode:
+        text += (" Per episode, never annualised (intraday steps, or one payoff an episode): "
+                 + ", ".join(episode) + ".")
+    return text.strip()
+
+
 def finance_markdown(doc: dict[str, Any]) -> list[str]:
     """Per finance kind, one table: every dataset × algorithm (mean over seeds) and, per env, the references."""
     ds, refs = doc["datasets"], doc["references"]
-    out = ["### Finance figures (final checkpoint, test markets)", "",
-           "Daily envs (portfolio, trading) are annualised with their 252 trading days a year, monthly stat-arb "
-           "with 12; intraday envs (execution, market making) and option exercise (one payoff an episode) "
-           "report per-episode figures, never annualised. Stds are sample stds "
+    out = ["### Finance figures (final checkpoint, test markets)", "", _time_scales(ds) + " Stds are sample stds "
            "(ddof = 1). Score = score gross − score lost to costs.", ""]
     for kind, cols in FINANCE_COLUMNS.items():
         envs = sorted({d["env_id"] for d in ds.values() if finance_kind(d["family"]) == kind})
@@ -257,8 +270,6 @@ def _plt():
 def plot_scores(path: Path, doc: dict[str, Any]) -> None:
     """Per env, the final test score of every algorithm per tier, with 95 % bootstrap interval bars,
     and the named reference policies as dotted lines."""
-    from ogdata.ids import TIERS
-
     plt = _plt()
     ds = doc["datasets"]
     envs = sorted({d["env_id"] for d in ds.values()})
@@ -331,8 +342,6 @@ def plot_aggregate(path: Path, doc: dict[str, Any]) -> None:
 
 def plot_curves(path: Path, doc: dict[str, Any], env: str) -> None:
     """Validation score against updates for every dataset of `env` (mean over seeds, band: min–max)."""
-    from ogdata.ids import TIERS
-
     rows = sorted(((did, d) for did, d in doc["datasets"].items() if d["env_id"] == env),
                   key=lambda x: TIERS.index(x[1]["tier"]) if x[1]["tier"] in TIERS else 99)
     if not rows:

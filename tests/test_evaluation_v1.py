@@ -353,3 +353,13 @@ def test_order_book_desks_and_mixed_settings_have_their_own_figures():
     rows = market_references("lob-competing-makers-2", "test")["baselines"]
     fin = rows["lob-competing-makers/inventory-skew"]["finance"]
     assert fin["time_scale"] == "per episode" and {"pnl_mean", "fill_rate", "inventory_std"} <= set(fin)
+
+
+def test_finance_caption_states_each_envs_own_time_scale():
+    """The finance table says how each env present is scaled, from its spec: monthly factors with 12 steps a
+    year, hourly FX with 6,240, daily with 252, the order book per episode (not a fixed 'daily' sentence)."""
+    text = report._time_scales({f"{e}/good-v1": {"env_id": e} for e in
+                                ("portfolio-ff", "trading-eurusd", "trading-sp500", "lob-execution")})
+    assert "portfolio-ff (1 month) with 12 steps a year" in text and "with 6240 steps a year" in text
+    assert "trading-sp500 (1 trading day) with 252 steps a year" in text
+    assert text.endswith("Per episode, never annualised (intraday steps, or one payoff an episode): lob-execution.")
