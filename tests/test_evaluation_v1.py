@@ -1,7 +1,9 @@
 """Evaluation protocol v1 (issue #15): fixed, disjoint markets; paired references; final checkpoint as the
 headline; no selection on test markets; bootstrap intervals; each env's own time scale."""
 
+import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +25,8 @@ from ogdata.envs.markets import (
 from ogdata.envs.registry import env_spec
 from ogdata.errors import EnvError
 from tests.test_baselines import _reproduce_module, random_execution_dataset
+
+ROOT = Path(__file__).resolve().parent.parent
 
 DOC = json.loads(MARKETS_V1_FILE.read_text())
 
@@ -363,3 +367,19 @@ def test_finance_caption_states_each_envs_own_time_scale():
     assert "portfolio-ff (1 month) with 12 steps a year" in text and "with 6240 steps a year" in text
     assert "trading-sp500 (1 trading day) with 252 steps a year" in text
     assert text.endswith("Per episode, never annualised (intraday steps, or one payoff an episode): lob-execution.")
+
+
+def test_readme_rows_come_from_the_results_document(tmp_path):
+    """scripts/results_rows.py: mean [interval] per algorithm, a short cell labelled with its seeds, a dash
+    for a cell not run, only matching datasets; an unmatched glob is an error."""
+    spec = importlib.util.spec_from_file_location("results_rows", ROOT / "scripts" / "results_rows.py")
+    rr = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rr)
+    full = {"final": {"mean": 51.26, "ci95": [-2.04, 60.0]}, "enough_seeds": True, "n_seeds": 5}
+    short = {"final": {"mean": 3.0, "ci95": [1.0, 5.0]}, "enough_seeds": False, "n_seeds": 2}
+    doc = {"datasets": {"a/good-v1": {"algos": {"bc": full, "iql": short}}, "b/good-v1": {"algos": {"bc": full}}}}
+    assert rr.rows(doc, "a/*", ["bc", "iql", "td3bc"]) == [
+        "| a/good-v1 | 51.3 [−2.0, 60.0] | 3.0 [1.0, 5.0] (2 seeds) | — |"]
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(doc))
+    assert rr.main(["--results", str(path), "--datasets", "c/*", "--algos", "bc"]) == 1

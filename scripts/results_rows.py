@@ -1,0 +1,59 @@
+"""Markdown rows of a v1 results table for the README: final checkpoint, test markets, mean over seeds
+[95 % bootstrap interval], read from the committed results document (so every README row has a script).
+
+    python scripts/results_rows.py --datasets 'lob-*' --algos bc,iql,td3bc
+    python scripts/results_rows.py --datasets 'option-exercise-*/medium-v1' --algos bc,cql,bcq --header
+
+A cell with fewer seeds than the suite's minimum shows its seed count; a cell not run shows "—".
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cell(entry: dict | None) -> str:
+    """`mean [lo, hi]` of a cell's final scores, its seed count when short of the minimum, or a dash."""
+    if entry is None:
+        return "—"
+    f = entry["final"]
+    text = f"{f['mean']:.1f} [{f['ci95'][0]:.1f}, {f['ci95'][1]:.1f}]".replace("-", "−")
+    return text if entry.get("enough_seeds", True) else f"{text} ({entry['n_seeds']} seeds)"
+
+
+def rows(doc: dict, pattern: str, algos: list[str]) -> list[str]:
+    """One markdown row per dataset matching `pattern` that has a result for any of `algos`."""
+    out = []
+    for did, d in sorted(doc["datasets"].items()):
+        if fnmatch.fnmatch(did, pattern) and any(a in d["algos"] for a in algos):
+            out.append(f"| {did} | " + " | ".join(cell(d["algos"].get(a)) for a in algos) + " |")
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--results", type=Path, default=ROOT / "results" / "v1-lite.json")
+    ap.add_argument("--datasets", default="*", help="glob over dataset ids")
+    ap.add_argument("--algos", required=True, help="comma-separated algorithms, one column each")
+    ap.add_argument("--header", action="store_true", help="print the table's header first")
+    a = ap.parse_args(argv)
+    algos = [x for x in a.algos.split(",") if x]
+    doc = json.loads(a.results.read_text())
+    lines = rows(doc, a.datasets, algos)
+    if not lines:
+        print(f"no dataset in {a.results} matches {a.datasets!r} with any of {algos}", file=sys.stderr)
+        return 1
+    if a.header:
+        print("| dataset | " + " | ".join(algos) + " |\n| --- |" + " ---: |" * len(algos))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
