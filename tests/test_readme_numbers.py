@@ -1,0 +1,95 @@
+"""The README's v1 reference and results rows are the committed records', digit for digit.
+
+The references table is typed from `ogdata/envs/references-v1.json` and the protocol-v1 results rows are
+printed by `scripts/results_rows.py` from `results/v1-lite.json`; a re-run that moves a number and a README
+left behind would otherwise disagree silently.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+PAIR = re.compile(r"([−-]?\d[\d,]*\.(\d+)) ± (\d+\.\d+)")
+
+
+def _table(header: str) -> list[list[str]]:
+    """The cells of every row of the README table whose header line starts with `header`."""
+    lines = README.splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        if line.startswith(header):
+            for row in lines[i + 2:]:
+                if not row.startswith("|"):
+                    break
+                out.append([c.strip() for c in row.strip().strip("|").split("|")])
+    return out
+
+
+def _num(text: str) -> float:
+    return float(text.replace("−", "-").replace(",", ""))
+
+
+def _records(entry: dict) -> list[tuple[float, float]]:
+    recs = [(entry["random"]["mean"], entry["random"]["se"]), (entry["expert"]["mean"], entry["expert"]["se"])]
+    recs += [(b["mean"], b["se"]) for b in entry.get("baselines", {}).values()]
+    return recs
+
+
+REFS = json.loads((ROOT / "ogdata" / "envs" / "references-v1.json").read_text())["envs"]
+REF_ROWS = _table("| env | random | expert (kind: policy) |")
+
+
+def test_the_references_table_is_there():
+    assert len(REF_ROWS) >= 20, "the README's references-v1 table was not found"
+
+
+@pytest.mark.parametrize("cells", REF_ROWS, ids=[r[0] for r in REF_ROWS])
+def test_reference_rows_match_references_v1(cells):
+    env = cells[0].strip("`")
+    assert env in REFS, f"README references row {env!r} has no entry in references-v1.json"
+    recs = _records(REFS[env])
+    rand = PAIR.search(cells[1])
+    assert rand, f"{env}: no 'mean ± se' in the random cell {cells[1]!r}"
+    nd = len(rand.group(2))
+    assert (round(_num(rand.group(1)), nd), round(_num(rand.group(3)), nd)) == \
+        (round(recs[0][0], nd), round(recs[0][1], nd)), f"{env}: random {cells[1]!r} vs {recs[0]}"
+    nd_e = len(cells[3].split(".")[-1].split()[0]) if "." in cells[3] else 0
+    assert f"{REFS[env]['expert']['mean']:.{nd_e}f}" == f"{_num(cells[3].split()[0]):.{nd_e}f}", \
+        f"{env}: expert {cells[3]!r} vs {REFS[env]['expert']['mean']}"
+    # every 'mean ± se' among the named baselines is one of the env's recorded rows at the README's precision
+    for m in PAIR.finditer(cells[4]):
+        nd = len(m.group(2))
+        got = (round(_num(m.group(1)), nd), round(_num(m.group(3)), nd))
+        assert got in {(round(a, nd), round(b, nd)) for a, b in recs}, \
+            f"{env}: named baseline {m.group(0)!r} is not a row of references-v1.json"
+
+
+def _results_rows():
+    spec = importlib.util.spec_from_file_location("results_rows", ROOT / "scripts" / "results_rows.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+V1_ROWS = [(hdr, r) for hdr in ("| dataset | bc | iql | td3bc |", "| dataset | bc | cql | bcq |",
+                                "| dataset | mabc | iiql | itd3bc | matd3bc |")
+           for r in _table(hdr)]
+
+
+def test_the_v1_results_tables_are_there():
+    assert len(V1_ROWS) >= 30
+
+
+@pytest.mark.parametrize("hdr,cells", V1_ROWS, ids=[c[0] for _, c in V1_ROWS])
+def test_v1_results_rows_are_the_records(hdr, cells):
+    doc = json.loads((ROOT / "results" / "v1-lite.json").read_text())
+    algos = [a.strip() for a in hdr.strip("|").split("|")[1:]]
+    want = _results_rows().rows(doc, cells[0], algos)
+    assert want == ["| " + " | ".join(cells) + " |"], f"README row {cells} differs from results_rows.py: {want}"
