@@ -10,15 +10,19 @@ the delta method, SE(r) = r·sqrt((se_4Q/I_4Q)² + (se_Q/I_Q)²). The square-roo
 PRX 1:021006; Donier, Bonart, Mastromatteo & Bouchaud 2015, Quantitative Finance 15(7):1109) gives
 4Q / Q ≈ 2, linear impact 4.
 
-Part 1, the library calibrations: I(Q) for Q = 5, 10, 20, 40, 80, 160 lots and the 4Q / Q ratios.
+Part 1, the library calibrations (cst, qr, cst with informed flow, and "latent", the calibration part 4
+led to): I(Q) for Q = 5, 10, 20, 40, 80, 160 lots, the 4Q / Q ratios, and each book's diffusion and shape.
 Part 2, ingredients tried on CST (prototypes in this script, not in the library), each with the ratio
 at Q = 5 and the mid's diffusion check Var(Δmid over h) / h for h = 25..200 (max / min; the book's test
 asks < 1.25): a V-shaped latent book around an EMA anchor of the mid (limit arrivals λ(i) + κ·x⁺ at a
 level x ticks beyond the anchor on its own side: DBMB 2015's linear latent density), and a refill at
 the touch rising with the square of the mid's distance from the anchor. Their extra arrivals come from
 a second generator seeded alike in both arms, so the pairing holds. Part 3, why the default saturates:
-how often the frame moves during a sale against how often the sale drains the best bid. Writes
-bench_out/lob_impact.md.
+how often the frame moves during a sale against how often the sale drains the best bid. Part 4, the
+ingredient that works: the V-shaped latent book anchored to a fundamental price that diffuses on its own
+(not to an EMA of the mid), with CST's own frame-relative arrivals scaled down and the gap shift; a grid
+over the scale and κ, with each book's spread and depth (2 × --books books a cell). Its (0.25, 1) cell
+is the library's calibration "latent". `--parts 14` runs a subset. Writes bench_out/lob_impact.md.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ogdata.envs.lob import ASK, BID, Book  # noqa: E402
+from ogdata.envs.lob import ASK, BID, CST, Book, Calibration  # noqa: E402
 
 T = 20
 
@@ -84,10 +88,32 @@ class _GapShift(_Anchored):
         return out
 
 
+class _Fundamental(_GapShift):
+    """Part 4: the V-shaped latent book anchored to a fundamental price F that diffuses on its own (a Gaussian
+    random walk, sigma ticks/√s, independent of the order flow) instead of an EMA of the mid, with the gap
+    shift. The mid is pulled towards F by the latent depth, and diffuses because F does."""
+
+    def __init__(self, B, K=10, *, sigma=0.5, **kw):
+        super().__init__(B, K, **kw)
+        self.sigma = float(sigma)
+
+    def advance(self, rng):
+        out = super().advance(rng)          # _Anchored's latent arrivals and its EMA update of the anchor ...
+        self.anchor = self._f = self._f + self.sigma * math.sqrt(self.dt) * self.extra.standard_normal(self.B)
+        return out                          # ... which F then replaces: the anchor is F, whatever the mid did
+
+    def reset(self, mask, rng):
+        super().reset(mask, rng)
+        self._f = self.anchor.copy()
+
+
 def _make(B, spec, seed):
     kw = dict(spec)
     gap = kw.pop("gap", False)
-    cls = _GapShift if gap else _Anchored if "kind" in kw else Book
+    if "scale" in kw:                       # CST's own (frame-relative) limit arrivals scaled by this factor
+        kw["calibration"] = Calibration(f"cst x {kw['scale']:g}", k=CST.k * kw.pop("scale"), alpha=CST.alpha,
+                                        theta=CST.theta, mu=CST.mu)
+    cls = _Fundamental if "sigma" in kw else _GapShift if gap else _Anchored if "kind" in kw else Book
     bk = cls(B, 10, **kw)
     rng = np.random.default_rng(seed)
     bk.reset(np.ones(B, bool), rng)
@@ -144,32 +170,106 @@ def diffusion(spec, B=2048, seed=6, warm=300):
     return per, float(per.max() / per.min())
 
 
+def book_shape(spec, B=2048, seed=3, warm=300, n=200):
+    """Mean spread (ticks), the share of one-tick spreads and the mean visible lots at levels 1-3 from the
+    reference price, over n steps after warm-up."""
+    bk, rng = _make(B, spec, seed)
+    for _ in range(warm):
+        bk.advance(rng)
+    spread, one, depth = [], [], []
+    for _ in range(n):
+        bk.advance(rng)
+        b, a = bk.best()
+        spread.append(float((a - b).mean()))
+        one.append(float(((a - b) == 1).mean()))
+        depth.append(bk.visible()[:, :, :3].mean(axis=(0, 1)))
+    return float(np.mean(spread)), float(np.mean(one)), np.mean(depth, axis=0)
+
+
+FUNDAMENTAL_GRID = [(1.0, 0.0), (1.0, 1.0), (0.5, 1.0), (0.5, 2.0), (0.25, 1.0), (0.25, 2.0)]   # (scale s, κ)
+
+
+def part4(B: int, quick: bool) -> list[str]:
+    """Latent liquidity anchored to a diffusing fundamental price: I(Q), the 4Q/Q ratios, diffusion, book shape."""
+    qs = (5, 10, 20, 40, 80)
+    lines = ["", "Part 4: latent liquidity anchored to a diffusing fundamental price F (a Gaussian random walk, "
+             "σ = 0.5 tick/√s, independent of the order flow; CST's own mid moves have Var/h ≈ 0.25 tick²/s, which "
+             "σ² matches): extra limit arrivals κ·x⁺ lots/s at a level x ticks beyond F on its own side (DBMB 2015's "
+             "V-shaped latent density), CST's own frame-relative arrivals scaled by s, and the gap shift of Part 3. "
+             f"{B:,} paired books a cell.", "",
+             "| s | κ | " + " | ".join(f"I({q})" for q in qs) + " | 20/5 | 40/10 | 80/20 | Var/h max/min | spread | one-tick | depth L1–3 |",
+             "|---:|---:|" + "---:|" * (len(qs) + 7)]
+    grid = FUNDAMENTAL_GRID[:1] + FUNDAMENTAL_GRID[4:5] if quick else FUNDAMENTAL_GRID
+    for scale, kappa in grid:
+        spec = {"kind": "latent", "kappa": kappa, "sigma": 0.5, "scale": scale}
+        imp = {q: impact(spec, q, B, warm=300) for q in qs}
+        rs = [ratio(imp[4 * q], imp[q]) for q in (5, 10, 20)]
+        _, mm = diffusion(spec)
+        spread, one, depth = book_shape(spec)
+        lines.append(f"| {scale:g} | {kappa:g} | " + " | ".join(f"{m:.2f} ± {se:.2f}" for m, se in imp.values()) + " | "
+                     + " | ".join(f"{r:.2f} ± {se:.2f}" for r, se in rs)
+                     + f" | {mm:.2f} | {spread:.2f} | {one:.2f} | {' / '.join(f'{d:.1f}' for d in depth)} |")
+        print(lines[-1], flush=True)
+    spread, one, depth = book_shape({"calibration": "cst"})
+    lines += ["", f"The plain CST book for comparison: spread {spread:.2f} ticks, one-tick {one:.2f}, depth L1–3 "
+              f"{' / '.join(f'{d:.1f}' for d in depth)} lots."]
+    return lines
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--books", type=int, default=4096)
     ap.add_argument("--quick", action="store_true", help="fewer settings")
     ap.add_argument("--out", default=str(ROOT / "bench_out" / "lob_impact.md"))
+    ap.add_argument("--parts", default="1234", help="which parts to run, e.g. 4")
     args = ap.parse_args(argv)
     B, t0 = args.books, time.perf_counter()
-    lines = [f"Metaorder impact, {B:,} paired books, T = {T} s, even market-order schedule "
-             f"(scripts/lob_impact.py, {time.strftime('%Y-%m-%d')}).", "",
-             "Part 1: I(Q) in ticks (± SE) and I(4Q) / I(Q).", "",
+    head = [f"Metaorder impact, {B:,} paired books, T = {T} s, even market-order schedule "
+             f"(scripts/lob_impact.py, {time.strftime('%Y-%m-%d')})."]
+    lines = head if "1" not in args.parts else head + ["", "Part 1: I(Q) in ticks (± SE) and I(4Q) / I(Q).", "",
              "| calibration | " + " | ".join(f"Q = {q}" for q in (5, 10, 20, 40, 80, 160)) + " | 20/5 | 40/10 | 80/20 |",
              "|---|" + "---:|" * 9]
     for name, spec in (("cst (default)", {"calibration": "cst"}), ("qr", {"calibration": "qr"}),
-                       ("cst, 30 % informed", {"calibration": "cst", "informed": 0.3})):
+                       ("cst, 30 % informed", {"calibration": "cst", "informed": 0.3}),
+                       ("latent (part 4, in the library)", {"calibration": "latent"})) if "1" in args.parts else ():
         imp = {q: impact(spec, q, B) for q in (5, 10, 20, 40, 80, 160)}
         rs = [ratio(imp[4 * q], imp[q]) for q in (5, 10, 20)]
         lines.append(f"| {name} | " + " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in imp.values()) + " | "
                      + " | ".join(f"{r:.2f} ± {se:.2f}" for r, se in rs) + " |")
         print(lines[-1], flush=True)
-    lines += ["", "Part 2: ingredients tried on CST (anchor = EMA of the mid, timescale τ s): ratio I(20) / I(5) "
+    if "1" in args.parts:
+        lines += ["", "| calibration | Var(Δmid)/h, h = 25..200 (max/min) | spread (ticks) | one-tick | depth L1–3 (lots) |",
+                  "|---|---:|---:|---:|---:|"]
+        for name, spec in (("cst", {"calibration": "cst"}), ("qr", {"calibration": "qr"}),
+                           ("latent", {"calibration": "latent"})):
+            _, mm = diffusion(spec)
+            spread, one, depth = book_shape(spec)
+            lines.append(f"| {name} | {mm:.2f} | {spread:.2f} | {one:.2f} | {' / '.join(f'{d:.1f}' for d in depth)} |")
+            print(lines[-1], flush=True)
+    if "2" in args.parts:
+        lines += part2(B, args.quick)
+    if "3" in args.parts:
+        lines += part3(B)
+    if "4" in args.parts:
+        lines += part4(2 * B, args.quick)
+    lines += ["", f"[{time.perf_counter() - t0:.0f} s]"]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"wrote {out}")
+    return 0
+
+
+def part2(B: int, quick: bool) -> list[str]:
+    """Resilience ingredients around an EMA anchor of the mid, and the gap shift."""
+    lines = ["", "Part 2: ingredients tried on CST (anchor = EMA of the mid, timescale τ s): ratio I(20) / I(5) "
               "and the mid's Var(Δ over h)/h, h = 25, 50, 100, 200 (max/min; diffusive ⇔ ≈ 1, the test asks < 1.25).",
               "", "| ingredient | κ | τ | I(5) | I(20) | 20/5 | Var/h | max/min |", "|---|---:|---:|---:|---:|---:|---|---:|"]
     settings = [("none (ZI CST)", {"calibration": "cst"})]
     grid = [("latent", 0.1, 30.0), ("latent", 0.3, 30.0), ("latent", 0.3, 100.0), ("quadratic", 1.0, 20.0),
             ("quadratic", 4.0, 20.0), ("quadratic", 4.0, 60.0)]
-    if args.quick:
+    if quick:
         grid = grid[1:2] + grid[4:5]
     for kind, kappa, tau in grid:
         label = "V-shaped latent book (λ + κx⁺)" if kind == "latent" else "touch refill κ·d²"
@@ -184,8 +284,13 @@ def main(argv=None) -> int:
         lines.append(f"| {label} | {spec.get('kappa', 0):g} | {spec.get('tau', float('nan')):g} | {q1[0]:.3f} ± {q1[1]:.3f} | "
                      f"{q4[0]:.3f} ± {q4[1]:.3f} | {r:.2f} ± {se:.2f} | {np.round(per, 3).tolist()} | {mm:.2f} |")
         print(lines[-1], flush=True)
+    return lines
+
+
+def part3(B: int) -> list[str]:
+    """How often the frame moves during a sale against how often the sale drains the best bid."""
     lam1 = float(Book(1, 10)._lam_dt[0])
-    lines += ["", "Part 3: why CST saturates. The frame (and with it the price of every background order) moves "
+    lines = ["", "Part 3: why CST saturates. The frame (and with it the price of every background order) moves "
               "one tick, and only where a best queue is still empty at the *end* of the step, after the step's "
               f"limit arrivals (Poisson(λ(1)Δt = {lam1:.2f}) lots at the best bid level; none with probability "
               f"{math.exp(-lam1):.3f}) and cancellations: however deep a sale drains the bid side, the arrivals "
@@ -199,13 +304,7 @@ def main(argv=None) -> int:
         fall, down, up, drained = frame_moves({"calibration": "cst"}, q, B)
         lines.append(f"| {q} | {fall:.2f} | {down:.3f} | {up:.3f} | {drained:.3f} |")
         print(lines[-1], flush=True)
-    lines += ["", f"[{time.perf_counter() - t0:.0f} s]"]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"wrote {out}")
-    return 0
+    return lines
 
 
 if __name__ == "__main__":

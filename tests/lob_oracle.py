@@ -35,6 +35,9 @@ class OracleBook:
         self.dt = float(book.dt)
         self.pb = int(book.pb[0])
         self.z = int(book.z[0])
+        self.fund = float(book.f[0])                    # the latent book's fundamental (calibration 'latent')
+        self.kappa_dt, self.fstep = float(book._kappa_dt), float(book._fstep)
+        self.deep_lots = int(round(float(book._deep)))
         self.e = [float(book.e[0, 0]), float(book.e[0, 1])]
         self.multi = hasattr(book, "a_sz")
         if self.multi:
@@ -130,7 +133,12 @@ class OracleBook:
     def advance(self, rng):
         K, f, D = self.K, self.flow, self.draws
         # the step's uniforms, in the book's column order (see the lob module docstring)
-        v = [int(x) for x in rng.integers(0, 2**64, size=(1, 4 * K + 2 * self.n + 6), dtype=np.uint64)[0]]
+        width = 4 * K + 2 * self.n + 6 + (1 if self.kappa_dt else 0)
+        v = [int(x) for x in rng.integers(0, 2**64, size=(1, width), dtype=np.uint64)[0]]
+        if f.gap_shift:                                   # the frame closes a one-sided gap, tick by tick
+            for _ in range(K):
+                if not self._move(self.deep_lots):
+                    break
         vis = [[self.lots(s, j) for j in range(K)] for s in (0, 1)]
         n = self.n
         # cancellations: each level's lots behind its last agent order, then each agent's segment ahead
@@ -149,10 +157,18 @@ class OracleBook:
                     drop |= set(seg[:D.cancel(j, len(seg), v[4 * K + 2 * i + s])])
                 queue[:] = [o for k, o in enumerate(queue) if k not in drop]
         # limit arrivals (QR: the rate reads the level's visible queue at the start of the step)
+        d = self.fund - self.pb - 0.5                     # latent: x ticks beyond the fundamental
         for s in (0, 1):
             for j in range(K):
                 x = vis[s][j] if f.insert_boost else 0
-                for _ in range(D.arrival(j, x, v[2 * K + s * K + j])):
+                u = v[2 * K + s * K + j]
+                if self.kappa_dt:
+                    beyond = max((d if s == BID else -d) + j, 0.0)
+                    rate = np.array([self.lam_dt[j] + self.kappa_dt * beyond])
+                    count = int(poisson_inverse(rate, np.array([u], dtype=np.uint64))[0])
+                else:
+                    count = D.arrival(j, x, u)
+                for _ in range(count):
                     self.queues[s][j].append(["bg", 1])
         # market orders, one lot at a time
         i = 4 * K + 2 * n
@@ -179,28 +195,28 @@ class OracleBook:
         if self.hawkes_on:
             self.e = [self.e[0] * self.decay + self.jump * m[0], self.e[1] * self.decay + self.jump * m[1]]
         deep = D.far(v[4 * K + 2 * n + 3])
-        coin, sign = ((x >> 11) / 2.0**53 for x in v[-2:])
-        shift = 0
-        if coin < f.shift_prob:
-            ask_empty, bid_empty = self.lots(ASK, 0) == 0, self.lots(BID, 0) == 0
-            if ask_empty and not bid_empty:
-                shift = 1
-                self.queues[ASK].pop(0)
-                self.queues[ASK].append([["bg", 1] for _ in range(deep)])
-                self.queues[BID].insert(0, [])
-                self.queues[BID].pop()
-            elif bid_empty and not ask_empty:
-                shift = -1
-                self.queues[BID].pop(0)
-                self.queues[BID].append([["bg", 1] for _ in range(deep)])
-                self.queues[ASK].insert(0, [])
-                self.queues[ASK].pop()
-            if shift:
-                self.pb += shift
-                self.z = 1 if sign < 0.5 else -1
+        coin, sign = ((x >> 11) / 2.0**53 for x in v[4 * K + 2 * n + 4:4 * K + 2 * n + 6])
+        shift = self._move(deep) if coin < f.shift_prob else 0
+        if shift:
+            self.z = 1 if sign < 0.5 else -1
+        if self.kappa_dt:                                 # the fundamental's fair-coin step, last column
+            self.fund += self.fstep if (v[-1] >> 11) / 2.0**53 < 0.5 else -self.fstep
         if not self.multi:
             fills, fill_px = fills[0], fill_px[0]
         return fills, fill_px, (buys, sells), shift
+
+    def _move(self, deep):
+        """The frame moves one tick where one best level is empty and the other is not: +1, −1 or 0."""
+        ask_empty, bid_empty = self.lots(ASK, 0) == 0, self.lots(BID, 0) == 0
+        if ask_empty == bid_empty:
+            return 0
+        gone, grow, shift = (ASK, BID, 1) if ask_empty else (BID, ASK, -1)
+        self.queues[gone].pop(0)
+        self.queues[gone].append([["bg", 1] for _ in range(deep)])
+        self.queues[grow].insert(0, [])
+        self.queues[grow].pop()
+        self.pb += shift
+        return shift
 
     def agent_price(self, s, i=0):
         j, lots, _ = self.agent(s, i)

@@ -49,6 +49,20 @@ Calibrations (see `CST` and `QR`):
   0.3, 0.2, 0.15, 0.12, 0.1 then 0.1, μ = 1, a = 8, b = 2) are ours, chosen to give a large-tick book
   (a one-tick spread in > 90 % of steps, best queues of ~5 lots and depth rising away from the touch,
   the hump HLR report); HLR's estimates are nonparametric curves for French stocks, not reproduced here.
+- "latent": the calibration nearest the square-root law of metaorder impact (Tóth et al. 2011; 4Q lots
+  move the price ≈ 2× as far as Q over the same horizon). CST's rates with a quarter of its limit
+  arrivals, plus latent liquidity anchored to a fundamental price F that diffuses on its own (±σ√Δt
+  ticks a step, a fair coin; σ = 0.5 tick/√s, CST's own Var(Δmid)/h): extra limit arrivals κ·x⁺ lots/s
+  (κ = 1) at a level x ticks beyond F on its own side — the V-shaped latent density of Donier, Bonart,
+  Mastromatteo & Bouchaud (2015), Quantitative Finance 15(7):1109, which gives √Q impact when the book a
+  metaorder eats is not rebuilt around the new price — and the gap shift (`gap_shift`: the frame closes a
+  one-sided gap left by the agent's market order before the step's events, instead of one tick a step).
+  CST's frame-relative arrivals rebuild the touch wherever the price goes, which is what makes impact
+  linear (or saturating); scaling them down lets the latent book, fixed to F, carry the depth. 4Q / Q
+  = 2.1, 2.4, 2.1 at Q = 5, 10, 20 lots over 20 s and I(160) / I(5) = 5.8 (√32 = 5.7) with the mid
+  diffusive, against CST's 4.2, 3.6, 2.2 (linear, then saturating); the price paid is a wider, thinner
+  book (mean spread 2.9 ticks against CST's 1.6; `scripts/lob_impact.py` part 1). Single-
+  agent `Book` only (`AgentBook` rejects it); the catalogue's lob-* datasets are built on "cst".
 
 Events within a step of Δt seconds happen in this fixed order — the discrete-time approximation:
   1. the agent's own actions (cancel / post limit orders / market orders walking the book), by the
@@ -59,12 +73,15 @@ Events within a step of Δt seconds happen in this fixed order — the discrete-
   3. limit arrivals, Poisson(λΔt) per level, joining the back of their queue;
   4. market orders, Poisson(μΔt) per side (plus informed), walking the book in price-time priority:
      at the agent's level the volume ahead is taken first, then the agent's order, then the rest;
-  5. the Hawkes update, then the reference-price move.
-Intensities that depend on the state (QR, Hawkes) are read at the start of the step. The random
-draws: one generator call a step, `rng.integers(0, 2**64, (B, 4K + 8), uint64)`, one uniform per
-count and coin, in the columns [cancellations (2, K): bid levels, ask levels | arrivals (2, K) |
-cancellations ahead of the agent's bid, ask | uninformed buys, uninformed sells, informed | new far
-level | shift coin | new sign]. Each count is the inverse CDF of its law at its uniform, looked up in
+  5. the Hawkes update, then the reference-price move, then (latent) the fundamental's step.
+With `gap_shift`, step 1 ends with the frame closing a one-sided gap tick by tick (new far levels hold
+the rounded stationary mean, the informed sign is kept). Intensities that depend on the state (QR,
+Hawkes, the latent book's distance to F) are read at the start of the step. The random draws: one
+generator call a step, `rng.integers(0, 2**64, (B, 4K + 8), uint64)`, one uniform per count and coin,
+in the columns [cancellations (2, K): bid levels, ask levels | arrivals (2, K) | cancellations ahead of
+the agent's bid, ask | uninformed buys, uninformed sells, informed | new far level | shift coin | new
+sign] (+ the fundamental's coin last under "latent", whose arrivals are drawn by sequential inversion
+of their state-dependent rates, `lob_draws.poisson_inverse`). Each count is the inverse CDF of its law at its uniform, looked up in
 tables built once per setting (`ogdata.envs.lob_draws`: exact inversion of the tabulated float64 CDF,
 a guide table per row; Hawkes intensities, not tabulated, by sequential inversion), so a step costs
 one generator call and one gather instead of numpy's per-element binomial and Poisson samplers (≈ 7×
@@ -108,6 +125,9 @@ class Calibration:
     insert_boost: float = 0.0      # QR: λ(i, q) = λ(i)(1 + insert_boost / (1 + q))
     market_boost: float = 0.0      # QR: μ(q0) = μ(1 + market_boost / (1 + q0)), q0 the best queue
     shift_prob: float = 1.0        # the reference price moves when a best queue is empty, w.p. this
+    latent: float = 0.0            # κ: extra limit arrivals κ·x⁺ lots/s at x ticks beyond the fundamental
+    fundamental_vol: float = 0.0   # σ: the fundamental moves ±σ√Δt ticks a step (a fair coin)
+    gap_shift: bool = False        # the frame closes a one-sided gap left by the agent's orders first
     source: str = ""
 
     def lam(self, K: int) -> np.ndarray:
@@ -127,7 +147,13 @@ QR = Calibration(
     "qr", k=1.0, alpha=0.0, theta=(0.3, 0.2, 0.15, 0.12, 0.1), mu=1.0, insert_boost=8.0, market_boost=2.0,
     source="queue-reactive shapes of Huang, Lehalle & Rosenbaum (2015), JASA 110(509); illustrative "
            "large-tick numbers of ours")
-CALIBRATIONS = {"cst": CST, "qr": QR}
+LATENT = Calibration(
+    "latent", k=CST.k * 0.25, alpha=CST.alpha, theta=CST.theta, mu=CST.mu, latent=1.0, fundamental_vol=0.5,
+    gap_shift=True,
+    source="Cont, Stoikov & Talreja (2010)'s rates with a quarter of their limit arrivals, plus the V-shaped "
+           "latent liquidity of Donier, Bonart, Mastromatteo & Bouchaud (2015), Quantitative Finance 15(7), "
+           "anchored to a diffusing fundamental price; κ, σ and the quarter are ours (scripts/lob_impact.py, part 4)")
+CALIBRATIONS = {"cst": CST, "qr": QR, "latent": LATENT}
 
 
 class StepFlow(NamedTuple):
@@ -180,6 +206,7 @@ class Book:
             raise EnvError(f"hawkes={hawkes!r} is invalid; pass a pair (branching, decay per second) of numbers with "
                            "0 <= branching < 1 and decay > 0, or None for Poisson market orders")
         self.hawkes = (n_br, beta)
+        _check_latent(f)
         lam, th = f.lam(K), f.thetas(K)
         self._lam_dt = lam * self.dt                                   # (K,)
         self._pc = -np.expm1(-th * self.dt)                            # per-lot cancel probability
@@ -187,6 +214,9 @@ class Book:
         mu_u = f.mu * (1.0 - self.informed)
         self._mu_base = mu_u * (1.0 - n_br) * self.dt                  # per side, per step
         self._mu_inf = 2.0 * f.mu * self.informed * self.dt
+        self._kappa_dt = f.latent * self.dt                             # latent arrivals per tick beyond F
+        self._fstep = f.fundamental_vol * math.sqrt(self.dt)            # the fundamental's step (ticks)
+        self._deep_lots = np.full(self.B, int(round(self._deep)))      # new far levels of a gap shift
         self._decay = math.exp(-beta * self.dt)
         self._jump = n_br * beta                                       # excitation per order (/s)
         self._hawkes_on = n_br > 0
@@ -198,6 +228,7 @@ class Book:
         self.o_ahead = np.zeros((B, 2), dtype=np.int64)
         self.z = np.ones(B, dtype=np.int64)
         self.e = np.zeros((B, 2))
+        self.f = np.full(B, P0 + 0.5)                                  # the fundamental price (ticks)
         self._r1 = np.arange(B)
         self._rows = self._r1[:, None]
         self._sides = np.arange(2)[None, :]
@@ -206,7 +237,9 @@ class Book:
         # one step's uniforms (module docstring): W = 4K + 8 per book, the first 4K + 6 are counts; a book
         # with n agents (`ogdata.envs.lob_agents`) has 2n columns of cancellations ahead of agent orders
         self._mc = 4 * K + 2 * self._slots                              # the market-order columns start here
-        self._W = self._mc + 6
+        self._coin = self._mc + 4                                       # the shift coin, then the new sign
+        self._W = self._mc + 6 + (1 if self._kappa_dt else 0)           # latent: the fundamental's coin last
+        self._jx = np.arange(K, dtype=np.float64)                       # latent: x = ±(F − reference mid) + j
         self._rowbuf = np.zeros((B, self._mc + 4), dtype=np.int64)     # the counts' table keys
         self._scratch = np.empty((B, self._mc + 4), dtype=np.uint64)
         self._kflat = (np.arange(B)[:, None] * (self._mc + 4) + np.arange(2)[None, :] * K).ravel()
@@ -244,12 +277,13 @@ class Book:
         idx = np.flatnonzero(mask)
         if idx.size == 0:
             return
-        bank_q, bank_e, bank_z = _bank(self.flow, self.K, self.dt, self.informed, self.hawkes)
+        bank_q, bank_e, bank_z, bank_f = _bank(self.flow, self.K, self.dt, self.informed, self.hawkes)
         pick = rng.integers(0, len(bank_q), size=idx.size)
         self.q[idx] = bank_q[pick]
         self.e[idx] = bank_e[pick]
         self.z[idx] = bank_z[pick]
         self.pb[idx] = P0
+        self.f[idx] = P0 + bank_f[pick]
         for a in (self.o_lv, self.o_sz, self.o_ahead):
             a[idx] = 0
 
@@ -313,6 +347,8 @@ class Book:
         B, K, f, D = self.B, self.K, self.flow, self._draws
         q, lv, ahead = self.q, self.o_lv, self.o_ahead
         v = rng.integers(0, 2**64, size=(B, self._W), dtype=np.uint64)
+        if f.gap_shift:
+            self._close_gap()
         R = self._rowbuf
         # 2. cancellations: Binomial(lots, p_j) per level, the agent's level split into the lots behind
         # (in place) and ahead (slot K); row j·nc + n of the count tables
@@ -328,7 +364,9 @@ class Book:
         ka += lv * D.nc_key
         if vis is not None:
             D.state_rows(R, vis)
-        cnt = D.table.draw_keyed(R, v[:, :-2], self._scratch)
+        cnt = D.table.draw_keyed(R, v[:, :self._coin], self._scratch)
+        if self._kappa_dt:
+            cnt[:, 2 * K:4 * K] = self._latent_arrivals(v[:, 2 * K:4 * K])
         c_ahead = cnt[:, 4 * K:4 * K + 2]
         q -= cnt[:, :2 * K].reshape(B, 2, K)
         q.reshape(-1)[at] -= c_ahead.ravel()
@@ -353,8 +391,28 @@ class Book:
         # 5. Hawkes excitation, then the reference-price move
         if self._hawkes_on:
             self.e = self.e * self._decay + self._jump * m[:, :2]
-        shift = self._shift(unit(v[:, -2]), unit(v[:, -1]), cnt[:, 4 * K + 5])
+        shift = self._shift(unit(v[:, self._coin]), unit(v[:, self._coin + 1]), cnt[:, 4 * K + 5])
+        if self._kappa_dt:
+            self.f += np.where(unit(v[:, -1]) < 0.5, self._fstep, -self._fstep)
         return StepFlow(fills, fill_px, vol[:, ::-1].copy(), shift)
+
+    def _latent_arrivals(self, v: np.ndarray) -> np.ndarray:
+        """Limit arrivals (B, 2K) [bid levels, ask levels] with the latent book: Poisson(λ(i)Δt + κΔt·x⁺) at
+        a level x ticks beyond the fundamental on its own side (bid level j: x = F − (pb − j) − ½ = d + j, ask
+        level j: x = −d + j, d = F − pb − ½), by sequential inversion of the step's arrival uniforms."""
+        d = (self.f - self.pb - 0.5)[:, None]
+        x = np.concatenate([d + self._jx, self._jx - d], axis=1)
+        return poisson_inverse(np.tile(self._lam_dt, 2) + self._kappa_dt * np.maximum(x, 0.0), v)
+
+    def _close_gap(self) -> None:
+        """`gap_shift`: before the step's events, move the frame tick by tick while one best level is empty
+        and the other is not (an agent's market order can empty several levels, which the end-of-step rule
+        would follow one tick a step); each new far level holds the rounded stationary mean λ(K)/θ(K), and
+        the informed sign is kept."""
+        zero = np.zeros(self.B)
+        for _ in range(self.K):
+            if not self._shift(zero, None, self._deep_lots).any():
+                break
 
     # -- internals --------------------------------------------------------------------------------
     def _walk(self, volume: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -383,8 +441,9 @@ class Book:
         frame moves and zeroed where an order leaves the window (a subclass with several agents adds its own)."""
         return self.o_sz, self.o_lv, self.o_ahead
 
-    def _shift(self, coin: np.ndarray, sign: np.ndarray, deep: np.ndarray) -> np.ndarray:
-        """Move the frame one tick where one best queue is empty and the other is not (w.p. shift_prob)."""
+    def _shift(self, coin: np.ndarray, sign: np.ndarray | None, deep: np.ndarray) -> np.ndarray:
+        """Move the frame one tick where one best queue is empty and the other is not (w.p. shift_prob); the
+        informed sign of a moved book is redrawn from `sign` (kept where sign is None)."""
         orders = self._orders()
         sz, lv = orders[0], orders[1]
         held = (sz > 0) & (lv == 0)                                      # an agent order at the touch
@@ -411,7 +470,8 @@ class Book:
             lv[b, ..., grow] += 1
         moved = np.flatnonzero(shift)
         self.pb += shift
-        self.z[moved] = np.where(sign[moved] < 0.5, 1, -1)
+        if sign is not None:
+            self.z[moved] = np.where(sign[moved] < 0.5, 1, -1)
         lv[sz == 0] = 0                                                 # no order: level 0 by convention
         out = lv >= self.K                                              # pushed beyond the window: cancelled
         if out.any():
@@ -540,6 +600,16 @@ def _draw_tables(pc: tuple[float, ...], nc: int, arr: tuple[float, ...], mkt: tu
     return InverseCDF(cdfs)
 
 
+def _check_latent(f: Calibration) -> None:
+    for name in ("latent", "fundamental_vol"):
+        x = getattr(f, name)
+        if not (isinstance(x, int | float) and math.isfinite(x) and x >= 0):
+            raise EnvError(f"calibration {f.name!r}: {name}={x!r} must be a finite number >= 0")
+    if f.latent and (f.insert_boost or f.market_boost):
+        raise EnvError(f"calibration {f.name!r}: the latent book combines with CST-style fixed rates only; "
+                       "set insert_boost = market_boost = 0 or latent = 0")
+
+
 def _as_int(name: str, v, B: int, lo: int, hi: int | None, want: str) -> np.ndarray:
     """(B,) int64 from a scalar or a (B,) array of integral numbers; a clear InvalidActionError otherwise."""
     try:
@@ -562,9 +632,10 @@ def _as_int(name: str, v, B: int, lo: int, hi: int | None, want: str) -> np.ndar
 
 @lru_cache(maxsize=16)
 def _bank(flow: Calibration, K: int, dt: float, informed: float, hawkes: tuple[float, float], size: int = 256,
-          burn: float = 200.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Books at stationarity (q, e, z), simulated once per setting from a fixed seed: resets draw from
-    these, so episodes start in the book's long-run state instead of a hand-made one."""
+          burn: float = 200.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Books at stationarity (q, e, z, and the fundamental's offset F − pb), simulated once per setting from a
+    fixed seed: resets draw from these, so episodes start in the book's long-run state instead of a hand-made
+    one."""
     book = Book(size, K, calibration=flow, dt=dt, informed=informed, hawkes=hawkes if hawkes[0] > 0 else None)
     rng = np.random.default_rng(20100503)
     lam, th = flow.lam(K), flow.thetas(K)
@@ -572,7 +643,7 @@ def _bank(flow: Calibration, K: int, dt: float, informed: float, hawkes: tuple[f
     book.z[:] = np.where(rng.random(size) < 0.5, 1, -1)
     for _ in range(int(math.ceil(burn / dt))):  # `burn` seconds: many times every queue's relaxation time
         book.advance(rng)
-    q, e, z = book.q.copy(), book.e.copy(), book.z.copy()
-    for a in (q, e, z):
+    q, e, z, f = book.q.copy(), book.e.copy(), book.z.copy(), book.f - book.pb
+    for a in (q, e, z, f):
         a.setflags(write=False)
-    return q, e, z
+    return q, e, z, f

@@ -47,6 +47,9 @@ class AgentBook(Book):
             raise EnvError(f"an AgentBook needs 1..{MAX_AGENTS} agents, got {agents!r}")
         self.n = self._slots = int(agents)
         super().__init__(num_books, levels, **kw)
+        if self.flow.latent or self.flow.gap_shift:
+            raise EnvError(f"calibration {self.flow.name!r} (latent book, gap shift) is built for the single-agent "
+                           "Book only; several agents on one book use 'cst' or 'qr'")
         shape = (self.B, self.n, 2)
         self.a_lv = np.zeros(shape, dtype=np.int64)
         self.a_sz = np.zeros(shape, dtype=np.int64)
