@@ -173,7 +173,7 @@ def test_latent_book_metaorder_impact_is_near_the_square_root_law_and_the_mid_di
     assert np.isfinite(per_step).all() and per_step.max() / per_step.min() < 1.25, per_step
 
 
-def test_latent_calibration_is_checked_and_single_agent():
+def test_latent_calibration_is_checked_and_its_fundamental_steps():
     import dataclasses
 
     from ogdata.envs.lob_agents import AgentBook
@@ -181,10 +181,13 @@ def test_latent_calibration_is_checked_and_single_agent():
         Book(4, 10, calibration=dataclasses.replace(LATENT, latent=-1.0))
     with pytest.raises(EnvError, match="fixed rates"):
         Book(4, 10, calibration=dataclasses.replace(QR, latent=1.0))
-    with pytest.raises(EnvError, match="single-agent"):
-        AgentBook(4, 2, 10, calibration="latent")
     bk, _ = _book(64, "latent", seed=1)                                  # the bank's fundamental offsets
     assert np.all(np.abs(bk.f - bk.pb - 0.5) < 10) and np.unique(bk.f - bk.pb).size > 1
+    ab = AgentBook(64, 2, 10, calibration="latent")                      # several agents on the latent book
+    ab.reset(np.ones(64, bool), np.random.default_rng(1))
+    f0 = ab.f.copy()
+    ab.advance(np.random.default_rng(2))
+    np.testing.assert_allclose(np.abs(ab.f - f0), 0.5)
 
 
 def test_queue_position_front_fills_sooner_with_the_probability_the_model_implies():

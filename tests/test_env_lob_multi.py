@@ -45,7 +45,8 @@ def _ostate(o):
 
 
 @pytest.mark.parametrize("n", [2, 3])
-@pytest.mark.parametrize("cal, kw", [("cst", {}), ("qr", {}), ("cst", {"informed": 0.4, "hawkes": (0.5, 0.5)})])
+@pytest.mark.parametrize("cal, kw", [("cst", {}), ("qr", {}), ("cst", {"informed": 0.4, "hawkes": (0.5, 0.5)}),
+                                     ("latent", {"informed": 0.3})])
 def test_oracle_replays_the_same_path_with_several_agents(n, cal, kw):
     """n agents posting (one at a time and all at once in a rotating rank) near the touch, where they
     share levels, and sending market orders that cross each other's resting orders: the same queues,
@@ -81,7 +82,7 @@ def test_oracle_replays_the_same_path_with_several_agents(n, cal, kw):
         assert fl.fills[0].tolist() == fills, t
         assert fl.fill_px[0].tolist() == fill_px, t
         assert tuple(fl.volume[0].tolist()) == vol and int(fl.shift[0]) == shift, t
-        assert _state(bk) == _ostate(o), t
+        assert _state(bk) == _ostate(o) and bk.f[0] == o.fund, t
         moved += shift != 0
     assert moved > 0 and crossed > 0 and shared > 20, (moved, crossed, shared)
 
@@ -269,11 +270,12 @@ def test_env_agents_cash_and_lots_move_only_with_the_background(env_id):
 
 
 # -- PettingZoo faces ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("kw", [{}, {"calibration": "latent"}], ids=["cst", "latent"])
 @pytest.mark.parametrize("env_id", IDS)
-def test_pettingzoo_api_seed_and_state(env_id):
-    env = ogdata.make_env(env_id)
+def test_pettingzoo_api_seed_and_state(env_id, kw):
+    env = ogdata.make_env(env_id, **kw)
     parallel_api_test(env, num_cycles=250)
-    parallel_seed_test(lambda: ogdata.make_env(env_id), num_cycles=50)
+    parallel_seed_test(lambda: ogdata.make_env(env_id, **kw), num_cycles=50)
     obs, infos = env.reset(seed=0)
     assert env.state_space.contains(env.state())
     for a in env.agents:

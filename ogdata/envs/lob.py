@@ -61,8 +61,8 @@ Calibrations (see `CST` and `QR`):
   linear (or saturating); scaling them down lets the latent book, fixed to F, carry the depth. 4Q / Q
   = 2.1, 2.4, 2.1 at Q = 5, 10, 20 lots over 20 s and I(160) / I(5) = 5.8 (√32 = 5.7) with the mid
   diffusive, against CST's 4.2, 3.6, 2.2 (linear, then saturating); the price paid is a wider, thinner
-  book (mean spread 2.9 ticks against CST's 1.6; `scripts/lob_impact.py` part 1). Single-
-  agent `Book` only (`AgentBook` rejects it); the catalogue's lob-* datasets are built on "cst".
+  book (mean spread 2.9 ticks against CST's 1.6; `scripts/lob_impact.py` part 1). The
+  catalogue's lob-* datasets are built on "cst".
 
 Events within a step of Δt seconds happen in this fixed order — the discrete-time approximation:
   1. the agent's own actions (cancel / post limit orders / market orders walking the book), by the
@@ -392,9 +392,13 @@ class Book:
         if self._hawkes_on:
             self.e = self.e * self._decay + self._jump * m[:, :2]
         shift = self._shift(unit(v[:, self._coin]), unit(v[:, self._coin + 1]), cnt[:, 4 * K + 5])
+        self._fundamental_step(v)
+        return StepFlow(fills, fill_px, vol[:, ::-1].copy(), shift)
+
+    def _fundamental_step(self, v: np.ndarray) -> None:
+        """Latent book: the fundamental moves ±σ√Δt ticks on a fair coin, the step's last uniform column."""
         if self._kappa_dt:
             self.f += np.where(unit(v[:, -1]) < 0.5, self._fstep, -self._fstep)
-        return StepFlow(fills, fill_px, vol[:, ::-1].copy(), shift)
 
     def _latent_arrivals(self, v: np.ndarray) -> np.ndarray:
         """Limit arrivals (B, 2K) [bid levels, ask levels] with the latent book: Poisson(λ(i)Δt + κΔt·x⁺) at

@@ -47,9 +47,6 @@ class AgentBook(Book):
             raise EnvError(f"an AgentBook needs 1..{MAX_AGENTS} agents, got {agents!r}")
         self.n = self._slots = int(agents)
         super().__init__(num_books, levels, **kw)
-        if self.flow.latent or self.flow.gap_shift:
-            raise EnvError(f"calibration {self.flow.name!r} (latent book, gap shift) is built for the single-agent "
-                           "Book only; several agents on one book use 'cst' or 'qr'")
         shape = (self.B, self.n, 2)
         self.a_lv = np.zeros(shape, dtype=np.int64)
         self.a_sz = np.zeros(shape, dtype=np.int64)
@@ -148,6 +145,8 @@ class AgentBook(Book):
         B, K, n, f, D, mc = self.B, self.K, self.n, self.flow, self._draws, self._mc
         q, lv, ahead = self.q, self.a_lv, self.a_ahead
         v = rng.integers(0, 2**64, size=(B, self._W), dtype=np.uint64)
+        if f.gap_shift:
+            self._close_gap()
         R = self._rowbuf
         vis = self.visible() if f.insert_boost or f.market_boost else None
         D.ensure(self, int(q.max()), vis)
@@ -165,7 +164,9 @@ class AgentBook(Book):
         ka += lv * D.nc_key
         if vis is not None:
             D.state_rows(R, vis)
-        cnt = D.table.draw_keyed(R, v[:, :-2], self._scratch)
+        cnt = D.table.draw_keyed(R, v[:, :self._coin], self._scratch)
+        if self._kappa_dt:
+            cnt[:, 2 * K:4 * K] = self._latent_arrivals(v[:, 2 * K:4 * K])
         c_seg = cnt[:, 4 * K:mc].reshape(B, n, 2)
         q -= cnt[:, :2 * K].reshape(B, 2, K)
         qf = q.reshape(-1)
@@ -187,7 +188,8 @@ class AgentBook(Book):
         _, fills = self._walk(vol)
         if self._hawkes_on:
             self.e = self.e * self._decay + self._jump * m[:, :2]
-        shift = self._shift(unit(v[:, -2]), unit(v[:, -1]), cnt[:, mc + 3])
+        shift = self._shift(unit(v[:, self._coin]), unit(v[:, self._coin + 1]), cnt[:, mc + 3])
+        self._fundamental_step(v)
         return StepFlow(fills, fill_px, vol[:, ::-1].copy(), shift)
 
     # -- internals ---------------------------------------------------------------------------------
