@@ -344,16 +344,12 @@ class Book:
     # -- the step ---------------------------------------------------------------------------------
     def advance(self, rng: np.random.Generator) -> StepFlow:
         """One step of background flow: cancellations, limit arrivals, market orders, reference move."""
-        B, K, f, D = self.B, self.K, self.flow, self._draws
+        B, K, D = self.B, self.K, self._draws
         q, lv, ahead = self.q, self.o_lv, self.o_ahead
-        v = rng.integers(0, 2**64, size=(B, self._W), dtype=np.uint64)
-        if f.gap_shift:
-            self._close_gap()
+        v, vis = self._begin(rng)
         R = self._rowbuf
         # 2. cancellations: Binomial(lots, p_j) per level, the agent's level split into the lots behind
         # (in place) and ahead (slot K); row j·nc + n of the count tables
-        vis = self.visible() if f.insert_boost or f.market_boost else None
-        D.ensure(self, int(q.max()), vis)                              # ahead and behind <= the queue
         at = self._flat + lv.ravel()                                   # the agent's level, flat in q
         n = R[:, :2 * K].reshape(B, 2, K)                              # keys: row << BITS
         np.left_shift(q, BITS, out=n)
@@ -362,11 +358,7 @@ class Book:
         np.left_shift(ahead, BITS, out=ka)
         R.reshape(-1)[self._kflat + lv.ravel()] -= ka.ravel()
         ka += lv * D.nc_key
-        if vis is not None:
-            D.state_rows(R, vis)
-        cnt = D.table.draw_keyed(R, v[:, :self._coin], self._scratch)
-        if self._kappa_dt:
-            cnt[:, 2 * K:4 * K] = self._latent_arrivals(v[:, 2 * K:4 * K])
+        cnt = self._counts(v, vis)
         c_ahead = cnt[:, 4 * K:4 * K + 2]
         q -= cnt[:, :2 * K].reshape(B, 2, K)
         q.reshape(-1)[at] -= c_ahead.ravel()
@@ -374,26 +366,61 @@ class Book:
         # 3. limit arrivals, joining the back of their queues
         q += cnt[:, 2 * K:4 * K].reshape(B, 2, K)
         # 4. market orders (uninformed buys, uninformed sells, informed of sign z)
-        m = cnt[:, 4 * K + 2:4 * K + 5]
-        if self._hawkes_on:
-            mu = (self._mu_base * (1.0 + f.market_boost / (1.0 + vis[:, ::-1, 0])) if f.market_boost
-                  else self._mu_base)
-            m[:, :2] = poisson_inverse(mu + self.e * self.dt, v[:, 4 * K + 2:4 * K + 4])
-        vol = np.empty((B, 2), dtype=np.int64)                         # [sells hit the bids, buys the asks]
-        vol[:, ASK], vol[:, BID] = m[:, 0], m[:, 1]
-        if self._mu_inf:
-            vol[:, ASK] += m[:, 2] * (self.z > 0)
-            vol[:, BID] += m[:, 2] * (self.z < 0)
+        vol, m = self._market_volume(cnt, v, vis)
         fill_px = np.empty((B, 2), dtype=np.int64)
         fill_px[:, BID] = self.pb - lv[:, BID]
         fill_px[:, ASK] = self.pb + 1 + lv[:, ASK]
         _, fills = self._walk(vol)
-        # 5. Hawkes excitation, then the reference-price move
+        # 5. Hawkes excitation, the reference-price move, the fundamental's step
+        shift = self._end(v, cnt, m)
+        return StepFlow(fills, fill_px, vol[:, ::-1].copy(), shift)
+
+    # -- the parts of a step every book shares (AgentBook's advance differs only in the agents' queue segments)
+    def _begin(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+        """The step's uniforms (one generator call); with `gap_shift`, the gap close; the visible book where
+        rates depend on it (QR), and the count tables grown to the largest queue."""
+        v = rng.integers(0, 2**64, size=(self.B, self._W), dtype=np.uint64)
+        f = self.flow
+        if f.gap_shift:
+            self._close_gap()
+        vis = self.visible() if f.insert_boost or f.market_boost else None
+        self._draws.ensure(self, int(self.q.max()), vis)
+        return v, vis
+
+    def _counts(self, v: np.ndarray, vis: np.ndarray | None) -> np.ndarray:
+        """Every count of the step from the row buffer's keys (the caller wrote the queue-dependent ones):
+        one keyed inverse-CDF gather; the latent book's arrivals by sequential inversion."""
+        if vis is not None:
+            self._draws.state_rows(self._rowbuf, vis)
+        cnt = self._draws.table.draw_keyed(self._rowbuf, v[:, :self._coin], self._scratch)
+        if self._kappa_dt:
+            K = self.K
+            cnt[:, 2 * K:4 * K] = self._latent_arrivals(v[:, 2 * K:4 * K])
+        return cnt
+
+    def _market_volume(self, cnt: np.ndarray, v: np.ndarray, vis: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Background market orders: the volume (B, 2) [sells hit the bids, buys the asks] and the counts
+        (B, 3) [uninformed buys, uninformed sells, informed]; Hawkes intensities by sequential inversion."""
+        mc, f = self._mc, self.flow
+        m = cnt[:, mc:mc + 3]
+        if self._hawkes_on:
+            mu = (self._mu_base * (1.0 + f.market_boost / (1.0 + vis[:, ::-1, 0])) if f.market_boost
+                  else self._mu_base)
+            m[:, :2] = poisson_inverse(mu + self.e * self.dt, v[:, mc:mc + 2])
+        vol = np.empty((self.B, 2), dtype=np.int64)
+        vol[:, ASK], vol[:, BID] = m[:, 0], m[:, 1]
+        if self._mu_inf:
+            vol[:, ASK] += m[:, 2] * (self.z > 0)
+            vol[:, BID] += m[:, 2] * (self.z < 0)
+        return vol, m
+
+    def _end(self, v: np.ndarray, cnt: np.ndarray, m: np.ndarray) -> np.ndarray:
+        """After the market orders: the Hawkes update, the reference-price move (returned), the fundamental."""
         if self._hawkes_on:
             self.e = self.e * self._decay + self._jump * m[:, :2]
-        shift = self._shift(unit(v[:, self._coin]), unit(v[:, self._coin + 1]), cnt[:, 4 * K + 5])
+        shift = self._shift(unit(v[:, self._coin]), unit(v[:, self._coin + 1]), cnt[:, self._mc + 3])
         self._fundamental_step(v)
-        return StepFlow(fills, fill_px, vol[:, ::-1].copy(), shift)
+        return shift
 
     def _fundamental_step(self, v: np.ndarray) -> None:
         """Latent book: the fundamental moves ±σ√Δt ticks on a fair coin, the step's last uniform column."""

@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from ogdata.envs.lob import ASK, BID, Book, StepFlow, _as_int, take_from_levels
-from ogdata.envs.lob_draws import BITS, poisson_inverse, unit
+from ogdata.envs.lob_draws import BITS
 from ogdata.errors import EnvError
 
 MAX_AGENTS = 16
@@ -142,14 +142,10 @@ class AgentBook(Book):
     # -- the step ----------------------------------------------------------------------------------
     def advance(self, rng: np.random.Generator) -> StepFlow:
         """One step of background flow (the single-agent book's order); fills and fill_px are (B, n, 2)."""
-        B, K, n, f, D, mc = self.B, self.K, self.n, self.flow, self._draws, self._mc
+        B, K, n, D, mc = self.B, self.K, self.n, self._draws, self._mc
         q, lv, ahead = self.q, self.a_lv, self.a_ahead
-        v = rng.integers(0, 2**64, size=(B, self._W), dtype=np.uint64)
-        if f.gap_shift:
-            self._close_gap()
+        v, vis = self._begin(rng)
         R = self._rowbuf
-        vis = self.visible() if f.insert_boost or f.market_boost else None
-        D.ensure(self, int(q.max()), vis)
         M = self.ahead_matrix()
         prev = np.where(M, ahead[:, None, :, :], 0).max(axis=2)           # ahead of the agent just in front
         seg = ahead - prev                                                # each agent's segment ahead (B, n, 2)
@@ -162,11 +158,7 @@ class AgentBook(Book):
         ka = R[:, 4 * K:mc].reshape(B, n, 2)
         np.left_shift(seg, BITS, out=ka)
         ka += lv * D.nc_key
-        if vis is not None:
-            D.state_rows(R, vis)
-        cnt = D.table.draw_keyed(R, v[:, :self._coin], self._scratch)
-        if self._kappa_dt:
-            cnt[:, 2 * K:4 * K] = self._latent_arrivals(v[:, 2 * K:4 * K])
+        cnt = self._counts(v, vis)
         c_seg = cnt[:, 4 * K:mc].reshape(B, n, 2)
         q -= cnt[:, :2 * K].reshape(B, 2, K)
         qf = q.reshape(-1)
@@ -174,22 +166,10 @@ class AgentBook(Book):
             qf[self._flat + lv[:, i].ravel()] -= c_seg[:, i].ravel()
         ahead -= c_seg + np.where(M, c_seg[:, None, :, :], 0).sum(axis=2)
         q += cnt[:, 2 * K:4 * K].reshape(B, 2, K)
-        m = cnt[:, mc:mc + 3]
-        if self._hawkes_on:
-            mu = (self._mu_base * (1.0 + f.market_boost / (1.0 + vis[:, ::-1, 0])) if f.market_boost
-                  else self._mu_base)
-            m[:, :2] = poisson_inverse(mu + self.e * self.dt, v[:, mc:mc + 2])
-        vol = np.empty((B, 2), dtype=np.int64)
-        vol[:, ASK], vol[:, BID] = m[:, 0], m[:, 1]
-        if self._mu_inf:
-            vol[:, ASK] += m[:, 2] * (self.z > 0)
-            vol[:, BID] += m[:, 2] * (self.z < 0)
+        vol, m = self._market_volume(cnt, v, vis)
         fill_px = self.agent_price()
         _, fills = self._walk(vol)
-        if self._hawkes_on:
-            self.e = self.e * self._decay + self._jump * m[:, :2]
-        shift = self._shift(unit(v[:, self._coin]), unit(v[:, self._coin + 1]), cnt[:, mc + 3])
-        self._fundamental_step(v)
+        shift = self._end(v, cnt, m)
         return StepFlow(fills, fill_px, vol[:, ::-1].copy(), shift)
 
     # -- internals ---------------------------------------------------------------------------------
