@@ -22,7 +22,8 @@ how often the frame moves during a sale against how often the sale drains the be
 ingredient that works: the V-shaped latent book anchored to a fundamental price that diffuses on its own
 (not to an EMA of the mid), with CST's own frame-relative arrivals scaled down and the gap shift; a grid
 over the scale and κ, with each book's spread and depth (2 × --books books a cell). Its (0.25, 1) cell
-is the library's calibration "latent". `--parts 14` runs a subset. Writes bench_out/lob_impact.md.
+became the library's calibration "latent", with one early reference move a step in place of the
+prototype's gap-shift loop (part 1 has it with and without that move). `--parts 14` runs a subset. Writes bench_out/lob_impact.md.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import argparse
 import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +40,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ogdata.envs.lob import ASK, BID, CST, Book, Calibration  # noqa: E402
+from ogdata.envs.lob import ASK, BID, CST, LATENT, Book, Calibration  # noqa: E402
 
 T = 20
 
@@ -231,7 +233,9 @@ def main(argv=None) -> int:
              "|---|" + "---:|" * 9]
     for name, spec in (("cst (default)", {"calibration": "cst"}), ("qr", {"calibration": "qr"}),
                        ("cst, 30 % informed", {"calibration": "cst", "informed": 0.3}),
-                       ("latent (part 4, in the library)", {"calibration": "latent"})) if "1" in args.parts else ():
+                       ("latent (part 4, in the library)", {"calibration": "latent"}),
+                       ("latent without the early shift", {"calibration": replace(LATENT, gap_shift=False)}),
+                       ) if "1" in args.parts else ():
         imp = {q: impact(spec, q, B) for q in (5, 10, 20, 40, 80, 160)}
         rs = [ratio(imp[4 * q], imp[q]) for q in (5, 10, 20)]
         lines.append(f"| {name} | " + " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in imp.values()) + " | "

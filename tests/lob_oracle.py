@@ -135,10 +135,8 @@ class OracleBook:
         # the step's uniforms, in the book's column order (see the lob module docstring)
         width = 4 * K + 2 * self.n + 6 + (1 if self.kappa_dt else 0)
         v = [int(x) for x in rng.integers(0, 2**64, size=(1, width), dtype=np.uint64)[0]]
-        if f.gap_shift:                                   # the frame closes a one-sided gap, tick by tick
-            for _ in range(K):
-                if not self._move(self.deep_lots):
-                    break
+        if f.gap_shift:                                   # the early reference move, without a coin
+            self._move(self.deep_lots)
         vis = [[self.lots(s, j) for j in range(K)] for s in (0, 1)]
         n = self.n
         # cancellations: each level's lots behind its last agent order, then each agent's segment ahead
@@ -162,12 +160,9 @@ class OracleBook:
             for j in range(K):
                 x = vis[s][j] if f.insert_boost else 0
                 u = v[2 * K + s * K + j]
-                if self.kappa_dt:
-                    beyond = max((d if s == BID else -d) + j, 0.0)
-                    rate = np.array([self.lam_dt[j] + self.kappa_dt * beyond])
-                    count = int(poisson_inverse(rate, np.array([u], dtype=np.uint64))[0])
-                else:
-                    count = D.arrival(j, x, u)
+                if self.kappa_dt:                         # the row of its distance in half ticks
+                    x = int(np.rint(2.0 * max((d if s == BID else -d) + j, 0.0)))
+                count = D.arrival(j, x, u)
                 for _ in range(count):
                     self.queues[s][j].append(["bg", 1])
         # market orders, one lot at a time

@@ -150,12 +150,13 @@ def test_metaorder_impact_4q_against_q():
 
 def test_latent_book_metaorder_impact_is_near_the_square_root_law_and_the_mid_diffuses():
     """Calibration 'latent' (CST's flow with a quarter of its limit arrivals, latent liquidity κ·x⁺ beyond a
-    fundamental price that diffuses on its own, the gap shift): 4Q vs Q lots over 20 steps is concave at
-    every size, not only once saturated — scripts/lob_impact.py part 1 with 4,096 books: 2.13 ± 0.11 (Q = 5),
-    2.39 ± 0.10 (10), 2.14 ± 0.07 (20) against the square-root law's 2 and CST's 4.20 / 3.55 / 2.22 — while
-    the mid stays diffusive, because the fundamental it is pulled towards is (Var(Δmid)/h within ±25 % over
-    h = 25..200: test_mid_variance_grows_linearly_with_the_horizon). Asserted with 8,192 paired books (2.31 and 2.07 here): Q = 10 vs 40 below 3.3 (linear: 4)
-    and above 1.3; 20 vs 80 below 3."""
+    fundamental price that diffuses on its own, the early reference move): 4Q vs Q lots over 20 steps is
+    concave at every size, not only once saturated — scripts/lob_impact.py part 1 with 4,096 books:
+    2.30 ± 0.10 (Q = 5), 2.28 ± 0.08 (10), 2.02 ± 0.06 (20) against the square-root law's 2 and CST's
+    4.20 / 3.55 / 2.22 — while the mid stays diffusive, because the fundamental it is pulled towards is
+    (Var(Δmid)/h within ±25 % over h = 25..200: test_mid_variance_grows_linearly_with_the_horizon).
+    Asserted with 8,192 paired books (2.30 and 2.04 here): Q = 10 vs 40 below 3.3 (linear: 4) and above
+    1.3; 20 vs 80 below 3."""
     def even(Q):
         return [(k + 1) * Q // 20 - k * Q // 20 for k in range(20)]
 

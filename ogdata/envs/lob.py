@@ -55,11 +55,12 @@ Calibrations (see `CST` and `QR`):
   ticks a step, a fair coin; σ = 0.5 tick/√s, CST's own Var(Δmid)/h): extra limit arrivals κ·x⁺ lots/s
   (κ = 1) at a level x ticks beyond F on its own side — the V-shaped latent density of Donier, Bonart,
   Mastromatteo & Bouchaud (2015), Quantitative Finance 15(7):1109, which gives √Q impact when the book a
-  metaorder eats is not rebuilt around the new price — and the gap shift (`gap_shift`: the frame closes a
-  one-sided gap left by the agent's market order before the step's events, instead of one tick a step).
+  metaorder eats is not rebuilt around the new price — and the early shift (`gap_shift`: the reference
+  move is also applied right after the agent's orders, before the step's events, so a sale that empties
+  the best bid moves the frame before the step's arrivals refill the old level).
   CST's frame-relative arrivals rebuild the touch wherever the price goes, which is what makes impact
   linear (or saturating); scaling them down lets the latent book, fixed to F, carry the depth. 4Q / Q
-  = 2.1, 2.4, 2.1 at Q = 5, 10, 20 lots over 20 s and I(160) / I(5) = 5.8 (√32 = 5.7) with the mid
+  = 2.3, 2.3, 2.0 at Q = 5, 10, 20 lots over 20 s (I ∝ Q^0.55 from 5 to 80 lots) with the mid
   diffusive, against CST's 4.2, 3.6, 2.2 (linear, then saturating); the price paid is a wider, thinner
   book (mean spread 2.9 ticks against CST's 1.6; `scripts/lob_impact.py` part 1). The
   catalogue's lob-* datasets are built on "cst".
@@ -74,14 +75,14 @@ Events within a step of Δt seconds happen in this fixed order — the discrete-
   4. market orders, Poisson(μΔt) per side (plus informed), walking the book in price-time priority:
      at the agent's level the volume ahead is taken first, then the agent's order, then the rest;
   5. the Hawkes update, then the reference-price move, then (latent) the fundamental's step.
-With `gap_shift`, step 1 ends with the frame closing a one-sided gap tick by tick (new far levels hold
+With `gap_shift`, step 1 ends with the reference move of step 5, without its coin (a new far level holds
 the rounded stationary mean, the informed sign is kept). Intensities that depend on the state (QR,
 Hawkes, the latent book's distance to F) are read at the start of the step. The random draws: one
 generator call a step, `rng.integers(0, 2**64, (B, 4K + 8), uint64)`, one uniform per count and coin,
 in the columns [cancellations (2, K): bid levels, ask levels | arrivals (2, K) | cancellations ahead of
 the agent's bid, ask | uninformed buys, uninformed sells, informed | new far level | shift coin | new
-sign] (+ the fundamental's coin last under "latent", whose arrivals are drawn by sequential inversion
-of their state-dependent rates, `lob_draws.poisson_inverse`). Each count is the inverse CDF of its law at its uniform, looked up in
+sign] (+ the fundamental's coin last under "latent", whose arrival rows are keyed by each level's
+distance beyond the fundamental in half ticks). Each count is the inverse CDF of its law at its uniform, looked up in
 tables built once per setting (`ogdata.envs.lob_draws`: exact inversion of the tabulated float64 CDF,
 a guide table per row; Hawkes intensities, not tabulated, by sequential inversion), so a step costs
 one generator call and one gather instead of numpy's per-element binomial and Poisson samplers (≈ 7×
@@ -127,7 +128,7 @@ class Calibration:
     shift_prob: float = 1.0        # the reference price moves when a best queue is empty, w.p. this
     latent: float = 0.0            # κ: extra limit arrivals κ·x⁺ lots/s at x ticks beyond the fundamental
     fundamental_vol: float = 0.0   # σ: the fundamental moves ±σ√Δt ticks a step (a fair coin)
-    gap_shift: bool = False        # the frame closes a one-sided gap left by the agent's orders first
+    gap_shift: bool = False        # the reference move also runs right after the agent's orders
     source: str = ""
 
     def lam(self, K: int) -> np.ndarray:
@@ -216,7 +217,7 @@ class Book:
         self._mu_inf = 2.0 * f.mu * self.informed * self.dt
         self._kappa_dt = f.latent * self.dt                             # latent arrivals per tick beyond F
         self._fstep = f.fundamental_vol * math.sqrt(self.dt)            # the fundamental's step (ticks)
-        self._deep_lots = np.full(self.B, int(round(self._deep)))      # new far levels of a gap shift
+        self._deep_lots = np.full(self.B, int(round(self._deep)))      # new far levels of an early shift
         self._decay = math.exp(-beta * self.dt)
         self._jump = n_br * beta                                       # excitation per order (/s)
         self._hawkes_on = n_br > 0
@@ -240,6 +241,8 @@ class Book:
         self._coin = self._mc + 4                                       # the shift coin, then the new sign
         self._W = self._mc + 6 + (1 if self._kappa_dt else 0)           # latent: the fundamental's coin last
         self._jx = np.arange(K, dtype=np.float64)                       # latent: x = ±(F − reference mid) + j
+        self._xi = None                                                 # latent: this step's half-tick rows
+        self._zeros = np.zeros(B)                                       # the early shift's coin: always
         self._rowbuf = np.zeros((B, self._mc + 4), dtype=np.int64)     # the counts' table keys
         self._scratch = np.empty((B, self._mc + 4), dtype=np.uint64)
         self._kflat = (np.arange(B)[:, None] * (self._mc + 4) + np.arange(2)[None, :] * K).ravel()
@@ -377,26 +380,25 @@ class Book:
 
     # -- the parts of a step every book shares (AgentBook's advance differs only in the agents' queue segments)
     def _begin(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
-        """The step's uniforms (one generator call); with `gap_shift`, the gap close; the visible book where
+        """The step's uniforms (one generator call); with `gap_shift`, the early shift; the visible book where
         rates depend on it (QR), and the count tables grown to the largest queue."""
         v = rng.integers(0, 2**64, size=(self.B, self._W), dtype=np.uint64)
         f = self.flow
         if f.gap_shift:
-            self._close_gap()
+            self._shift(self._zeros, None, self._deep_lots)
         vis = self.visible() if f.insert_boost or f.market_boost else None
-        self._draws.ensure(self, int(self.q.max()), vis)
+        self._xi = self._latent_index() if self._kappa_dt else None
+        self._draws.ensure(self, int(self.q.max()), vis, self._xi)
         return v, vis
 
     def _counts(self, v: np.ndarray, vis: np.ndarray | None) -> np.ndarray:
-        """Every count of the step from the row buffer's keys (the caller wrote the queue-dependent ones):
-        one keyed inverse-CDF gather; the latent book's arrivals by sequential inversion."""
+        """Every count of the step from the row buffer's keys (the caller wrote the queue-dependent ones, this
+        the state-dependent arrival rows of QR and of the latent book): one keyed inverse-CDF gather."""
         if vis is not None:
             self._draws.state_rows(self._rowbuf, vis)
-        cnt = self._draws.table.draw_keyed(self._rowbuf, v[:, :self._coin], self._scratch)
-        if self._kappa_dt:
-            K = self.K
-            cnt[:, 2 * K:4 * K] = self._latent_arrivals(v[:, 2 * K:4 * K])
-        return cnt
+        if self._xi is not None:
+            self._draws.latent_rows(self._rowbuf, self._xi)
+        return self._draws.table.draw_keyed(self._rowbuf, v[:, :self._coin], self._scratch)
 
     def _market_volume(self, cnt: np.ndarray, v: np.ndarray, vis: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Background market orders: the volume (B, 2) [sells hit the bids, buys the asks] and the counts
@@ -427,23 +429,14 @@ class Book:
         if self._kappa_dt:
             self.f += np.where(unit(v[:, -1]) < 0.5, self._fstep, -self._fstep)
 
-    def _latent_arrivals(self, v: np.ndarray) -> np.ndarray:
-        """Limit arrivals (B, 2K) [bid levels, ask levels] with the latent book: Poisson(λ(i)Δt + κΔt·x⁺) at
-        a level x ticks beyond the fundamental on its own side (bid level j: x = F − (pb − j) − ½ = d + j, ask
-        level j: x = −d + j, d = F − pb − ½), by sequential inversion of the step's arrival uniforms."""
+    def _latent_index(self) -> np.ndarray:
+        """(B, 2, K) the latent book's distance x⁺ in half ticks, the row of each level's arrival law
+        Poisson(λ(i)Δt + κΔt·x⁺): x ticks beyond the fundamental on the level's own side (bid level j:
+        x = F − (pb − j) − ½ = d + j, ask level j: x = j − d, d = F − pb − ½), rounded to the half tick (exact
+        when the fundamental's step is a multiple of ½ tick, as under "latent")."""
         d = (self.f - self.pb - 0.5)[:, None]
         x = np.concatenate([d + self._jx, self._jx - d], axis=1)
-        return poisson_inverse(np.tile(self._lam_dt, 2) + self._kappa_dt * np.maximum(x, 0.0), v)
-
-    def _close_gap(self) -> None:
-        """`gap_shift`: before the step's events, move the frame tick by tick while one best level is empty
-        and the other is not (an agent's market order can empty several levels, which the end-of-step rule
-        would follow one tick a step); each new far level holds the rounded stationary mean λ(K)/θ(K), and
-        the informed sign is kept."""
-        zero = np.zeros(self.B)
-        for _ in range(self.K):
-            if not self._shift(zero, None, self._deep_lots).any():
-                break
+        return np.rint(2.0 * np.maximum(x, 0.0)).astype(np.int64).reshape(self.B, 2, self.K)
 
     # -- internals --------------------------------------------------------------------------------
     def _walk(self, volume: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -546,14 +539,16 @@ class _Draws:
         self.K = K
         self.pc = tuple(float(x) for x in book._pc)
         self.lam = tuple(float(x) for x in book._lam_dt)
-        self.a, self.b = float(f.insert_boost), float(f.market_boost)
+        self.a, self.b, self.k = float(f.insert_boost), float(f.market_boost), float(book._kappa_dt)
         self.mu, self.mu_inf, self.deep = float(book._mu_base), float(book._mu_inf), float(book._deep)
-        self.nc, self.nx, self.nm = 16, (16 if self.a else 1), (16 if self.b else 1)
+        self.nc, self.nx, self.nm = 16, (16 if self.a or self.k else 1), (16 if self.b else 1)
         self.table = None
         self._build()
 
     def arrival_rate(self, j: int, x: int) -> float:
-        return self.lam[j] * (1.0 + self.a / (1.0 + x)) if self.a else self.lam[j]
+        if self.a:
+            return self.lam[j] * (1.0 + self.a / (1.0 + x))
+        return self.lam[j] + self.k * 0.5 * x if self.k else self.lam[j]
 
     def market_rate(self, x: int) -> float:
         return self.mu * (1.0 + self.b / (1.0 + x)) if self.b else self.mu
@@ -572,15 +567,19 @@ class _Draws:
         self.ckeys, self.nc_key, self.akeys = self.cbase << BITS, nc << BITS, self.abase << BITS
         self.version = getattr(self, "version", 0) + 1
 
-    def ensure(self, book: Book | None, n_max: int, vis: np.ndarray | None = None) -> None:
-        """Grow the tables so that queue size n_max (and, with QR, the visible queues vis) have rows;
-        then (re)write the constant rows of `book`'s row buffer if the layout changed."""
+    def ensure(self, book: Book | None, n_max: int, vis: np.ndarray | None = None,
+               xi: np.ndarray | None = None) -> None:
+        """Grow the tables so that queue size n_max (and, with QR, the visible queues vis; with the latent book,
+        the half-tick distances xi) have rows; then (re)write the constant rows of `book`'s row buffer if the
+        layout changed."""
         grow = n_max >= self.nc
         nx_need = int(vis.max()) + 1 if self.a and vis is not None else 0
+        if self.k and xi is not None:
+            nx_need = int(xi.max()) + 1
         nm_need = int(vis[:, :, 0].max()) + 1 if self.b and vis is not None else 0
         if grow or nx_need > self.nx or nm_need > self.nm:
             self.nc = _pow2(n_max + 1, self.nc)
-            self.nx = _pow2(nx_need, self.nx) if self.a else 1
+            self.nx = _pow2(nx_need, self.nx) if self.a or self.k else 1
             self.nm = _pow2(nm_need, self.nm) if self.b else 1
             self._build()
         if book is not None and getattr(book, "_rows_version", None) != self.version:
@@ -601,15 +600,22 @@ class _Draws:
         if self.b:
             np.left_shift(vis[:, ::-1, 0] + self.M0, BITS, out=R[:, mc:mc + 2])
 
+    def latent_rows(self, R: np.ndarray, xi: np.ndarray) -> None:
+        """The latent book: each level's arrival row from its half-tick distance beyond the fundamental."""
+        K, B = self.K, len(R)
+        keys = R[:, 2 * K:4 * K].reshape(B, 2, K)
+        np.left_shift(xi, BITS, out=keys)
+        keys += self.akeys
+
     # scalar draws, for the sequential oracle (tests/lob_oracle.py): the same rows, the same X
     def cancel(self, j: int, n: int, v: int) -> int:
         self.ensure(None, n)
         return self.table.draw_one(j * self.nc + n, v)
 
     def arrival(self, j: int, x: int, v: int) -> int:
-        if self.a and x >= self.nx:
-            self.ensure(None, 0, np.full((1, 2, 1), x))
-        return self.table.draw_one(self.A0 + j * self.nx + (x if self.a else 0), v)
+        if (self.a or self.k) and x >= self.nx:
+            self.ensure(None, 0, np.full((1, 2, 1), x), np.full((1, 2, 1), x))
+        return self.table.draw_one(self.A0 + j * self.nx + (x if self.a or self.k else 0), v)
 
     def market(self, x: int, v: int) -> int:
         if self.b and x >= self.nm:
