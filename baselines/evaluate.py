@@ -68,14 +68,16 @@ def rollout(core, policy: Callable[[np.ndarray], np.ndarray], seed: int) -> dict
     add `dumped`: the shares the last step left for the terminal block sale (inventory × (1 − the
     last action's fraction)), summed over desks.
 
-    Multi-agent: the return sums, per step, the mean reward across agents; per-agent info
-    (B, n) is summed over agents (the firm's figure) unless a `firm_<key>` is given.
+    Multi-agent: the return sums, per step, the mean reward across agents, and `agent_returns` (B, n)
+    keeps each agent's own (what a general-sum id's per-agent scores are); per-agent info (B, n) is
+    summed over agents (the firm's figure) unless a `firm_<key>` is given.
     """
     B = core.num_envs
     obs, info = core.reset(seed=int(seed))
     first = {k: _firm(info, k, B) for k in FINANCE_KEYS}
     paths: dict[str, list[np.ndarray]] = {k: [v] for k, v in first.items() if v is not None}
     ret, length = np.zeros(B), np.zeros(B, dtype=np.int64)
+    agent_ret = np.zeros((B, len(core.agents))) if core.multi_agent else None
     alive = np.ones(B, dtype=bool)
     alive_steps = []
     execution = "shortfall" in info
@@ -92,6 +94,7 @@ def rollout(core, policy: Callable[[np.ndarray], np.ndarray], seed: int) -> dict
         obs, rew, term, trunc, info = core.step(act)
         if core.multi_agent:
             _check_agents_end_together(core, term, trunc, alive, len(alive_steps))
+            agent_ret += np.where(alive[:, None], rew, 0.0)
             rew = np.asarray(rew).mean(axis=1)
             term, trunc = np.asarray(term).all(axis=1), np.asarray(trunc).all(axis=1)
         ret += np.where(alive, rew, 0.0)
@@ -105,6 +108,8 @@ def rollout(core, policy: Callable[[np.ndarray], np.ndarray], seed: int) -> dict
             dumped = np.where(ending, left_if_last, dumped)
         alive &= ~ending
     out = {"returns": ret, "lengths": length, "alive": np.stack(alive_steps, axis=1)}
+    if agent_ret is not None:
+        out["agent_returns"] = agent_ret
     if execution:
         out["dumped"] = dumped
     out.update({k: np.stack(v, axis=1) for k, v in paths.items()})
@@ -315,6 +320,10 @@ def summarise(res: dict[str, np.ndarray], ev: MarketEvaluator, finance: bool = T
         out["finance"] = fin.v1_figures(ev.family, res, ev.periods_per_year, n_agents=n_agents,
                                         references=refs or None)
         out["finance"]["step"] = ev.step
+    if "agent_returns" in res:           # each agent's own mean return and SE (their mean is return_mean)
+        A = res["agent_returns"]
+        out["per_agent"] = {"return_mean": [float(x) for x in A.mean(axis=0)],
+                            "return_se": [float(x) for x in A.std(axis=0, ddof=1) / np.sqrt(n)] if n > 1 else None}
     if episode_returns:
         out["episode_returns"] = [float(x) for x in R]
     return out

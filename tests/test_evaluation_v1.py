@@ -383,3 +383,25 @@ def test_readme_rows_come_from_the_results_document(tmp_path):
     path = tmp_path / "r.json"
     path.write_text(json.dumps(doc))
     assert rr.main(["--results", str(path), "--datasets", "c/*", "--algos", "bc"]) == 1
+
+
+def test_multi_agent_rollouts_keep_each_agents_own_return():
+    """General-sum ids are scored jointly (the mean across agents), and each agent's own return is kept:
+    their mean is the joint return, and the record carries them as `per_agent`."""
+    from types import SimpleNamespace
+
+    from baselines.evaluate import rollout, summarise
+    from ogdata.envs import make_core
+
+    core = make_core("multi-market-making-2", num_envs=16)
+    rng = np.random.default_rng(0)
+    shape = (16, len(core.agents)) + core.action_space.shape
+    res = rollout(core, lambda obs: rng.uniform(0, 1, shape).astype(np.float32), seed=3)
+    assert res["agent_returns"].shape == (16, 2)
+    np.testing.assert_allclose(res["agent_returns"].mean(axis=1), res["returns"], rtol=1e-12, atol=1e-9)
+    ev = SimpleNamespace(split="test", markets=SimpleNamespace(env_id="multi-market-making-2"), references=None)
+    rec = summarise(res, ev, finance=False)
+    assert len(rec["per_agent"]["return_mean"]) == 2
+    assert abs(np.mean(rec["per_agent"]["return_mean"]) - rec["return_mean"]) < 1e-9
+    single = rollout(make_core("execution-ac", num_envs=4), lambda obs: np.full((4, 1), 0.1, np.float32), seed=0)
+    assert "agent_returns" not in single
