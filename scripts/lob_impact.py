@@ -23,7 +23,8 @@ ingredient that works: the V-shaped latent book anchored to a fundamental price 
 (not to an EMA of the mid), with CST's own frame-relative arrivals scaled down and the gap shift; a grid
 over the scale and κ, with each book's spread and depth (2 × --books books a cell). Its (0.25, 1) cell
 became the library's calibration "latent", with one early reference move a step in place of the
-prototype's gap-shift loop (part 1 has it with and without that move). `--parts 14` runs a subset. Writes bench_out/lob_impact.md.
+prototype's gap-shift loop (part 1 has it with and without that move). Part 5, what the latent book
+does to the tasks: their reference policies scored on both books, same seeds. `--parts 15` runs a subset. Writes bench_out/lob_impact.md.
 """
 
 from __future__ import annotations
@@ -218,12 +219,38 @@ def part4(B: int, quick: bool) -> list[str]:
     return lines
 
 
+PART5_POLICIES = {"lob-execution": ("random", "lob-execution/twap", "lob-execution/ac", "lob-execution/queue-aware"),
+                  "lob-market-making": ("random", "lob-market-making/symmetric", "lob-market-making/inventory-skew")}
+
+
+def part5(episodes: int) -> list[str]:
+    """The two tasks' reference policies on each calibration: the same seeds, mean return ± SE."""
+    from ogdata.envs import make_core
+    from ogdata.policies.evaluate import episode_returns
+    from ogdata.policies.reference import make_policy
+
+    lines = ["", f"Part 5: the tasks' reference policies on the CST book and on the latent book ({episodes:,} episodes "
+             "each, one reset seed for every row; lob-execution's return is minus the shortfall in bp, "
+             "lob-market-making's the PnL − inventory penalty). The Almgren–Chriss policy fits its impact to "
+             "whichever book it is given.", "", "| task | policy | cst | latent |", "|---|---|---:|---:|"]
+    for env_id, names in PART5_POLICIES.items():
+        for name in names:
+            cells = []
+            for cal in ("cst", "latent"):
+                core = make_core(env_id, num_envs=min(episodes, 2048), calibration=cal)
+                r = episode_returns(core, make_policy(name, core), episodes, seed=0)["returns"]
+                cells.append(f"{r.mean():.2f} ± {r.std(ddof=1) / math.sqrt(len(r)):.2f}".replace("-", "−"))
+            lines.append(f"| {env_id} | {name} | " + " | ".join(cells) + " |")
+            print(lines[-1], flush=True)
+    return lines
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--books", type=int, default=4096)
     ap.add_argument("--quick", action="store_true", help="fewer settings")
     ap.add_argument("--out", default=str(ROOT / "bench_out" / "lob_impact.md"))
-    ap.add_argument("--parts", default="1234", help="which parts to run, e.g. 4")
+    ap.add_argument("--parts", default="12345", help="which parts to run, e.g. 4")
     args = ap.parse_args(argv)
     B, t0 = args.books, time.perf_counter()
     head = [f"Metaorder impact, {B:,} paired books, T = {T} s, even market-order schedule "
@@ -256,6 +283,8 @@ def main(argv=None) -> int:
         lines += part3(B)
     if "4" in args.parts:
         lines += part4(2 * B, args.quick)
+    if "5" in args.parts:
+        lines += part5(2048)
     lines += ["", f"[{time.perf_counter() - t0:.0f} s]"]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
