@@ -43,9 +43,11 @@ def main() -> int:
     for tier in TIER_ORDER:
         t0 = time.perf_counter()
         # a 20k-transition job is not the catalogue recipe, so it carries no catalogue id (`ogdata verify`
-        # would reject it); the folder names keep the tiers side by side for coverage
+        # would reject it); the folder names keep the tiers side by side for coverage. The lite v0 recipe,
+        # pinned: `generate` defaults to the newest version, and the tiers, the v0 protocol's evaluation
+        # and the folder names must all be v0's
         sets[tier] = generate(a.env, tier, a.transitions, root / f"{tier}-v0", workers=a.workers, seed=0,
-                              overwrite=True)
+                              overwrite=True, version=0)
         times[tier] = time.perf_counter() - t0
     con.rule("2. profile")
     t = Table(title=f"{a.env}: dataset quality")
