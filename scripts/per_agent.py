@@ -60,7 +60,8 @@ def reference_rows(pattern: str) -> list[str]:
     for env, e in sorted(refs.items()):
         if not fnmatch.fnmatch(env + "/x", pattern.split("/")[0] + "/x"):
             continue
-        for role, row in [("expert", e["expert"]), *e.get("baselines", {}).items()]:
+        others = [(k, b) for k, b in e.get("baselines", {}).items() if k != e["expert"].get("name")]
+        for role, row in [("expert", e["expert"]), *others]:      # the expert once, not again as a baseline
             per = row.get("per_agent")
             if per:
                 means = [p["mean"] if isinstance(p, dict) else p for p in (per.values() if isinstance(per, dict) else per)]
