@@ -58,13 +58,13 @@ def reference_rows(pattern: str) -> list[str]:
     refs = json.loads((ROOT / "ogdata" / "envs" / "references-v1.json").read_text())["envs"]
     lines = []
     for env, e in sorted(refs.items()):
-        if not fnmatch.fnmatch(env + "/x", pattern.split("/")[0] + "/x"):
+        if not fnmatch.fnmatch(env, pattern.split("/")[0]):
             continue
         others = [(k, b) for k, b in e.get("baselines", {}).items() if k != e["expert"].get("name")]
         for role, row in [("expert", e["expert"]), *others]:      # the expert once, not again as a baseline
             per = row.get("per_agent")
             if per:
-                means = [p["mean"] if isinstance(p, dict) else p for p in (per.values() if isinstance(per, dict) else per)]
+                means = [p["mean"] for p in per.values()]        # agent -> {mean, se}
                 lines.append(f"| {env} (reference) | {row.get('label', role)} | — | "
                              + " · ".join(f"{m:.2f}" for m in means).replace("-", "−")
                              + f" | {max(means) - min(means):.2f} |")

@@ -23,6 +23,7 @@ from ogdata.envs.core import VectorMarket
 from ogdata.envs.registry import EnvSpec
 from ogdata.errors import InvalidIdError
 from ogdata.policies import reference_returns
+from tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = dict(hidden=32, layers=2, batch_size=128)
@@ -405,12 +406,7 @@ def test_cli_trains_end_to_end_on_a_registered_env(tmp_path, capsys):
 
 
 def _reproduce_module():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("reproduce", ROOT / "scripts" / "reproduce.py")
-    rep = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rep)
-    return rep
+    return load_script("reproduce")
 
 
 def test_reproduce_tables_list_envs_then_tiers_in_tier_order():

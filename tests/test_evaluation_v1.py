@@ -1,9 +1,7 @@
 """Evaluation protocol v1 (issue #15): fixed, disjoint markets; paired references; final checkpoint as the
 headline; no selection on test markets; bootstrap intervals; each env's own time scale."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,9 +22,8 @@ from ogdata.envs.markets import (
 )
 from ogdata.envs.registry import env_spec
 from ogdata.errors import EnvError
+from tests.scripts import load_script
 from tests.test_baselines import _reproduce_module, random_execution_dataset
-
-ROOT = Path(__file__).resolve().parent.parent
 
 DOC = json.loads(MARKETS_V1_FILE.read_text())
 
@@ -372,9 +369,7 @@ def test_finance_caption_states_each_envs_own_time_scale():
 def test_readme_rows_come_from_the_results_document(tmp_path):
     """scripts/results_rows.py: mean [interval] per algorithm, a short cell labelled with its seeds, a dash
     for a cell not run, only matching datasets; an unmatched glob is an error."""
-    spec = importlib.util.spec_from_file_location("results_rows", ROOT / "scripts" / "results_rows.py")
-    rr = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rr)
+    rr = load_script("results_rows")
     full = {"final": {"mean": 51.26, "ci95": [-2.04, 60.0]}, "enough_seeds": True, "n_seeds": 5}
     short = {"final": {"mean": 3.0, "ci95": [1.0, 5.0]}, "enough_seeds": False, "n_seeds": 2}
     doc = {"datasets": {"a/good-v1": {"algos": {"bc": full, "iql": short}}, "b/good-v1": {"algos": {"bc": full}}}}

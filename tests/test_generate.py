@@ -260,13 +260,11 @@ def _assert_close(a, b, rel=1e-7):
 
 def test_poor_tier_is_mixed_down_to_its_target_and_rebuilt_from_the_recipe(tmp_path):
     import copy
-    import importlib.util
 
     from ogdata.catalogue import recipe
+    from tests.scripts import load_script
 
-    spec = importlib.util.spec_from_file_location("train_behaviour", ROOT / "scripts" / "train_behaviour.py")
-    tb = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tb)
+    tb = load_script("train_behaviour")
     r = recipe("execution-ac")
     t = r["tiers"]["poor"]
     # the untrained actor already scores ~45 here, so each seed is mixed with the random policy

@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("per_agent", ROOT / "scripts" / "per_agent.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from tests.scripts import load_script
 
 
 def test_per_agent_rows_from_records(tmp_path, capsys):
@@ -26,7 +17,7 @@ def test_per_agent_rows_from_records(tmp_path, capsys):
     old.mkdir(parents=True)
     (old / "result.json").write_text(json.dumps({"dataset": "lob-competing-makers-2/good-v1", "algo": "mabc",
                                                  "final": {}}))
-    mod = _script()
+    mod = load_script("per_agent")
     runs = mod.collect(tmp_path, "lob-competing-makers-*")
     assert list(runs) == [("lob-competing-makers-2/good-v1", "iiql")]
     assert mod.main(["--runs-dir", str(tmp_path), "--datasets", "lob-competing-makers-*"]) == 0

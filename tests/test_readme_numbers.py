@@ -7,12 +7,13 @@ left behind would otherwise disagree silently.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
 
 import pytest
+
+from tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -71,13 +72,6 @@ def test_reference_rows_match_references_v1(cells):
             f"{env}: named baseline {m.group(0)!r} is not a row of references-v1.json"
 
 
-def _results_rows():
-    spec = importlib.util.spec_from_file_location("results_rows", ROOT / "scripts" / "results_rows.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 V1_ROWS = [(hdr, r) for hdr in ("| dataset | bc | iql | td3bc |", "| dataset | bc | cql | bcq |",
                                 "| dataset | mabc | iiql | itd3bc | matd3bc |")
            for r in _table(hdr)]
@@ -91,5 +85,5 @@ def test_the_v1_results_tables_are_there():
 def test_v1_results_rows_are_the_records(hdr, cells):
     doc = json.loads((ROOT / "results" / "v1-lite.json").read_text())
     algos = [a.strip() for a in hdr.strip("|").split("|")[1:]]
-    want = _results_rows().rows(doc, cells[0], algos)
+    want = load_script("results_rows").rows(doc, cells[0], algos)
     assert want == ["| " + " | ".join(cells) + " |"], f"README row {cells} differs from results_rows.py: {want}"

@@ -3,10 +3,8 @@ references-v1.json is complete, well-formed and reproduces from its script."""
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,9 +16,7 @@ from ogdata.policies import evaluate as ev
 from ogdata.policies.evaluate import episode_returns, load_references_v1, reference_returns_v1
 from ogdata.policies.market_making import CooperativeDP, MarketMakingDP, market_making_dp
 from ogdata.policies.portfolio import EqualWeight, KellyMix, growth_rate, kelly_weights
-
-ROOT = Path(__file__).resolve().parents[1]
-
+from tests.scripts import load_script
 
 # -- market making: the DP is the optimum -----------------------------------------------------
 
@@ -189,11 +185,7 @@ def test_regime_filter_beats_always_long_on_trading_synth_regime():
 # -- the committed file ------------------------------------------------------------------------
 
 def _script():
-    spec = importlib.util.spec_from_file_location("compute_references_v1",
-                                                  ROOT / "scripts" / "compute_references_v1.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("compute_references_v1")
 
 
 def test_references_v1_file_schema():

@@ -1,24 +1,18 @@
 """scripts/saco_sensitivity.py: tier order, Kendall tau-b and the per-setting coarse SACo, on tiny constructed cases."""
 
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import ogdata
 from tests.conftest import make_flat_episodes
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def sens():
-    spec = importlib.util.spec_from_file_location("saco_sensitivity", ROOT / "scripts" / "saco_sensitivity.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("saco_sensitivity")
 
 
 BASE = {"good": 0.5, "medium": 0.3, "poor": 0.9, "replay": 1.0, "random": 1.2}
