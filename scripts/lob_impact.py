@@ -20,10 +20,9 @@ the touch rising with the square of the mid's distance from the anchor. Their ex
 a second generator seeded alike in both arms, so the pairing holds. Part 3, why the default saturates:
 how often the frame moves during a sale against how often the sale drains the best bid. Part 4, the
 ingredient that works: the V-shaped latent book anchored to a fundamental price that diffuses on its own
-(not to an EMA of the mid), with CST's own frame-relative arrivals scaled down and the gap shift; a grid
-over the scale and κ, with each book's spread and depth (2 × --books books a cell). Its (0.25, 1) cell
-became the library's calibration "latent", with one early reference move a step in place of the
-prototype's gap-shift loop (part 1 has it with and without that move). Part 5, what the latent book
+(not to an EMA of the mid), with CST's own frame-relative arrivals scaled down: the library's calibration
+"latent" over a grid of the scale and κ, with each book's spread and depth (2 × --books books a cell);
+its (0.25, 1) cell is "latent" itself (part 1 has it with and without the early reference move). Part 5, what the latent book
 does to the tasks: their reference policies scored on both books, same seeds. `--parts 15` runs a subset. Writes bench_out/lob_impact.md.
 """
 
@@ -41,7 +40,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ogdata.envs.lob import ASK, BID, CST, LATENT, Book, Calibration  # noqa: E402
+from ogdata.envs.lob import ASK, BID, CST, LATENT, Book  # noqa: E402
 
 T = 20
 
@@ -91,32 +90,10 @@ class _GapShift(_Anchored):
         return out
 
 
-class _Fundamental(_GapShift):
-    """Part 4: the V-shaped latent book anchored to a fundamental price F that diffuses on its own (a Gaussian
-    random walk, sigma ticks/√s, independent of the order flow) instead of an EMA of the mid, with the gap
-    shift. The mid is pulled towards F by the latent depth, and diffuses because F does."""
-
-    def __init__(self, B, K=10, *, sigma=0.5, **kw):
-        super().__init__(B, K, **kw)
-        self.sigma = float(sigma)
-
-    def advance(self, rng):
-        out = super().advance(rng)          # _Anchored's latent arrivals and its EMA update of the anchor ...
-        self.anchor = self._f = self._f + self.sigma * math.sqrt(self.dt) * self.extra.standard_normal(self.B)
-        return out                          # ... which F then replaces: the anchor is F, whatever the mid did
-
-    def reset(self, mask, rng):
-        super().reset(mask, rng)
-        self._f = self.anchor.copy()
-
-
 def _make(B, spec, seed):
     kw = dict(spec)
     gap = kw.pop("gap", False)
-    if "scale" in kw:                       # CST's own (frame-relative) limit arrivals scaled by this factor
-        kw["calibration"] = Calibration(f"cst x {kw['scale']:g}", k=CST.k * kw.pop("scale"), alpha=CST.alpha,
-                                        theta=CST.theta, mu=CST.mu)
-    cls = _Fundamental if "sigma" in kw else _GapShift if gap else _Anchored if "kind" in kw else Book
+    cls = _GapShift if gap else _Anchored if "kind" in kw else Book
     bk = cls(B, 10, **kw)
     rng = np.random.default_rng(seed)
     bk.reset(np.ones(B, bool), rng)
@@ -195,16 +172,17 @@ FUNDAMENTAL_GRID = [(1.0, 0.0), (1.0, 1.0), (0.5, 1.0), (0.5, 2.0), (0.25, 1.0),
 def part4(B: int, quick: bool) -> list[str]:
     """Latent liquidity anchored to a diffusing fundamental price: I(Q), the 4Q/Q ratios, diffusion, book shape."""
     qs = (5, 10, 20, 40, 80)
-    lines = ["", "Part 4: latent liquidity anchored to a diffusing fundamental price F (a Gaussian random walk, "
-             "σ = 0.5 tick/√s, independent of the order flow; CST's own mid moves have Var/h ≈ 0.25 tick²/s, which "
-             "σ² matches): extra limit arrivals κ·x⁺ lots/s at a level x ticks beyond F on its own side (DBMB 2015's "
-             "V-shaped latent density), CST's own frame-relative arrivals scaled by s, and the gap shift of Part 3. "
+    lines = ["", "Part 4: latent liquidity anchored to a diffusing fundamental price F (±0.5 tick/√s on a fair coin, "
+             "independent of the order flow; CST's own mid moves have Var/h ≈ 0.25 tick²/s, which σ² matches): extra "
+             "limit arrivals κ·x⁺ lots/s at a level x ticks beyond F on its own side (DBMB 2015's V-shaped latent "
+             "density), CST's own frame-relative arrivals scaled by s, and the early reference move — the library's "
+             "calibration 'latent' (s = 0.25, κ = 1) with s and κ varied. "
              f"{B:,} paired books a cell.", "",
              "| s | κ | " + " | ".join(f"I({q})" for q in qs) + " | 20/5 | 40/10 | 80/20 | Var/h max/min | spread | one-tick | depth L1–3 |",
              "|---:|---:|" + "---:|" * (len(qs) + 7)]
     grid = FUNDAMENTAL_GRID[:1] + FUNDAMENTAL_GRID[4:5] if quick else FUNDAMENTAL_GRID
     for scale, kappa in grid:
-        spec = {"kind": "latent", "kappa": kappa, "sigma": 0.5, "scale": scale}
+        spec = {"calibration": replace(LATENT, name=f"latent s={scale:g} κ={kappa:g}", k=CST.k * scale, latent=kappa)}
         imp = {q: impact(spec, q, B, warm=300) for q in qs}
         rs = [ratio(imp[4 * q], imp[q]) for q in (5, 10, 20)]
         _, mm = diffusion(spec)
