@@ -211,7 +211,7 @@ def v1_figures(family: str, res: dict, periods_per_year: float | None, n_agents:
         out["annualised_volatility"] = float(np.mean(annualised_volatility(lr, P)))
         for name, fn in (("sharpe", sharpe_ratio), ("sortino", sortino_ratio)):
             v = fn(r, P)  # NaN where a path has no spread (Sharpe) or no downside (Sortino)
-            out[name] = float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+            out[name] = float(np.nanmean(v)) if np.isfinite(v).any() else None  # undefined: JSON null
         out["max_drawdown"] = float(np.mean(max_drawdown(W)))
         if "turnover" in res:
             t = np.asarray(res["turnover"], dtype=np.float64)[:, 1:]

@@ -16,6 +16,7 @@ from ogdata.envs import make_core
 from ogdata.envs.lob import ASK, BID, CST, LATENT, QR, Book
 from ogdata.errors import EnvError, InvalidActionError
 from ogdata.policies import episode_returns, make_policy
+from tests.scripts import load_script
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lob_oracle import OracleBook  # noqa: E402
@@ -164,6 +165,20 @@ def test_latent_book_metaorder_impact_is_near_the_square_root_law_and_the_mid_di
     r1, r2 = imp[40][0] / imp[10][0], imp[80][0] / imp[20][0]
     print(f"latent book: I(10..80) {[round(m, 3) for m, _ in imp.values()]}, 40/10 {r1:.2f}, 80/20 {r2:.2f}")
     assert imp[10][0] > 4 * imp[10][1] and 1.3 < r1 < 3.3 and r2 < 3.0, imp   # diffusion: the next test
+
+
+def test_latent_book_shape_predicts_the_mid_and_cst_does_not():
+    """Why PPO beats every reference by far on the latent tasks (lob-execution-latent: +0.25 bp against
+    TWAP's −1.55; lob-market-making-latent: 96 against inventory-skew's 41): the latent depth is V-shaped
+    around a hidden fundamental the mid is pulled towards, so the book's depth imbalance predicts the
+    next moves. scripts/lob_impact.py part 6 (4,096 books × 20 snapshots): the 5-level imbalance against
+    the next 10-s move correlates 0.35–0.36 (R² 0.12–0.13) on the latent book, −0.01–0.00 on CST's.
+    Asserted with 2,048 books × 10 snapshots: latent > 0.25, |CST| < 0.05."""
+    signal = load_script("lob_impact").imbalance_signal
+    latent, _ = signal({"calibration": "latent"}, h=10, levels=5, B=2048, samples=10)
+    cst, _ = signal({"calibration": "cst"}, h=10, levels=5, B=2048, samples=10)
+    print(f"corr(5-level imbalance, 10-s mid move): latent {latent:.3f}, cst {cst:.3f}")
+    assert latent > 0.25 and abs(cst) < 0.05, (latent, cst)
 
 
 def test_latent_calibration_is_checked_and_its_fundamental_steps():

@@ -222,6 +222,14 @@ def test_capital_figures_on_a_known_path():
     assert f["cost_mean"] == pytest.approx(1e-4 * T)
     assert f["score_gross"] - f["score_costs"] == pytest.approx(50.0)
     assert finance.cvar(np.arange(100.0), 0.05) == pytest.approx(2.0)
+    # a policy that never moves its wealth (always flat) has no Sharpe or Sortino: null, never NaN in JSON
+    flat = {"returns": np.zeros(2), "alive": np.ones((2, T), bool), "wealth": np.ones((2, T + 1)),
+            "costs": np.zeros((2, T + 1)), "position": np.zeros((2, T + 1))}
+    f = finance.v1_figures("trading", res=flat, periods_per_year=252)
+    assert f["sharpe"] is None and f["sortino"] is None and f["max_drawdown"] == 0.0
+    json.dumps(f, allow_nan=False)
+    stored = json.dumps(json.loads(MARKETS_V1_FILE.read_text()), allow_nan=False)  # raises on a NaN
+    assert '"sharpe": null' in stored
     assert finance.cvar(np.arange(100.0), 0.05, tail="upper") == pytest.approx(97.0)
 
 

@@ -184,6 +184,18 @@ _LOB_SOURCES = (
     "0.15, 0.12, 0.1, μ = 1, a = 8, b = 2). Ours, not estimated: the informed-flow share (market orders that "
     "all take the side the reference price is about to leave), 10 levels a side, 1-second steps, the task "
     "sizes and horizons. Every parameter and the within-step event order: `ogdata/envs/lob.py`.")
+_LOB_LATENT_STEP = "1 second of an order book with latent liquidity (calibration `latent`): intraday"
+_LOB_LATENT_SOURCES = (
+    "Calibration `latent`: Cont, Stoikov & Talreja (2010)'s Tokyo rates (μ = 0.94, θ(1..5) = 0.71, 0.81, 0.68, "
+    "0.56, 0.47, α = 0.52) with a quarter of their limit arrivals (k = 0.48), plus the V-shaped latent liquidity "
+    "of Donier, Bonart, Mastromatteo & Bouchaud (2015), \"A fully consistent, minimal model for non-linear market "
+    "impact\", Quantitative Finance 15(7):1109–1121: extra limit arrivals κ·x lots/s at x ticks beyond a "
+    "fundamental price that moves ±0.5 tick a second on a fair coin, on each side. Ours, chosen to put the "
+    "metaorder impact of this book nearest the square-root law of Tóth et al. (2011), \"Anomalous price impact "
+    "and the critical nature of liquidity in financial markets\", Phys. Rev. X 1:021006 (measured by "
+    "`scripts/lob_impact.py`): κ = 1, the quarter, the fundamental's volatility and the early reference move. "
+    "Also ours: the informed-flow share, 10 levels a side, 1-second steps, the task sizes and horizons. Every "
+    "parameter and the within-step event order: `ogdata/envs/lob.py`.")
 LOB = (
     EnvSpec(
         id="lob-execution", core="ogdata.envs.lob_tasks:LobExecution", family="lob-execution", step=_LOB_STEP,
@@ -198,6 +210,23 @@ LOB = (
         description="Quote a bid and an ask (level and size) for 200 one-second steps on a simulated "
                     "limit-order book (Cont–Stoikov–Talreja 2010 calibration, 30 % informed market orders); "
                     "reward = PnL marked to mid − inventory penalty.",
+        references={"random": "random", "expert": "lob-market-making/inventory-skew"}),
+    EnvSpec(
+        id="lob-execution-latent", core="ogdata.envs.lob_tasks:LobExecution", kwargs={"calibration": "latent"},
+        family="lob-execution", step=_LOB_LATENT_STEP, sources=_LOB_LATENT_SOURCES,
+        description="lob-execution on the order book nearest the square-root law of metaorder impact (calibration "
+                    "`latent`: 4Q lots move the price 2.0-2.3x as far as Q, where the Cont–Stoikov–Talreja book "
+                    "gives 2.2-4.2x): sell 20 lots in 60 one-second steps with market and queue-tracked limit "
+                    "orders; reward = implementation shortfall against the arrival mid, in bp.",
+        references={"random": "random", "expert": "lob-execution/twap"}),
+    EnvSpec(
+        id="lob-market-making-latent", core="ogdata.envs.lob_tasks:LobMarketMaking",
+        kwargs={"calibration": "latent"}, family="lob-market-making", step=_LOB_LATENT_STEP,
+        sources=_LOB_LATENT_SOURCES,
+        description="lob-market-making on the order book nearest the square-root law (calibration `latent`: a "
+                    "thinner, wider book whose depth is anchored to a diffusing fundamental price): quote a bid "
+                    "and an ask (level and size) for 200 one-second steps, 30 % informed market orders; reward = "
+                    "PnL marked to mid − inventory penalty.",
         references={"random": "random", "expert": "lob-market-making/inventory-skew"}),
 )
 
