@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import functools
 import json
 import sys
 from collections import defaultdict
@@ -45,11 +46,20 @@ def _cell(x) -> str:
     return text.replace("-", "−")
 
 
+@functools.cache
+def agent_names(env_id: str) -> tuple[str, ...]:
+    """The env's agents in its own order, the order the run records list their returns in."""
+    from ogdata.envs import make_env
+
+    return tuple(make_env(env_id).possible_agents)
+
+
 def rows(runs: dict[tuple[str, str], list[list[float]]]) -> list[str]:
     lines = ["| dataset | algo | seeds | each agent's return | best − worst agent |", "|---|---|---:|---|---:|"]
     for (did, algo), per in sorted(runs.items()):
         a = np.asarray(per, dtype=np.float64)              # (seeds, agents)
-        agents = " · ".join(_cell(a[:, i]) for i in range(a.shape[1]))
+        names = agent_names(did.split("/")[0])
+        agents = " · ".join(f"{n} {_cell(a[:, i])}" for i, n in enumerate(names))
         lines.append(f"| {did} | {algo} | {len(a)} | {agents} | {_cell(a.max(axis=1) - a.min(axis=1))} |")
     return lines
 
@@ -62,11 +72,11 @@ def reference_rows(pattern: str) -> list[str]:
             continue
         others = [(k, b) for k, b in e.get("baselines", {}).items() if k != e["expert"].get("name")]
         for role, row in [("expert", e["expert"]), *others]:      # the expert once, not again as a baseline
-            per = row.get("per_agent")
+            per = row.get("per_agent")                               # agent -> {mean, se}
             if per:
-                means = [p["mean"] for p in per.values()]        # agent -> {mean, se}
+                means = [per[n]["mean"] for n in agent_names(env)]   # in the env's order, as the runs'
                 lines.append(f"| {env} (reference) | {row.get('label', role)} | — | "
-                             + " · ".join(f"{m:.2f}" for m in means).replace("-", "−")
+                             + " · ".join(f"{n} {m:.2f}" for n, m in zip(agent_names(env), means)).replace("-", "−")
                              + f" | {max(means) - min(means):.2f} |")
     return lines
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -23,8 +24,11 @@ def cell(entry: dict | None) -> str:
     if entry is None:
         return "—"
     f = entry["final"]
-    text = f"{f['mean']:.1f} [{f['ci95'][0]:.1f}, {f['ci95'][1]:.1f}]".replace("-", "−")
-    return text if entry.get("enough_seeds", True) else f"{text} ({entry['n_seeds']} seeds)"
+    lo, hi = f["ci95"]
+    known = all(isinstance(x, int | float) and math.isfinite(x) for x in (lo, hi))  # one seed: no interval
+    text = (f"{f['mean']:.1f} [{lo:.1f}, {hi:.1f}]" if known else f"{f['mean']:.1f}").replace("-", "−")
+    n = entry["n_seeds"]
+    return text if entry.get("enough_seeds", True) else f"{text} ({n} seed{'' if n == 1 else 's'})"
 
 
 def rows(doc: dict, pattern: str, algos: list[str]) -> list[str]:

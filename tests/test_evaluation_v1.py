@@ -383,6 +383,8 @@ def test_readme_rows_come_from_the_results_document(tmp_path):
     doc = {"datasets": {"a/good-v1": {"algos": {"bc": full, "iql": short}}, "b/good-v1": {"algos": {"bc": full}}}}
     assert rr.rows(doc, "a/*", ["bc", "iql", "td3bc"]) == [
         "| a/good-v1 | 51.3 [−2.0, 60.0] | 3.0 [1.0, 5.0] (2 seeds) | — |"]
+    one = {"final": {"mean": 20.2, "ci95": [float("nan"), None]}, "enough_seeds": False, "n_seeds": 1}
+    assert rr.cell(one) == "20.2 (1 seed)"   # one seed has no interval: none is printed, never "[nan, nan]"
     path = tmp_path / "r.json"
     path.write_text(json.dumps(doc))
     assert rr.main(["--results", str(path), "--datasets", "c/*", "--algos", "bc"]) == 1
