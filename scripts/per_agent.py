@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from baselines.stats import mean_ci  # noqa: E402
+from ogdata.envs import make_env  # noqa: E402
 
 
 def collect(runs_dir: Path, pattern: str) -> dict[tuple[str, str], list[list[float]]]:
@@ -49,8 +50,6 @@ def _cell(x) -> str:
 @functools.cache
 def agent_names(env_id: str) -> tuple[str, ...]:
     """The env's agents in its own order, the order the run records list their returns in."""
-    from ogdata.envs import make_env
-
     return tuple(make_env(env_id).possible_agents)
 
 
@@ -74,9 +73,10 @@ def reference_rows(pattern: str) -> list[str]:
         for role, row in [("expert", e["expert"]), *others]:      # the expert once, not again as a baseline
             per = row.get("per_agent")                               # agent -> {mean, se}
             if per:
-                means = [per[n]["mean"] for n in agent_names(env)]   # in the env's order, as the runs'
+                names = agent_names(env)                              # the env's order, as the runs'
+                means = [per[n]["mean"] for n in names]
                 lines.append(f"| {env} (reference) | {row.get('label', role)} | — | "
-                             + " · ".join(f"{n} {m:.2f}" for n, m in zip(agent_names(env), means)).replace("-", "−")
+                             + " · ".join(f"{n} {m:.2f}" for n, m in zip(names, means)).replace("-", "−")
                              + f" | {max(means) - min(means):.2f} |")
     return lines
 
