@@ -34,6 +34,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from ogdata.envs.risk import risk_task  # noqa: E402
+
 RUNS = ROOT / "results" / "runs" / "risk"
 OUT = ROOT / "results"
 # The budget this could afford: 2 shared CPU cores (load ~15 from other jobs), ~1 h of wall time. The datasets are
@@ -58,8 +60,12 @@ ABLATION = {
     "td3bc": ("td3bc", {}, False), "td3bc+hl_gauss": ("td3bc", {"value_loss": "hl_gauss"}, False),
     "cql": ("cql", {}, False), "cql+hl_gauss": ("cql", {"value_loss": "hl_gauss"}, False),
 }
-REFERENCES = {"execution-ac": ("execution/ac-optimal", "execution/ac-cvar5"),
-              "portfolio-synth": ("expert",)}
+
+
+def reference_names(env_id: str) -> tuple[str, ...]:
+    """The reference rows of an env: its v1 expert and the policies its CVaR_α risk task names
+    (`ogdata.envs.risk`: the CVaR-optimal schedule where one is known, e.g. execution/ac-cvar5)."""
+    return ("expert", *risk_task(f"{env_id}-cvar{round(ALPHA * 100)}").references.values())
 
 
 def dataset_path(did: str, stock: bool, part: bool = True) -> Path:
@@ -166,7 +172,7 @@ def reference_figures(env_id: str) -> dict[str, dict]:
 
     ev = MarketEvaluator(env_id, "test")
     out = {}
-    for name in REFERENCES.get(env_id, ()):
+    for name in reference_names(env_id):
         ref = ev.references["expert_name"] if name == "expert" else name
         parts = []
         for core, seed in ev.cores():

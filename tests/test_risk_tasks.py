@@ -17,6 +17,7 @@ from ogdata.policies.execution import (
     gaussian_cvar,
     static_return_moments,
 )
+from tests.scripts import load_script
 
 
 @pytest.mark.parametrize("env_id", ["execution-ac", "trading-synth", "portfolio-synth"])
@@ -60,6 +61,12 @@ def test_risk_tasks_name_base_ids_and_objectives():
     assert "CVaR_0.05" in t.description
     with pytest.raises(InvalidIdError, match="execution-ac-cvar5"):
         risk_task("execution-ac-cvar05")
+    # the risk table scores the policies the task names beside the expert (scripts/risk_table.py)
+    names = load_script("risk_table").reference_names
+    assert names("execution-ac") == ("expert", "execution/ac-cvar5") and names("portfolio-synth") == ("expert",)
+    for task_id in ids:   # every named reference is a policy ogdata can build for the task's env
+        for ref in risk_task(task_id).references.values():
+            assert make_policy(ref, make_core(risk_task(task_id).env_id, num_envs=2)) is not None
 
 
 def _brute_force_best(core, alpha, grid):
