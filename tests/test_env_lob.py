@@ -175,8 +175,8 @@ def test_latent_book_shape_predicts_the_mid_and_cst_does_not():
     the next 10-s move correlates 0.35–0.36 (R² 0.12–0.13) on the latent book, −0.01–0.00 on CST's.
     Asserted with 2,048 books × 10 snapshots: latent > 0.25, |CST| < 0.05."""
     signal = load_script("lob_impact").imbalance_signal
-    latent, _ = signal({"calibration": "latent"}, h=10, levels=5, B=2048, samples=10)
-    cst, _ = signal({"calibration": "cst"}, h=10, levels=5, B=2048, samples=10)
+    latent = signal({"calibration": "latent"}, B=2048, samples=10, hs=(10,), levels=(5,))[0][10, 5]
+    cst = signal({"calibration": "cst"}, B=2048, samples=10, hs=(10,), levels=(5,))[0][10, 5]
     print(f"corr(5-level imbalance, 10-s mid move): latent {latent:.3f}, cst {cst:.3f}")
     assert latent > 0.25 and abs(cst) < 0.05, (latent, cst)
 

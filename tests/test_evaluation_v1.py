@@ -222,6 +222,7 @@ def test_capital_figures_on_a_known_path():
     assert f["cost_mean"] == pytest.approx(1e-4 * T)
     assert f["score_gross"] - f["score_costs"] == pytest.approx(50.0)
     assert finance.cvar(np.arange(100.0), 0.05) == pytest.approx(2.0)
+    assert finance.cvar(np.arange(100.0), 0.05, tail="upper") == pytest.approx(97.0)
     # a policy that never moves its wealth (always flat) has no Sharpe or Sortino: null, never NaN in JSON
     flat = {"returns": np.zeros(2), "alive": np.ones((2, T), bool), "wealth": np.ones((2, T + 1)),
             "costs": np.zeros((2, T + 1)), "position": np.zeros((2, T + 1))}
@@ -230,7 +231,6 @@ def test_capital_figures_on_a_known_path():
     json.dumps(f, allow_nan=False)
     stored = json.dumps(json.loads(MARKETS_V1_FILE.read_text()), allow_nan=False)  # raises on a NaN
     assert '"sharpe": null' in stored
-    assert finance.cvar(np.arange(100.0), 0.05, tail="upper") == pytest.approx(97.0)
 
 
 def test_execution_share_left_for_the_dump_and_market_making_fill_rate():
