@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from baselines.train import PROTOCOLS
+
 
 def cmd_list(args) -> int:
     from baselines.registry import ALGORITHMS
@@ -34,6 +36,8 @@ def cmd_train(args) -> int:
         summary["final_test_score"] = res.get("final", {}).get("normalised_score")
         summary["best_on_validation_test_score"] = (res.get("best_on_validation") or {}).get("test", {}).get(
             "normalised_score")
+    elif args.protocol == "v1-validation":
+        summary["final_validation_score"] = res.get("final_validation")
     else:
         summary["last_score"] = res.get("last", {}).get("normalised_score")
         summary["best_score"] = res.get("best", {}).get("normalised_score")
@@ -78,8 +82,9 @@ def main(argv=None) -> int:
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     t.add_argument("--out", default=None, help="run directory (default runs/<dataset>/<algo>/seed<S>)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
-    t.add_argument("--protocol", choices=("v0", "v1"), default="v0",
-                   help="v1: validation markets for the curve, the final checkpoint on the fixed test markets")
+    t.add_argument("--protocol", choices=PROTOCOLS, default="v0",
+                   help="v1: validation markets for the curve, the final checkpoint on the fixed test markets; "
+                        "v1-validation: the validation markets alone (for choosing a setting)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="an algorithm config field, repeatable: --set value_loss=hl_gauss, --set risk=cvar --set alpha=0.05")
     t.set_defaults(fn=cmd_train)

@@ -47,7 +47,8 @@ class Config:
     levels: int = 3  # L: coarse-to-fine levels
     bins: int = 5  # choices per level and dimension (resolution 2 / bins^L)
     alpha: float = 0.1  # soft-Q temperature α (scaled reward units)
-    conservative: float = 5.0  # weight of −α·log π(a_data | s), CQL's term here (d3rlpy CQL's default weight 5)
+    conservative: float = 10.0  # weight of −α·log π(a_data | s), CQL's term here; chosen on the validation
+    #                             markets of two datasets (scripts/select_config.py, results/selection/arsq-conservative)
     lr: float = 3e-4  # Adam learning rate
     gamma: float = 0.99  # discount
     tau: float = 0.005  # Polyak rate of the target network

@@ -291,6 +291,16 @@ class MarketEvaluator:
     def returns(self, policy: Callable[[np.ndarray], np.ndarray]) -> dict[str, np.ndarray]:
         return concat_rounds([rollout(core, policy, seed) for core, seed in self.cores()])
 
+    def reference_returns(self, name: str, action_seed: int = 0) -> dict[str, np.ndarray]:
+        """A registered reference policy (`ogdata.policies`), built for each round's core, on these markets."""
+        from ogdata.policies import make_policy
+
+        parts = []
+        for core, seed in self.cores():
+            pol, rng = make_policy(name, core), np.random.default_rng(action_seed)
+            parts.append(rollout(core, lambda o, p=pol, g=rng: p(o, g), seed))
+        return concat_rounds(parts)
+
     def __call__(self, policy: Callable[[np.ndarray], np.ndarray], finance: bool = True,
                  episode_returns: bool = False) -> dict[str, Any]:
         """Mean return, sample std (ddof = 1), normalised score and its SE; the v1 finance figures;

@@ -163,6 +163,14 @@ def cvar(x, alpha: float = 0.05, tail: str = "lower") -> float:
     return float(v[:k].mean() if tail == "lower" else v[-k:].mean())
 
 
+def task_objective(task, returns) -> float:
+    """A risk task's objective (`ogdata.envs.risk.RiskTask`) on a sample of episode returns:
+    (1 − w)·mean + w·CVaR_α, the empirical lower-tail CVaR above (w = 1 for "cvar")."""
+    x = np.asarray(returns, dtype=np.float64)
+    w = task.weight if task.objective == "mean-cvar" else 1.0
+    return float((1.0 - w) * x.mean() + w * cvar(x, task.alpha))
+
+
 def _std1(x) -> float:
     x = np.asarray(x, dtype=np.float64)
     return float(x.std(ddof=1)) if x.size > 1 else float("nan")

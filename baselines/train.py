@@ -32,6 +32,7 @@ from baselines.data import fit_scaling
 from baselines.registry import check
 from ogdata.progress import Progress
 
+PROTOCOLS = ("v0", "v1", "v1-validation")
 RESULT = "result.json"
 TEST_RETURNS = "test_returns.npz"  # v1: every test episode's return, float32, beside result.json
 
@@ -53,7 +54,8 @@ class RunSettings:
     progress: bool = True  # a bar on a terminal; a plain line a minute in a pipe or log
     threads: int | None = None  # torch CPU threads (None: torch's default)
     overrides: dict[str, Any] = field(default_factory=dict)  # config fields of the algorithm to change
-    protocol: str = "v0"  # "v0" (eval_episodes per evaluation) or "v1" (fixed validation/test markets)
+    protocol: str = "v0"  # "v0" (eval_episodes per evaluation), "v1" (fixed validation/test markets) or
+    #                       "v1-validation" (the validation markets alone: for choosing)
 
 
 def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
@@ -131,8 +133,8 @@ def train(s: RunSettings) -> dict[str, Any]:
 
     if s.steps < 1:
         raise ValueError(f"steps must be >= 1, got {s.steps}")
-    if s.protocol not in ("v0", "v1"):
-        raise ValueError(f"protocol must be 'v0' or 'v1', got {s.protocol!r}")
+    if s.protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {s.protocol!r}")
     if s.threads:
         import torch
 
@@ -146,13 +148,14 @@ def train(s: RunSettings) -> dict[str, Any]:
     build_time = time.perf_counter() - t_build
 
     evaluator = test = None
-    if s.protocol == "v1":
+    if s.protocol != "v0":
         if not ds.env_id:
-            raise ValueError(f"protocol v1 evaluates on the env's fixed markets, and {did} names no env")
+            raise ValueError(f"protocol {s.protocol} evaluates on the env's fixed markets, and {did} names no env")
         from baselines.evaluate import MarketEvaluator
 
         evaluator = MarketEvaluator(ds.env_id, "validation", ds.metadata.get("env_kwargs") or {})
-        test = MarketEvaluator(ds.env_id, "test", ds.metadata.get("env_kwargs") or {})
+        if s.protocol == "v1":
+            test = MarketEvaluator(ds.env_id, "test", ds.metadata.get("env_kwargs") or {})
     elif ds.env_id and s.eval_episodes > 0:
         from baselines.evaluate import Evaluator
 
@@ -214,6 +217,12 @@ def train(s: RunSettings) -> dict[str, Any]:
         result["last"]["finance"] = last.get("finance", {})
         result["best"] = {"step": best["step"], "normalised_score": best["normalised_score"],
                           "return_mean": best["return_mean"]}
+    if s.protocol == "v1-validation":
+        result["curve"] = _curve(evals)
+        result["final_validation"] = evals[-1]["normalised_score"] if evals else None
+        result["protocol"] = s.protocol
+        result["versions"] = config["versions"]
+        result.pop("evals")
     if s.protocol == "v1":
         result.update(_v1_result(learner, evals, test, best_state))
         _store_test_returns(out, result)
@@ -251,11 +260,16 @@ def load_test_returns(run_dir: str | Path) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
+def _curve(evals: list[dict]) -> list[dict[str, Any]]:
+    """The validation learning curve of a v1 run."""
+    return [{"step": e["step"], "validation_score": e["normalised_score"], "validation_return": e["return_mean"]}
+            for e in evals]
+
+
 def _v1_result(learner, evals: list[dict], test, best_state) -> dict[str, Any]:
     """The v1 record: the validation curve, the final checkpoint on the test markets (the headline) and
     the checkpoint chosen on validation, scored once on the test markets."""
-    curve = [{"step": e["step"], "validation_score": e["normalised_score"], "validation_return": e["return_mean"]}
-             for e in evals]
+    curve = _curve(evals)
     final = test(learner.policy, episode_returns=True)
     final["step"] = evals[-1]["step"] if evals else None
     out: dict[str, Any] = {"curve": curve, "final": final}

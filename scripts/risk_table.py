@@ -167,18 +167,13 @@ def ci(values) -> dict:
 
 def reference_figures(env_id: str) -> dict[str, dict]:
     """The reference policies on the same test markets (one rollout each; deterministic policies)."""
-    from baselines.evaluate import MarketEvaluator, concat_rounds, rollout, summarise
-    from ogdata.policies import make_policy
+    from baselines.evaluate import MarketEvaluator, summarise
 
     ev = MarketEvaluator(env_id, "test")
     out = {}
     for name in reference_names(env_id):
         ref = ev.references["expert_name"] if name == "expert" else name
-        parts = []
-        for core, seed in ev.cores():
-            pol, rng = make_policy(ref, core), np.random.default_rng(0)
-            parts.append(rollout(core, lambda o, pol=pol, rng=rng: pol(o, rng), seed))
-        out[ref] = figures(summarise(concat_rounds(parts), ev))
+        out[ref] = figures(summarise(ev.reference_returns(ref), ev))
     return out
 
 

@@ -410,3 +410,50 @@ def test_multi_agent_rollouts_keep_each_agents_own_return():
     assert abs(np.mean(rec["per_agent"]["return_mean"]) - rec["return_mean"]) < 1e-9
     single = rollout(make_core("execution-ac", num_envs=4), lambda obs: np.full((4, 1), 0.1, np.float32), seed=0)
     assert "agent_returns" not in single
+
+
+def test_v1_validation_run_never_builds_the_test_markets(tmp_path, monkeypatch):
+    ds = random_execution_dataset(tmp_path / "ds", envs=8)
+    built = []
+    real_init = MarketEvaluator.__init__
+
+    def recording(self, env_id, split, *args, **kw):
+        built.append(split)
+        real_init(self, env_id, split, *args, **kw)
+
+    monkeypatch.setattr(MarketEvaluator, "__init__", recording)
+    r = train(RunSettings(algo="bc", dataset=str(ds.path), steps=20, evals=2, hidden=16, batch_size=32,
+                          progress=False, out=str(tmp_path / "run"), protocol="v1-validation"))
+    assert built == ["validation"]
+    assert r["protocol"] == "v1-validation" and "final" not in r and "best_on_validation" not in r
+    assert [c["step"] for c in r["curve"]] == [10, 20]
+    assert r["final_validation"] == r["curve"][-1]["validation_score"]
+    assert not (tmp_path / "run" / "test_returns.npz").exists()
+    with pytest.raises(ValueError, match="protocol must be one of"):
+        train(RunSettings(algo="bc", dataset=str(ds.path), steps=1, protocol="v2", progress=False,
+                          out=str(tmp_path / "bad")))
+
+
+def test_select_config_chooses_the_best_validation_mean_and_resumes(tmp_path, monkeypatch):
+    sel = load_script("select_config")
+    ds = random_execution_dataset(tmp_path / "ds", envs=8)
+    monkeypatch.setitem(sel.SUITES, sel.SUITE, {**sel.SUITES[sel.SUITE], "steps": 20, "hidden": 16, "evals": 2})
+    out = tmp_path / "sel"
+    args = ["--algo", "bc", "--field", "learning_rate", "--values", "0.0,0.001", "--datasets", str(ds.path),
+            "--seeds", "2", "--jobs", "1", "--out", str(out)]
+    assert sel.main(args) == 0
+    doc = json.loads((out / "selection.json").read_text())
+    means = {v: doc["mean_over_datasets"][v] for v in ("0.0", "0.001")}
+    assert doc["chosen"] == max(means, key=means.get)
+    for v in (0.0, 0.001):
+        cell = doc["cells"][f"{v}|{ds.path}"]
+        runs = [json.loads((sel.run_path(out, str(ds.path), "learning_rate", v, s) / "result.json").read_text())
+                for s in range(2)]
+        assert cell["scores"] == [r["final_validation"] for r in runs] and cell["n"] == 2
+        assert all(r["protocol"] == "v1-validation" and r["settings"]["overrides"] == {"learning_rate": v}
+                   for r in runs)
+        assert means[str(v)] == pytest.approx(np.mean(cell["scores"]))
+    assert f"**{means[doc['chosen']]:.1f}**" in (out / "selection.md").read_text()
+    assert (out / "selection.png").stat().st_size > 0
+    stamp = {p: p.stat().st_mtime_ns for p in out.rglob("result.json")}
+    assert sel.main(args) == 0 and {p: p.stat().st_mtime_ns for p in out.rglob("result.json")} == stamp

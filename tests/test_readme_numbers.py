@@ -87,3 +87,18 @@ def test_v1_results_rows_are_the_records(hdr, cells):
     algos = [a.strip() for a in hdr.strip("|").split("|")[1:]]
     want = load_script("results_rows").rows(doc, cells[0], algos)
     assert want == ["| " + " | ".join(cells) + " |"], f"README row {cells} differs from results_rows.py: {want}"
+
+
+def test_risk_reference_rows_are_the_records():
+    """The README's risk-task references are `scripts/risk_references.py`'s rows of its committed record."""
+    doc = json.loads((ROOT / "results" / "risk_references.json").read_text())
+    printed = [line for line in load_script("risk_references").markdown(doc).splitlines() if line.startswith("|")]
+    header = "| task | reference | mean | CVaR_α | objective |"
+    readme = [line for line in README.splitlines() if line.startswith("|")]
+    start = next(i for i, line in enumerate(readme) if line.startswith(header))
+    assert readme[start:start + len(printed)] == printed
+    # every task's reference does at least as well on its objective as the mean's expert, on the same markets
+    for tid, t in doc["tasks"].items():
+        refs = [r for r in t["policies"].values() if r["role"].startswith("the task")]
+        expert = next(r for r in t["policies"].values() if not r["role"].startswith("the task"))
+        assert all(r["objective"]["value"] >= expert["objective"]["value"] for r in refs), tid

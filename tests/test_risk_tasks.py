@@ -11,12 +11,8 @@ from ogdata.envs.core import stock_from_features
 from ogdata.envs.risk import list_risk_tasks, risk_task
 from ogdata.errors import EnvError, InvalidIdError
 from ogdata.policies import make_policy
-from ogdata.policies.execution import (
-    ac_cvar_risk_aversion,
-    ac_trajectory,
-    gaussian_cvar,
-    static_return_moments,
-)
+from ogdata.policies.cvar import gaussian_cvar
+from ogdata.policies.execution import ac_cvar_risk_aversion, ac_trajectory, static_return_moments
 from tests.scripts import load_script
 
 
@@ -63,33 +59,103 @@ def test_risk_tasks_name_base_ids_and_objectives():
         risk_task("execution-ac-cvar05")
     # the risk table scores the policies the task names beside the expert (scripts/risk_table.py)
     names = load_script("risk_table").reference_names
-    assert names("execution-ac") == ("expert", "execution/ac-cvar5") and names("portfolio-synth") == ("expert",)
+    assert names("execution-ac") == ("expert", "execution/ac-cvar5")
+    assert names("portfolio-synth") == ("expert", "portfolio/cvar5-mix")
     for task_id in ids:   # every named reference is a policy ogdata can build for the task's env
         for ref in risk_task(task_id).references.values():
             assert make_policy(ref, make_core(risk_task(task_id).env_id, num_envs=2)) is not None
 
 
-def _brute_force_best(core, alpha, grid):
-    """max CVaR over every schedule x_0 = X > x_1 ... x_{N−1} > x_N = 0 on a grid of holdings."""
+def _mean_cvar(mean, std, alpha, weight):
+    return (1 - weight) * mean + weight * gaussian_cvar(mean, std, alpha)
+
+
+def _brute_force_best(core, alpha, grid, weight=1.0):
+    """max (1 − w)·mean + w·CVaR over every schedule x_0 = X > x_1 ... x_{N−1} > x_N = 0 on a grid of holdings."""
     best = -np.inf
     for xs in itertools.product(grid, repeat=core.N - 1):
         x = np.array([core.X, *xs, 0.0])
-        best = max(best, gaussian_cvar(*static_return_moments(core, x), alpha))
+        best = max(best, _mean_cvar(*static_return_moments(core, x), alpha, weight))
     return best
 
 
-@pytest.mark.parametrize("alpha", [0.05, 0.10])
-def test_ac_cvar_schedule_beats_a_grid_of_every_schedule(alpha):
+@pytest.mark.parametrize("alpha, weight", [(0.05, 1.0), (0.10, 1.0), (0.10, 0.5)])
+def test_ac_cvar_schedule_beats_a_grid_of_every_schedule(alpha, weight):
     core = make_core("execution-ac", steps=3, horizon=3.0)
-    lam = ac_cvar_risk_aversion(core, alpha)
-    mine = gaussian_cvar(*static_return_moments(core, ac_trajectory(core, lam)), alpha)
+    lam = ac_cvar_risk_aversion(core, alpha, weight)
+    mine = _mean_cvar(*static_return_moments(core, ac_trajectory(core, lam)), alpha, weight)
     grid = np.linspace(0.0, core.X, 81)
-    brute = _brute_force_best(core, alpha, grid)
+    brute = _brute_force_best(core, alpha, grid, weight)
     assert mine >= brute - 1e-6  # no static schedule on the grid does better
     assert mine - brute < 0.05  # and the grid gets close (a 1/80 grid of holdings)
     # the plain AC schedule (the env's λ) is worse in CVaR: the optimum is more risk-averse
-    plain = gaussian_cvar(*static_return_moments(core, ac_trajectory(core)), alpha)
+    plain = _mean_cvar(*static_return_moments(core, ac_trajectory(core)), alpha, weight)
     assert mine > plain and lam > core.lam
+
+
+def _simplex_grid(n: int, step: float) -> np.ndarray:
+    k = round(1 / step)
+    g = np.stack(np.meshgrid(*[np.arange(k + 1)] * n, indexing="ij"), -1).reshape(-1, n)
+    return g[g.sum(1) <= k] / k
+
+
+@pytest.mark.parametrize("alpha, weight, invested", [(0.10, 0.2, "full"), (0.10, 0.3, "part"),
+                                                      (0.10, 0.5, "none"), (0.05, 1.0, "none")])
+def test_mean_cvar_mix_matches_a_fine_simplex_grid(alpha, weight, invested):
+    """Three assets (daily moments, a 252-day episode) whose best long-only Sharpe ratio over the year is 0.66: the
+    objective is scored on every long-only mix of a 0.005 grid; the solver's mix is at least as good and
+    within a grid cell of the grid's best. All cash exactly when λ·φ(z_α)/α exceeds that Sharpe ratio."""
+    from ogdata.policies.cvar import tail_factor
+    from ogdata.policies.portfolio import episode_moments, mean_cvar_weights
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(3, 3))
+    cov = (a @ a.T + 3 * np.eye(3)) * 1e-4
+    drift = np.array([6e-4, 4e-4, 3e-4])
+    w = mean_cvar_weights(drift, cov, 252, alpha, weight)
+    grid = _simplex_grid(3, 0.005)
+    mean = 252 * (grid @ drift - 0.5 * np.einsum("ki,ij,kj->k", grid, cov, grid))
+    std = np.sqrt(252 * np.einsum("ki,ij,kj->k", grid, cov, grid))
+    J = mean - weight * tail_factor(alpha) * std           # (1 − λ)·mean + λ·CVaR_α, CVaR_α = mean − c·std
+    mine = _mean_cvar(*episode_moments(w, drift, cov, 252), alpha, weight)
+    assert mine >= J.max() - 1e-12
+    assert np.abs(w - grid[J.argmax()]).max() <= 0.005 + 1e-9
+    assert (w >= 0).all() and w.sum() <= 1 + 1e-12
+    assert {"full": abs(w.sum() - 1) < 1e-9, "part": 0.05 < w.sum() < 0.95, "none": not w.any()}[invested]
+
+
+def test_portfolio_cvar_mixes_are_all_cash_where_no_mix_clears_the_tail_factor():
+    """portfolio-synth's best long-only Sharpe ratio over a year (the tangency mix of the calibration) is
+    below φ(z_α)/α for α = 5 % and 10 % (2.06, 1.75), so the CVaR-optimal constant mix is all cash (G = 0);
+    for ½·mean + ½·CVaR_10 % the threshold halves and the mix is fully invested, between cash and Kelly."""
+    from ogdata.policies.cvar import tail_factor
+    from ogdata.policies.portfolio import KellyMix, kelly_inputs, kelly_weights
+
+    core = make_core("portfolio-synth", num_envs=2)
+    drift, cov = kelly_inputs(core)
+    t = kelly_weights(drift * 1e-3, cov)       # the budget does not bind: the tangency direction
+    sharpe = np.sqrt(core.n_steps) * (t @ drift) / np.sqrt(t @ cov @ t)
+    assert 0.5 * tail_factor(0.10) < sharpe < tail_factor(0.10) < tail_factor(0.05)
+    for name in ("portfolio/cvar5-mix", "portfolio/cvar10-mix"):
+        pol = make_policy(name, core)
+        assert not pol.weights.any() and pol.action[-1] == 1.0
+    mix, kelly = make_policy("portfolio/meancvar10-mix", core), KellyMix(core)
+    assert abs(mix.weights.sum() - 1) < 1e-9 and mix.std < np.sqrt(core.n_steps * kelly.weights @ cov @ kelly.weights)
+    assert _mean_cvar(mix.mean, mix.std, 0.10, 0.5) > _mean_cvar(
+        core.n_steps * kelly.growth, np.sqrt(core.n_steps * kelly.weights @ cov @ kelly.weights), 0.10, 0.5)
+
+
+def test_mean_cvar_mix_earns_the_moments_the_model_says():
+    """Without costs, the mix's year of daily log growth on portfolio-synth has the model's mean and std."""
+    from ogdata.policies.evaluate import episode_returns
+
+    episodes = 4000
+    core = make_core("portfolio-synth", num_envs=episodes, cost=0.0)
+    pol = make_policy("portfolio/meancvar10-mix", core)
+    G = episode_returns(core, pol, episodes, seed=3)["returns"]
+    se = pol.std / np.sqrt(episodes)
+    assert abs(G.mean() - pol.mean) < 4 * se
+    assert abs(G.std(ddof=1) / pol.std - 1.0) < 0.05
 
 
 def test_static_schedule_return_is_the_gaussian_the_moments_say():
@@ -161,3 +227,23 @@ def test_augment_stock_adds_the_features_the_env_would_have_shown(tmp_path):
     np.testing.assert_allclose(np.concatenate([e.observations for e in out.iter_episodes()]), np.array(aug_obs),
                                rtol=1e-6, atol=1e-6)
     assert out.metadata["env_kwargs"] == {"augment_stock": True} and out.env_id == "execution-ac"
+
+
+def test_task_objective_on_a_known_sample():
+    from baselines.finance import task_objective
+
+    x = np.arange(1.0, 101.0)[::-1]          # 100 episode returns 100..1: the worst 5 % are 1..5
+    assert task_objective(risk_task("execution-ac-cvar5"), x) == pytest.approx(3.0)
+    assert task_objective(risk_task("execution-ac-cvar10"), x) == pytest.approx(5.5)
+    assert task_objective(risk_task("portfolio-synth-meancvar10"), x) == pytest.approx(0.5 * 50.5 + 0.5 * 5.5)
+
+
+def test_all_cash_reference_earns_exactly_nothing_on_the_fixed_markets():
+    """The CVaR-optimal constant mix of portfolio-synth is all cash: from the all-cash start it never trades,
+    so every episode's log growth is 0 (no cost, no interest on the 20-stock universe's cash)."""
+    from baselines.evaluate import MarketEvaluator
+
+    ev = MarketEvaluator("portfolio-synth", "validation")
+    res = ev.reference_returns("portfolio/cvar5-mix")
+    assert res["returns"].shape == (ev.episodes,) and not res["returns"].any()
+    assert np.all(res["wealth"] == 1.0)

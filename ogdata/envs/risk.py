@@ -19,7 +19,9 @@ its datasets, fixed v1 markets and recorded references are the base id's too. Wh
 Why not registered env ids: every registered id carries v1 references and fixed markets
 (`references-v1.json`, `markets-v1.json`, checked by the tests); a task reuses its base id's.
 `references` names the best known policy for the objective where one is computable (execution:
-the CVaR-optimal static Almgren–Chriss schedule, `ogdata.policies.execution.ac_cvar_policy`).
+the optimal static Almgren–Chriss schedule, `ogdata.policies.execution.ac_cvar_risk_aversion`;
+portfolio: the optimal constant mix under the calibration's Gaussian model,
+`ogdata.policies.portfolio.mean_cvar_weights`; trading: flat, CVaR 0).
 """
 
 from __future__ import annotations
@@ -54,14 +56,16 @@ def _tasks(env_id: str, refs: dict[str, dict[str, str]] | None = None) -> tuple[
     refs = refs or {}
     return (RiskTask(f"{env_id}-cvar5", env_id, "cvar", 0.05, references=refs.get("cvar5", {})),
             RiskTask(f"{env_id}-cvar10", env_id, "cvar", 0.10, references=refs.get("cvar10", {})),
-            RiskTask(f"{env_id}-meancvar10", env_id, "mean-cvar", 0.10, MEAN_CVAR_WEIGHT))
+            RiskTask(f"{env_id}-meancvar10", env_id, "mean-cvar", 0.10, MEAN_CVAR_WEIGHT,
+                     references=refs.get("meancvar10", {})))
 
 
-_AC = {f"cvar{a}": {"expert": f"execution/ac-cvar{a}"} for a in (5, 10)}
+_AC = {t: {"expert": f"execution/ac-{t}"} for t in ("cvar5", "cvar10", "meancvar10")}
+_MIX = {t: {"expert": f"portfolio/{t}-mix"} for t in ("cvar5", "cvar10", "meancvar10")}
 _FLAT = {f"cvar{a}": {"expert": "trading/flat"} for a in (5, 10)}  # return 0 every episode: CVaR 0
 TASKS: tuple[RiskTask, ...] = (
     *_tasks("execution-ac", _AC), *_tasks("execution-ac-highvol", _AC),
-    *_tasks("portfolio-synth"), *_tasks("portfolio-sp500"),
+    *_tasks("portfolio-synth", _MIX), *_tasks("portfolio-sp500", _MIX),
     *_tasks("trading-synth", _FLAT), *_tasks("trading-sp500", _FLAT),
 )
 _BY_ID = {t.id: t for t in TASKS}

@@ -12,6 +12,9 @@ import math
 
 import numpy as np
 
+from ogdata.envs.risk import MEAN_CVAR_WEIGHT
+from ogdata.policies.cvar import argmax_log_scale, gaussian_cvar
+
 
 def _steps_left(obs: np.ndarray, N: int) -> np.ndarray:
     return np.maximum(np.rint(obs[..., 1].astype(np.float64) * N), 1.0)
@@ -111,47 +114,23 @@ def static_return_moments(core, holdings) -> tuple[float, float]:
     return float(-s * (cost + core.lam * var)), float(s * math.sqrt(var))
 
 
-def gaussian_cvar(mean: float, std: float, alpha: float) -> float:
-    """Lower-tail CVaR_α of N(mean, std²): mean − std · φ(z_α) / α, z_α = Φ⁻¹(α)."""
-    from statistics import NormalDist
+def ac_cvar_risk_aversion(core, alpha: float, weight: float = 1.0) -> float:
+    """The risk aversion λ′ whose Almgren–Chriss schedule maximises (1 − w)·E[G] + w·CVaR_α(G) of the
+    episode return G (w = `weight`; 1: CVaR_α alone).
 
-    z = NormalDist().inv_cdf(alpha)
-    return mean - std * NormalDist().pdf(z) / alpha
+    For Gaussian G that is min over schedules of E[cost] + λV + w·c√V (c = φ(z_α)/α), stationary where
+    an AC schedule is for λ_eff = λ + w·c / (2√V): the optimum over every static schedule is an AC
+    schedule, found by a 1-D search over log λ′ (`ogdata.policies.search`)."""
+    def objective(log_lam: float) -> float:
+        mean, std = static_return_moments(core, ac_trajectory(core, math.exp(log_lam)))
+        return (1.0 - weight) * mean + weight * gaussian_cvar(mean, std, alpha)
 
-
-def ac_cvar_risk_aversion(core, alpha: float) -> float:
-    """The risk aversion λ′ whose Almgren–Chriss schedule maximises CVaR_α of the episode return.
-
-    min over schedules of E[cost] + λV + c√V (c = φ(z_α)/α) is stationary where an AC schedule is
-    for λ_eff = λ + c / (2√V): the CVaR optimum over every static schedule is an AC schedule, found
-    by a 1-D search over λ′ (a log grid, then golden-section in log λ′)."""
-    def cvar(log_lam: float) -> float:
-        return gaussian_cvar(*static_return_moments(core, ac_trajectory(core, math.exp(log_lam))), alpha)
-
-    base = max(core.lam, 1e-12)
-    grid = np.log(base) + np.linspace(-12.0, 12.0, 97)
-    vals = [cvar(g) for g in grid]
-    i = int(np.argmax(vals))
-    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
-    r = (math.sqrt(5.0) - 1.0) / 2.0
-    a, b = hi - r * (hi - lo), lo + r * (hi - lo)
-    fa, fb = cvar(a), cvar(b)
-    for _ in range(60):
-        if fa > fb:
-            hi, b, fb = b, a, fa
-            a = hi - r * (hi - lo)
-            fa = cvar(a)
-        else:
-            lo, a, fa = a, b, fb
-            b = lo + r * (hi - lo)
-            fb = cvar(b)
-    best = 0.5 * (lo + hi)
-    return float(math.exp(best)) if cvar(best) >= vals[i] else float(math.exp(grid[i]))
+    return float(math.exp(argmax_log_scale(objective, max(core.lam, 1e-12))))
 
 
 class _CVaRSchedule(_Schedule):
-    def __init__(self, core, alpha: float):
-        self.risk_aversion = ac_cvar_risk_aversion(core, alpha)
+    def __init__(self, core, alpha: float, weight: float = 1.0):
+        self.risk_aversion = ac_cvar_risk_aversion(core, alpha, weight)
         super().__init__(core, ac_kappa_tau(core, self.risk_aversion))
 
 
@@ -164,3 +143,9 @@ def ac_cvar5_policy(core):
 def ac_cvar10_policy(core):
     """The static AC schedule that maximises CVaR_10% of the episode return."""
     return _CVaRSchedule(core, 0.10)
+
+
+def ac_meancvar10_policy(core):
+    """The static AC schedule that maximises ½·mean + ½·CVaR_10% of the episode return (the mean-CVaR
+    task's objective, `ogdata.envs.risk.MEAN_CVAR_WEIGHT`)."""
+    return _CVaRSchedule(core, 0.10, MEAN_CVAR_WEIGHT)

@@ -1,12 +1,15 @@
 """Reference policies of the portfolio envs (`portfolio-*`): 1/N rebalanced daily (the v0 expert),
-buy-and-hold, and the growth-optimal (Kelly) long-only constant mix of the calibration (v1)."""
+buy-and-hold, the growth-optimal (Kelly) long-only constant mix of the calibration (v1), and the
+constant mixes that maximise CVaR or a mean-CVaR trade-off of the year's log growth (the risk tasks)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from ogdata.envs.portfolio import Portfolio
+from ogdata.envs.risk import MEAN_CVAR_WEIGHT
 from ogdata.errors import EnvError
+from ogdata.policies.cvar import argmax_log_scale, tail_factor
 
 
 def _portfolio(core) -> Portfolio:
@@ -143,3 +146,72 @@ class KellyMix:
 
     def __call__(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return np.broadcast_to(self.action, (obs.shape[0], self.action.size))
+
+
+# -- the constant mixes of the risk tasks (ogdata.envs.risk) --------------------------------------
+
+def episode_moments(w: np.ndarray, drift: np.ndarray, cov: np.ndarray, steps: int) -> tuple[float, float]:
+    """(mean, std) of G, the log growth of the constant mix w over `steps` steps before costs, when log
+    prices are Brownian (`growth_rate`'s model): G ~ N(steps·g(w), steps·w'Σw)."""
+    w = np.asarray(w, dtype=np.float64)
+    return float(steps * growth_rate(w, drift, cov)), float(np.sqrt(steps * max(w @ cov @ w, 0.0)))
+
+
+def mean_cvar_weights(drift, cov, steps: int, alpha: float, weight: float = 1.0) -> np.ndarray:
+    """The long-only constant mix (w >= 0, Σw <= 1, the rest cash) maximising (1 − λ)·E[G] + λ·CVaR_α(G)
+    of G, the log growth over `steps` steps, under `episode_moments`' Gaussian model (λ = `weight`).
+
+    J(w) = steps·g(w) − λ·c·√steps·s(w) (c = φ(z_α)/α, s = √(w'Σw)) is concave. At a maximiser w* ≠ 0
+    the gradient of s is Σw*/s*, so w* also maximises w·μ − ½γ·w'Σw with γ = 1 + λc/(√steps·s*): a Kelly
+    mix of a larger risk aversion, found by a 1-D search over log(γ − 1). w* = 0 (all cash, G = 0 when
+    cash earns nothing) when J is nowhere positive: no mix's Sharpe ratio over the episode exceeds λc.
+    """
+    mu, S = np.asarray(drift, dtype=np.float64), np.asarray(cov, dtype=np.float64)
+    c = weight * tail_factor(alpha)
+
+    def objective(w: np.ndarray) -> float:
+        mean, std = episode_moments(w, mu, S, steps)
+        return mean - c * std
+
+    def mix(log_extra: float) -> np.ndarray:
+        return kelly_weights(mu, (1.0 + np.exp(log_extra)) * S)
+
+    kelly = kelly_weights(mu, S)
+    s_kelly = max(np.sqrt(steps * (kelly @ S @ kelly)), 1e-12)
+    u = argmax_log_scale(lambda u: objective(mix(u)), max(c / s_kelly, 1e-9), span=16.0)
+    best = mix(u)
+    return best if objective(best) > 0.0 else np.zeros_like(best)
+
+
+class MeanCVaRMix:
+    """The constant mix maximising (1 − λ)·mean + λ·CVaR_α of the episode's log growth under the Gaussian
+    model of the calibration (`mean_cvar_weights`), rebalanced every day. The best *constant* mix: a
+    dynamic, stock-aware policy (portfolio insurance, e.g. CPPI) may do better, so it is best known, not
+    an optimum. For CVaR_5 % and CVaR_10 % of a year on the 20-stock calibrations it is all cash."""
+
+    def __init__(self, core, alpha: float, weight: float = 1.0):
+        core = _portfolio(core)
+        drift, cov = kelly_inputs(core)
+        self.weights = mean_cvar_weights(drift, cov, core.n_steps, alpha, weight)
+        self.mean, self.std = episode_moments(self.weights, drift, cov, core.n_steps)  # before costs
+        self.action = np.append(self.weights, max(0.0, 1.0 - self.weights.sum())).astype(np.float32)
+        if core._general:
+            self.action = core.action_for(self.weights)[0]
+
+    def __call__(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return np.broadcast_to(self.action, (obs.shape[0], self.action.size))
+
+
+def cvar5_mix(core) -> MeanCVaRMix:
+    """The constant mix maximising CVaR_5 % of the episode's log growth (risk task <env>-cvar5)."""
+    return MeanCVaRMix(core, 0.05)
+
+
+def cvar10_mix(core) -> MeanCVaRMix:
+    """The constant mix maximising CVaR_10 % of the episode's log growth (risk task <env>-cvar10)."""
+    return MeanCVaRMix(core, 0.10)
+
+
+def meancvar10_mix(core) -> MeanCVaRMix:
+    """The constant mix maximising ½·mean + ½·CVaR_10 % of the episode's log growth (<env>-meancvar10)."""
+    return MeanCVaRMix(core, 0.10, MEAN_CVAR_WEIGHT)
