@@ -551,7 +551,7 @@ def _v1_suite_table(suite: str, entry: Mapping[str, Any], st: Mapping[str, Any])
             f"test markets of `{entry.get('markets', '?')}` (`ogdata/envs/markets-v1.json`), normalised with the "
             "references scored on the same markets (100 = expert, 0 = random); mean over training seeds with a 95 % "
             "percentile-bootstrap interval (`python scripts/reproduce.py --suite " + suite + "`). The checkpoint "
-            "chosen on the validation markets is shown beside it, labelled.\n")
+            "chosen on the validation markets is shown beside it, labelled.\n\n")
 
     def ci(r):  # one seed has no interval
         lo, hi = r.get("final_ci95") or (None, None)
