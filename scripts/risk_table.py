@@ -11,6 +11,12 @@
     python scripts/risk_table.py --plan                 # the runs, nothing run
     python scripts/risk_table.py --jobs 2               # run what is missing, then write the tables
     python scripts/risk_table.py --aggregate-only       # the tables from the committed run records
+    python scripts/risk_table.py --suite-table          # the risk table of the v1-lite suite's own records
+
+The suite table needs no runs of its own: for the base ids of the risk tasks (`ogdata.envs.risk`) it reads the
+v1-lite suite's records (results/runs/v1-lite: 5,000 updates, 5 seeds, the full 1M-transition datasets, final
+checkpoint on the test markets) of BC, IQL and the discrete learners, and puts the same figures with their
+intervals beside the references: results/risk_table_v1_lite.{json,md}.
 
 Datasets are the v1 catalogue's, generated from their recipes into OGDATA_HOME (without the coverage
 profile, which would retrain the Replay tier's PPO); sqriql's copy carries the stock features
@@ -247,6 +253,57 @@ def markdown(doc: dict) -> str:
     return "\n".join(lines)
 
 
+SUITE_RUNS = ROOT / "results" / "runs" / "v1-lite"
+SUITE_ALGOS = ("bc", "iql", "cql", "bcq")
+
+
+def aggregate_suite(runs_root: Path = SUITE_RUNS) -> dict:
+    """The risk figures of the v1-lite suite's own records, per dataset of a risk task's base id."""
+    from ogdata.envs.risk import TASKS
+
+    envs = list(dict.fromkeys(t.env_id for t in TASKS))
+    doc: dict = {"table": "suite", "suite": "v1-lite", "runs": str(runs_root.relative_to(ROOT) if runs_root.is_relative_to(ROOT) else runs_root),
+                 "protocol": "v1: final checkpoint on the fixed test markets",
+                 "interval": "95 % percentile bootstrap over seeds (rliable)", "datasets": {}}
+    from ogdata.ids import TIERS
+
+    for env in envs:
+        for run_key in sorted(runs_root.glob(f"{env}__*-v1"), key=lambda d: TIERS.index(d.name.split("__")[1][:-3])):
+            did = run_key.name.replace("__", "/")
+            rows = {}
+            for algo in SUITE_ALGOS:
+                recs = [figures(json.loads(f.read_text())["final"])
+                        for f in sorted((run_key / algo).glob("seed*/result.json"))]
+                if recs:
+                    rows[algo] = {k: ci([r[k] for r in recs]) for k in FIGURES}
+            if rows:
+                doc["datasets"][did] = {"runs": rows}
+        if any(d.startswith(env + "/") for d in doc["datasets"]):
+            doc.setdefault("references", {})[env] = reference_figures(env)
+    return doc
+
+
+def suite_markdown(doc: dict) -> str:
+    """One table per base id: each dataset's learners (mean [interval] over seeds), then the references."""
+    lines = ["v1-lite suite records (5,000 updates, MLP 2×64, batch 256, 5 seeds, the full v1 datasets); final "
+             "checkpoint on the fixed test markets; mean [95 % bootstrap interval over seeds]. Figures and units as in "
+             "results/risk_table.md.", ""]
+    for env, refs in doc.get("references", {}).items():
+        lines += [f"**{env}**", "", "| dataset | policy | mean return | CVaR 5 % | max drawdown | "
+                  "shortfall CVaR 95 % (bp) | score |", "|---|---|---|---|---|---|---|"]
+        for did, entry in doc["datasets"].items():
+            if did.startswith(env + "/"):
+                for algo, r in entry["runs"].items():
+                    n = r["score"]["n"]
+                    label = algo if n >= SETTINGS["seeds"] else f"{algo} ({n} seeds)"
+                    lines.append("| " + " | ".join([did.split("/")[1], label] + [_fmt(r[k]) for k in FIGURES]) + " |")
+        for name, f in refs.items():
+            cells = ["—" if f.get(k) is None else f"{f[k]:.3g}" for k in FIGURES]
+            lines.append("| " + " | ".join(["reference", name] + cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def write(table: str) -> None:
     doc = aggregate(table)
     name = "risk_table" if table == "risk" else "hlgauss_ablation"
@@ -263,7 +320,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--aggregate-only", action="store_true")
     p.add_argument("--seeds", type=int, default=SETTINGS["seeds"])
     p.add_argument("--labels", default=None, help="only these labels (comma-separated)")
+    p.add_argument("--suite-table", action="store_true", help="only the table of the v1-lite suite's records")
     args = p.parse_args(argv)
+    if args.suite_table:
+        doc = aggregate_suite()
+        (OUT / "risk_table_v1_lite.json").write_text(json.dumps(doc, indent=1, sort_keys=True))
+        (OUT / "risk_table_v1_lite.md").write_text(suite_markdown(doc) + "\n")
+        print("wrote results/risk_table_v1_lite.json/.md")
+        return 0
     SETTINGS["seeds"] = args.seeds
     tables = args.tables.split(",")
     runs = planned(tables)

@@ -2,6 +2,7 @@
 CVaR-optimal static Almgren–Chriss schedule against brute force."""
 
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -247,3 +248,31 @@ def test_all_cash_reference_earns_exactly_nothing_on_the_fixed_markets():
     res = ev.reference_returns("portfolio/cvar5-mix")
     assert res["returns"].shape == (ev.episodes,) and not res["returns"].any()
     assert np.all(res["wealth"] == 1.0)
+
+
+def test_suite_risk_table_reads_the_suite_records(tmp_path):
+    """scripts/risk_table.py --suite-table: per dataset and algorithm, the mean [bootstrap interval] over the
+    seeds' final test-market figures, seeds counted, tiers in catalogue order, the references beside them."""
+    from baselines.stats import mean_ci
+
+    rt = load_script("risk_table")
+    cvars = {"good": [-650.0, -640.0, -660.0], "poor": [-600.0, -590.0]}
+    for tier, values in cvars.items():
+        for s, v in enumerate(values):
+            d = tmp_path / f"execution-ac__{tier}-v1" / "bc" / f"seed{s}"
+            d.mkdir(parents=True)
+            final = {"return_mean": v / 2, "normalised_score": 90.0 + s,
+                     "finance": {"return_cvar5": v, "shortfall_bp_cvar95": -v}}
+            (d / "result.json").write_text(json.dumps({"final": final}))
+    doc = rt.aggregate_suite(tmp_path)
+    assert list(doc["datasets"]) == ["execution-ac/good-v1", "execution-ac/poor-v1"]
+    good = doc["datasets"]["execution-ac/good-v1"]["runs"]["bc"]
+    m, lo, hi = mean_ci(cvars["good"])
+    assert good["return_cvar5"] == {"mean": m, "low": lo, "high": hi, "n": 3}
+    assert good["max_drawdown"]["n"] == 0
+    refs = doc["references"]["execution-ac"]
+    assert set(refs) == {"execution/ac-optimal", "execution/ac-cvar5"}
+    assert refs["execution/ac-cvar5"]["return_cvar5"] > refs["execution/ac-optimal"]["return_cvar5"]
+    md = rt.suite_markdown(doc)
+    assert "| good-v1 | bc (3 seeds) |" in md and "| poor-v1 | bc (2 seeds) |" in md
+    assert md.index("good-v1") < md.index("poor-v1") < md.index("| reference | execution/ac-cvar5 |")
