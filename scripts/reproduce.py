@@ -152,11 +152,37 @@ def _kind(env: str) -> tuple[bool, str, int]:
     return _KINDS[env]
 
 
-def estimate_s(did: str, algo: str, steps: int) -> float:
-    """Seconds one lite-settings run takes at the measured rates (one job)."""
+def _rate_class(env: str) -> tuple[str, bool]:
+    """(action kind, large observation: > 32 features): what sets a learner's update rate besides itself."""
+    _, kind, obs = _kind(env)
+    return kind, obs > 32
+
+
+def measured_rates(runs_root: Path) -> dict[tuple[str, str, bool], float]:
+    """Effective updates/s (build, training and evaluations) of the finished runs under `runs_root`, per
+    (algorithm, action kind, large observation): what this machine and these settings really gave."""
+    totals: dict[tuple[str, str, bool], list[float]] = {}
+    for f in runs_root.glob(f"*/*/seed*/{RESULT}"):
+        r = json.loads(f.read_text())
+        t = (r.get("train_time_s") or 0.0) + (r.get("build_time_s") or 0.0)
+        if t > 0 and r.get("env_id"):
+            acc = totals.setdefault((r["algo"], *_rate_class(r["env_id"])), [0.0, 0.0])
+            acc[0] += r["steps"]
+            acc[1] += t
+    return {k: n / t for k, (n, t) in totals.items()}
+
+
+def estimate_s(did: str, algo: str, steps: int, rates: dict[tuple[str, str, bool], float] | None = None) -> float:
+    """Seconds one run takes (one job): at the rate `measured_rates` found for its algorithm, action kind and
+    observation class; else LITE_RATES, scaled by what it measured on the other observation class where it did."""
     small, large = LITE_RATES[algo]
-    obs = _kind(env_of(did))[2]
-    return steps / (small if obs <= 32 else large) + RUN_OVERHEAD_S
+    kind, big = _rate_class(env_of(did))
+    rates = rates or {}
+    rate = rates.get((algo, kind, big))
+    if rate is None:
+        other = rates.get((algo, kind, not big))
+        rate = (large if big else small) * (other / (small if big else large) if other else 1.0)
+    return steps / rate + RUN_OVERHEAD_S
 
 
 def run_dir(runs_root: Path, did: str, algo: str, seed: int) -> Path:
@@ -470,15 +496,17 @@ def main(argv=None) -> int:
         return 1
     runs = plan(ids, algos, cfg["seeds"])
     todo = [r for r in runs if not (run_dir(runs_root, *r) / RESULT).is_file()]
-    est = sum(estimate_s(d, a, cfg["steps"]) for d, a, _ in todo) / max(1, cfg["jobs"])
+    rates = measured_rates(runs_root) if todo else {}
+    est = sum(estimate_s(d, a, cfg["steps"], rates) for d, a, _ in todo) / max(1, cfg["jobs"])
     print(f"{len(ids)} datasets, {len(runs)} runs ({len(runs) - len(todo)} done, {len(todo)} to do); "
           f"{settings_line(args.suite, cfg)}")
     if args.suite == "lite" or cfg["device"] == "cpu":
-        print(f"estimated {est / 3600:.2f} h with {cfg['jobs']} jobs at the measured lite update rates")
+        print(f"estimated {est / 3600:.2f} h with {cfg['jobs']} jobs at the update rates of the finished runs under "
+              f"{runs_root} ({len(rates)} algorithm x action x observation classes; LITE_RATES, scaled, elsewhere)")
     if args.plan:
         per_algo: dict[str, list[float]] = {}
         for d, a, _ in todo:
-            per_algo.setdefault(a, []).append(estimate_s(d, a, cfg["steps"]))
+            per_algo.setdefault(a, []).append(estimate_s(d, a, cfg["steps"], rates))
         for a, t in per_algo.items():
             print(f"  {a:8s} {len(t):4d} runs, {sum(t) / 60:6.1f} min of one job")
         return 0

@@ -510,3 +510,20 @@ def test_progress_is_a_bar_on_a_terminal_and_plain_lines_elsewhere(monkeypatch):
     p.update(5)
     p.close()
     assert term.getvalue().startswith("\rrun:   0%|")  # tqdm's bar, redrawn in place
+
+
+def test_plan_estimate_uses_the_rates_the_finished_runs_measured(tmp_path):
+    rep = _reproduce_module()
+    for s in range(2):   # 10,000 updates in 20 s of build + training: 500 updates/s
+        d = tmp_path / "execution-ac__good-v1" / "bc" / f"seed{s}"
+        d.mkdir(parents=True)
+        (d / "result.json").write_text(json.dumps({"algo": "bc", "env_id": "execution-ac", "steps": 5000,
+                                                   "train_time_s": 9.0, "build_time_s": 1.0}))
+    rates = rep.measured_rates(tmp_path)
+    assert rates == {("bc", "continuous", False): 500.0}
+    assert rep.estimate_s("execution-ac/medium-v1", "bc", 5000, rates) == 10.0 + rep.RUN_OVERHEAD_S
+    # portfolio-synth (221 features) has no record: the listed rate, scaled by what bc measured on small ones
+    small, large = rep.LITE_RATES["bc"]
+    assert rep.estimate_s("portfolio-synth/good-v1", "bc", 5000, rates) == pytest.approx(
+        5000 / (large * 500.0 / small) + rep.RUN_OVERHEAD_S)
+    assert rep.estimate_s("trading-synth/good-v1", "bc", 5000, rates) == 5000 / small + rep.RUN_OVERHEAD_S
