@@ -99,17 +99,16 @@ RUN_OVERHEAD_S = 1.0  # loading the dataset and building the learner: measured 0
 
 
 def dataset_ids(pattern: str | None, tiers, version: int | None = None) -> list[str]:
-    """Catalogue ids of the given tiers (and dataset version) matching the glob."""
+    """Catalogue ids of the given tiers (and dataset version) matching the glob, or any of comma-separated
+    globs, in the globs' order (so a suite can be run in the order that matters most; catalogue order within)."""
     import ogdata
     from ogdata.ids import parse_id
 
-    ids = []
-    for did in ogdata.list_datasets():
-        p = parse_id(did)
-        if p.tier in tiers and (version is None or p.version == version) and (
-                pattern is None or fnmatch.fnmatch(did, pattern)):
-            ids.append(did)
-    return ids
+    ids = [did for did in ogdata.list_datasets()
+           if parse_id(did).tier in tiers and (version is None or parse_id(did).version == version)]
+    if pattern is None:
+        return ids
+    return list(dict.fromkeys(did for glob in pattern.split(",") for did in ids if fnmatch.fnmatch(did, glob)))
 
 
 def env_of(did: str) -> str:
@@ -449,7 +448,8 @@ def _write_results(suite: str, entries: dict[str, dict]) -> int:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--suite", choices=sorted(SUITES), required=True)
-    p.add_argument("--datasets", default=None, help="glob over dataset ids, e.g. 'portfolio-*/medium-v0'")
+    p.add_argument("--datasets", default=None, help="glob over dataset ids, e.g. 'portfolio-*/medium-v0', or "
+                                                    "comma-separated globs, run in that order")
     p.add_argument("--algos", default=None, help="comma-separated subset of algorithms")
     p.add_argument("--tiers", default=None, help="comma-separated tiers (default: the suite's)")
     for k in ("steps", "hidden", "layers", "batch_size", "seeds", "eval_episodes", "evals", "jobs", "threads"):

@@ -527,3 +527,10 @@ def test_plan_estimate_uses_the_rates_the_finished_runs_measured(tmp_path):
     assert rep.estimate_s("portfolio-synth/good-v1", "bc", 5000, rates) == pytest.approx(
         5000 / (large * 500.0 / small) + rep.RUN_OVERHEAD_S)
     assert rep.estimate_s("trading-synth/good-v1", "bc", 5000, rates) == 5000 / small + rep.RUN_OVERHEAD_S
+
+
+def test_suite_datasets_follow_the_order_of_comma_separated_globs():
+    rep = _reproduce_module()
+    ids = rep.dataset_ids("trading-synth/*,execution-ac/*,trading-synth/good-v1", ("good", "poor"), 1)
+    assert ids == ["trading-synth/good-v1", "trading-synth/poor-v1", "execution-ac/good-v1", "execution-ac/poor-v1"]
+    assert rep.dataset_ids("execution-ac/*", ("good",), 1) == ["execution-ac/good-v1"]

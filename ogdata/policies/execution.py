@@ -120,7 +120,7 @@ def ac_cvar_risk_aversion(core, alpha: float, weight: float = 1.0) -> float:
 
     For Gaussian G that is min over schedules of E[cost] + λV + w·c√V (c = φ(z_α)/α), stationary where
     an AC schedule is for λ_eff = λ + w·c / (2√V): the optimum over every static schedule is an AC
-    schedule, found by a 1-D search over log λ′ (`ogdata.policies.search`)."""
+    schedule, found by a 1-D search over log λ′ (`ogdata.policies.cvar`)."""
     def objective(log_lam: float) -> float:
         mean, std = static_return_moments(core, ac_trajectory(core, math.exp(log_lam)))
         return (1.0 - weight) * mean + weight * gaussian_cvar(mean, std, alpha)
