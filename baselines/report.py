@@ -157,6 +157,18 @@ def aggregate(datasets: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- markdown ---------------------------------------------------------------------------------------
+def card_entries(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per dataset, what its card's results table shows of a v1 suite (`build`'s doc): the final checkpoint on
+    the test markets (mean and 95 % interval over seeds), the validation-chosen checkpoint's mean, the settings."""
+    settings = {k: v for k, v in (doc.get("settings") or {}).items() if k not in ("jobs", "threads")}
+    return {did: {"protocol": "v1", "settings": settings, "markets": next(iter(d["algos"].values()))["markets"],
+                  "algos": {a: {"final_mean": s["final"]["mean"], "final_ci95": s["final"]["ci95"],
+                                "n_seeds": s["n_seeds"],
+                                "best_on_validation_mean": (s["best_on_validation"] or {}).get("mean")}
+                            for a, s in d["algos"].items()}}
+            for did, d in doc["datasets"].items() if d.get("algos")}
+
+
 def _f(x, nd=1) -> str:
     return "—" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.{nd}f}"
 

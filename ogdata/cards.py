@@ -27,6 +27,8 @@ from ogdata.ids import TIERS
 from ogdata.storage.format import METADATA_FILE, read_metadata
 
 PROJECT_URL = "https://github.com/ogdata/ogdata"
+BASELINES_HEADING = "## Baseline results\n"
+LICENCE_HEADING = "## Licence and attribution\n"
 
 # Where the prices come from decides the licence of a derived dataset.
 PRICE_SOURCES: dict[str, dict[str, str]] = {
@@ -511,15 +513,27 @@ def render(dataset: Any) -> str:
 
     baselines = meta.get("baselines")
     if baselines:
-        out.append("## Baseline results\n")
+        out.append(BASELINES_HEADING)
         out.append(_baselines_table(baselines) + "\n")
 
-    out.append("## Licence and attribution\n")
+    out.append(LICENCE_HEADING)
     out.append(f"Price source: **{source['name']}**. {source['text']}\n")
     out.append(f"Dataset licence: `{source['license']}`. ogdata's code is Apache-2.0.\n")
     out.append("Cite ogdata and, for the measures, Schweighofer et al., *A Dataset Perspective on Offline "
                "Reinforcement Learning*, CoLLAs 2022.\n")
     return "\n".join(out).rstrip() + "\n"
+
+
+def with_baselines(card: str, baselines: Mapping[str, Any]) -> str:
+    """A rendered dataset card with its baseline-results section replaced by (or given) `baselines`, exactly
+    as `render` writes it for metadata carrying them: a suite's results reach a committed card whose
+    dataset is not installed here (scripts/render_cards.py --baselines)."""
+    head, sep, tail = card.partition("\n" + LICENCE_HEADING)
+    if not sep:
+        raise ValueError(f"not a rendered dataset card: no {LICENCE_HEADING.strip()!r} section")
+    head = head.partition("\n" + BASELINES_HEADING)[0]
+    section = "\n".join([BASELINES_HEADING, _baselines_table(baselines) + "\n"]) if baselines else ""
+    return head + "\n" + section + ("\n" if section else "") + LICENCE_HEADING + tail
 
 
 def _suite_tables(baselines: Mapping[str, Any]) -> str:

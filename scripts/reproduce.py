@@ -53,7 +53,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from baselines import analysis  # noqa: E402
+from baselines import analysis, report  # noqa: E402
 from baselines.registry import ALGORITHMS, applicable_to, env_kind  # noqa: E402
 from baselines.train import RESULT, RunSettings, parse_overrides  # noqa: E402
 
@@ -419,15 +419,10 @@ def update_cards(suite: str, cfg: dict, table: dict) -> int:
 
 
 def update_cards_v1(suite: str, cfg: dict, doc: dict) -> int:
-    """Write each dataset's protocol-v1 results (final checkpoint on the test markets, mean and 95 % bootstrap
-    interval over seeds; the validation-chosen checkpoint's mean) into its metadata (`baselines.<suite>`)."""
-    return _write_results(suite, {did: {"protocol": "v1", "settings": _card_settings(cfg),
-                                        "markets": next(iter(d["algos"].values()))["markets"],
-                                        "algos": {a: {"final_mean": s["final"]["mean"], "final_ci95": s["final"]["ci95"],
-                                                      "n_seeds": s["n_seeds"],
-                                                      "best_on_validation_mean": (s["best_on_validation"] or {}).get("mean")}
-                                                  for a, s in d["algos"].items()}}
-                                  for did, d in doc["datasets"].items()})
+    """Write each dataset's protocol-v1 results (`baselines.report.card_entries`: the final checkpoint on the
+    test markets, mean and 95 % bootstrap interval over seeds; the validation-chosen checkpoint's mean) into
+    its metadata (`baselines.<suite>`)."""
+    return _write_results(suite, report.card_entries(doc))
 
 
 def _write_results(suite: str, entries: dict[str, dict]) -> int:
@@ -604,8 +599,6 @@ def write_v1(args, cfg: dict, runs_root: Path, planned, wall: float, failures: l
     """The v1 tables from every run record under the runs directory (baselines/report.py), not only this
     invocation's: a run over a few datasets (`--datasets GLOB`) must not overwrite the suite's tables with
     those few. "Planned" counts this invocation's runs plus the records outside them."""
-    from baselines import report
-
     records = report.load_records(runs_root)
     if not records:
         print(f"no finished v1 runs under {runs_root}", file=sys.stderr)

@@ -257,3 +257,39 @@ def test_v1_reproduction_results_render_final_scores_with_intervals(tmp_path):
     assert "| bc | 71.25 | [68.5, 74] | 72.5 | 5 |" in section, section
     assert "| iql | 60 | — | — | 1 |" in section, section
     assert "{" not in section
+
+
+def test_suite_results_patched_into_a_card_read_as_a_render_with_them(tmp_path):
+    """cards.with_baselines gives exactly the card `render` writes for metadata carrying those results, from a
+    card without a results section or with another one; scripts/render_cards.py --baselines writes them from a
+    suite's results JSON (baselines.report.card_entries) into the committed card and touches nothing else."""
+    import json
+
+    from tests.scripts import load_script
+
+    meta = dict(make_ds(tmp_path, "execution-ac/medium-v1").metadata)
+    entry = {"protocol": "v1", "markets": "execution-ac", "settings": {"steps": 5000, "hidden": 64, "layers": 2,
+                                                                         "batch_size": 256},
+             "algos": {"bc": {"final_mean": 71.25, "final_ci95": [68.5, 74.0], "n_seeds": 5,
+                              "best_on_validation_mean": 72.5}}}
+    bare = cards.render(meta)
+    want = cards.render({**meta, "baselines": {"v1-lite": entry}})
+    assert cards.with_baselines(bare, {"v1-lite": entry}) == want
+    other = cards.render({**meta, "baselines": {"v1-lite": {**entry, "algos": {}}}})
+    assert cards.with_baselines(other, {"v1-lite": entry}) == want
+    assert cards.with_baselines(want, {}) == bare
+    with pytest.raises(ValueError, match="not a rendered dataset card"):
+        cards.with_baselines("# a README\n", {"v1-lite": entry})
+    # the script: a results JSON in the layout of results/v1-lite.json, and a committed card
+    out = tmp_path / "cards"
+    (out / "execution-ac").mkdir(parents=True)
+    (out / "execution-ac" / "medium-v1.md").write_text(bare)
+    doc = {"suite": "v1-lite", "settings": {**entry["settings"], "jobs": 2, "threads": 1},
+           "datasets": {"execution-ac/medium-v1": {"algos": {"bc": {
+               "markets": "execution-ac", "final": {"mean": 71.25, "ci95": [68.5, 74.0]}, "n_seeds": 5,
+               "best_on_validation": {"mean": 72.5}}}},
+               "execution-ac/good-v1": {"algos": {}}}}
+    (tmp_path / "v1-lite.json").write_text(json.dumps(doc))
+    changed = load_script("render_cards").put_baselines(tmp_path / "v1-lite.json", out)
+    assert changed == [out / "execution-ac" / "medium-v1.md"]
+    assert changed[0].read_text() == want
