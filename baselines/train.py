@@ -131,6 +131,7 @@ def train(s: RunSettings) -> dict[str, Any]:
     """Run one training run and return its result (also written to <out>/result.json)."""
     import ogdata
 
+    t_wall = time.perf_counter()
     if s.steps < 1:
         raise ValueError(f"steps must be >= 1, got {s.steps}")
     if s.protocol not in PROTOCOLS:
@@ -220,8 +221,11 @@ def train(s: RunSettings) -> dict[str, Any]:
     if s.protocol == "v1-validation":
         result["curve"] = _curve(evals)
         result["final_validation"] = evals[-1]["normalised_score"] if evals else None
+        result["validation_markets"] = {"markets": evaluator.markets.env_id, "split": "validation",
+                                        "episodes": evaluator.episodes}
         result["protocol"] = s.protocol
         result["versions"] = config["versions"]
+        result["dataset_metadata"] = {k: ds.metadata.get(k) for k in ("tier", "recipe", "env_kwargs")}
         result.pop("evals")
     if s.protocol == "v1":
         result.update(_v1_result(learner, evals, test, best_state))
@@ -230,6 +234,7 @@ def train(s: RunSettings) -> dict[str, Any]:
         result["versions"] = config["versions"]
         result["dataset_metadata"] = {k: ds.metadata.get(k) for k in ("tier", "recipe", "env_kwargs")}
         result.pop("evals")  # v1: `curve` (validation), `final` (test) and `best_on_validation`
+    result["wall_time_s"] = time.perf_counter() - t_wall  # loading, build, updates and every evaluation
     _write_json(out / RESULT, result)
     return result
 

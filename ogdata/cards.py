@@ -524,6 +524,9 @@ def render(dataset: Any) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+_SUITE_LINE = re.compile(r"^\*\*(\S+)\*\* suite", re.M)  # the first line of each suite's table
+
+
 def with_baselines(card: str, baselines: Mapping[str, Any]) -> str:
     """A rendered dataset card with its baseline-results section replaced by (or given) `baselines`, exactly
     as `render` writes it for metadata carrying them: a suite's results reach a committed card whose
@@ -531,7 +534,11 @@ def with_baselines(card: str, baselines: Mapping[str, Any]) -> str:
     head, sep, tail = card.partition("\n" + LICENCE_HEADING)
     if not sep:
         raise ValueError(f"not a rendered dataset card: no {LICENCE_HEADING.strip()!r} section")
-    head = head.partition("\n" + BASELINES_HEADING)[0]
+    head, _, old = head.partition("\n" + BASELINES_HEADING)
+    dropped = sorted(set(_SUITE_LINE.findall(old)) - set(baselines))
+    if dropped:
+        raise ValueError(f"the card also shows the results of suite(s) {dropped}; pass every suite it should "
+                         "keep (the section is rewritten whole)")
     section = "\n".join([BASELINES_HEADING, _baselines_table(baselines) + "\n"]) if baselines else ""
     return head + "\n" + section + ("\n" if section else "") + LICENCE_HEADING + tail
 

@@ -158,12 +158,14 @@ def _rate_class(env: str) -> tuple[str, bool]:
 
 
 def measured_rates(runs_root: Path) -> dict[tuple[str, str, bool], float]:
-    """Effective updates/s (build, training and evaluations) of the finished runs under `runs_root`, per
-    (algorithm, action kind, large observation): what this machine and these settings really gave."""
+    """Effective updates/s of the finished runs under `runs_root`, per (algorithm, action kind, large
+    observation): what this machine and these settings really gave. A record's `wall_time_s` covers loading,
+    building, the updates and every evaluation; records written before it existed give only the build and
+    the updates (their evaluations are not timed), so from those the estimate runs short."""
     totals: dict[tuple[str, str, bool], list[float]] = {}
     for f in runs_root.glob(f"*/*/seed*/{RESULT}"):
         r = json.loads(f.read_text())
-        t = (r.get("train_time_s") or 0.0) + (r.get("build_time_s") or 0.0)
+        t = r.get("wall_time_s") or (r.get("train_time_s") or 0.0) + (r.get("build_time_s") or 0.0)
         if t > 0 and r.get("env_id"):
             acc = totals.setdefault((r["algo"], *_rate_class(r["env_id"])), [0.0, 0.0])
             acc[0] += r["steps"]

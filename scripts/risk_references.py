@@ -5,8 +5,9 @@ mean's reference) and the policies the task names (its objective's best known po
 Almgren–Chriss schedule, the optimal constant portfolio mix under the calibration's Gaussian model, or
 trading flat) are rolled once on the base id's test markets; per policy and task: the mean episode return,
 CVaR_α and the task's objective, each with a 95 % percentile-bootstrap interval over the test markets
-(scipy.stats.bootstrap, 2,000 resamples). Deterministic policies on fixed markets: the interval is the
-sampling error of the market set, not a training variance. The model's prediction for the constant-mix and
+(arch, 2,000 resamples; for real prices, whose test markets are overlapping windows of one price path, a
+circular block bootstrap in blocks of one episode). Deterministic policies on fixed markets: the interval
+is the sampling error of the market set, not a training variance. The model's prediction for the constant-mix and
 static-schedule references (`mean`, `std` of the Gaussian G they were optimised under) is printed beside them.
 
     python scripts/risk_references.py          # -> results/risk_references.{json,md}
@@ -32,14 +33,16 @@ OUT = ROOT / "results"
 RESAMPLES = 2000
 
 
-def interval(x: np.ndarray, stat) -> dict:
-    """stat(x) with its 95 % percentile-bootstrap interval over the episodes."""
-    from scipy.stats import bootstrap
+def interval(x: np.ndarray, stat, block: int = 1) -> dict:
+    """stat(x) with its 95 % percentile-bootstrap interval over the test markets (arch). Synthetic markets are
+    independent (block 1: the plain bootstrap). Real-price test markets are every start date of one price path,
+    so neighbouring episodes share almost all their days: a circular block bootstrap with blocks of one
+    episode's length resamples whole stretches of history instead (`block`)."""
+    from arch.bootstrap import CircularBlockBootstrap, IIDBootstrap
 
-    res = bootstrap((x,), lambda s, axis=-1: np.apply_along_axis(stat, axis, s), n_resamples=RESAMPLES,
-                    method="percentile", random_state=0, vectorized=True)
-    return {"value": float(stat(x)), "ci95": [float(res.confidence_interval.low),
-                                               float(res.confidence_interval.high)]}
+    bs = IIDBootstrap(x, seed=0) if block <= 1 else CircularBlockBootstrap(block, x, seed=0)
+    low, high = bs.conf_int(lambda v: np.array([stat(v)]), reps=RESAMPLES, method="percentile")[:, 0]
+    return {"value": float(stat(x)), "ci95": [float(low), float(high)]}
 
 
 def model_moments(name: str, core) -> dict | None:
@@ -63,17 +66,19 @@ def build() -> dict:
     wanted = {e: list(dict.fromkeys([evs[e].references["expert_name"]] +
                                     [n for t in TASKS if t.env_id == e for n in t.references.values()]))
               for e in envs}
-    returns, models = {}, {}
+    returns, models, blocks = {}, {}, {}
     bar = progress_bar(total=sum(map(len, wanted.values())), desc="risk references", unit="policy")
     for e in envs:
         core = evs[e].cores()[0][0]
+        blocks[e] = int(core.max_steps) if evs[e].markets.kind == "start-dates" else 1
         for name in wanted[e]:
             returns[e, name] = evs[e].reference_returns(name)["returns"].astype(np.float64)
             models[e, name] = model_moments(name, core)
             bar.update(1)
     bar.close()
     doc = {"markets": "the base id's v1 test markets (ogdata/envs/markets-v1.json)",
-           "interval": f"95 % percentile bootstrap over the test markets (scipy, {RESAMPLES} resamples)",
+           "interval": f"95 % percentile bootstrap over the test markets (arch, {RESAMPLES} resamples; real prices: "
+                       "circular blocks of one episode's length, the start dates overlapping)",
            "cvar": "mean of the worst ceil(α·n) episode returns (baselines.finance.cvar)", "tasks": {}}
     for t in TASKS:
         rows = {}
@@ -81,8 +86,9 @@ def build() -> dict:
             x = returns[t.env_id, name]
             role = "the task's reference" if name in t.references.values() else "the base id's v1 expert (the mean's)"
             rows[name] = {"role": role, "episodes": int(x.size),
-                          "mean": interval(x, np.mean), "cvar": interval(x, lambda v, a=t.alpha: cvar(v, a)),
-                          "objective": interval(x, lambda v, task=t: task_objective(task, v)),
+                          "block": blocks[t.env_id], "mean": interval(x, np.mean, blocks[t.env_id]),
+                          "cvar": interval(x, lambda v, a=t.alpha: cvar(v, a), blocks[t.env_id]),
+                          "objective": interval(x, lambda v, task=t: task_objective(task, v), blocks[t.env_id]),
                           "model": models[t.env_id, name]}
         doc["tasks"][t.id] = {"env_id": t.env_id, "objective": t.objective, "alpha": t.alpha, "weight": t.weight,
                               "description": t.description, "policies": rows}

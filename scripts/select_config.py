@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from reproduce import SUITES, run_one  # noqa: E402  (scripts/reproduce.py: the suite settings and its runner)
+from reproduce import SUITES, run_one, run_overrides  # noqa: E402  (scripts/reproduce.py: the suite and its runner)
 
 from baselines import stats  # noqa: E402
 from baselines.train import RESULT  # noqa: E402
@@ -38,33 +38,49 @@ SETTINGS = ("steps", "hidden", "layers", "batch_size", "evals", "threads", "devi
 
 
 def run_settings(algo: str, dataset: str, field: str, value, seed: int, out: Path, fixed: dict) -> dict:
-    """The RunSettings fields of one selection run (the suite's settings, protocol v1-validation)."""
+    """The RunSettings fields of one selection run: the suite's settings and overrides (e.g. the discrete
+    Q-learners' target sync), the fixed fields, the candidate value; protocol v1-validation."""
     cfg = SUITES[SUITE]
+    overrides = {**run_overrides(cfg, dataset, algo), **fixed, field: value}
     return dict(algo=algo, dataset=dataset, seed=seed, **{k: cfg[k] for k in SETTINGS}, eval_episodes=0,
-                out=str(out), progress=False, protocol="v1-validation", overrides={**fixed, field: value})
+                out=str(out), progress=False, protocol="v1-validation", overrides=overrides)
+
+
+def finished(settings: dict) -> dict | None:
+    """The record of a finished run with these settings; None if it has not run. A record of another
+    algorithm or other overrides under the same path (another selection in the same --out) is refused."""
+    f = Path(settings["out"]) / RESULT
+    if not f.is_file():
+        return None
+    r = json.loads(f.read_text())
+    if r.get("algo") != settings["algo"] or (r.get("settings") or {}).get("overrides") != settings["overrides"]:
+        raise SystemExit(f"{f} holds a run of {r.get('algo')} with overrides {(r.get('settings') or {}).get('overrides')}, "
+                         f"not {settings['algo']} with {settings['overrides']}: give this selection its own --out")
+    return r
 
 
 def run_path(out: Path, dataset: str, field: str, value, seed: int) -> Path:
     return out / "runs" / dataset.replace("/", "__") / f"{field}={value}" / f"seed{seed}"
 
 
-def summarise(algo: str, field: str, values: list, datasets: list[str], seeds: int, out: Path) -> dict:
-    """The selection record from the finished runs: per (value, dataset) and per value over datasets."""
+def summarise(algo: str, field: str, values: list, datasets: list[str], seeds: int, out: Path,
+              fixed: dict | None = None) -> dict:
+    """The selection record from the finished runs: per (value, dataset) and per value over datasets. A value
+    is ranked only when every tuning dataset has all its seeds (failed runs would leave unequal samples)."""
     cells, per_value = {}, {}
     for v in values:
         pooled = []
         for d in datasets:
-            scores = []
-            for s in range(seeds):
-                f = run_path(out, d, field, v, s) / RESULT
-                if f.is_file():
-                    scores.append(json.loads(f.read_text())["final_validation"])
+            runs = [finished(run_settings(algo, d, field, v, s, run_path(out, d, field, v, s), fixed or {}))
+                    for s in range(seeds)]
+            scores = [r["final_validation"] for r in runs if r is not None]
             if scores:
                 m, lo, hi = stats.mean_ci(scores)
                 cells[f"{v}|{d}"] = {"value": v, "dataset": d, "mean": m, "ci95": [lo, hi], "n": len(scores),
                                      "scores": scores}
-                pooled.append(m)
-        if len(pooled) == len(datasets):  # a value is ranked only once every tuning dataset has a score
+            if len(scores) == seeds:
+                pooled.append(cells[f"{v}|{d}"]["mean"])
+        if len(pooled) == len(datasets):
             per_value[str(v)] = float(np.mean(pooled))
     chosen = max(per_value, key=per_value.get) if per_value else None
     return {"algo": algo, "field": field, "values": values, "datasets": datasets, "seeds": seeds,
@@ -139,7 +155,7 @@ def main(argv=None) -> int:
     fixed = {k: parse_value(v) for k, _, v in (p.partition("=") for p in a.set)}
     todo = [run_settings(a.algo, d, a.field, v, s, run_path(a.out, d, a.field, v, s), fixed)
             for v in values for d in datasets for s in range(a.seeds)]
-    todo = [t for t in todo if not (Path(t["out"]) / RESULT).is_file()]
+    todo = [t for t in todo if finished(t) is None]
     failures = []
     bar = progress_bar(total=len(todo), desc=f"select {a.algo}.{a.field}", unit="run")
     with ProcessPoolExecutor(a.jobs, mp_context=mp.get_context("spawn")) as pool:
@@ -149,7 +165,7 @@ def main(argv=None) -> int:
                 failures.append(f"{r['settings']['out']}: {r['error']}")
             bar.update(1)
     bar.close()
-    doc = summarise(a.algo, a.field, values, datasets, a.seeds, a.out)
+    doc = summarise(a.algo, a.field, values, datasets, a.seeds, a.out, fixed)
     (a.out / "selection.json").write_text(json.dumps(doc, indent=1) + "\n")
     (a.out / "selection.md").write_text(markdown(doc))
     plot(a.out / "selection.png", doc)

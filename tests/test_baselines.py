@@ -519,8 +519,12 @@ def test_plan_estimate_uses_the_rates_the_finished_runs_measured(tmp_path):
         d.mkdir(parents=True)
         (d / "result.json").write_text(json.dumps({"algo": "bc", "env_id": "execution-ac", "steps": 5000,
                                                    "train_time_s": 9.0, "build_time_s": 1.0}))
+    d = tmp_path / "execution-ac__good-v1" / "iql" / "seed0"   # a record that timed its evaluations too
+    d.mkdir(parents=True)
+    (d / "result.json").write_text(json.dumps({"algo": "iql", "env_id": "execution-ac", "steps": 5000,
+                                               "train_time_s": 9.0, "build_time_s": 1.0, "wall_time_s": 50.0}))
     rates = rep.measured_rates(tmp_path)
-    assert rates == {("bc", "continuous", False): 500.0}
+    assert rates == {("bc", "continuous", False): 500.0, ("iql", "continuous", False): 100.0}
     assert rep.estimate_s("execution-ac/medium-v1", "bc", 5000, rates) == 10.0 + rep.RUN_OVERHEAD_S
     # portfolio-synth (221 features) has no record: the listed rate, scaled by what bc measured on small ones
     small, large = rep.LITE_RATES["bc"]

@@ -277,7 +277,12 @@ def test_suite_results_patched_into_a_card_read_as_a_render_with_them(tmp_path):
     assert cards.with_baselines(bare, {"v1-lite": entry}) == want
     other = cards.render({**meta, "baselines": {"v1-lite": {**entry, "algos": {}}}})
     assert cards.with_baselines(other, {"v1-lite": entry}) == want
-    assert cards.with_baselines(want, {}) == bare
+    with pytest.raises(ValueError, match="pass every suite it should keep"):
+        cards.with_baselines(want, {})          # a suite's results are never dropped silently
+    both = cards.render({**meta, "baselines": {"v1-lite": entry, "lite": {**entry, "protocol": "v1"}}})
+    with pytest.raises(ValueError, match=r"suite\(s\) \['lite'\]"):
+        cards.with_baselines(both, {"v1-lite": entry})
+    assert cards.with_baselines(both, {"v1-lite": entry, "lite": {**entry, "protocol": "v1"}}) == both
     with pytest.raises(ValueError, match="not a rendered dataset card"):
         cards.with_baselines("# a README\n", {"v1-lite": entry})
     # the script: a results JSON in the layout of results/v1-lite.json, and a committed card

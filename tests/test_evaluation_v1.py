@@ -429,6 +429,8 @@ def test_v1_validation_run_never_builds_the_test_markets(tmp_path, monkeypatch):
     assert [c["step"] for c in r["curve"]] == [10, 20]
     assert r["final_validation"] == r["curve"][-1]["validation_score"]
     assert not (tmp_path / "run" / "test_returns.npz").exists()
+    assert r["validation_markets"] == {"markets": "execution-ac", "split": "validation", "episodes": 1024}
+    assert r["dataset_metadata"]["tier"] == "random" and r["wall_time_s"] >= r["train_time_s"]
     with pytest.raises(ValueError, match="protocol must be one of"):
         train(RunSettings(algo="bc", dataset=str(ds.path), steps=1, protocol="v2", progress=False,
                           out=str(tmp_path / "bad")))
@@ -457,3 +459,23 @@ def test_select_config_chooses_the_best_validation_mean_and_resumes(tmp_path, mo
     assert (out / "selection.png").stat().st_size > 0
     stamp = {p: p.stat().st_mtime_ns for p in out.rglob("result.json")}
     assert sel.main(args) == 0 and {p: p.stat().st_mtime_ns for p in out.rglob("result.json")} == stamp
+
+
+def test_select_config_picks_the_planted_winner_only_among_complete_values(tmp_path):
+    """The rule on planted records: the highest mean over datasets of the per-dataset seed means wins; a value
+    missing a seed is shown but not ranked; a record of another selection in the same folder is refused."""
+    sel = load_script("select_config")
+    datasets, out = ["execution-ac/medium-v1", "market-making-as/medium-v1"], tmp_path / "sel"
+    planted = {1: ([50.0, 52.0], [40.0, 42.0]), 2: ([60.0, 58.0], [41.0, 39.0]), 3: ([90.0, 90.0], [90.0])}
+    for v, per_dataset in planted.items():
+        for d, scores in zip(datasets, per_dataset):
+            for s, score in enumerate(scores):
+                path = sel.run_path(out, d, "conservative", v, s)
+                path.mkdir(parents=True)
+                (path / "result.json").write_text(json.dumps({"algo": "arsq", "final_validation": score,
+                                                              "settings": {"overrides": {"conservative": v}}}))
+    doc = sel.summarise("arsq", "conservative", [1, 2, 3], datasets, 2, out)
+    assert doc["mean_over_datasets"] == {"1": 46.0, "2": 49.5}   # (51 + 41) / 2 and (59 + 40) / 2; 3 lacks a seed
+    assert doc["chosen"] == "2" and doc["cells"][f"3|{datasets[1]}"]["n"] == 1
+    with pytest.raises(SystemExit, match="its own --out"):
+        sel.summarise("arsq", "conservative", [1], datasets, 2, out, fixed={"alpha": 0.2})

@@ -186,7 +186,7 @@ def mean_cvar_weights(drift, cov, steps: int, alpha: float, weight: float = 1.0)
 class MeanCVaRMix:
     """The constant mix maximising (1 − λ)·mean + λ·CVaR_α of the episode's log growth under the Gaussian
     model of the calibration (`mean_cvar_weights`), rebalanced every day. The best *constant* mix: a
-    dynamic, stock-aware policy (portfolio insurance, e.g. CPPI) may do better, so it is best known, not
+    policy that conditions on the gain so far (the stock features) may do better, so it is best known, not
     an optimum. For CVaR_5 % and CVaR_10 % of a year on the 20-stock calibrations it is all cash."""
 
     def __init__(self, core, alpha: float, weight: float = 1.0):
