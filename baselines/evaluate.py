@@ -26,6 +26,7 @@ from baselines import finance
 from ogdata.envs import make_core
 from ogdata.envs.registry import OBSERVATION_KWARGS, env_spec
 from ogdata.errors import EnvError, ReferenceMissingError
+from ogdata.policies.evaluate import reference_policy
 
 EVAL_SEED_OFFSET = 1_000_003
 PERIOD_KWARGS = ("period", "split", "segment")  # kwargs real-price envs use to choose their years
@@ -292,12 +293,11 @@ class MarketEvaluator:
         return concat_rounds([rollout(core, policy, seed) for core, seed in self.cores()])
 
     def reference_returns(self, name: str, action_seed: int = 0) -> dict[str, np.ndarray]:
-        """A registered reference policy (`ogdata.policies`), built for each round's core, on these markets."""
-        from ogdata.policies import make_policy
-
+        """A reference policy of this id by name (`ogdata.policies.evaluate.reference_policy`: a registered
+        policy, or a trained checkpoint its v1 references name), built for each round's core, on these markets."""
         parts = []
         for core, seed in self.cores():
-            pol, rng = make_policy(name, core), np.random.default_rng(action_seed)
+            pol, rng = reference_policy(self.env_id, name, core), np.random.default_rng(action_seed)
             parts.append(rollout(core, lambda o, p=pol, g=rng: p(o, g), seed))
         return concat_rounds(parts)
 

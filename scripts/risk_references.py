@@ -45,11 +45,11 @@ def interval(x: np.ndarray, stat, block: int = 1) -> dict:
     return {"value": float(stat(x)), "ci95": [float(low), float(high)]}
 
 
-def model_moments(name: str, core) -> dict | None:
+def model_moments(env_id: str, name: str, core) -> dict | None:
     """The Gaussian model a risk reference was optimised under: (mean, std) of its episode return."""
-    from ogdata.policies import make_policy
+    from ogdata.policies.evaluate import reference_policy
 
-    pol = make_policy(name, core)
+    pol = reference_policy(env_id, name, core)
     if hasattr(pol, "mean") and hasattr(pol, "std"):                       # portfolio mixes
         return {"mean": pol.mean, "std": pol.std}
     if hasattr(pol, "risk_aversion"):                                      # AC schedules
@@ -73,7 +73,7 @@ def build() -> dict:
         blocks[e] = int(core.max_steps) if evs[e].markets.kind == "start-dates" else 1
         for name in wanted[e]:
             returns[e, name] = evs[e].reference_returns(name)["returns"].astype(np.float64)
-            models[e, name] = model_moments(name, core)
+            models[e, name] = model_moments(e, name, core)
             bar.update(1)
     bar.close()
     doc = {"markets": "the base id's v1 test markets (ogdata/envs/markets-v1.json)",
@@ -90,7 +90,8 @@ def build() -> dict:
                           "cvar": interval(x, lambda v, a=t.alpha: cvar(v, a), blocks[t.env_id]),
                           "objective": interval(x, lambda v, task=t: task_objective(task, v), blocks[t.env_id]),
                           "model": models[t.env_id, name]}
-        doc["tasks"][t.id] = {"env_id": t.env_id, "objective": t.objective, "alpha": t.alpha, "weight": t.weight,
+        doc["tasks"][t.id] = {"env_id": t.env_id, "expert": evs[t.env_id].references["expert_name"],
+                              "objective": t.objective, "alpha": t.alpha, "weight": t.weight,
                               "description": t.description, "policies": rows}
     return doc
 
@@ -110,8 +111,7 @@ def markdown(doc: dict) -> str:
              "|---|---|---|---|---|---|---|"]
     for tid, t in doc["tasks"].items():
         digits = 0 if t["env_id"].startswith("execution") else 3
-        pols = t["policies"]
-        expert = next(n for n, r in pols.items() if not r["role"].startswith("the task"))
+        pols, expert = t["policies"], t["expert"]
         refs = [n for n, r in pols.items() if r["role"].startswith("the task")] or [None]
         for name in refs:
             e = f"{_c(pols[expert]['objective'], digits)} (`{expert}`)"

@@ -62,9 +62,31 @@ def test_risk_tasks_name_base_ids_and_objectives():
     names = load_script("risk_table").reference_names
     assert names("execution-ac") == ("expert", "execution/ac-cvar5")
     assert names("portfolio-synth") == ("expert", "portfolio/cvar5-mix")
+    from ogdata.policies.evaluate import reference_policy
+
     for task_id in ids:   # every named reference is a policy ogdata can build for the task's env
-        for ref in risk_task(task_id).references.values():
-            assert make_policy(ref, make_core(risk_task(task_id).env_id, num_envs=2)) is not None
+        t = risk_task(task_id)
+        for ref in t.references.values():
+            core = make_core(t.env_id, num_envs=2, **t.kwargs)
+            obs, _ = core.reset(seed=0)
+            act = reference_policy(t.env_id, ref, core)(obs, np.random.default_rng(0))
+            assert core.action_space.contains(np.asarray(act[0], dtype=core.action_space.dtype)), (task_id, ref)
+
+
+@pytest.mark.parametrize("env_id", ["lob-execution", "lob-execution-latent"])
+def test_order_book_risk_references_are_the_best_v1_reference_on_validation(env_id):
+    """The order book has no closed form: each risk task names the v1 reference (TWAP, AC, queue-aware or the
+    PPO expert) with the best objective on the validation markets. Re-checked here on those markets."""
+    from baselines.evaluate import MarketEvaluator
+    from baselines.finance import task_objective
+    from ogdata.policies.evaluate import reference_returns_v1
+
+    ev = MarketEvaluator(env_id, "validation", {"augment_stock": True})
+    names = [reference_returns_v1(env_id)["expert"]["name"], *reference_returns_v1(env_id)["baselines"]]
+    returns = {n: ev.reference_returns(n)["returns"] for n in dict.fromkeys(names)}
+    for t in (risk_task(f"{env_id}-{k}") for k in ("cvar5", "cvar10", "meancvar10")):
+        scores = {n: task_objective(t, x) for n, x in returns.items()}
+        assert t.references["expert"] == max(scores, key=scores.get), (t.id, scores)
 
 
 def _mean_cvar(mean, std, alpha, weight):

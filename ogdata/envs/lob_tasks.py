@@ -26,7 +26,8 @@ q / (q + 10) (in [0, 1)), the spread (capped at K ticks) / K, the mid move since
 clipped to [−1, 1], the last step's market-order imbalance (buys − sells) / (buys + sells + 1), the
 agent's own order(s) (level / (K − 1), size, volume ahead / (ahead + 10)), time left / T, and the
 inventory (execution: remaining / X; making: inventory / max_inventory). info: cash (tick·lots),
-inventory, mid, spread, fills, and wealth / shortfall.
+inventory, mid, spread, fills, and wealth / shortfall. `augment_stock=True` (lob-execution) appends the
+stock features of the risk tasks (`ogdata.envs.risk`): tanh(reward so far / 5 bp) and the time left.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from ogdata.envs.lob import ASK, BID, Book
 from ogdata.errors import EnvError
 
 _BP = 1e4
+STOCK_SCALE = 5.0  # augment_stock (lob-execution): tanh(Σ rewards so far / 5 bp); an episode's return is ~ −1.5 bp, its tail −7
 _QS = 10.0        # queue sizes are observed as q / (q + _QS)
 _MOVE = 20.0      # mid moves since reset are observed in units of _MOVE ticks, clipped to [-1, 1]
 
@@ -125,13 +127,16 @@ class _LobTask(VectorMarket):
 class LobExecution(_LobTask):
     """Sell X lots within T steps on the order book (`lob-execution`)."""
 
-    def __init__(self, num_envs: int = 1, *, lots: int = 20, beyond_penalty: float = 1.0, steps: int = 60, **kw):
+    def __init__(self, num_envs: int = 1, *, lots: int = 20, beyond_penalty: float = 1.0, steps: int = 60,
+                 augment_stock: bool = False, stock_scale: float = STOCK_SCALE, **kw):
         super().__init__(num_envs, steps=steps, **kw)
         self.X = _int_kw("lots", lots, 1, 1_000_000)
         self.beyond = _num_kw("beyond_penalty", beyond_penalty, 0.0, 1e6)
         self.action_space = spaces.Box(0.0, 1.0, shape=(3,), dtype=np.float32)
         self.observation_space = self._obs_space([0.0], [1.0])
         self.x = np.zeros(self.num_envs, dtype=np.int64)
+        if augment_stock:
+            self.augment_stock(stock_scale)
 
     def _obs_info(self):
         cols = self._book_obs((ASK,), self.X) + [(self.x / self.X)[:, None]]

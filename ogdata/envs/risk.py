@@ -21,7 +21,8 @@ Why not registered env ids: every registered id carries v1 references and fixed 
 `references` names the best known policy for the objective where one is computable (execution:
 the optimal static Almgren–Chriss schedule, `ogdata.policies.execution.ac_cvar_risk_aversion`;
 portfolio: the optimal constant mix under the calibration's Gaussian model,
-`ogdata.policies.portfolio.mean_cvar_weights`; trading: flat, CVaR 0).
+`ogdata.policies.portfolio.mean_cvar_weights`; trading: flat, CVaR 0; the order book: the best of the
+id's v1 references on the validation markets).
 """
 
 from __future__ import annotations
@@ -63,10 +64,16 @@ def _tasks(env_id: str, refs: dict[str, dict[str, str]] | None = None) -> tuple[
 _AC = {t: {"expert": f"execution/ac-{t}"} for t in ("cvar5", "cvar10", "meancvar10")}
 _MIX = {t: {"expert": f"portfolio/{t}-mix"} for t in ("cvar5", "cvar10", "meancvar10")}
 _FLAT = {f"cvar{a}": {"expert": "trading/flat"} for a in (5, 10)}  # return 0 every episode: CVaR 0
+# The order book has no closed form: each task's reference is the best of the id's v1 reference policies
+# (TWAP, AC, queue-aware, the PPO expert "trained/best") on the task's objective on the *validation*
+# markets (re-checked by tests/test_risk_tasks.py); the test markets score it.
+_LOB = {t: {"expert": "lob-execution/queue-aware"} for t in ("cvar5", "cvar10", "meancvar10")}
+_LOB_LATENT = {**_LOB, "meancvar10": {"expert": "trained/best"}}
 TASKS: tuple[RiskTask, ...] = (
     *_tasks("execution-ac", _AC), *_tasks("execution-ac-highvol", _AC),
     *_tasks("portfolio-synth", _MIX), *_tasks("portfolio-sp500", _MIX),
     *_tasks("trading-synth", _FLAT), *_tasks("trading-sp500", _FLAT),
+    *_tasks("lob-execution", _LOB), *_tasks("lob-execution-latent", _LOB_LATENT),
 )
 _BY_ID = {t.id: t for t in TASKS}
 
