@@ -23,10 +23,13 @@ from typing import Any
 import numpy as np
 
 from baselines import finance
+from ogdata.catalogue import weights_path
 from ogdata.envs import make_core
 from ogdata.envs.registry import OBSERVATION_KWARGS, env_spec
 from ogdata.errors import EnvError, ReferenceMissingError
-from ogdata.policies.evaluate import reference_policy
+from ogdata.policies import make_policy, reference_returns
+from ogdata.policies.checkpoint import load_policy
+from ogdata.policies.evaluate import reference_returns_v1
 
 EVAL_SEED_OFFSET = 1_000_003
 PERIOD_KWARGS = ("period", "split", "segment")  # kwargs real-price envs use to choose their years
@@ -163,8 +166,6 @@ class Evaluator:
     def references(self) -> dict[str, Any]:
         """{"random", "expert", "source"}: recorded for the evaluation id, else computed here."""
         if self._refs is None:
-            from ogdata.policies import make_policy, reference_returns
-
             try:
                 refs = reference_returns(self.setting.env_id)
                 self._refs = {**refs, "source": "recorded"}
@@ -240,6 +241,31 @@ def concat_rounds(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return out
 
 
+def reference_policy(env_id: str, name: str, core):
+    """A v1 reference of `env_id` by name, acting in `core`: a trained checkpoint the env's v1 references
+    name (e.g. "trained/best", deterministic), else a registered policy (`make_policy`). A checkpoint of
+    the base id reads the base observation: in a stock-augmented core (the risk tasks) it is given the
+    observation without the appended stock features."""
+    try:
+        entry = reference_returns_v1(env_id)
+    except ReferenceMissingError:
+        entry = {}
+    rows = [((entry.get("expert") or {}).get("name"), entry.get("expert") or {}),
+            *(entry.get("baselines") or {}).items()]
+    checkpoint = next((r["checkpoint"] for n, r in rows if n == name and r.get("checkpoint")), None)
+    if checkpoint is None:
+        return make_policy(name, core)
+    pol = load_policy(weights_path(checkpoint), noise=0.0, mode="deterministic")
+    width, full = int(np.prod(pol.obs_shape)), int(np.prod(core.observation_space.shape))
+    if full == width:
+        return pol
+    if getattr(core, "_stock", None) is not None and full == width + 2:   # StockFeatures appends two
+        return lambda obs, rng: pol(obs[..., :width], rng)
+    raise EnvError(f"checkpoint {checkpoint} reads {width} observation features and {env_id}'s core gives {full}: "
+                   "the checkpoint was trained on another observation")
+
+
+
 class MarketEvaluator:
     """Scores policies on the published v1 markets (`ogdata.envs.markets`) of the id a dataset was made on.
 
@@ -293,7 +319,7 @@ class MarketEvaluator:
         return concat_rounds([rollout(core, policy, seed) for core, seed in self.cores()])
 
     def reference_returns(self, name: str, action_seed: int = 0) -> dict[str, np.ndarray]:
-        """A reference policy of this id by name (`ogdata.policies.evaluate.reference_policy`: a registered
+        """A reference policy of this id by name (`reference_policy`: a registered
         policy, or a trained checkpoint its v1 references name), built for each round's core, on these markets."""
         parts = []
         for core, seed in self.cores():

@@ -47,7 +47,7 @@ def interval(x: np.ndarray, stat, block: int = 1) -> dict:
 
 def model_moments(env_id: str, name: str, core) -> dict | None:
     """The Gaussian model a risk reference was optimised under: (mean, std) of its episode return."""
-    from ogdata.policies.evaluate import reference_policy
+    from baselines.evaluate import reference_policy
 
     pol = reference_policy(env_id, name, core)
     if hasattr(pol, "mean") and hasattr(pol, "std"):                       # portfolio mixes

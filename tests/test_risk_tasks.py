@@ -62,7 +62,7 @@ def test_risk_tasks_name_base_ids_and_objectives():
     names = load_script("risk_table").reference_names
     assert names("execution-ac") == ("expert", "execution/ac-cvar5")
     assert names("portfolio-synth") == ("expert", "portfolio/cvar5-mix")
-    from ogdata.policies.evaluate import reference_policy
+    from baselines.evaluate import reference_policy
 
     for task_id in ids:   # every named reference is a policy ogdata can build for the task's env
         t = risk_task(task_id)

@@ -9,10 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ogdata.catalogue import weights_path
 from ogdata.errors import EnvError, ReferenceMissingError
-from ogdata.policies.checkpoint import load_policy
-from ogdata.policies.reference import make_policy
 
 REFERENCES_FILE = Path(__file__).resolve().parent.parent / "envs" / "references.json"
 # v1 (issue #14): random, the expert by kind and the named baselines, 2,048 episodes each, with
@@ -112,30 +109,6 @@ def reference_returns_v1(env_id: str) -> dict[str, Any]:
             f"no v1 references recorded for {env_id!r}; run `python scripts/compute_references_v1.py "
             f"--env {env_id}` to compute and record them")
     return entry
-
-
-def reference_policy(env_id: str, name: str, core):
-    """A v1 reference of `env_id` by name, acting in `core`: a trained checkpoint the env's v1 references
-    name (e.g. "trained/best", deterministic), else a registered policy (`make_policy`). A checkpoint of
-    the base id reads the base observation: in a stock-augmented core (the risk tasks) it is given the
-    observation without the appended stock features."""
-    try:
-        entry = reference_returns_v1(env_id)
-    except ReferenceMissingError:
-        entry = {}
-    rows = [((entry.get("expert") or {}).get("name"), entry.get("expert") or {}),
-            *(entry.get("baselines") or {}).items()]
-    checkpoint = next((r["checkpoint"] for n, r in rows if n == name and r.get("checkpoint")), None)
-    if checkpoint is None:
-        return make_policy(name, core)
-    pol = load_policy(weights_path(checkpoint), noise=0.0, mode="deterministic")
-    width, full = int(np.prod(pol.obs_shape)), int(np.prod(core.observation_space.shape))
-    if full == width:
-        return pol
-    if getattr(core, "_stock", None) is not None and full == width + 2:   # StockFeatures appends two
-        return lambda obs, rng: pol(obs[..., :width], rng)
-    raise EnvError(f"checkpoint {checkpoint} reads {width} observation features and {env_id}'s core gives {full}: "
-                   "the checkpoint was trained on another observation")
 
 
 def agent_reference_returns(env_id: str, refs: dict[str, float] | None) -> dict[str, dict[str, float]] | None:
