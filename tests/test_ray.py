@@ -101,7 +101,7 @@ def test_to_ray_dataset_reads_a_stream_by_shard(local_ray, tmp_path):
         to_ray_dataset(ds, unit="steps")
 
 
-VOLATILE = {"updates_per_s", "train_time_s", "build_time_s", "versions"}
+VOLATILE = {"updates_per_s", "train_time_s", "build_time_s", "wall_time_s", "versions"}
 
 
 def test_the_suite_as_ray_tasks_writes_the_records_a_local_run_writes_and_resumes(local_ray, tmp_path, _isolated_home):
