@@ -110,7 +110,8 @@ def build(records: list[dict[str, Any]], min_seeds: int = MIN_SEEDS, planned: in
                                   "return_mean": v["return_mean"], "finance": v.get("finance", {})}
                            for name, v in {"random": refs["random"], **refs["baselines"]}.items()}
     doc = {"protocol": "v1", "runs": len(records), "planned_runs": planned, "min_seeds": min_seeds,
-           "datasets": datasets, "references": references, "aggregate": aggregate(datasets)}
+           "datasets": datasets, "references": references, "aggregate": aggregate(datasets),
+           "aggregate_paired": paired_aggregate(datasets)}
     if measures:
         doc["measures_vs_scores"] = measure_links(datasets, measures)
     return doc
@@ -156,7 +157,6 @@ def aggregate(datasets: dict[str, Any]) -> dict[str, Any]:
                 "runs_per_dataset": int(mats[a].shape[0]), "profile": prof[a]} for a in mats}
 
 
-# -- markdown ---------------------------------------------------------------------------------------
 def card_entries(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per dataset, what its card's results table shows of a v1 suite (`build`'s doc): the final checkpoint on
     the test markets (mean and 95 % interval over seeds), the validation-chosen checkpoint's mean, the settings."""
@@ -169,6 +169,33 @@ def card_entries(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
             for did, d in doc["datasets"].items() if d.get("algos")}
 
 
+# Algorithms compared on the very same datasets: each group's IQMs are taken over the datasets where every
+# member has its full seed count, so they are comparable within the group (the per-algorithm IQMs are not).
+PAIRED_GROUPS = {"single-agent, continuous actions": ("bc", "iql", "td3bc"),
+                 "single-agent, continuous actions, with ARSQ": ("bc", "iql", "td3bc", "arsq"),
+                 "single-agent, discrete actions": ("bc", "cql", "bcq"),
+                 "multi-agent": ("mabc", "iiql", "itd3bc", "matd3bc")}
+
+
+def paired_aggregate(datasets: dict[str, Any], groups: dict[str, tuple[str, ...]] = PAIRED_GROUPS,
+                     min_datasets: int = 3) -> dict[str, Any]:
+    """Per group of algorithms, the IQM [stratified-bootstrap interval] of each over the same datasets: those
+    on which every member has the full seed count (seeds truncated to the fewest, a full matrix)."""
+    out = {}
+    for group, algos in groups.items():
+        common = sorted(did for did, d in datasets.items()
+                        if all((d["algos"].get(a) or {}).get("enough_seeds") for a in algos))
+        if len(common) < min_datasets:
+            continue
+        k = min(len(datasets[did]["algos"][a]["final"]["scores"]) for did in common for a in algos)
+        mats = {a: np.array([datasets[did]["algos"][a]["final"]["scores"][:k] for did in common]).T for a in algos}
+        iqm = stats.iqm_ci(mats)
+        out[group] = {"datasets": common, "runs_per_dataset": k,
+                      "algos": {a: {"iqm": iqm[a][0], "ci95": [iqm[a][1], iqm[a][2]]} for a in algos}}
+    return out
+
+
+# -- markdown ---------------------------------------------------------------------------------------
 def _f(x, nd=1) -> str:
     return "—" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.{nd}f}"
 
@@ -214,6 +241,15 @@ def markdown(doc: dict[str, Any], settings: str = "") -> str:
             lines.append(f"| {a} | {_f(g['iqm'])} | [{_f(g['ci95'][0])}, {_f(g['ci95'][1])}] | {g['datasets']} | "
                          f"{g['runs_per_dataset']} |")
         lines += ["", "IQMs of algorithms run on different sets of datasets are not directly comparable.", ""]
+    if doc.get("aggregate_paired"):
+        lines += ["### Across datasets, paired", "", "Each group's algorithms on the same datasets (every member "
+                  "with its full seeds there): IQM [95 % stratified-bootstrap interval].", ""]
+        for group, g in doc["aggregate_paired"].items():
+            algos = list(g["algos"])
+            lines += [f"**{group}** ({len(g['datasets'])} datasets, {g['runs_per_dataset']} seeds each)", "",
+                      "| " + " | ".join(algos) + " |", "|" + " ---: |" * len(algos),
+                      "| " + " | ".join(f"{_f(v['iqm'])} [{_f(v['ci95'][0])}, {_f(v['ci95'][1])}]"
+                                       for v in g["algos"].values()) + " |", ""]
     lines += ["### Reference policies on the same test markets", ""]
     for env, rows in refs.items():
         lines.append(f"- **{env}**: " + "; ".join(f"{v['label']} {_f(v['normalised_score'])}" for v in rows.values()))

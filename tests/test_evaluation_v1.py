@@ -479,3 +479,18 @@ def test_select_config_picks_the_planted_winner_only_among_complete_values(tmp_p
     assert doc["chosen"] == "2" and doc["cells"][f"3|{datasets[1]}"]["n"] == 1
     with pytest.raises(SystemExit, match="its own --out"):
         sel.summarise("arsq", "conservative", [1], datasets, 2, out, fixed={"alpha": 0.2})
+
+
+def test_paired_aggregate_uses_only_the_datasets_every_member_ran():
+    def cell(scores, enough=True):
+        return {"final": {"scores": scores}, "enough_seeds": enough}
+
+    ds = {f"d{i}": {"algos": {"bc": cell([10.0 * i, 10.0 * i + 1]), "iql": cell([5.0 * i, 5.0 * i + 2])}}
+          for i in range(4)}
+    ds["d3"]["algos"]["iql"]["enough_seeds"] = False          # still running: d3 leaves the pair
+    ds["d4"] = {"algos": {"bc": cell([99.0, 99.0])}}            # iql never ran here
+    out = report.paired_aggregate(ds, {"pair": ("bc", "iql")}, min_datasets=3)
+    assert out["pair"]["datasets"] == ["d0", "d1", "d2"] and out["pair"]["runs_per_dataset"] == 2
+    want = stats.iqm_ci({"bc": np.array([[0.0, 10, 20], [1, 11, 21]]), "iql": np.array([[0.0, 5, 10], [2, 7, 12]])})
+    assert out["pair"]["algos"]["bc"]["iqm"] == want["bc"][0] and out["pair"]["algos"]["iql"]["iqm"] == want["iql"][0]
+    assert report.paired_aggregate(ds, {"pair": ("bc", "iql")}, min_datasets=4) == {}
