@@ -175,8 +175,10 @@ def measured_rates(runs_root: Path) -> dict[tuple[str, str, bool], float]:
 
 def estimate_s(did: str, algo: str, steps: int, rates: dict[tuple[str, str, bool], float] | None = None) -> float:
     """Seconds one run takes (one job): at the rate `measured_rates` found for its algorithm, action kind and
-    observation class; else LITE_RATES, scaled by what it measured on the other observation class where it did."""
-    small, large = LITE_RATES[algo]
+    observation class; else LITE_RATES, scaled by what it measured on the other observation class where it did.
+    A learner in neither (e.g. qriql before its first lite run) is estimated at the slowest listed rates."""
+    small, large = LITE_RATES.get(algo, (min(v[0] for v in LITE_RATES.values()),
+                                         min(v[1] for v in LITE_RATES.values())))
     kind, big = _rate_class(env_of(did))
     rates = rates or {}
     rate = rates.get((algo, kind, big))

@@ -15,8 +15,9 @@
 
 The suite table needs no runs of its own: for the base ids of the risk tasks (`ogdata.envs.risk`) it reads the
 v1-lite suite's records (results/runs/v1-lite: 5,000 updates, 5 seeds, the full 1M-transition datasets, final
-checkpoint on the test markets) of BC, IQL and the discrete learners, and puts the same figures with their
-intervals beside the references: results/risk_table_v1_lite.{json,md}.
+checkpoint on the test markets) of BC, IQL, the discrete learners and qriql for the mean (its CVaR_5% mode from
+results/runs/v1-lite-qriql-cvar5, the same suite run with --set risk=cvar --set alpha=0.05), and puts the same
+figures with their intervals beside the references: results/risk_table_v1_lite.{json,md}.
 
 Datasets are the v1 catalogue's, generated from their recipes into OGDATA_HOME (without the coverage
 profile, which would retrain the Replay tier's PPO); sqriql's copy carries the stock features
@@ -254,15 +255,42 @@ def markdown(doc: dict) -> str:
 
 
 SUITE_RUNS = ROOT / "results" / "runs" / "v1-lite"
-SUITE_ALGOS = ("bc", "iql", "cql", "bcq")
+# label -> (runs directory beside the suite's, algorithm, the `--set` overrides its records must carry). qriql's
+# CVaR mode is a suite run of its own: reproduce.py --runs-dir results/runs/v1-lite-qriql-cvar5 --set risk=cvar
+# --set alpha=0.05 (same settings otherwise).
+SUITE_SOURCES = {
+    "bc": ("v1-lite", "bc", {}), "iql": ("v1-lite", "iql", {}), "cql": ("v1-lite", "cql", {}),
+    "bcq": ("v1-lite", "bcq", {}), "qriql-mean": ("v1-lite", "qriql", {}),
+    "qriql-cvar5": ("v1-lite-qriql-cvar5", "qriql", {"risk": "cvar", "alpha": ALPHA}),
+}
+
+
+SUITE_FIELDS = {"target_update_interval"}  # the suite's own per-run override (reproduce.py's target_sync), not a label's
+
+
+def suite_records(runs_root: Path, did: str, label: str) -> list[dict]:
+    """The final figures of a suite label's records on one dataset; a record made with other overrides than the
+    label's is an error (a CVaR-mode run filed as the mean mode would otherwise be averaged in silently)."""
+    sub, algo, want = SUITE_SOURCES[label]
+    out = []
+    for f in sorted((runs_root.parent / sub / did.replace("/", "__") / algo).glob("seed*/result.json")):
+        rec = json.loads(f.read_text())
+        got = {k: v for k, v in ((rec.get("settings") or {}).get("overrides") or {}).items() if k not in SUITE_FIELDS}
+        if got != want:
+            raise ValueError(f"{f}: made with overrides {got}, but {label!r} means {want}; move the run to the "
+                             f"runs directory of its label (SUITE_SOURCES in scripts/risk_table.py)")
+        out.append(figures(rec["final"]))
+    return out
 
 
 def aggregate_suite(runs_root: Path = SUITE_RUNS) -> dict:
-    """The risk figures of the v1-lite suite's own records, per dataset of a risk task's base id."""
+    """The risk figures of the v1-lite suite's own records, per dataset of a risk task's base id (qriql's CVaR
+    mode from its runs directory beside `runs_root`)."""
     from ogdata.envs.risk import TASKS
 
     envs = list(dict.fromkeys(t.env_id for t in TASKS))
     doc: dict = {"table": "suite", "suite": "v1-lite", "runs": str(runs_root.relative_to(ROOT) if runs_root.is_relative_to(ROOT) else runs_root),
+                 "sources": {k: v[0] for k, v in SUITE_SOURCES.items()},
                  "protocol": "v1: final checkpoint on the fixed test markets",
                  "interval": "95 % percentile bootstrap over seeds (rliable)", "datasets": {}}
     from ogdata.ids import TIERS
@@ -271,11 +299,10 @@ def aggregate_suite(runs_root: Path = SUITE_RUNS) -> dict:
         for run_key in sorted(runs_root.glob(f"{env}__*-v1"), key=lambda d: TIERS.index(d.name.split("__")[1][:-3])):
             did = run_key.name.replace("__", "/")
             rows = {}
-            for algo in SUITE_ALGOS:
-                recs = [figures(json.loads(f.read_text())["final"])
-                        for f in sorted((run_key / algo).glob("seed*/result.json"))]
+            for label in SUITE_SOURCES:
+                recs = suite_records(runs_root, did, label)
                 if recs:
-                    rows[algo] = {k: ci([r[k] for r in recs]) for k in FIGURES}
+                    rows[label] = {k: ci([r[k] for r in recs]) for k in FIGURES}
             if rows:
                 doc["datasets"][did] = {"runs": rows}
         if any(d.startswith(env + "/") for d in doc["datasets"]):
@@ -293,9 +320,9 @@ def suite_markdown(doc: dict) -> str:
                   "shortfall CVaR 95 % (bp) | score |", "|---|---|---|---|---|---|---|"]
         for did, entry in doc["datasets"].items():
             if did.startswith(env + "/"):
-                for algo, r in entry["runs"].items():
+                for name, r in entry["runs"].items():
                     n = r["score"]["n"]
-                    label = algo if n >= SETTINGS["seeds"] else f"{algo} ({n} seeds)"
+                    label = name if n >= SETTINGS["seeds"] else f"{name} ({n} seeds)"
                     lines.append("| " + " | ".join([did.split("/")[1], label] + [_fmt(r[k]) for k in FIGURES]) + " |")
         for name, f in refs.items():
             cells = ["—" if f.get(k) is None else f"{f[k]:.3g}" for k in FIGURES]

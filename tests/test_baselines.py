@@ -531,6 +531,10 @@ def test_plan_estimate_uses_the_rates_the_finished_runs_measured(tmp_path):
     assert rep.estimate_s("portfolio-synth/good-v1", "bc", 5000, rates) == pytest.approx(
         5000 / (large * 500.0 / small) + rep.RUN_OVERHEAD_S)
     assert rep.estimate_s("trading-synth/good-v1", "bc", 5000, rates) == 5000 / small + rep.RUN_OVERHEAD_S
+    # a learner with no listed rate and no record (qriql before its first lite run): the slowest listed rate
+    slowest = min(v[0] for v in rep.LITE_RATES.values())
+    assert "qriql" not in rep.LITE_RATES
+    assert rep.estimate_s("execution-ac/good-v1", "qriql", 5000, rates) == 5000 / slowest + rep.RUN_OVERHEAD_S
 
 
 def test_suite_datasets_follow_the_order_of_comma_separated_globs():

@@ -273,28 +273,47 @@ def test_all_cash_reference_earns_exactly_nothing_on_the_fixed_markets():
 
 
 def test_suite_risk_table_reads_the_suite_records(tmp_path):
-    """scripts/risk_table.py --suite-table: per dataset and algorithm, the mean [bootstrap interval] over the
-    seeds' final test-market figures, seeds counted, tiers in catalogue order, the references beside them."""
+    """scripts/risk_table.py --suite-table: per dataset and label, the mean [bootstrap interval] over the
+    seeds' final test-market figures, seeds counted, tiers in catalogue order, the references beside them;
+    qriql's CVaR mode from its own runs directory, and a record made with other overrides is refused."""
     from baselines.stats import mean_ci
 
     rt = load_script("risk_table")
     cvars = {"good": [-650.0, -640.0, -660.0], "poor": [-600.0, -590.0]}
+
+    def record(runs: str, tier: str, algo: str, s: int, v: float, overrides: dict | None = None):
+        d = tmp_path / runs / f"execution-ac__{tier}-v1" / algo / f"seed{s}"
+        d.mkdir(parents=True)
+        final = {"return_mean": v / 2, "normalised_score": 90.0 + s,
+                 "finance": {"return_cvar5": v, "shortfall_bp_cvar95": -v}}
+        settings = {"hidden": 64, **({"overrides": overrides} if overrides else {})}
+        (d / "result.json").write_text(json.dumps({"final": final, "settings": settings}))
+        return d
+
     for tier, values in cvars.items():
         for s, v in enumerate(values):
-            d = tmp_path / f"execution-ac__{tier}-v1" / "bc" / f"seed{s}"
-            d.mkdir(parents=True)
-            final = {"return_mean": v / 2, "normalised_score": 90.0 + s,
-                     "finance": {"return_cvar5": v, "shortfall_bp_cvar95": -v}}
-            (d / "result.json").write_text(json.dumps({"final": final}))
-    doc = rt.aggregate_suite(tmp_path)
+            record("v1-lite", tier, "bc", s, v)
+    record("v1-lite", "good", "bcq", 0, -630.0, {"target_update_interval": 100})  # the suite's own sync: accepted
+    record("v1-lite", "good", "qriql", 0, -700.0)
+    record("v1-lite-qriql-cvar5", "good", "qriql", 0, -610.0, {"risk": "cvar", "alpha": 0.05})
+    record("v1-lite-qriql-cvar5", "good", "qriql", 1, -620.0, {"risk": "cvar", "alpha": 0.05})
+    doc = rt.aggregate_suite(tmp_path / "v1-lite")
     assert list(doc["datasets"]) == ["execution-ac/good-v1", "execution-ac/poor-v1"]
-    good = doc["datasets"]["execution-ac/good-v1"]["runs"]["bc"]
+    runs = doc["datasets"]["execution-ac/good-v1"]["runs"]
+    assert list(runs) == ["bc", "bcq", "qriql-mean", "qriql-cvar5"]
     m, lo, hi = mean_ci(cvars["good"])
-    assert good["return_cvar5"] == {"mean": m, "low": lo, "high": hi, "n": 3}
-    assert good["max_drawdown"]["n"] == 0
+    assert runs["bc"]["return_cvar5"] == {"mean": m, "low": lo, "high": hi, "n": 3}
+    assert runs["bc"]["max_drawdown"]["n"] == 0
+    assert runs["qriql-mean"]["return_cvar5"]["mean"] == -700.0
+    assert runs["qriql-cvar5"]["return_cvar5"]["mean"] == -615.0 and runs["qriql-cvar5"]["score"]["n"] == 2
     refs = doc["references"]["execution-ac"]
     assert set(refs) == {"execution/ac-optimal", "execution/ac-cvar5"}
     assert refs["execution/ac-cvar5"]["return_cvar5"] > refs["execution/ac-optimal"]["return_cvar5"]
     md = rt.suite_markdown(doc)
     assert "| good-v1 | bc (3 seeds) |" in md and "| poor-v1 | bc (2 seeds) |" in md
+    assert "| good-v1 | qriql-cvar5 (2 seeds) |" in md
     assert md.index("good-v1") < md.index("poor-v1") < md.index("| reference | execution/ac-cvar5 |")
+    # a CVaR-mode run filed among the suite's mean-mode runs: refused, naming the file
+    bad = record("v1-lite", "poor", "qriql", 0, -610.0, {"risk": "cvar", "alpha": 0.05})
+    with pytest.raises(ValueError, match=str(bad / "result.json")):
+        rt.aggregate_suite(tmp_path / "v1-lite")
