@@ -12,12 +12,17 @@
     python scripts/risk_table.py --jobs 2               # run what is missing, then write the tables
     python scripts/risk_table.py --aggregate-only       # the tables from the committed run records
     python scripts/risk_table.py --suite-table          # the risk table of the v1-lite suite's own records
+    python scripts/risk_table.py --suite-ablation       # MSE vs HL-Gauss across the v1-lite suite (paired by seed)
 
 The suite table needs no runs of its own: for the base ids of the risk tasks (`ogdata.envs.risk`) it reads the
 v1-lite suite's records (results/runs/v1-lite: 5,000 updates, 5 seeds, the full 1M-transition datasets, final
 checkpoint on the test markets) of BC, IQL, the discrete learners and qriql for the mean (its CVaR_5% mode from
 results/runs/v1-lite-qriql-cvar5, the same suite run with --set risk=cvar --set alpha=0.05), and puts the same
 figures with their intervals beside the references: results/risk_table_v1_lite.{json,md}.
+
+The suite ablation reads the same suite run again with HL-Gauss critics,
+`reproduce.py --suite v1-lite --runs-dir results/runs/v1-lite-hlgauss --set value_loss=hl_gauss --algos iql,...`,
+and pairs each run by seed with the suite's own: results/hlgauss_ablation_v1_lite.{json,md}.
 
 Datasets are the v1 catalogue's, generated from their recipes into OGDATA_HOME (without the coverage
 profile, which would retrain the Replay tier's PPO); sqriql's copy carries the stock features
@@ -268,19 +273,25 @@ SUITE_SOURCES = {
 SUITE_FIELDS = {"target_update_interval"}  # the suite's own per-run override (reproduce.py's target_sync), not a label's
 
 
-def suite_records(runs_root: Path, did: str, label: str) -> list[dict]:
-    """The final figures of a suite label's records on one dataset; a record made with other overrides than the
-    label's is an error (a CVaR-mode run filed as the mean mode would otherwise be averaged in silently)."""
-    sub, algo, want = SUITE_SOURCES[label]
-    out = []
-    for f in sorted((runs_root.parent / sub / did.replace("/", "__") / algo).glob("seed*/result.json")):
+def seed_records(algo_dir: Path, want: dict, label: str) -> dict[int, dict]:
+    """{seed: final figures} of the records under one dataset's algorithm directory; a record made with other
+    overrides than `want` (the suite's own sync aside) is an error: a CVaR-mode or HL-Gauss run filed beside the
+    plain ones would otherwise be averaged in silently."""
+    out = {}
+    for f in sorted(algo_dir.glob("seed*/result.json")):
         rec = json.loads(f.read_text())
         got = {k: v for k, v in ((rec.get("settings") or {}).get("overrides") or {}).items() if k not in SUITE_FIELDS}
         if got != want:
             raise ValueError(f"{f}: made with overrides {got}, but {label!r} means {want}; move the run to the "
-                             f"runs directory of its label (SUITE_SOURCES in scripts/risk_table.py)")
-        out.append(figures(rec["final"]))
+                             f"runs directory of its label (scripts/risk_table.py)")
+        out[int(f.parent.name.removeprefix("seed"))] = figures(rec["final"])
     return out
+
+
+def suite_records(runs_root: Path, did: str, label: str) -> list[dict]:
+    """The final figures of a suite label's records on one dataset (SUITE_SOURCES says where they are)."""
+    sub, algo, want = SUITE_SOURCES[label]
+    return list(seed_records(runs_root.parent / sub / did.replace("/", "__") / algo, want, label).values())
 
 
 def aggregate_suite(runs_root: Path = SUITE_RUNS) -> dict:
@@ -331,6 +342,73 @@ def suite_markdown(doc: dict) -> str:
     return "\n".join(lines)
 
 
+HLGAUSS_RUNS = ROOT / "results" / "runs" / "v1-lite-hlgauss"
+HLGAUSS = {"value_loss": "hl_gauss"}
+
+
+def aggregate_suite_ablation(hl_root: Path = HLGAUSS_RUNS, mse_root: Path = SUITE_RUNS) -> dict:
+    """MSE vs HL-Gauss across the lite suite: every (dataset, algorithm) run with `--set value_loss=hl_gauss`
+    under `hl_root`, paired by seed with the suite's own (MSE) runs of it. Per cell both sides' figures and the
+    seed-paired difference (HL-Gauss − MSE) of the score, mean return and CVaR_5% with bootstrap intervals; per
+    algorithm the IQM of each side over the cells where both have the protocol's seeds, and how many cells'
+    score difference is above, below or across 0."""
+    from baselines.stats import iqm_ci
+
+    doc: dict = {"table": "hlgauss-suite", "suite": "v1-lite", "protocol": "v1: final checkpoint on the fixed test markets",
+                 "interval": "95 % percentile bootstrap over seeds (rliable); IQM: stratified bootstrap",
+                 "cells": {}, "algorithms": {}}
+    for algo_dir in sorted(hl_root.glob("*/*")):
+        did, algo = algo_dir.parent.name.replace("__", "/"), algo_dir.name
+        hl = seed_records(algo_dir, HLGAUSS, f"{algo}+hl_gauss")
+        mse = seed_records(mse_root / algo_dir.parent.name / algo, {}, algo)
+        common = sorted(set(hl) & set(mse))
+        if not common:
+            continue
+        cell = {"seeds": common, "mse": {k: ci([mse[s][k] for s in common]) for k in FIGURES},
+                "hl_gauss": {k: ci([hl[s][k] for s in common]) for k in FIGURES},
+                "hl_gauss_minus_mse": {k: ci([None if hl[s][k] is None or mse[s][k] is None else hl[s][k] - mse[s][k]
+                                              for s in common]) for k in ("score", "return_mean", "return_cvar5")},
+                "scores": {"mse": [mse[s]["score"] for s in common], "hl_gauss": [hl[s]["score"] for s in common]}}
+        doc["cells"].setdefault(algo, {})[did] = cell
+    for algo, cells in doc["cells"].items():
+        full = {d: c for d, c in cells.items() if len(c["seeds"]) >= SETTINGS["seeds"]}
+        d = [c["hl_gauss_minus_mse"]["score"] for c in cells.values()]
+        entry = {"cells": len(cells), "full_cells": len(full),
+                 "score_up": sum(x["low"] is not None and x["low"] > 0 for x in d),
+                 "score_down": sum(x["high"] is not None and x["high"] < 0 for x in d)}
+        entry["score_across_0"] = len(d) - entry["score_up"] - entry["score_down"]
+        if full:
+            mats = {side: [[c["scores"][side][i] for c in full.values()] for i in range(SETTINGS["seeds"])]
+                    for side in ("mse", "hl_gauss")}
+            entry["iqm"] = {k: dict(zip(("iqm", "low", "high"), v)) for k, v in iqm_ci(mats).items()}
+        doc["algorithms"][algo] = entry
+    return doc
+
+
+def suite_ablation_markdown(doc: dict) -> str:
+    """Per algorithm: its summary line, then one row per dataset (MSE, HL-Gauss, paired differences)."""
+    lines = ["MSE vs HL-Gauss critics on the v1-lite suite (5,000 updates, MLP 2×64, batch 256; final checkpoint on "
+             "the fixed test markets): the suite's own runs (MSE) against the same runs with `--set value_loss=hl_gauss` "
+             "(results/runs/v1-lite-hlgauss), paired by seed. Mean [95 % bootstrap interval]; Δ = HL-Gauss − MSE.", ""]
+    for algo, entry in doc["algorithms"].items():
+        summary = (f"**{algo}**: {entry['cells']} datasets; the score rose on {entry['score_up']}, fell on "
+                   f"{entry['score_down']}, and its interval spans 0 on {entry['score_across_0']}")
+        if "iqm" in entry:
+            m, h = entry["iqm"]["mse"], entry["iqm"]["hl_gauss"]
+            summary += (f". IQM over the {entry['full_cells']} with 5 seeds each: MSE {m['iqm']:.1f} [{m['low']:.1f}, "
+                        f"{m['high']:.1f}], HL-Gauss {h['iqm']:.1f} [{h['low']:.1f}, {h['high']:.1f}]")
+        lines += [summary + ".", "", "| dataset | score, MSE | score, HL-Gauss | Δ score | Δ mean return | Δ CVaR 5 % |",
+                  "|---|---|---|---|---|---|"]
+        for did, c in doc["cells"][algo].items():
+            n = len(c["seeds"])
+            name = did if n >= SETTINGS["seeds"] else f"{did} ({n} seed{'' if n == 1 else 's'})"
+            dd = c["hl_gauss_minus_mse"]
+            lines.append(f"| {name} | {_fmt(c['mse']['score'])} | {_fmt(c['hl_gauss']['score'])} | {_fmt(dd['score'])} "
+                         f"| {_fmt(dd['return_mean'])} | {_fmt(dd['return_cvar5'])} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def write(table: str) -> None:
     doc = aggregate(table)
     name = "risk_table" if table == "risk" else "hlgauss_ablation"
@@ -348,7 +426,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=SETTINGS["seeds"])
     p.add_argument("--labels", default=None, help="only these labels (comma-separated)")
     p.add_argument("--suite-table", action="store_true", help="only the table of the v1-lite suite's records")
+    p.add_argument("--suite-ablation", action="store_true",
+                   help="only MSE vs HL-Gauss on the v1-lite suite (results/runs/v1-lite-hlgauss against the suite's runs)")
     args = p.parse_args(argv)
+    if args.suite_ablation:
+        doc = aggregate_suite_ablation()
+        (OUT / "hlgauss_ablation_v1_lite.json").write_text(json.dumps(doc, indent=1, sort_keys=True))
+        (OUT / "hlgauss_ablation_v1_lite.md").write_text(suite_ablation_markdown(doc) + "\n")
+        print("wrote results/hlgauss_ablation_v1_lite.json/.md")
+        return 0
     if args.suite_table:
         doc = aggregate_suite()
         (OUT / "risk_table_v1_lite.json").write_text(json.dumps(doc, indent=1, sort_keys=True))

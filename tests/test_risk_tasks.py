@@ -317,3 +317,47 @@ def test_suite_risk_table_reads_the_suite_records(tmp_path):
     bad = record("v1-lite", "poor", "qriql", 0, -610.0, {"risk": "cvar", "alpha": 0.05})
     with pytest.raises(ValueError, match=str(bad / "result.json")):
         rt.aggregate_suite(tmp_path / "v1-lite")
+
+
+def test_suite_hlgauss_ablation_pairs_seeds_and_counts_cells(tmp_path):
+    """scripts/risk_table.py --suite-ablation: each HL-Gauss run paired by seed with the suite's MSE run of the
+    same dataset and algorithm; the paired differences, the cells whose score rose / fell / spans 0, the IQM of
+    each side over the full cells; a run without the HL-Gauss override in the HL-Gauss directory is refused."""
+    from baselines.stats import mean_ci
+
+    rt = load_script("risk_table")
+
+    def record(root, did, algo, s, score, overrides=None):
+        d = tmp_path / root / did.replace("/", "__") / algo / f"seed{s}"
+        d.mkdir(parents=True)
+        final = {"return_mean": score - 400.0, "normalised_score": score,
+                 "finance": {"return_cvar5": score - 700.0, "shortfall_bp_cvar95": 1.0}}
+        (d / "result.json").write_text(json.dumps({"final": final, "settings": {"overrides": overrides or {}}}))
+        return d / "result.json"
+
+    hl = {"value_loss": "hl_gauss"}
+    for s in range(5):
+        record("mse", "execution-ac/poor-v1", "iql", s, 90.0 + s)
+        record("hl", "execution-ac/poor-v1", "iql", s, 95.0 + 2 * s, hl)      # up by 5 + s: rose
+        record("mse", "execution-ac/good-v1", "iql", s, 99.0)
+        record("hl", "execution-ac/good-v1", "iql", s, 99.0 + (-1) ** s, hl)  # ±1: spans 0
+    record("mse", "execution-ac/random-v1", "iql", 0, 70.0)
+    record("hl", "execution-ac/random-v1", "iql", 0, 60.0, hl)               # one seed: counted, not in the IQM
+    record("hl", "execution-ac/random-v1", "iql", 1, 60.0, hl)               # no MSE partner: left out
+    doc = rt.aggregate_suite_ablation(tmp_path / "hl", tmp_path / "mse")
+    cells = doc["cells"]["iql"]
+    assert cells["execution-ac/poor-v1"]["seeds"] == [0, 1, 2, 3, 4]
+    m, lo, hi = mean_ci([5.0, 6.0, 7.0, 8.0, 9.0])
+    assert cells["execution-ac/poor-v1"]["hl_gauss_minus_mse"]["score"] == {"mean": m, "low": lo, "high": hi, "n": 5}
+    assert cells["execution-ac/poor-v1"]["hl_gauss_minus_mse"]["return_cvar5"]["mean"] == pytest.approx(7.0)
+    assert cells["execution-ac/random-v1"]["seeds"] == [0]
+    a = doc["algorithms"]["iql"]
+    assert (a["cells"], a["full_cells"], a["score_up"], a["score_down"], a["score_across_0"]) == (3, 2, 1, 0, 2)
+    assert set(a["iqm"]) == {"mse", "hl_gauss"} and a["iqm"]["hl_gauss"]["iqm"] > a["iqm"]["mse"]["iqm"]
+    md = rt.suite_ablation_markdown(doc)
+    assert "**iql**: 3 datasets; the score rose on 1, fell on 0, and its interval spans 0 on 2" in md
+    assert "| execution-ac/random-v1 (1 seed) |" in md
+    bad = record("hl", "execution-ac/medium-v1", "iql", 0, 50.0)  # an MSE run filed among the HL-Gauss ones
+    record("mse", "execution-ac/medium-v1", "iql", 0, 50.0)
+    with pytest.raises(ValueError, match=str(bad)):
+        rt.aggregate_suite_ablation(tmp_path / "hl", tmp_path / "mse")
