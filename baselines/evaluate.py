@@ -265,7 +265,6 @@ def reference_policy(env_id: str, name: str, core):
                    "the checkpoint was trained on another observation")
 
 
-
 class MarketEvaluator:
     """Scores policies on the published v1 markets (`ogdata.envs.markets`) of the id a dataset was made on.
 

@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from baselines.evaluate import MarketEvaluator, concat_rounds, rollout, summarise  # noqa: E402
+from baselines.evaluate import MarketEvaluator, concat_rounds, reference_policy, rollout, summarise  # noqa: E402
 from ogdata.envs.markets import MARKETS_V1_FILE, SPLITS, check_disjoint, design, evaluation_ids  # noqa: E402
 from ogdata.envs.registry import env_spec  # noqa: E402
 from ogdata.errors import OgdataError  # noqa: E402
@@ -42,24 +42,14 @@ def reference_policies(env_id: str) -> tuple[str, dict[str, dict]]:
     return entry["expert"]["name"], rows
 
 
-def make_reference(name: str, row: dict, core):
-    if "checkpoint" in row:
-        from ogdata.catalogue import weights_path
-        from ogdata.policies.checkpoint import load_policy
-
-        return load_policy(weights_path(row["checkpoint"]), noise=0.0, mode="deterministic")
-    from ogdata.policies import make_policy
-
-    return make_policy(name, core)
-
-
-def score_split(ev: MarketEvaluator, expert: str, rows: dict[str, dict]) -> dict:
-    """Every reference row on `ev`'s markets; the random and expert means normalise the others."""
+def score_split(ev: MarketEvaluator, ref_env: str, expert: str, rows: dict[str, dict]) -> dict:
+    """Every reference row of `ref_env` (built by `reference_policy`) on `ev`'s markets; the random and expert
+    means normalise the others."""
     raw = {}
-    for name, row in rows.items():
+    for name in rows:
         parts = []
         for core, seed in ev.cores():
-            pol, rng = make_reference(name, row, core), np.random.default_rng(ACTION_SEED)
+            pol, rng = reference_policy(ref_env, name, core), np.random.default_rng(ACTION_SEED)
             parts.append(rollout(core, lambda o, p=pol, g=rng: p(o, g), seed))
         raw[name] = concat_rounds(parts)
     refs = {"random": float(raw["random"]["returns"].mean()), "expert": float(raw[expert]["returns"].mean())}
@@ -83,7 +73,7 @@ def compute_entry(env_id: str) -> dict:
         ms = sets[split]
         expert, rows = reference_policies(ms.env_id)
         ev = MarketEvaluator.on(env_id, ms)  # no references to normalise with: they are what this computes
-        entry[split] = {**ms.to_json(), "expert": expert, "references": score_split(ev, expert, rows)}
+        entry[split] = {**ms.to_json(), "expert": expert, "references": score_split(ev, ms.env_id, expert, rows)}
     return entry
 
 
