@@ -29,7 +29,7 @@ from ogdata.envs.registry import OBSERVATION_KWARGS, env_spec
 from ogdata.errors import EnvError, ReferenceMissingError
 from ogdata.policies import make_policy, reference_returns
 from ogdata.policies.checkpoint import load_policy
-from ogdata.policies.evaluate import reference_returns_v1
+from ogdata.policies.evaluate import check_agents_end_together, reference_returns_v1
 
 EVAL_SEED_OFFSET = 1_000_003
 PERIOD_KWARGS = ("period", "split", "segment")  # kwargs real-price envs use to choose their years
@@ -97,7 +97,7 @@ def rollout(core, policy: Callable[[np.ndarray], np.ndarray], seed: int) -> dict
                 left_if_last = (held * (1.0 - frac)).sum(axis=1)
         obs, rew, term, trunc, info = core.step(act)
         if core.multi_agent:
-            _check_agents_end_together(core, term, trunc, alive, len(alive_steps))
+            check_agents_end_together(core, term, trunc, alive, len(alive_steps))
             agent_ret += np.where(alive[:, None], rew, 0.0)
             rew = np.asarray(rew).mean(axis=1)
             term, trunc = np.asarray(term).all(axis=1), np.asarray(trunc).all(axis=1)
@@ -118,18 +118,6 @@ def rollout(core, policy: Callable[[np.ndarray], np.ndarray], seed: int) -> dict
         out["dumped"] = dumped
     out.update({k: np.stack(v, axis=1) for k, v in paths.items()})
     return out
-
-
-def _check_agents_end_together(core, term, trunc, alive: np.ndarray, t: int) -> None:
-    """Multi-agent returns are per-step team means up to the joint end: an env whose agents end at
-    different steps has no such end, so it is refused rather than scored."""
-    ends = np.asarray(term, dtype=bool) | np.asarray(trunc, dtype=bool)
-    split = alive & (ends.any(axis=1) != ends.all(axis=1))
-    if split.any():
-        b = int(np.flatnonzero(split)[0])
-        raise EnvError(f"{type(core).__name__}: at step {t + 1} of market {b}, agents "
-                       f"{np.flatnonzero(ends[b]).tolist()} ended and agents {np.flatnonzero(~ends[b]).tolist()} "
-                       "did not; the evaluator needs every agent's episode to end at the same step")
 
 
 def _firm(info: dict, key: str, B: int) -> np.ndarray | None:

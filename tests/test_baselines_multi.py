@@ -293,7 +293,7 @@ def test_reference_episode_returns_refuse_agents_ending_at_different_steps():
     from ogdata.policies import episode_returns
 
     core = SplitEndMarket(num_envs=3)
-    with pytest.raises(EnvError, match=r"market 0: agents \[0\] ended and agents \[1\] did not"):
+    with pytest.raises(EnvError, match=r"at step 1 of market 0, agents \[0\] ended and agents \[1\] did not"):
         episode_returns(core, lambda obs, rng: np.zeros(obs.shape[:2], np.int64), episodes=3)
 
 

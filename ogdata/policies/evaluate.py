@@ -17,6 +17,20 @@ REFERENCES_FILE = Path(__file__).resolve().parent.parent / "envs" / "references.
 REFERENCES_V1_FILE = REFERENCES_FILE.with_name("references-v1.json")
 
 
+def check_agents_end_together(core, term, trunc, alive: np.ndarray, t: int) -> None:
+    """Multi-agent returns are per-step team means up to the joint end: an env whose agents end at different
+    steps has no such end, so it is refused rather than scored (by the reference rollouts here and by the
+    baselines' evaluator alike)."""
+    ends = np.asarray(term, dtype=bool) | np.asarray(trunc, dtype=bool)
+    split = alive & (ends.any(axis=1) != ends.all(axis=1))
+    if split.any():
+        b = int(np.flatnonzero(split)[0])
+        raise EnvError(f"{type(core).__name__}: at step {t + 1} of market {b}, agents "
+                       f"{np.flatnonzero(ends[b]).tolist()} ended and agents {np.flatnonzero(~ends[b]).tolist()} "
+                       "did not; ogdata's multi-agent envs end an episode for all agents at the same step — "
+                       "fix the env's core")
+
+
 def episode_returns(core, policy, episodes: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Run `episodes` episodes (the first episode of each of `core.num_envs` markets, repeated
     in rounds) and return per-episode `returns` and `lengths`, plus the per-episode sum of every
@@ -36,20 +50,16 @@ def episode_returns(core, policy, episodes: int, seed: int = 0) -> dict[str, np.
         alive = np.ones(B, dtype=bool)
         final: dict[str, np.ndarray] = {}
         agent_ret = np.zeros((B, len(core.agents))) if core.multi_agent else None
+        t = 0
         while alive.any():
             act = policy(obs, rng)
             obs, rew, term, trunc, info = core.step(act)
             if core.multi_agent:
+                check_agents_end_together(core, term, trunc, alive, t)
                 agent_ret += np.where(alive[:, None], rew, 0.0)
                 rew = rew.mean(axis=1)
-                ended = term | trunc
-                split = alive & ended.any(axis=1) & ~ended.all(axis=1)
-                if split.any():
-                    m = int(np.flatnonzero(split)[0])
-                    raise EnvError(f"market {m}: agents {np.flatnonzero(ended[m]).tolist()} ended and agents "
-                                   f"{np.flatnonzero(~ended[m]).tolist()} did not; ogdata's multi-agent envs end "
-                                   "an episode for all agents at the same step — fix the env's core")
                 term, trunc = term.all(axis=1), trunc.all(axis=1)
+            t += 1
             ret += np.where(alive, rew, 0.0)
             length += alive
             done = alive & (term | trunc)
