@@ -173,6 +173,7 @@ def card_entries(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
 # member has its full seed count, so they are comparable within the group (the per-algorithm IQMs are not).
 PAIRED_GROUPS = {"single-agent, continuous actions": ("bc", "iql", "td3bc"),
                  "single-agent, continuous actions, with ARSQ": ("bc", "iql", "td3bc", "arsq"),
+                 "single-agent, continuous actions, with the distributional IQL": ("bc", "iql", "qriql"),
                  "single-agent, discrete actions": ("bc", "cql", "bcq"),
                  "multi-agent": ("mabc", "iiql", "itd3bc", "matd3bc")}
 

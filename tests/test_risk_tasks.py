@@ -89,6 +89,24 @@ def test_order_book_risk_references_are_the_best_v1_reference_on_validation(env_
         assert t.references["expert"] == max(scores, key=scores.get), (t.id, scores)
 
 
+@pytest.mark.parametrize("env_id", ["trading-synth", "trading-sp500"])
+def test_trading_risk_references_are_the_best_rule_policy_on_validation(env_id):
+    """Trading's tasks name flat: the best of the rule policies (always-long, the regime filter where the id has
+    it, flat) on each objective on the validation markets; for CVaR it is the optimum whenever the tail loses."""
+    from baselines.evaluate import MarketEvaluator
+    from baselines.finance import task_objective
+    from ogdata.policies.evaluate import reference_returns_v1
+
+    ev = MarketEvaluator(env_id, "validation", {"augment_stock": True})
+    rules = [n for n in (reference_returns_v1(env_id)["expert"]["name"], *reference_returns_v1(env_id)["baselines"])
+             if n != "trained/best"] + ["trading/flat"]
+    returns = {n: ev.reference_returns(n)["returns"] for n in dict.fromkeys(rules)}
+    assert not returns["trading/flat"].any()
+    for t in (risk_task(f"{env_id}-{k}") for k in ("cvar5", "cvar10", "meancvar10")):
+        scores = {n: task_objective(t, x) for n, x in returns.items()}
+        assert t.references["expert"] == max(scores, key=scores.get) == "trading/flat", (t.id, scores)
+
+
 def _mean_cvar(mean, std, alpha, weight):
     return (1 - weight) * mean + weight * gaussian_cvar(mean, std, alpha)
 
