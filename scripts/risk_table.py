@@ -429,18 +429,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--suite-ablation", action="store_true",
                    help="only MSE vs HL-Gauss on the v1-lite suite (results/runs/v1-lite-hlgauss against the suite's runs)")
     args = p.parse_args(argv)
-    if args.suite_ablation:
-        doc = aggregate_suite_ablation()
-        (OUT / "hlgauss_ablation_v1_lite.json").write_text(json.dumps(doc, indent=1, sort_keys=True))
-        (OUT / "hlgauss_ablation_v1_lite.md").write_text(suite_ablation_markdown(doc) + "\n")
-        print("wrote results/hlgauss_ablation_v1_lite.json/.md")
-        return 0
-    if args.suite_table:
-        doc = aggregate_suite()
-        (OUT / "risk_table_v1_lite.json").write_text(json.dumps(doc, indent=1, sort_keys=True))
-        (OUT / "risk_table_v1_lite.md").write_text(suite_markdown(doc) + "\n")
-        print("wrote results/risk_table_v1_lite.json/.md")
-        return 0
+    for flag, name, build, render in ((args.suite_ablation, "hlgauss_ablation_v1_lite", aggregate_suite_ablation,
+                                       suite_ablation_markdown),
+                                      (args.suite_table, "risk_table_v1_lite", aggregate_suite, suite_markdown)):
+        if flag:
+            doc = build()
+            (OUT / f"{name}.json").write_text(json.dumps(doc, indent=1, sort_keys=True))
+            (OUT / f"{name}.md").write_text(render(doc) + "\n")
+            print(f"wrote results/{name}.json/.md")
+            return 0
     SETTINGS["seeds"] = args.seeds
     tables = args.tables.split(",")
     runs = planned(tables)
