@@ -391,11 +391,12 @@ def suite_ablation_markdown(doc: dict) -> str:
              "the fixed test markets): the suite's own runs (MSE) against the same runs with `--set value_loss=hl_gauss` "
              "(results/runs/v1-lite-hlgauss), paired by seed. Mean [95 % bootstrap interval]; Δ = HL-Gauss − MSE.", ""]
     for algo, entry in doc["algorithms"].items():
-        summary = (f"**{algo}**: {entry['cells']} datasets; the score rose on {entry['score_up']}, fell on "
+        summary = (f"**{algo}**: {entry['cells']} dataset{'' if entry['cells'] == 1 else 's'}; the score rose on "
+                   f"{entry['score_up']}, fell on "
                    f"{entry['score_down']}, and its interval spans 0 on {entry['score_across_0']}")
         if "iqm" in entry:
             m, h = entry["iqm"]["mse"], entry["iqm"]["hl_gauss"]
-            summary += (f". IQM over the {entry['full_cells']} with 5 seeds each: MSE {m['iqm']:.1f} [{m['low']:.1f}, "
+            summary += (f". IQM over the {entry['full_cells']} with {SETTINGS['seeds']} seeds each: MSE {m['iqm']:.1f} [{m['low']:.1f}, "
                         f"{m['high']:.1f}], HL-Gauss {h['iqm']:.1f} [{h['low']:.1f}, {h['high']:.1f}]")
         lines += [summary + ".", "", "| dataset | score, MSE | score, HL-Gauss | Δ score | Δ mean return | Δ CVaR 5 % |",
                   "|---|---|---|---|---|---|"]
