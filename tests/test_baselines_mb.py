@@ -199,3 +199,22 @@ def test_train_writes_a_checkpoint_that_acts_as_trained(tmp_path, algo):
     assert back.policy(x).shape == (5, 2) and np.abs(back.policy(x)).max() <= 1.0
     if algo == "lmopo":  # the spectral-normalised critics survive the round trip (their power-iteration vectors too)
         assert back.algo.config.lipschitz == 10.0 and back.algo.config.ensemble == 1
+
+
+def test_model_gap_summary_counts_cells_by_where_their_interval_lies():
+    from tests.scripts import load_script
+
+    summary = load_script("model_gap").gap_summary
+
+    def cell(algo, mean, lo, hi):
+        return {"algo": algo, "model_minus_true": {"mean": mean, "ci95": [lo, hi]}}
+
+    cells = [cell("mopo", 5.0, 1.0, 9.0), cell("mopo", -0.5, -2.0, 1.0), cell("mopo", -4.0, -6.0, -2.0),
+             cell("mopo", 3.0, float("nan"), float("nan")),  # one seed: no interval, left out
+             cell("lmopo", 2.0, 0.5, 3.5), cell("lmopo", 8.0, 7.0, 9.0)]
+    got = summary(cells)
+    assert list(got) == ["lmopo", "mopo"]
+    assert got["mopo"] == {"cells": 3, "above": 1, "contains": 1, "below": 1, "median_gap": -0.5}
+    assert got["lmopo"] == {"cells": 2, "above": 2, "contains": 0, "below": 0, "median_gap": 5.0}
+    by_sign = summary(cells, key=lambda r: r["model_minus_true"]["mean"] > 0)  # any grouping of the cells
+    assert by_sign[True]["cells"] == 3 and by_sign[False]["cells"] == 2
