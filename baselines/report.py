@@ -376,10 +376,12 @@ def plot_aggregate(path: Path, doc: dict[str, Any]) -> None:
     a1.barh(range(len(names)), iqm, xerr=[iqm - lo, hi - iqm], capsize=3, color="tab:blue", alpha=0.7)
     a1.set_yticks(range(len(names)), [f"{a} ({agg[a]['datasets']} datasets)" for a in names], fontsize=8)
     a1.set_xlabel("IQM of final normalised test scores (95 % stratified bootstrap)")
-    for a in names:
+    colours = plt.get_cmap("tab20")(np.linspace(0, 1, 20))  # the default cycle repeats after 10 learners
+    for i, a in enumerate(names):
         p = agg[a]["profile"]
-        a2.plot(p["tau"], p["share"], label=a)
-        a2.fill_between(p["tau"], p["low"], p["high"], alpha=0.2)
+        c = colours[(2 * i) % 20 + (i // 10) % 2]
+        a2.plot(p["tau"], p["share"], label=a, color=c, ls="-" if i % 2 == 0 else "--")
+        a2.fill_between(p["tau"], p["low"], p["high"], alpha=0.2, color=c)
     a2.set_xlabel("normalised score τ")
     a2.set_ylabel("share of runs with score > τ")
     a2.legend(fontsize=7)

@@ -93,8 +93,9 @@ def gap_summary(cells: list[dict], key=lambda r: r["algo"]) -> dict[str, dict]:
 
 
 def plot_gaps(runs: list[dict], path: Path) -> None:
-    """Model score against true score, a point per run: marker by algorithm, colour by penalty λ; the
-    diagonal is an honest model. Axes span the 1–99 % range; runs outside it are counted in the title."""
+    """Model score against true score, a point per run: marker by algorithm, colour by penalty λ (by algorithm
+    when all runs share one λ); the diagonal is an honest model. Axes span the 1–99 % range; runs outside it
+    are counted in the title."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -113,7 +114,8 @@ def plot_gaps(runs: list[dict], path: Path) -> None:
             pts = np.array([(g["true_score"], g["model_score"]) for g in runs
                             if g["algo"] == algo and g["penalty"] == lam])
             if len(pts):
-                ax.scatter(pts[:, 0], pts[:, 1], s=16, marker=marker, alpha=0.7, color=colours[lam],
+                colour = colours[lam] if len(lams) > 1 else {"mopo": "tab:blue", "lmopo": "tab:orange"}[algo]
+                ax.scatter(pts[:, 0], pts[:, 1], s=16, marker=marker, alpha=0.7, color=colour,
                            label=f"{algo}, λ = {lam:g} ({len(pts)} runs)")
     ax.plot([lo, hi], [lo, hi], color="grey", lw=1, label="model = true")
     ax.set_xlim(lo, hi)

@@ -72,7 +72,7 @@ def test_reference_rows_match_references_v1(cells):
             f"{env}: named baseline {m.group(0)!r} is not a row of references-v1.json"
 
 
-V1_ROWS = [(hdr, r) for hdr in ("| dataset | bc | iql | td3bc | arsq |", "| dataset | bc | cql | bcq |",
+V1_ROWS = [(hdr, r) for hdr in ("| dataset | bc | iql | td3bc | arsq | mopo | lmopo |", "| dataset | bc | cql | bcq |",
                                 "| dataset | mabc | iiql | itd3bc | matd3bc |")
            for r in _table(hdr)]
 
