@@ -1,7 +1,7 @@
 """The README's v1 reference and results rows are the committed records', digit for digit.
 
 The references table is typed from `ogdata/envs/references-v1.json` and the protocol-v1 results rows are
-printed by `scripts/results_rows.py` from `results/v1-lite.json`; a re-run that moves a number and a README
+printed by `scripts/results_rows.py` from `results/v1-lite.json` (the model-gap rows by `scripts/model_gap.py`); a re-run that moves a number and a README
 left behind would otherwise disagree silently.
 """
 
@@ -103,3 +103,14 @@ def test_risk_reference_rows_are_the_records():
         refs = [r for r in t["policies"].values() if r["role"].startswith("the task")]
         e = t["policies"][t["expert"]]["objective"]
         assert all(r["objective"]["value"] >= min(e["value"], e["ci95"][0]) for r in refs), tid
+
+
+def test_model_gap_rows_are_the_scripts():
+    """The README's model-vs-true table (MOPO/LMOPO at three penalties) is scripts/model_gap.py's output, row for row."""
+    header = "| dataset | algo | λ | seeds | true (test markets) |"
+    readme_rows = ["| " + " | ".join(c) + " |" for c in _table(header)]
+    md = (ROOT / "results" / "mb" / "model_gap.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(md) if line.startswith(header))
+    script_rows = [line for line in md[start + 2:] if line.startswith("| ") and not line.startswith("| ---")]
+    script_rows = script_rows[:next((i for i, r in enumerate(script_rows) if r.startswith("| env |")), None)]
+    assert len(readme_rows) >= 12 and readme_rows == script_rows
