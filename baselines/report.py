@@ -111,7 +111,7 @@ def build(records: list[dict[str, Any]], min_seeds: int = MIN_SEEDS, planned: in
                            for name, v in {"random": refs["random"], **refs["baselines"]}.items()}
     doc = {"protocol": "v1", "runs": len(records), "planned_runs": planned, "min_seeds": min_seeds,
            "datasets": datasets, "references": references, "aggregate": aggregate(datasets),
-           "aggregate_paired": paired_aggregate(datasets)}
+           "aggregate_paired": paired_aggregate(datasets), "improvement": improvement(datasets)}
     if measures:
         doc["measures_vs_scores"] = measure_links(datasets, measures)
     return doc
@@ -174,6 +174,9 @@ def card_entries(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
 PAIRED_GROUPS = {"single-agent, continuous actions": ("bc", "iql", "td3bc"),
                  "single-agent, continuous actions, with ARSQ": ("bc", "iql", "td3bc", "arsq"),
                  "single-agent, continuous actions, with the distributional IQL": ("bc", "iql", "qriql"),
+                 "single-agent, continuous actions, with the model-based learners": ("bc", "iql", "td3bc", "mopo",
+                                                                                     "lmopo"),
+                 "single-agent, continuous actions, with CQL": ("bc", "iql", "td3bc", "cql"),
                  "single-agent, discrete actions": ("bc", "cql", "bcq"),
                  "multi-agent": ("mabc", "iiql", "itd3bc", "matd3bc")}
 
@@ -193,6 +196,32 @@ def paired_aggregate(datasets: dict[str, Any], groups: dict[str, tuple[str, ...]
         iqm = stats.iqm_ci(mats)
         out[group] = {"datasets": common, "runs_per_dataset": k,
                       "algos": {a: {"iqm": iqm[a][0], "ci95": [iqm[a][1], iqm[a][2]]} for a in algos}}
+    return out
+
+
+# Who beats whom, dataset by dataset: P(first > second) over the datasets where both have their full seeds.
+IMPROVEMENT_PAIRS = (("iql", "bc"), ("td3bc", "bc"), ("cql", "bc"), ("bcq", "bc"), ("arsq", "iql"),
+                     ("mopo", "iql"), ("lmopo", "iql"), ("mopo", "bc"), ("lmopo", "bc"), ("lmopo", "mopo"),
+                     ("qriql", "iql"), ("iiql", "mabc"))
+
+
+def improvement(datasets: dict[str, Any], pairs=IMPROVEMENT_PAIRS, min_datasets: int = 3) -> list[dict[str, Any]]:
+    """Per pair (x, y): the probability of improvement P(X > Y) [stratified-bootstrap interval] (`stats.improvement_ci`)
+    over the datasets where both have the full seed count, seeds truncated to the fewest (a full matrix); with the
+    number of datasets where X's mean is above Y's. Unlike an IQM it needs no common score scale across datasets."""
+    out = []
+    for x, y in pairs:
+        common = sorted(did for did, d in datasets.items()
+                        if all((d["algos"].get(a) or {}).get("enough_seeds") for a in (x, y)))
+        if len(common) < min_datasets:
+            continue
+        k = min(len(datasets[did]["algos"][a]["final"]["scores"]) for did in common for a in (x, y))
+        mx, my = ([datasets[did]["algos"][a]["final"]["scores"][:k] for did in common] for a in (x, y))
+        p, lo, hi = stats.improvement_ci(np.array(mx).T, np.array(my).T)
+        above = sum(datasets[did]["algos"][x]["final"]["mean"] > datasets[did]["algos"][y]["final"]["mean"]
+                    for did in common)
+        out.append({"x": x, "y": y, "datasets": len(common), "runs_per_dataset": k, "p": p, "ci95": [lo, hi],
+                    "x_mean_above": int(above)})
     return out
 
 
@@ -251,6 +280,14 @@ def markdown(doc: dict[str, Any], settings: str = "") -> str:
                       "| " + " | ".join(algos) + " |", "|" + " ---: |" * len(algos),
                       "| " + " | ".join(f"{_f(v['iqm'])} [{_f(v['ci95'][0])}, {_f(v['ci95'][1])}]"
                                        for v in g["algos"].values()) + " |", ""]
+    if doc.get("improvement"):
+        lines += ["### Probability of improvement", "", "P(X > Y): the chance that a run of X scores above a run of Y "
+                  "on a dataset drawn at random from those where both have their full seeds (ties count half; "
+                  "0.5 = no difference) [95 % stratified-bootstrap interval].", "",
+                  "| X | Y | P(X > Y) | datasets | X's mean above Y's on |", "| --- | --- | ---: | ---: | ---: |"]
+        lines += [f"| {g['x']} | {g['y']} | {g['p']:.2f} [{g['ci95'][0]:.2f}, {g['ci95'][1]:.2f}] | {g['datasets']} | "
+                  f"{g['x_mean_above']} |" for g in doc["improvement"]]
+        lines.append("")
     lines += ["### Reference policies on the same test markets", ""]
     for env, rows in refs.items():
         lines.append(f"- **{env}**: " + "; ".join(f"{v['label']} {_f(v['normalised_score'])}" for v in rows.values()))

@@ -157,9 +157,11 @@ def _rate_class(env: str) -> tuple[str, bool]:
     return kind, obs > 32
 
 
-def measured_rates(runs_root: Path) -> dict[tuple[str, str, bool], float]:
-    """Effective updates/s of the finished runs under `runs_root`, per (algorithm, action kind, large
-    observation): what this machine and these settings really gave. A record's `wall_time_s` covers loading,
+def measured_rates(runs_root: Path) -> dict[tuple, float]:
+    """Effective updates/s of the finished runs under `runs_root`, per (algorithm, env id) and per (algorithm,
+    action kind, large observation): what this machine and these settings really gave (per env first: within a
+    class the rate still varies, e.g. ARSQ acts one decision per action dimension and level, so 21 portfolio
+    weights cost 4x the 5 factor weights of portfolio-ff). A record's `wall_time_s` covers loading,
     building, the updates and every evaluation; records written before it existed give only the build and
     the updates (their evaluations are not timed), so from those the estimate runs short."""
     totals: dict[tuple[str, str, bool], list[float]] = {}
@@ -167,21 +169,24 @@ def measured_rates(runs_root: Path) -> dict[tuple[str, str, bool], float]:
         r = json.loads(f.read_text())
         t = r.get("wall_time_s") or (r.get("train_time_s") or 0.0) + (r.get("build_time_s") or 0.0)
         if t > 0 and r.get("env_id"):
-            acc = totals.setdefault((r["algo"], *_rate_class(r["env_id"])), [0.0, 0.0])
-            acc[0] += r["steps"]
-            acc[1] += t
+            for key in ((r["algo"], r["env_id"]), (r["algo"], *_rate_class(r["env_id"]))):
+                acc = totals.setdefault(key, [0.0, 0.0])
+                acc[0] += r["steps"]
+                acc[1] += t
     return {k: n / t for k, (n, t) in totals.items()}
 
 
-def estimate_s(did: str, algo: str, steps: int, rates: dict[tuple[str, str, bool], float] | None = None) -> float:
-    """Seconds one run takes (one job): at the rate `measured_rates` found for its algorithm, action kind and
-    observation class; else LITE_RATES, scaled by what it measured on the other observation class where it did.
+def estimate_s(did: str, algo: str, steps: int, rates: dict[tuple, float] | None = None) -> float:
+    """Seconds one run takes (one job): at the rate `measured_rates` found for its algorithm on its env, else for
+    its action kind and observation class; else LITE_RATES, scaled by what it measured on the other observation
+    class where it did.
     A learner in neither (e.g. qriql before its first lite run) is estimated at the slowest listed rates."""
     small, large = LITE_RATES.get(algo, (min(v[0] for v in LITE_RATES.values()),
                                          min(v[1] for v in LITE_RATES.values())))
-    kind, big = _rate_class(env_of(did))
+    env = env_of(did)
+    kind, big = _rate_class(env)
     rates = rates or {}
-    rate = rates.get((algo, kind, big))
+    rate = rates.get((algo, env)) or rates.get((algo, kind, big))
     if rate is None:
         other = rates.get((algo, kind, not big))
         rate = (large if big else small) * (other / (small if big else large) if other else 1.0)

@@ -524,8 +524,13 @@ def test_plan_estimate_uses_the_rates_the_finished_runs_measured(tmp_path):
     (d / "result.json").write_text(json.dumps({"algo": "iql", "env_id": "execution-ac", "steps": 5000,
                                                "train_time_s": 9.0, "build_time_s": 1.0, "wall_time_s": 50.0}))
     rates = rep.measured_rates(tmp_path)
-    assert rates == {("bc", "continuous", False): 500.0, ("iql", "continuous", False): 100.0}
+    assert rates == {("bc", "continuous", False): 500.0, ("iql", "continuous", False): 100.0,
+                     ("bc", "execution-ac"): 500.0, ("iql", "execution-ac"): 100.0}
     assert rep.estimate_s("execution-ac/medium-v1", "bc", 5000, rates) == 10.0 + rep.RUN_OVERHEAD_S
+    # the env's own rate comes before its class's: market-making-as is in execution-ac's class
+    rates[("bc", "market-making-as")] = 250.0
+    assert rep.estimate_s("market-making-as/medium-v1", "bc", 5000, rates) == 20.0 + rep.RUN_OVERHEAD_S
+    assert rep.estimate_s("execution-ac-highvol/medium-v1", "bc", 5000, rates) == 10.0 + rep.RUN_OVERHEAD_S
     # portfolio-synth (221 features) has no record: the listed rate, scaled by what bc measured on small ones
     small, large = rep.LITE_RATES["bc"]
     assert rep.estimate_s("portfolio-synth/good-v1", "bc", 5000, rates) == pytest.approx(

@@ -494,3 +494,37 @@ def test_paired_aggregate_uses_only_the_datasets_every_member_ran():
     want = stats.iqm_ci({"bc": np.array([[0.0, 10, 20], [1, 11, 21]]), "iql": np.array([[0.0, 5, 10], [2, 7, 12]])})
     assert out["pair"]["algos"]["bc"]["iqm"] == want["bc"][0] and out["pair"]["algos"]["iql"]["iqm"] == want["iql"][0]
     assert report.paired_aggregate(ds, {"pair": ("bc", "iql")}, min_datasets=4) == {}
+
+
+def test_probability_of_improvement_is_rliables_and_brute_force():
+    """stats._improvement is rliable's probability_of_improvement (Mann–Whitney U per dataset), ties counted half,
+    checked against a double loop; the interval brackets it and excludes 0.5 when X always wins."""
+    from rliable import metrics
+
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 6, size=(5, 7)).astype(float)  # small integers: many ties
+    y = rng.integers(0, 6, size=(4, 7)).astype(float)
+    brute = np.mean([np.mean([(a > b) + 0.5 * (a == b) for a in x[:, m] for b in y[:, m]]) for m in range(7)])
+    assert stats._improvement(x, y)[0] == pytest.approx(brute, abs=1e-12)
+    assert stats._improvement(x, y)[0] == pytest.approx(metrics.probability_of_improvement(x, y), abs=1e-12)
+    p, lo, hi = stats.improvement_ci(x, y, reps=300)
+    assert p == pytest.approx(brute) and lo <= p <= hi
+    assert stats.improvement_ci(x + 100, y, reps=300) == (1.0, 1.0, 1.0)
+    assert stats.improvement_ci(x, x, reps=300)[0] == 0.5  # against itself: symmetric, exactly a tie
+    with pytest.raises(ValueError, match="same datasets"):
+        stats.improvement_ci(x, y[:, :3])
+
+
+def test_improvement_uses_only_datasets_where_both_have_full_seeds():
+    def cell(scores, enough=True):
+        return {"final": {"scores": scores, "mean": float(np.mean(scores))}, "enough_seeds": enough}
+
+    ds = {f"d{i}": {"algos": {"bc": cell([1.0 * i, 1.0 * i + 1]), "iql": cell([i + 5.0, i + 6.0])}} for i in range(4)}
+    ds["d2"]["algos"]["iql"] = cell([-9.0, -8.0])       # iql below bc on one dataset
+    ds["d3"]["algos"]["iql"]["enough_seeds"] = False    # still running: leaves the pair
+    ds["d4"] = {"algos": {"bc": cell([0.0, 0.0])}}        # iql never ran here
+    (g,) = report.improvement(ds, (("iql", "bc"),))
+    assert (g["datasets"], g["runs_per_dataset"], g["x_mean_above"]) == (3, 2, 2)
+    assert g["p"] == pytest.approx(2 / 3) and g["ci95"][0] <= g["p"] <= g["ci95"][1]
+    assert report.improvement(ds, (("iql", "bc"),), min_datasets=4) == []
+    assert report.improvement(ds, (("cql", "bc"),)) == []
