@@ -157,12 +157,17 @@ def aggregate(datasets: dict[str, Any]) -> dict[str, Any]:
                 "runs_per_dataset": int(mats[a].shape[0]), "profile": prof[a]} for a in mats}
 
 
+def _finite(x):
+    """A number as metadata may hold it: a one-seed cell's missing interval (NaN) becomes None."""
+    return x if isinstance(x, (int, float)) and np.isfinite(x) else None
+
+
 def card_entries(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per dataset, what its card's results table shows of a v1 suite (`build`'s doc): the final checkpoint on
     the test markets (mean and 95 % interval over seeds), the validation-chosen checkpoint's mean, the settings."""
     settings = {k: v for k, v in (doc.get("settings") or {}).items() if k not in ("jobs", "threads")}
     return {did: {"protocol": "v1", "settings": settings, "markets": next(iter(d["algos"].values()))["markets"],
-                  "algos": {a: {"final_mean": s["final"]["mean"], "final_ci95": s["final"]["ci95"],
+                  "algos": {a: {"final_mean": s["final"]["mean"], "final_ci95": [_finite(x) for x in s["final"]["ci95"]],
                                 "n_seeds": s["n_seeds"],
                                 "best_on_validation_mean": (s["best_on_validation"] or {}).get("mean")}
                             for a, s in d["algos"].items()}}
@@ -284,10 +289,7 @@ def markdown(doc: dict[str, Any], settings: str = "") -> str:
         lines += ["### Probability of improvement", "", "P(X > Y): the chance that a run of X scores above a run of Y "
                   "on a dataset drawn at random from those where both have their full seeds (ties count half; "
                   "0.5 = no difference) [95 % stratified-bootstrap interval].", "",
-                  "| X | Y | P(X > Y) | datasets | X's mean above Y's on |", "| --- | --- | ---: | ---: | ---: |"]
-        lines += [f"| {g['x']} | {g['y']} | {g['p']:.2f} [{g['ci95'][0]:.2f}, {g['ci95'][1]:.2f}] | {g['datasets']} | "
-                  f"{g['x_mean_above']} |" for g in doc["improvement"]]
-        lines.append("")
+                  *improvement_table(doc["improvement"]), ""]
     lines += ["### Reference policies on the same test markets", ""]
     for env, rows in refs.items():
         lines.append(f"- **{env}**: " + "; ".join(f"{v['label']} {_f(v['normalised_score'])}" for v in rows.values()))
@@ -301,6 +303,13 @@ def markdown(doc: dict[str, Any], settings: str = "") -> str:
         lines.append("")
     lines += finance_markdown(doc)
     return "\n".join(lines)
+
+
+def improvement_table(items: list[dict[str, Any]]) -> list[str]:
+    """The probability-of-improvement table (`improvement`'s entries), as the results document and README show it."""
+    return ["| X | Y | P(X > Y) | datasets | X's mean above Y's on |", "| --- | --- | ---: | ---: | ---: |"] + [
+        f"| {g['x']} | {g['y']} | {g['p']:.2f} [{g['ci95'][0]:.2f}, {g['ci95'][1]:.2f}] | {g['datasets']} | "
+        f"{g['x_mean_above']} |" for g in items]
 
 
 def _time_scales(ds: dict[str, Any]) -> str:

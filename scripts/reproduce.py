@@ -506,7 +506,8 @@ def main(argv=None) -> int:
           f"{settings_line(args.suite, cfg)}")
     if args.suite == "lite" or cfg["device"] == "cpu":
         print(f"estimated {est / 3600:.2f} h with {cfg['jobs']} jobs at the update rates of the finished runs under "
-              f"{runs_root} ({len(rates)} algorithm x action x observation classes; LITE_RATES, scaled, elsewhere)")
+              f"{runs_root} ({sum(len(k) == 2 for k in rates)} algorithm x env rates, else "
+              f"{sum(len(k) == 3 for k in rates)} algorithm x action x observation classes; LITE_RATES, scaled, elsewhere)")
     if args.plan:
         per_algo: dict[str, list[float]] = {}
         for d, a, _ in todo:

@@ -3,6 +3,7 @@
 
     python scripts/results_rows.py --datasets 'lob-*' --algos bc,iql,td3bc
     python scripts/results_rows.py --datasets 'option-exercise-*/medium-v1' --algos bc,cql,bcq --header
+    python scripts/results_rows.py --improvement     # the probability-of-improvement table, whole
 
 A cell with fewer seeds than the suite's minimum shows its seed count; a cell not run shows "—".
 """
@@ -17,6 +18,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from baselines.report import improvement_table  # noqa: E402
 
 
 def cell(entry: dict | None) -> str:
@@ -44,11 +48,17 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results", type=Path, default=ROOT / "results" / "v1-lite.json")
     ap.add_argument("--datasets", default="*", help="glob over dataset ids")
-    ap.add_argument("--algos", required=True, help="comma-separated algorithms, one column each")
+    ap.add_argument("--algos", help="comma-separated algorithms, one column each")
     ap.add_argument("--header", action="store_true", help="print the table's header first")
+    ap.add_argument("--improvement", action="store_true", help="print the P(X > Y) table instead")
     a = ap.parse_args(argv)
-    algos = [x for x in a.algos.split(",") if x]
     doc = json.loads(a.results.read_text())
+    if a.improvement:
+        print("\n".join(improvement_table(doc.get("improvement") or [])))
+        return 0
+    if not a.algos:
+        ap.error("--algos is required (or --improvement)")
+    algos = [x for x in a.algos.split(",") if x]
     lines = rows(doc, a.datasets, algos)
     if not lines:
         print(f"no dataset in {a.results} matches {a.datasets!r} with any of {algos}", file=sys.stderr)

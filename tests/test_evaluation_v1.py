@@ -528,3 +528,16 @@ def test_improvement_uses_only_datasets_where_both_have_full_seeds():
     assert g["p"] == pytest.approx(2 / 3) and g["ci95"][0] <= g["p"] <= g["ci95"][1]
     assert report.improvement(ds, (("iql", "bc"),), min_datasets=4) == []
     assert report.improvement(ds, (("cql", "bc"),)) == []
+
+
+def test_card_entries_of_a_one_seed_cell_are_valid_metadata():
+    """A cell with one seed has no interval (NaN); what goes into a dataset's metadata must be strict JSON,
+    so the interval becomes None (the card shows a dash) instead of failing `reproduce.py --aggregate-only`."""
+    import json
+
+    cell = {"final": {"mean": 60.0, "ci95": [float("nan"), float("nan")]}, "n_seeds": 1, "markets": "m",
+            "best_on_validation": None}
+    doc = {"settings": {"steps": 5000, "jobs": 2}, "datasets": {"execution-ac/medium-v1": {"algos": {"iql": cell}}}}
+    entry = report.card_entries(doc)["execution-ac/medium-v1"]
+    assert entry["algos"]["iql"]["final_ci95"] == [None, None] and entry["settings"] == {"steps": 5000}
+    json.dumps(entry, allow_nan=False)

@@ -114,3 +114,15 @@ def test_model_gap_rows_are_the_scripts():
     script_rows = [line for line in md[start + 2:] if line.startswith("| ") and not line.startswith("| ---")]
     script_rows = script_rows[:next((i for i, r in enumerate(script_rows) if r.startswith("| env |")), None)]
     assert len(readme_rows) >= 12 and readme_rows == script_rows
+
+
+def test_improvement_table_is_the_records():
+    """The README's probability-of-improvement table is `results_rows.py --improvement`'s, row for row."""
+    from baselines.report import improvement_table
+
+    doc = json.loads((ROOT / "results" / "v1-lite.json").read_text())
+    printed = improvement_table(doc["improvement"])
+    readme = [line for line in README.splitlines() if line.startswith("|")]
+    start = readme.index(printed[0])
+    assert readme[start:start + len(printed)] == printed
+    assert len(printed) >= 2 + 8
