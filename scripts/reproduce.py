@@ -207,10 +207,32 @@ def run_overrides(cfg: dict, did: str, algo: str) -> dict:
 
 
 def run_one(settings: dict) -> dict:
-    """One run in a worker process; errors are returned, not raised, so the suite carries on."""
-    from baselines.train import train
+    """One run in a worker process; errors are returned, not raised, so the suite carries on.
+
+    The run holds a lock beside its directory while it trains, so suite invocations that share a runs
+    directory (two jobs on overlapping globs) never train the same run twice: a run another process holds,
+    or one that finished since this invocation planned it, is skipped."""
+    from filelock import FileLock, Timeout
 
     t0 = time.perf_counter()
+    out = Path(settings["out"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(out.parent / f".{out.name}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return {"ok": True, "skipped": "held by another process", "settings": settings, "wall": 0.0}
+    try:
+        if (out / RESULT).is_file():
+            return {"ok": True, "skipped": "finished elsewhere", "settings": settings, "wall": 0.0}
+        return _train_one(settings, t0)
+    finally:
+        lock.release()
+
+
+def _train_one(settings: dict, t0: float) -> dict:
+    from baselines.train import train
+
     try:
         res = train(RunSettings(**settings))
         return {"ok": True, "settings": settings, "wall": time.perf_counter() - t0, "result": res}

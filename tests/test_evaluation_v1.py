@@ -2,6 +2,7 @@
 headline; no selection on test markets; bootstrap intervals; each env's own time scale."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -541,3 +542,46 @@ def test_card_entries_of_a_one_seed_cell_are_valid_metadata():
     entry = report.card_entries(doc)["execution-ac/medium-v1"]
     assert entry["algos"]["iql"]["final_ci95"] == [None, None] and entry["settings"] == {"steps": 5000}
     json.dumps(entry, allow_nan=False)
+
+
+def test_two_invocations_sharing_a_runs_dir_never_train_the_same_run(tmp_path):
+    # a run whose lock another process holds is skipped, not trained twice; once released it is trained,
+    # and a run that finished after this invocation planned it is not trained again
+    import subprocess
+    import sys
+
+    rep = _reproduce_module()
+    ds = random_execution_dataset(tmp_path / "ds", envs=4)
+    argv = ["--suite", "v1-lite", "--dataset-path", str(ds.path), "--algos", "bc", "--seeds", "1", "--steps", "4",
+            "--evals", "1", "--jobs", "1", "--hidden", "16", "--no-cards",
+            "--runs-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results")]
+    (settings,) = _planned_settings(rep, argv)
+    out = Path(settings["out"])
+    lock = out.parent / f".{out.name}.lock"
+    out.parent.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, "-c", "import filelock, sys, time; l = filelock.FileLock(sys.argv[1]); "
+                               "l.acquire(); print('held', flush=True); time.sleep(60)", str(lock)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        o = rep.run_one(settings)
+        assert o["ok"] and o["skipped"] == "held by another process" and not (out / "result.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert rep.main(argv) == 0 and (out / "result.json").is_file()
+    stamp = (out / "result.json").stat().st_mtime_ns
+    assert rep.run_one(settings)["skipped"] == "finished elsewhere"
+    assert (out / "result.json").stat().st_mtime_ns == stamp
+
+
+def _planned_settings(rep, argv):
+    """The settings each planned run of `argv` would be trained with (what main hands run_one)."""
+    captured = []
+    real = rep.run_one
+    rep.run_one = lambda s: captured.append(s) or {"ok": True, "skipped": "captured", "settings": s, "wall": 0.0}
+    try:
+        rep.main(argv)
+    finally:
+        rep.run_one = real
+    return captured
