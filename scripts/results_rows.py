@@ -4,6 +4,7 @@
     python scripts/results_rows.py --datasets 'lob-*' --algos bc,iql,td3bc
     python scripts/results_rows.py --datasets 'option-exercise-*/medium-v1' --algos bc,cql,bcq --header
     python scripts/results_rows.py --improvement     # the probability-of-improvement table, whole
+    python scripts/results_rows.py --readme README.md  # rewrite the README's v1 rows and P(X > Y) table in place
 
 A cell with fewer seeds than the suite's minimum shows its seed count; a cell not run shows "—".
 """
@@ -35,6 +36,11 @@ def cell(entry: dict | None) -> str:
     return text if entry.get("enough_seeds", True) else f"{text} ({n} seed{'' if n == 1 else 's'})"
 
 
+# the headers of the README's v1 results tables: each row below one is `rows(doc, its dataset, the header's algos)`
+README_TABLES = ("| dataset | bc | iql | td3bc | arsq | mopo | lmopo |", "| dataset | bc | cql | bcq |",
+                 "| dataset | mabc | iiql | itd3bc | matd3bc |")
+
+
 def rows(doc: dict, pattern: str, algos: list[str]) -> list[str]:
     """One markdown row per dataset matching `pattern` that has a result for any of `algos`."""
     out = []
@@ -44,6 +50,40 @@ def rows(doc: dict, pattern: str, algos: list[str]) -> list[str]:
     return out
 
 
+def table_algos(header: str) -> list[str]:
+    return [a.strip() for a in header.strip().strip("|").split("|")[1:]]
+
+
+def update_readme(text: str, doc: dict) -> tuple[str, int]:
+    """`text` with every row of the README_TABLES and the P(X > Y) table rewritten from `doc` (the datasets a
+    table lists stay its choice; a row whose dataset has no record is an error), and how many lines changed."""
+    lines = text.split("\n")
+    changed = 0
+    for i, line in enumerate(lines):
+        hdr = next((h for h in README_TABLES if line.startswith(h)), None)
+        if hdr is None:
+            continue
+        j = i + 2
+        while j < len(lines) and lines[j].startswith("|"):
+            did = lines[j].strip("|").split("|")[0].strip()
+            new = rows(doc, did, table_algos(hdr))
+            if len(new) != 1:
+                raise SystemExit(f"README row {did!r} under {hdr!r} has no record in the results document")
+            changed += new[0] != lines[j]
+            lines[j] = new[0]
+            j += 1
+    imp = improvement_table(doc.get("improvement") or [])
+    if imp:
+        start = next((i for i, line in enumerate(lines) if line.startswith(imp[0])), None)
+        if start is not None:
+            end = start
+            while end < len(lines) and lines[end].startswith("|"):
+                end += 1
+            changed += lines[start:end] != imp
+            lines[start:end] = imp
+    return "\n".join(lines), changed
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results", type=Path, default=ROOT / "results" / "v1-lite.json")
@@ -51,8 +91,14 @@ def main(argv=None) -> int:
     ap.add_argument("--algos", help="comma-separated algorithms, one column each")
     ap.add_argument("--header", action="store_true", help="print the table's header first")
     ap.add_argument("--improvement", action="store_true", help="print the P(X > Y) table instead")
+    ap.add_argument("--readme", type=Path, help="rewrite this README's v1 rows and P(X > Y) table in place")
     a = ap.parse_args(argv)
     doc = json.loads(a.results.read_text())
+    if a.readme:
+        text, changed = update_readme(a.readme.read_text(), doc)
+        a.readme.write_text(text)
+        print(f"{a.readme}: {changed} table lines rewritten from {a.results}")
+        return 0
     if a.improvement:
         print("\n".join(improvement_table(doc.get("improvement") or [])))
         return 0
