@@ -68,7 +68,8 @@ def update_readme(text: str, doc: dict) -> tuple[str, int]:
             did = lines[j].strip("|").split("|")[0].strip()
             new = rows(doc, did, table_algos(hdr))
             if len(new) != 1:
-                raise SystemExit(f"README row {did!r} under {hdr!r} has no record in the results document")
+                raise ValueError(f"README row {did!r} under {hdr!r} has no record in the results document: "
+                                 "remove the row or run its dataset (scripts/reproduce.py)")
             changed += new[0] != lines[j]
             lines[j] = new[0]
             j += 1
@@ -95,7 +96,11 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     doc = json.loads(a.results.read_text())
     if a.readme:
-        text, changed = update_readme(a.readme.read_text(), doc)
+        try:
+            text, changed = update_readme(a.readme.read_text(), doc)
+        except ValueError as e:
+            print(e, file=sys.stderr)
+            return 1
         a.readme.write_text(text)
         print(f"{a.readme}: {changed} table lines rewritten from {a.results}")
         return 0

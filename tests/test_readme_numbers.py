@@ -138,3 +138,6 @@ def test_the_readme_rewriter_changes_nothing_in_an_up_to_date_readme():
     imp = rr.improvement_table(doc["improvement"])[2]
     stale = stale.replace(imp, imp[:-2] + "? |", 1)
     assert stale != README and rr.update_readme(stale, doc) == (README, 2)
+    bad = "| dataset | bc | cql | bcq |\n| --- | ---: | ---: | ---: |\n| nope/good-v1 | 1 | 2 | 3 |"
+    with pytest.raises(ValueError, match="'nope/good-v1'.*no record"):
+        rr.update_readme(bad, doc)
