@@ -318,12 +318,13 @@ class MOPO:
 
 
 @torch.no_grad()
-def model_returns(learner, obs0, lengths, seed: int = 0, penalised: bool = False):
+def model_returns(learner, obs0, lengths, seed: int = 0):
     """What the learned model says the learner's own policy earns: from raw observations obs0 (B, d),
     `lengths[b]` model steps (or to a predicted termination), acting as the learner acts (tanh of the
-    mean); returns (B,) in the env's reward units (÷ reward_scale). With `penalised`, r̂ − λ·u instead
-    of r̂ (what the agent was trained on). The gap to the true return on the same markets measures how
-    far the policy exploits the model."""
+    mean). Returns (raw, penalised), each (B,) in the env's reward units (÷ reward_scale): the sum of r̂,
+    and of r̂ − λ·u (what the agent was trained on), along the one sampled trajectory (the penalty
+    changes the reward, not the path). The gap to the true return on the same markets measures how far
+    the policy exploits the model."""
     import numpy as np
 
     algo = learner.algo
@@ -332,19 +333,20 @@ def model_returns(learner, obs0, lengths, seed: int = 0, penalised: bool = False
     obs0 = np.asarray(obs0, dtype=np.float32).reshape(len(obs0), -1)
     s = torch.from_numpy(learner.scaling.obs(obs0)).to(algo.device)
     lengths = torch.as_tensor(np.asarray(lengths), device=algo.device)
-    ret = torch.zeros(len(s), dtype=torch.float64, device=algo.device)
+    raw = torch.zeros(len(s), dtype=torch.float64, device=algo.device)
+    penalised = torch.zeros_like(raw)
     alive = torch.ones(len(s), dtype=torch.bool, device=algo.device)
     for t in range(int(lengths.max())):
         alive &= t < lengths
         if not alive.any():
             break
         s2, r, done, u = algo.model_step(s, algo.act(s), g)
-        if penalised:
-            r = r - algo.config.penalty * u
-        ret += torch.where(alive, r, torch.zeros_like(r)).double()
+        raw += torch.where(alive, r, torch.zeros_like(r)).double()
+        rp = r - algo.config.penalty * u
+        penalised += torch.where(alive, rp, torch.zeros_like(rp)).double()
         alive &= ~done
         s = s2
-    return (ret / learner.scaling.reward_scale).cpu().numpy()
+    return tuple((x / learner.scaling.reward_scale).cpu().numpy() for x in (raw, penalised))
 
 
 class LMOPO(MOPO):

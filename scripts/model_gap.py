@@ -4,8 +4,8 @@ For every finished protocol-v1 run of mopo / lmopo under --runs-dir: load its fi
 take the env's fixed v1 *test* markets (`baselines.evaluate.MarketEvaluator`), roll the policy
 in the real env (`baselines.evaluate.rollout`: per-market returns and episode lengths) and, from
 the very same initial observations and for the same number of steps, in its own learned model
-(`baselines.mopo.model_returns`: sampled model steps, a fixed seed; once with the raw model
-reward r̂, once with the penalised r̂ − λ·u the agent was trained on). Both are normalised with
+(`baselines.mopo.model_returns`: sampled model steps, a fixed seed; one trajectory, summing both the raw model
+reward r̂ and the penalised r̂ − λ·u the agent was trained on). Both are normalised with
 the test markets' references. model − true > 0 is return the policy finds only in the model:
 exploitation of the learned market.
 
@@ -50,8 +50,9 @@ def gap_of_run(run_dir: Path, seed: int = 0) -> dict:
         obs0 = np.array(obs0, copy=True)
         out = rollout(core, learner.policy, reset_seed)
         true.append(out["returns"])
-        model.append(model_returns(learner, obs0, out["lengths"], seed=seed))
-        penalised.append(model_returns(learner, obs0, out["lengths"], seed=seed, penalised=True))
+        raw, pen = model_returns(learner, obs0, out["lengths"], seed=seed)
+        model.append(raw)
+        penalised.append(pen)
     true, model, penalised = (np.concatenate(x) for x in (true, model, penalised))
     refs = ev.references
     gap = refs["expert"] - refs["random"]
