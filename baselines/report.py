@@ -445,13 +445,15 @@ def plot_curves(path: Path, doc: dict[str, Any], env: str) -> None:
         return
     plt = _plt()
     fig, axes = plt.subplots(1, len(rows), figsize=(max(6.0, 3.6 * len(rows)), 3.4), squeeze=False)
+    learners = sorted({a for _, d in rows for a in d["algos"]})  # one colour per learner in every panel
+    colour = dict(zip(learners, plt.get_cmap("tab10" if len(learners) <= 10 else "tab20").colors))
     for ax, (did, d) in zip(axes[0], rows):
         for a, c in d["algos"].items():
             cv = c["curve"]
             if not cv["steps"]:
                 continue
-            ax.plot(cv["steps"], cv["mean"], marker="o", ms=3, label=a)
-            ax.fill_between(cv["steps"], cv["min"], cv["max"], alpha=0.2)
+            ax.plot(cv["steps"], cv["mean"], marker="o", ms=3, label=a, color=colour[a])
+            ax.fill_between(cv["steps"], cv["min"], cv["max"], alpha=0.2, color=colour[a])
         ax.set_title(did, fontsize=8)
         ax.set_xlabel("updates", fontsize=8)
         ax.set_ylabel("validation score", fontsize=8)
