@@ -373,6 +373,8 @@ def plot_scores(path: Path, doc: dict[str, Any]) -> None:
     ncol = min(3, len(envs))
     nrow = -(-len(envs) // ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(max(6.5, 5.2 * ncol), 3.4 * nrow + 0.6), squeeze=False)
+    learners = sorted({a for d in ds.values() for a in d["algos"]})  # one colour per learner in every panel
+    colour = dict(zip(learners, plt.get_cmap("tab10" if len(learners) <= 10 else "tab20").colors))
     for ax, env in zip(axes.ravel(), envs):
         rows = sorted(((did, d) for did, d in ds.items() if d["env_id"] == env),
                       key=lambda x: TIERS.index(x[1]["tier"]) if x[1]["tier"] in TIERS else 99)
@@ -389,7 +391,7 @@ def plot_scores(path: Path, doc: dict[str, Any]) -> None:
                 ys.append(f["mean"])
                 lo.append(f["mean"] - f["ci95"][0] if np.isfinite(f["ci95"][0]) else 0.0)
                 hi.append(f["ci95"][1] - f["mean"] if np.isfinite(f["ci95"][1]) else 0.0)
-            ax.bar(xs, ys, width=w, yerr=[lo, hi], capsize=2, label=a)
+            ax.bar(xs, ys, width=w, yerr=[lo, hi], capsize=2, label=a, color=colour[a])
         for name, r in doc["references"].get(env, {}).items():
             if name not in ("random",):
                 ax.axhline(r["normalised_score"], ls=":", lw=0.8, color="grey")
