@@ -85,6 +85,23 @@ def test_arsq_greedy_decoding_sees_the_contexts_training_sees():
     assert torch.equal(logits.argmax(-1), digits.flatten(1))  # each greedy choice is the argmax of its head
 
 
+def test_arsq_decode_modal_path_follows_the_decision_order_and_is_not_the_action_mode():
+    """scripts/arsq_decode.py's data-side path: the most frequent digit at each decision (level 0: dims in order,
+    then level 1), among the rows agreeing with every earlier choice. Here the most frequent whole action is
+    (1, 0) (4 rows), yet digit 0 wins level 0 (6 of 10), so the path is 0 → 0 (3 of the 6 rows)."""
+    from tests.scripts import load_script
+
+    mod = load_script("arsq_decode")
+    one_d = np.array([[0, 0]] * 3 + [[0, 1]] * 3 + [[1, 0]] * 4)[:, :, None]  # (N, L=2, D=1)
+    path = mod.modal_path(one_d)
+    assert [(m["level"], m["dim"], m["digit"], m["rows"]) for m in path] == [(0, 0, 0, 10), (1, 0, 0, 6)]
+    assert [m["share"] for m in path] == [0.6, 0.5]
+    two_d = np.array([[[2, 1], [0, 0]], [[2, 1], [3, 0]], [[2, 0], [3, 3]], [[1, 1], [0, 0]]])  # (N, L=2, D=2)
+    path = mod.modal_path(two_d)
+    assert [(m["level"], m["dim"], m["digit"], m["rows"]) for m in path] == [
+        (0, 0, 2, 4), (0, 1, 1, 3), (1, 0, 0, 2), (1, 1, 0, 1)]  # ties go to the smaller digit
+
+
 def test_arsq_recovers_the_best_action_of_a_2d_bandit_from_suboptimal_data(tmp_path):
     """r = exp(−[(a1 − 0.4)² + 2(a1 + a2)²] / 0.1): one peak at (0.4, −0.4), on a ridge that couples the two
     dimensions. The behaviour is centred on (−0.3, 0.3) (mean reward 0.03; 2 % of its actions earn over 0.5):

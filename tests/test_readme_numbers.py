@@ -143,7 +143,6 @@ def test_the_readme_rewriter_changes_nothing_in_an_up_to_date_readme():
         rr.update_readme(bad, doc)
 
 
-
 def test_every_dataset_with_the_issue_23_learners_has_its_row():
     """The continuous table lists every dataset where ARSQ, MOPO or LMOPO have records (the other tables choose
     their rows; every cell of every dataset is in results/v1-lite.md)."""
