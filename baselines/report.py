@@ -205,7 +205,7 @@ def paired_aggregate(datasets: dict[str, Any], groups: dict[str, tuple[str, ...]
 
 
 # Who beats whom, dataset by dataset: P(first > second) over the datasets where both have their full seeds.
-IMPROVEMENT_PAIRS = (("iql", "bc"), ("td3bc", "bc"), ("cql", "bc"), ("bcq", "bc"), ("arsq", "iql"),
+IMPROVEMENT_PAIRS = (("iql", "bc"), ("td3bc", "bc"), ("cql", "bc"), ("bcq", "bc"), ("cql", "iql"), ("arsq", "iql"),
                      ("mopo", "iql"), ("lmopo", "iql"), ("mopo", "bc"), ("lmopo", "bc"), ("lmopo", "mopo"),
                      ("qriql", "iql"), ("iiql", "mabc"))
 
