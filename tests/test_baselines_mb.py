@@ -13,6 +13,7 @@ from baselines.data import fit_scaling
 from baselines.mopo import model_returns
 from baselines.native import NativeLearner
 from baselines.train import RunSettings, load_learner, train
+from tests.scripts import load_script
 
 SMALL = dict(hidden=32, layers=2, batch_size=128)
 
@@ -89,8 +90,6 @@ def test_arsq_decode_modal_path_follows_the_decision_order_and_is_not_the_action
     """scripts/arsq_decode.py's data-side path: the most frequent digit at each decision (level 0: dims in order,
     then level 1), among the rows agreeing with every earlier choice. Here the most frequent whole action is
     (1, 0) (4 rows), yet digit 0 wins level 0 (6 of 10), so the path is 0 → 0 (3 of the 6 rows)."""
-    from tests.scripts import load_script
-
     mod = load_script("arsq_decode")
     one_d = np.array([[0, 0]] * 3 + [[0, 1]] * 3 + [[1, 0]] * 4)[:, :, None]  # (N, L=2, D=1)
     path = mod.modal_path(one_d)
