@@ -11,8 +11,7 @@ checkpoint (gitignored: only on the machine that trained it):
 - the share of the data's actions exactly at a bound of the action space, at every step and at the first step;
 - the data's modal digit path at the first step (the decision order ARSQ uses) and each level's winning share;
 - each seed's greedy digits and action at the env's first observation (reset seed 0), and over that one
-  episode the share of the initial inventory / position its actions move before the last step, where the env
-  has a scalar fraction action (execution: the fraction of the remaining order sold each step).
+  episode, where the env reports an `inventory` (execution), the share of it sold before the final step.
 
     python scripts/arsq_decode.py --datasets execution-ac/replay-v1,execution-ac-highvol/replay-v1
 writes results/arsq_decode.json.
@@ -74,23 +73,21 @@ def analyse(did: str, runs_root: Path) -> dict:
     for ck in runs:
         learner = load_learner(ck)
         env = make_env(ds.env_id)
-        obs, _ = env.reset(seed=0)
-        first = None
-        actions = []
+        obs, info = env.reset(seed=0)
+        inventory = [info.get("inventory")]  # the env's own record of what is left, where it keeps one
+        a0 = None
         for _ in range(10_000):
             a = learner.policy(obs[None].astype(np.float32))[0]
-            first = a if first is None else first
-            actions.append(np.asarray(a, np.float64).reshape(-1))
-            obs, _, term, trunc, _ = env.step(a)
+            a0 = np.asarray(a, np.float64).reshape(-1) if a0 is None else a0
+            obs, _, term, trunc, info = env.step(a)
+            inventory.append(info.get("inventory"))
             if term or trunc:
                 break
-        a0 = np.asarray(first, np.float64).reshape(-1)
         u0 = learner.scaling.action_to_unit(a0[None].astype(np.float32)).astype(np.float64)
         rec = {"run": str(ck.parent.relative_to(ROOT) if ck.is_relative_to(ROOT) else ck.parent),
                "first_action": a0.tolist(), "first_digits": grid.encode(torch.from_numpy(u0))[0].T.tolist()}
-        if act.shape[1] == 1 and lo[0] == 0.0 and hi[0] == 1.0:  # a fraction of what is left, each step
-            left = np.cumprod(1.0 - np.clip(np.concatenate(actions[:-1]), 0.0, 1.0))
-            rec["moved_before_last_step"] = float(1.0 - (left[-1] if len(left) else 1.0))
+        if inventory[0] is not None and len(inventory) > 1:  # execution: the share sold before the final step
+            rec["moved_before_last_step"] = float(1.0 - np.sum(inventory[-2]) / np.sum(inventory[0]))
         seeds.append(rec)
     return {"dataset": did, "transitions": int(len(act)), "episodes": int(len(starts)),
             "share_at_a_bound": float(at_bound.any(1).mean()),
