@@ -8,6 +8,9 @@ which never changes the optimal policy). Continuous actions are mapped onto [-1,
 the action space's bounds (the data's range where the space is unbounded). The fitted
 numbers go into every run's config, so a checkpoint acts exactly as it was trained.
 
+`with_stock_features` gives a learner that reads the stock features (sqriql) the stock-augmented copy of
+a dataset recorded without them, made once and reused.
+
 `AgentBatches` is the multi-agent loader: the dataset's transitions (the same ones
 `Dataset.sample` draws from) are scaled once and kept on the training device, so a batch
 is one `index_select` — no per-step host work, on a CPU or a GPU.
@@ -15,13 +18,20 @@ is one `index_select` — no per-step host work, on a CPU or a GPU.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock
 from gymnasium import spaces
 
+from ogdata.config import home
+from ogdata.dataset import Dataset
 from ogdata.errors import DataValidationError
+from ogdata.writing import augment_stock
 
 # family (env-id prefix) -> how observations and rewards are scaled, and why.
 SCALING_RULES: dict[str, dict[str, str]] = {
@@ -130,6 +140,36 @@ def fit_scaling(ds, rule: dict | None = None) -> Scaling:
         lo, hi = low.astype(np.float32).tolist(), high.astype(np.float32).tolist()
     return Scaling(obs_mean=om, obs_std=os_, reward_scale=rs, state_mean=sm, state_std=ss,
                    action_low=lo, action_high=hi, rule=dict(rule))
+
+
+def stock_copy_path(ds) -> Path:
+    """Where the stock-augmented copy of `ds` lives: OGDATA_HOME/derived/stock/<name>-<key>, the key a hash of
+    the source's arrays and env, so a copy is never reused for other data (an episode subset of a dataset, say)."""
+    h = hashlib.sha256(json.dumps({"env_id": ds.env_id, "env_kwargs": ds.metadata.get("env_kwargs") or {}},
+                                  sort_keys=True).encode())
+    for k, a in sorted(ds.arrays().items()):
+        a = np.ascontiguousarray(a)
+        h.update(f"{k}:{a.dtype.str}:{a.shape}".encode())
+        h.update(a.data)
+    name = (ds.dataset_id or Path(ds.path).name).replace("/", "__")
+    return home() / "derived" / "stock" / f"{name}-{h.hexdigest()[:16]}"
+
+
+def with_stock_features(ds):
+    """`ds` when its observations carry the stock features (env kwarg augment_stock), else its stock-augmented
+    copy (`ogdata.augment_stock`: the same markets, actions and rewards), made at `stock_copy_path(ds)` once —
+    under a lock, so runs side by side make it once — and reused by every later run."""
+    if (ds.metadata.get("env_kwargs") or {}).get("augment_stock"):
+        return ds
+    if ds.multi_agent or not ds.env_id:
+        raise DataValidationError(f"{ds.dataset_id or ds.path}: stock features are for single-agent datasets of a "
+                                  "known env; this one is multi-agent or names no env")
+    path = stock_copy_path(ds)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        if (path / "metadata.json").is_file():
+            return Dataset(path)
+        return augment_stock(ds, path)
 
 
 @dataclass

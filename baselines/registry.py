@@ -17,6 +17,7 @@ class AlgoInfo:
     implementation: str  # where the code is: "d3rlpy <Algo>" or "baselines/<file>.py"
     description: str  # a few words
     in_suites: bool = True  # run by scripts/reproduce.py's suites by default (else only when named in --algos)
+    needs_stock: bool = False  # reads the stock features: trains on the dataset's stock-augmented copy
 
 
 def _single_agent(a: D3rlpyAlgo) -> AlgoInfo:
@@ -25,7 +26,8 @@ def _single_agent(a: D3rlpyAlgo) -> AlgoInfo:
 
 def _torch(cls, multi_agent: bool = True) -> AlgoInfo:
     return AlgoInfo(cls.name, getattr(cls, "multi_agent", multi_agent), tuple(cls.action_types),
-                    cls.__module__.replace(".", "/") + ".py", cls.description, getattr(cls, "in_suites", True))
+                    cls.__module__.replace(".", "/") + ".py", cls.description, getattr(cls, "in_suites", True),
+                    getattr(cls, "needs_stock_features", False))
 
 
 # Derived from the algorithms themselves (baselines.single.ALGORITHMS, the classes in baselines.multi,

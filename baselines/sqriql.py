@@ -70,6 +70,7 @@ class SQRIQL(QRIQL):
     action_types = ("discrete", "continuous")
     multi_agent = False
     in_suites = False
+    needs_stock_features = True  # train.py hands it the stock-augmented copy of a dataset recorded without them
     config_class = Config
 
     def __init__(self, spec: Spec, config: Config = Config(), device: str = "cpu"):

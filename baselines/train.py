@@ -28,7 +28,7 @@ import numpy as np
 
 from baselines import native
 from baselines.checkpoint import load_modules, read_checkpoint, save_checkpoint
-from baselines.data import fit_scaling
+from baselines.data import fit_scaling, with_stock_features
 from baselines.registry import check
 from ogdata.progress import Progress
 
@@ -142,6 +142,8 @@ def train(s: RunSettings) -> dict[str, Any]:
         torch.set_num_threads(int(s.threads))
     ds = ogdata.load(s.dataset)
     did = ds.dataset_id or str(ds.path)
+    if check(s.algo, ds).needs_stock:  # sqriql: the same data with the stock features (made once, then reused)
+        ds = with_stock_features(ds)
     out = Path(s.out) if s.out else default_out(did, s.algo, s.seed)
     out.mkdir(parents=True, exist_ok=True)
     t_build = time.perf_counter()

@@ -17,7 +17,8 @@
 The suite table needs no runs of its own: for the base ids of the risk tasks (`ogdata.envs.risk`) it reads the
 v1-lite suite's records (results/runs/v1-lite: 5,000 updates, 5 seeds, the full 1M-transition datasets, final
 checkpoint on the test markets) of BC, IQL, the discrete learners and qriql for the mean (its CVaR_5% mode from
-results/runs/v1-lite-qriql-cvar5, the same suite run with --set risk=cvar --set alpha=0.05), and puts the same
+results/runs/v1-lite-qriql-cvar5, the same suite run with --set risk=cvar --set alpha=0.05; the stock-augmented
+sqriql's from results/runs/v1-lite-sqriql-cvar5 where it has run), and puts the same
 figures with their intervals beside the references: results/risk_table_v1_lite.{json,md}.
 
 The suite ablation reads the same suite run again with HL-Gauss critics,
@@ -262,11 +263,13 @@ def markdown(doc: dict) -> str:
 SUITE_RUNS = ROOT / "results" / "runs" / "v1-lite"
 # label -> (runs directory beside the suite's, algorithm, the `--set` overrides its records must carry). qriql's
 # CVaR mode is a suite run of its own: reproduce.py --runs-dir results/runs/v1-lite-qriql-cvar5 --set risk=cvar
-# --set alpha=0.05 (same settings otherwise).
+# --set alpha=0.05 (same settings otherwise); sqriql's likewise (--algos sqriql, its own runs directory: each run
+# trains on the stock-augmented copy of the suite's dataset, baselines.data.with_stock_features).
 SUITE_SOURCES = {
     "bc": ("v1-lite", "bc", {}), "iql": ("v1-lite", "iql", {}), "cql": ("v1-lite", "cql", {}),
     "bcq": ("v1-lite", "bcq", {}), "qriql-mean": ("v1-lite", "qriql", {}),
     "qriql-cvar5": ("v1-lite-qriql-cvar5", "qriql", {"risk": "cvar", "alpha": ALPHA}),
+    "sqriql-cvar5": ("v1-lite-sqriql-cvar5", "sqriql", {"risk": "cvar", "alpha": ALPHA}),
 }
 
 

@@ -3,6 +3,7 @@ CVaR-optimal static Almgren–Chriss schedule against brute force."""
 
 import itertools
 import json
+import os
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from ogdata.envs import make_core
 from ogdata.envs.core import stock_from_features
 from ogdata.envs.risk import list_risk_tasks, risk_task
-from ogdata.errors import EnvError, InvalidIdError
+from ogdata.errors import DataValidationError, EnvError, InvalidIdError
 from ogdata.policies import make_policy
 from ogdata.policies.cvar import gaussian_cvar
 from ogdata.policies.execution import ac_cvar_risk_aversion, ac_trajectory, static_return_moments
@@ -235,13 +236,14 @@ def test_market_evaluator_keeps_the_base_markets_with_stock_features():
         MarketEvaluator("execution-ac", "validation", {"augment_stock": True, "sigma": 2.0})
 
 
-def test_augment_stock_adds_the_features_the_env_would_have_shown(tmp_path):
-    """A dataset recorded on the plain env, augmented offline, carries exactly the augmented env's observations."""
+def _plain_and_augmented_episodes(tmp_path, episodes=3):
+    """A dataset recorded on the plain execution-ac env (random schedules), and the observations the augmented env
+    showed on the same markets and actions."""
     import ogdata
 
     rng = np.random.default_rng(0)
     obs, aug_obs, act, rew, lengths = [], [], [], [], []
-    for ep in range(3):
+    for ep in range(episodes):
         plain, aug = make_core("execution-ac", num_envs=1), make_core("execution-ac", num_envs=1, augment_stock=True)
         o, _ = plain.reset(seed=ep)
         oa, _ = aug.reset(seed=ep)
@@ -264,10 +266,56 @@ def test_augment_stock_adds_the_features_the_env_would_have_shown(tmp_path):
                                rewards=np.array(rew), terminations=term, truncations=np.zeros(n, bool),
                                episode_lengths=np.array(lengths), action_space=make_core("execution-ac").action_space,
                                metadata={"env_id": "execution-ac"})
+    return ds, np.array(aug_obs)
+
+
+def test_augment_stock_adds_the_features_the_env_would_have_shown(tmp_path):
+    """A dataset recorded on the plain env, augmented offline, carries exactly the augmented env's observations."""
+    import ogdata
+
+    ds, aug_obs = _plain_and_augmented_episodes(tmp_path)
     out = ogdata.augment_stock(ds, tmp_path / "aug")
-    np.testing.assert_allclose(np.concatenate([e.observations for e in out.iter_episodes()]), np.array(aug_obs),
+    np.testing.assert_allclose(np.concatenate([e.observations for e in out.iter_episodes()]), aug_obs,
                                rtol=1e-6, atol=1e-6)
     assert out.metadata["env_kwargs"] == {"augment_stock": True} and out.env_id == "execution-ac"
+
+
+def test_a_stock_learner_trains_on_the_stock_copy_made_once(tmp_path):
+    """sqriql named on a dataset recorded without the stock features (every catalogue tier) trains on its
+    stock-augmented copy under OGDATA_HOME/derived — the augmented env's observations, made by the first run and
+    reused by the next — and is evaluated on the augmented env; the record names the source dataset."""
+    import json
+
+    from baselines.data import stock_copy_path, with_stock_features
+    from baselines.train import RunSettings, train
+
+    ds, aug_obs = _plain_and_augmented_episodes(tmp_path, episodes=4)
+    path = stock_copy_path(ds)
+    assert not path.exists() and str(path).startswith(os.environ["OGDATA_HOME"])
+    for seed in (0, 1):
+        res = train(RunSettings(algo="sqriql", dataset=str(ds.path), steps=4, seed=seed, evals=1, batch_size=32,
+                                hidden=16, progress=False, protocol="v1-validation", out=str(tmp_path / f"run{seed}")))
+        assert res["dataset"] == str(ds.path) and res["dataset_metadata"]["env_kwargs"] == {"augment_stock": True}
+        if seed == 0:
+            made = (path / "metadata.json").stat().st_mtime_ns
+    assert (path / "metadata.json").stat().st_mtime_ns == made  # reused, not made again
+    cfg = json.loads((tmp_path / "run1" / "config.json").read_text())
+    assert cfg["learner"]["config"]["stock_scale"] > 0
+    copy = with_stock_features(ds)
+    assert copy.path == path
+    np.testing.assert_allclose(np.concatenate([e.observations for e in copy.iter_episodes()]), aug_obs,
+                               rtol=1e-6, atol=1e-6)
+    assert with_stock_features(copy) is copy  # already augmented: itself
+    # other data (one episode fewer) gets its own copy, never the first one's
+    fewer = ds.select_episodes([0, 1, 2])
+    assert stock_copy_path(fewer) != path
+    import ogdata
+
+    no_env = ogdata.create_dataset(tmp_path / "no-env", observations=np.zeros((6, 3), np.float32),
+                                   actions=np.zeros((4, 1), np.float32), rewards=np.zeros(4),
+                                   terminations=[0, 1, 0, 1], truncations=np.zeros(4, bool))
+    with pytest.raises(DataValidationError, match="known env"):
+        with_stock_features(no_env)
 
 
 def test_task_objective_on_a_known_sample():
