@@ -13,6 +13,7 @@
     python scripts/risk_table.py --aggregate-only       # the tables from the committed run records
     python scripts/risk_table.py --suite-table          # the risk table of the v1-lite suite's own records
     python scripts/risk_table.py --suite-ablation       # MSE vs HL-Gauss across the v1-lite suite (paired by seed)
+    python scripts/risk_table.py --task-table           # each risk task's objective for the suite's learners
 
 The suite table needs no runs of its own: for the base ids of the risk tasks (`ogdata.envs.risk`) it reads the
 v1-lite suite's records (results/runs/v1-lite: 5,000 updates, 5 seeds, the full 1M-transition datasets, final
@@ -276,10 +277,10 @@ SUITE_SOURCES = {
 SUITE_FIELDS = {"target_update_interval"}  # the suite's own per-run override (reproduce.py's target_sync), not a label's
 
 
-def seed_records(algo_dir: Path, want: dict, label: str) -> dict[int, dict]:
-    """{seed: final figures} of the records under one dataset's algorithm directory; a record made with other
-    overrides than `want` (the suite's own sync aside) is an error: a CVaR-mode or HL-Gauss run filed beside the
-    plain ones would otherwise be averaged in silently."""
+def seed_dirs(algo_dir: Path, want: dict, label: str) -> dict[int, Path]:
+    """{seed: run directory} of the finished records under one dataset's algorithm directory; a record made with
+    other overrides than `want` (the suite's own sync aside) is an error: a CVaR-mode or HL-Gauss run filed beside
+    the plain ones would otherwise be averaged in silently."""
     out = {}
     for f in sorted(algo_dir.glob("seed*/result.json")):
         rec = json.loads(f.read_text())
@@ -287,8 +288,14 @@ def seed_records(algo_dir: Path, want: dict, label: str) -> dict[int, dict]:
         if got != want:
             raise ValueError(f"{f}: made with overrides {got}, but {label!r} means {want}; move the run to the "
                              f"runs directory of its label (scripts/risk_table.py)")
-        out[int(f.parent.name.removeprefix("seed"))] = figures(rec["final"])
+        out[int(f.parent.name.removeprefix("seed"))] = f.parent
     return out
+
+
+def seed_records(algo_dir: Path, want: dict, label: str) -> dict[int, dict]:
+    """{seed: final figures} of the records under one dataset's algorithm directory (`seed_dirs`)."""
+    return {s: figures(json.loads((d / "result.json").read_text())["final"])
+            for s, d in seed_dirs(algo_dir, want, label).items()}
 
 
 def suite_records(runs_root: Path, did: str, label: str) -> list[dict]:
@@ -342,6 +349,96 @@ def suite_markdown(doc: dict) -> str:
             cells = ["—" if f.get(k) is None else f"{f[k]:.3g}" for k in FIGURES]
             lines.append("| " + " | ".join(["reference", name] + cells) + " |")
         lines.append("")
+    return "\n".join(lines)
+
+
+def task_sources(runs_root: Path, did: str) -> dict[str, tuple[Path, dict]]:
+    """label -> (algorithm directory, the overrides its records must carry) of every learner with records on one
+    dataset: SUITE_SOURCES' labels, then any other suite learner (td3bc, arsq, mopo, ...) under its own name."""
+    key = did.replace("/", "__")
+    out = {label: (runs_root.parent / sub / key / algo, want) for label, (sub, algo, want) in SUITE_SOURCES.items()}
+    named = {algo for sub, algo, _ in SUITE_SOURCES.values() if sub == runs_root.name}
+    for d in sorted((runs_root / key).iterdir()) if (runs_root / key).is_dir() else ():
+        if d.is_dir() and d.name not in named:
+            out[d.name] = (d, {})
+    return out
+
+
+def aggregate_tasks(runs_root: Path = SUITE_RUNS, references: Path = OUT / "risk_references.json") -> dict:
+    """Each risk task's objective ((1 − w)·mean + w·CVaR_α of the episode return, `baselines.finance.task_objective`)
+    for every learner of the v1-lite suite on every tier of the task's base id: per seed, the objective of the final
+    checkpoint's returns on the fixed test markets (test_returns.npz, the same markets the references were scored
+    on); mean [bootstrap interval] over seeds, beside the task's reference and the v1 expert
+    (results/risk_references.json, `scripts/risk_references.py`). None of these learners was trained for the
+    task's objective except where the label says so (qriql-cvar5 and sqriql-cvar5 for the CVaR 5 % tasks)."""
+    from baselines.finance import task_objective
+    from ogdata.envs.risk import TASKS
+    from ogdata.ids import TIERS
+
+    refs = json.loads(references.read_text())["tasks"]
+    doc: dict = {"table": "tasks", "suite": "v1-lite", "protocol": "v1: final checkpoint on the fixed test markets",
+                 "interval": "learners: 95 % percentile bootstrap over seeds (rliable); references: over the markets "
+                             "(results/risk_references.json)", "tasks": {}}
+    for task in TASKS:
+        entry: dict = {"env_id": task.env_id, "objective": task.objective, "alpha": task.alpha, "weight": task.weight,
+                       "references": {}, "datasets": {}}
+        for run_key in sorted(runs_root.glob(f"{task.env_id}__*-v1"), key=lambda d: TIERS.index(d.name.split("__")[1][:-3])):
+            did = run_key.name.replace("__", "/")
+            rows = {}
+            for label, (algo_dir, want) in task_sources(runs_root, did).items():
+                vals = []
+                for d in seed_dirs(algo_dir, want, label).values():
+                    with np.load(d / "test_returns.npz", allow_pickle=False) as z:
+                        vals.append(task_objective(task, z["final"]))
+                if vals:
+                    rows[label] = ci(vals)
+            if rows:
+                entry["datasets"][did] = rows
+        if entry["datasets"]:
+            if task.id not in refs:
+                raise ValueError(f"{references} has no references for {task.id}: run scripts/risk_references.py")
+            entry["references"] = {name: {"role": p["role"], **p["objective"]}
+                                   for name, p in refs[task.id]["policies"].items()}
+        doc["tasks"][task.id] = entry
+    return doc
+
+
+def task_reference(entry: dict) -> tuple[str, dict]:
+    """(name, objective) of the task's own reference (its role says so), else of the expert."""
+    for name, r in entry["references"].items():
+        if r["role"] == "the task's reference":
+            return name, r
+    return next(iter(entry["references"].items()))
+
+
+def tasks_markdown(doc: dict) -> str:
+    """A summary (per task: its reference, the best learner cell, the cells whose interval lies above the
+    reference), then one table per task: tiers × learners."""
+    lines = ["Each risk task's objective for the v1-lite suite's learners (5,000 updates, MLP 2×64, batch 256, 5 seeds, "
+             "the full v1 datasets; final checkpoint on the fixed test markets): mean [95 % bootstrap interval over "
+             "seeds]. References: once on the same markets, interval over the markets. Units: the env's episode "
+             "return (execution: currency; portfolio/trading: log growth; lob: bp).", "",
+             "| task | reference | objective | best learner (tier) | its objective | cells above the reference |",
+             "|---|---|---|---|---|---|"]
+    for tid, e in doc["tasks"].items():
+        name, ref = task_reference(e)
+        cells = [(lab, did.split("/")[1], c) for did, rows in e["datasets"].items() for lab, c in rows.items()]
+        if not cells:
+            continue
+        lab, tier, best = max(cells, key=lambda x: x[2]["mean"])
+        above = sum(1 for *_, c in cells if c["n"] > 1 and c["low"] > ref["value"])
+        lines.append(f"| {tid} | `{name}` | {ref['value']:.4g} | {lab} ({tier}) | {_fmt(best, 4)} | {above} of {len(cells)} |")
+    lines.append("")
+    for tid, e in doc["tasks"].items():
+        if not e["datasets"]:
+            continue
+        labels = list(dict.fromkeys(lab for rows in e["datasets"].values() for lab in rows))
+        lines += [f"**{tid}**", "", "| dataset | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+        for did, rows in e["datasets"].items():
+            lines.append(f"| {did.split('/')[1]} | " + " | ".join(_fmt(rows.get(lab), 4) if lab in rows else "—"
+                                                               for lab in labels) + " |")
+        refs = "; ".join(f"`{n}` ({r['role']}) {r['value']:.4g}" for n, r in e["references"].items())
+        lines += ["", f"References: {refs}.", ""]
     return "\n".join(lines)
 
 
@@ -430,12 +527,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=SETTINGS["seeds"])
     p.add_argument("--labels", default=None, help="only these labels (comma-separated)")
     p.add_argument("--suite-table", action="store_true", help="only the table of the v1-lite suite's records")
+    p.add_argument("--task-table", action="store_true",
+                   help="only each risk task's objective for the v1-lite suite's learners, beside its references")
     p.add_argument("--suite-ablation", action="store_true",
                    help="only MSE vs HL-Gauss on the v1-lite suite (results/runs/v1-lite-hlgauss against the suite's runs)")
     args = p.parse_args(argv)
     for flag, name, build, render in ((args.suite_ablation, "hlgauss_ablation_v1_lite", aggregate_suite_ablation,
                                        suite_ablation_markdown),
-                                      (args.suite_table, "risk_table_v1_lite", aggregate_suite, suite_markdown)):
+                                      (args.suite_table, "risk_table_v1_lite", aggregate_suite, suite_markdown),
+                                      (args.task_table, "risk_tasks_v1_lite", aggregate_tasks, tasks_markdown)):
         if flag:
             doc = build()
             (OUT / f"{name}.json").write_text(json.dumps(doc, indent=1, sort_keys=True))

@@ -385,6 +385,51 @@ def test_suite_risk_table_reads_the_suite_records(tmp_path):
         rt.aggregate_suite(tmp_path / "v1-lite")
 
 
+def test_task_table_scores_each_tasks_objective_from_the_test_returns(tmp_path):
+    """scripts/risk_table.py --task-table: per risk task, tier and learner, the task's objective of each seed's
+    final test returns (CVaR_α, or ½·mean + ½·CVaR_10 %), mean [interval] over seeds; qriql's mean mode under its
+    label, learners outside SUITE_SOURCES under their own names; a cell counts as above the task's reference only
+    when its whole interval is; a run with other overrides is refused."""
+    from baselines.stats import mean_ci
+
+    rt = load_script("risk_table")
+    x = np.arange(1.0, 101.0)  # returns 1..100: CVaR 5 % = 3, CVaR 10 % = 5.5, mean 50.5
+
+    def record(runs, tier, algo, s, shift, overrides=None):
+        d = tmp_path / runs / f"execution-ac__{tier}-v1" / algo / f"seed{s}"
+        d.mkdir(parents=True)
+        (d / "result.json").write_text(json.dumps({"final": {}, "settings": {"overrides": overrides or {}}}))
+        np.savez(d / "test_returns.npz", final=(x + shift).astype(np.float32), best_on_validation=x.astype(np.float32))
+
+    for s, shift in enumerate((0.0, 1.0, 2.0)):
+        record("v1-lite", "good", "bc", s, shift)
+        record("v1-lite", "good", "td3bc", s, shift - 10.0)
+    record("v1-lite", "poor", "qriql", 0, 5.0)
+    refs = {t: {"policies": {"execution/ac-optimal": {"role": "the base id's v1 expert (the mean's)",
+                                                      "objective": {"value": 1.0, "ci95": [0.5, 1.5]}},
+                             "execution/ac-cvar5": {"role": "the task's reference",
+                                                    "objective": {"value": 3.5, "ci95": [3.0, 4.0]}}}}
+            for t in ("execution-ac-cvar5", "execution-ac-cvar10", "execution-ac-meancvar10")}
+    (tmp_path / "refs.json").write_text(json.dumps({"tasks": refs}))
+    doc = rt.aggregate_tasks(tmp_path / "v1-lite", tmp_path / "refs.json")
+    cv5, mc10 = doc["tasks"]["execution-ac-cvar5"], doc["tasks"]["execution-ac-meancvar10"]
+    assert list(cv5["datasets"]) == ["execution-ac/good-v1", "execution-ac/poor-v1"]
+    assert list(cv5["datasets"]["execution-ac/good-v1"]) == ["bc", "td3bc"]
+    m, lo, hi = mean_ci([3.0, 4.0, 5.0])
+    assert cv5["datasets"]["execution-ac/good-v1"]["bc"] == {"mean": m, "low": lo, "high": hi, "n": 3}
+    assert cv5["datasets"]["execution-ac/poor-v1"]["qriql-mean"]["mean"] == pytest.approx(8.0)
+    assert mc10["datasets"]["execution-ac/good-v1"]["bc"]["mean"] == pytest.approx(0.5 * 51.5 + 0.5 * 6.5)
+    assert doc["tasks"]["lob-execution-cvar5"]["datasets"] == {}
+    md = rt.tasks_markdown({"tasks": {k: v for k, v in doc["tasks"].items() if k.startswith("execution-ac-")
+                                      and "highvol" not in k}})
+    # bc's [3, 5]-ish interval is not wholly above 3.5; qriql's single seed has no interval: neither counts
+    assert "| execution-ac-cvar5 | `execution/ac-cvar5` | 3.5 | qriql-mean (poor-v1) | 8 | 0 of 3 |" in md
+    assert "| good-v1 | 4 [" in md and "| poor-v1 | — | — | 8 |" in md
+    record("v1-lite", "poor", "bc", 0, 0.0, {"value_loss": "hl_gauss"})
+    with pytest.raises(ValueError, match="hl_gauss"):
+        rt.aggregate_tasks(tmp_path / "v1-lite", tmp_path / "refs.json")
+
+
 def test_suite_hlgauss_ablation_pairs_seeds_and_counts_cells(tmp_path):
     """scripts/risk_table.py --suite-ablation: each HL-Gauss run paired by seed with the suite's MSE run of the
     same dataset and algorithm; the paired differences, the cells whose score rose / fell / spans 0, the IQM of
