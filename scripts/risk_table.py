@@ -411,16 +411,35 @@ def task_reference(entry: dict) -> tuple[str, dict]:
     return next(iter(entry["references"].items()))
 
 
+def _in_order(doc: dict) -> dict:
+    """The task table's entries in catalogue order — tasks as `ogdata.envs.risk.TASKS`, tiers as the catalogue's,
+    learners SUITE_SOURCES' first, then by name, references by name — however the JSON was keyed."""
+    from ogdata.envs.risk import TASKS
+    from ogdata.ids import TIERS
+
+    rank = {t.id: i for i, t in enumerate(TASKS)}
+    labels = list(SUITE_SOURCES)
+    out = {}
+    for tid in sorted(doc["tasks"], key=lambda t: rank.get(t, len(rank))):
+        e = doc["tasks"][tid]
+        datasets = {did: {lab: rows[lab] for lab in sorted(rows, key=lambda x: (labels.index(x) if x in labels
+                                                                                  else len(labels), x))}
+                    for did, rows in sorted(e["datasets"].items(), key=lambda kv: TIERS.index(kv[0].split("/")[1][:-3]))}
+        out[tid] = {**e, "datasets": datasets, "references": dict(sorted(e["references"].items()))}
+    return out
+
+
 def tasks_markdown(doc: dict) -> str:
     """A summary (per task: its reference, the best learner cell, the cells whose interval lies above the
     reference), then one table per task: tiers × learners."""
+    tasks = _in_order(doc)
     lines = ["Each risk task's objective for the v1-lite suite's learners (5,000 updates, MLP 2×64, batch 256, 5 seeds, "
              "the full v1 datasets; final checkpoint on the fixed test markets): mean [95 % bootstrap interval over "
              "seeds]. References: once on the same markets, interval over the markets. Units: the env's episode "
              "return (execution: currency; portfolio/trading: log growth; lob: bp).", "",
              "| task | reference | objective | best learner (tier) | its objective | cells above the reference |",
              "|---|---|---|---|---|---|"]
-    for tid, e in doc["tasks"].items():
+    for tid, e in tasks.items():
         name, ref = task_reference(e)
         cells = [(lab, did.split("/")[1], c) for did, rows in e["datasets"].items() for lab, c in rows.items()]
         if not cells:
@@ -429,7 +448,7 @@ def tasks_markdown(doc: dict) -> str:
         above = sum(1 for *_, c in cells if c["n"] > 1 and c["low"] > ref["value"])
         lines.append(f"| {tid} | `{name}` | {ref['value']:.4g} | {lab} ({tier}) | {_fmt(best, 4)} | {above} of {len(cells)} |")
     lines.append("")
-    for tid, e in doc["tasks"].items():
+    for tid, e in tasks.items():
         if not e["datasets"]:
             continue
         labels = list(dict.fromkeys(lab for rows in e["datasets"].values() for lab in rows))

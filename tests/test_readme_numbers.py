@@ -103,6 +103,19 @@ def test_risk_reference_rows_are_the_records():
         assert all(r["objective"]["value"] >= min(e["value"], e["ci95"][0]) for r in refs), tid
 
 
+def test_risk_task_summary_is_the_records():
+    """The README's summary of the risk tasks' objectives is `risk_table.py --task-table`'s, printed from its
+    committed record, row for row."""
+    doc = json.loads((ROOT / "results" / "risk_tasks_v1_lite.json").read_text())
+    lines = load_script("risk_table").tasks_markdown(doc).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| task | reference | objective |"))
+    printed = lines[start:start + next(i for i, line in enumerate(lines[start:]) if not line.startswith("|"))]
+    assert len(printed) == 2 + len(doc["tasks"])
+    readme = README.splitlines()
+    at = readme.index(printed[0])
+    assert readme[at:at + len(printed)] == printed
+
+
 def test_model_gap_rows_are_the_scripts():
     """The README's model-vs-true table (MOPO/LMOPO at three penalties) is scripts/model_gap.py's output, row for row."""
     header = "| dataset | algo | λ | seeds | true (test markets) |"
