@@ -379,27 +379,25 @@ def aggregate_tasks(runs_root: Path = SUITE_RUNS, references: Path = OUT / "risk
     doc: dict = {"table": "tasks", "suite": "v1-lite", "protocol": "v1: final checkpoint on the fixed test markets",
                  "interval": "learners: 95 % percentile bootstrap over seeds (rliable); references: over the markets "
                              "(results/risk_references.json)", "tasks": {}}
-    for task in TASKS:
-        entry: dict = {"env_id": task.env_id, "objective": task.objective, "alpha": task.alpha, "weight": task.weight,
-                       "references": {}, "datasets": {}}
-        for run_key in sorted(runs_root.glob(f"{task.env_id}__*-v1"), key=lambda d: TIERS.index(d.name.split("__")[1][:-3])):
+    tasks = {t.id: {"env_id": t.env_id, "objective": t.objective, "alpha": t.alpha, "weight": t.weight,
+                    "references": {}, "datasets": {}} for t in TASKS}
+    for env in dict.fromkeys(t.env_id for t in TASKS):  # each run's test returns read once, scored for every task
+        env_tasks = [t for t in TASKS if t.env_id == env]
+        for run_key in sorted(runs_root.glob(f"{env}__*-v1"), key=lambda d: TIERS.index(d.name.split("__")[1][:-3])):
             did = run_key.name.replace("__", "/")
-            rows = {}
             for label, (algo_dir, want) in task_sources(runs_root, did).items():
-                vals = []
+                returns = []
                 for d in seed_dirs(algo_dir, want, label).values():
                     with np.load(d / "test_returns.npz", allow_pickle=False) as z:
-                        vals.append(task_objective(task, z["final"]))
-                if vals:
-                    rows[label] = ci(vals)
-            if rows:
-                entry["datasets"][did] = rows
+                        returns.append(z["final"])
+                for t in env_tasks if returns else ():
+                    tasks[t.id]["datasets"].setdefault(did, {})[label] = ci([task_objective(t, r) for r in returns])
+    for tid, entry in tasks.items():
         if entry["datasets"]:
-            if task.id not in refs:
-                raise ValueError(f"{references} has no references for {task.id}: run scripts/risk_references.py")
-            entry["references"] = {name: {"role": p["role"], **p["objective"]}
-                                   for name, p in refs[task.id]["policies"].items()}
-        doc["tasks"][task.id] = entry
+            if tid not in refs:
+                raise ValueError(f"{references} has no references for {tid}: run scripts/risk_references.py")
+            entry["references"] = {name: {"role": p["role"], **p["objective"]} for name, p in refs[tid]["policies"].items()}
+    doc["tasks"] = tasks
     return doc
 
 
@@ -429,6 +427,11 @@ def _in_order(doc: dict) -> dict:
     return out
 
 
+def _cell(c: dict) -> str:
+    """mean [interval], with the seed count where it is short of the protocol's."""
+    return _fmt(c, 4) + (f" ({c['n']} seed{'s' if c['n'] > 1 else ''})" if c["n"] < SETTINGS["seeds"] else "")
+
+
 def tasks_markdown(doc: dict) -> str:
     """A summary (per task: its reference, the best learner cell, the cells whose interval lies above the
     reference), then one table per task: tiers × learners."""
@@ -446,7 +449,7 @@ def tasks_markdown(doc: dict) -> str:
             continue
         lab, tier, best = max(cells, key=lambda x: x[2]["mean"])
         above = sum(1 for *_, c in cells if c["n"] > 1 and c["low"] > ref["value"])
-        lines.append(f"| {tid} | `{name}` | {ref['value']:.4g} | {lab} ({tier}) | {_fmt(best, 4)} | {above} of {len(cells)} |")
+        lines.append(f"| {tid} | `{name}` | {ref['value']:.4g} | {lab} ({tier}) | {_cell(best)} | {above} of {len(cells)} |")
     lines.append("")
     for tid, e in tasks.items():
         if not e["datasets"]:
@@ -454,7 +457,7 @@ def tasks_markdown(doc: dict) -> str:
         labels = list(dict.fromkeys(lab for rows in e["datasets"].values() for lab in rows))
         lines += [f"**{tid}**", "", "| dataset | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
         for did, rows in e["datasets"].items():
-            lines.append(f"| {did.split('/')[1]} | " + " | ".join(_fmt(rows.get(lab), 4) if lab in rows else "—"
+            lines.append(f"| {did.split('/')[1]} | " + " | ".join(_cell(rows[lab]) if lab in rows else "—"
                                                                for lab in labels) + " |")
         refs = "; ".join(f"`{n}` ({r['role']}) {r['value']:.4g}" for n, r in e["references"].items())
         lines += ["", f"References: {refs}.", ""]

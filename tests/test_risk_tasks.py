@@ -423,8 +423,8 @@ def test_task_table_scores_each_tasks_objective_from_the_test_returns(tmp_path):
     md = rt.tasks_markdown({"tasks": {k: v for k, v in doc["tasks"].items() if k.startswith("execution-ac-")
                                       and "highvol" not in k}})
     # bc's [3, 5]-ish interval is not wholly above 3.5; qriql's single seed has no interval: neither counts
-    assert "| execution-ac-cvar5 | `execution/ac-cvar5` | 3.5 | qriql-mean (poor-v1) | 8 | 0 of 3 |" in md
-    assert "| good-v1 | 4 [" in md and "| poor-v1 | — | — | 8 |" in md
+    assert "| execution-ac-cvar5 | `execution/ac-cvar5` | 3.5 | qriql-mean (poor-v1) | 8 (1 seed) | 0 of 3 |" in md
+    assert f"| good-v1 | 4 [{lo:.4g}, {hi:.4g}] (3 seeds) |" in md and "| poor-v1 | — | — | 8 (1 seed) |" in md
     record("v1-lite", "poor", "bc", 0, 0.0, {"value_loss": "hl_gauss"})
     with pytest.raises(ValueError, match="hl_gauss"):
         rt.aggregate_tasks(tmp_path / "v1-lite", tmp_path / "refs.json")
