@@ -9,7 +9,9 @@ workers on a shared machine inflate less than wall-clock time):
   outputs: validate the action (finite, clipped), the portfolio arithmetic (normalise the target
   weights, turnover, costs, growth, wealth, drifted weights, log reward), the 221-float
   observation (window of log returns + weights) and the info dict, on the same 20-stock gross
-  returns, B markets at once: the physical reference.
+  returns, B markets at once: the physical reference. At B = 1 (`bare_numpy_one`) the per-market
+  quantities are scalars, not (1,) arrays, as in ogdata's single-market step: at that size a step
+  is numpy's per-call overhead and every (1,) array op is one more call.
 - ogdata portfolio-sp500 at B=1 through the Gymnasium API (`ogdata.make_env`, no
   gymnasium.make wrappers), and at B=1024 through the core (and through the VectorEnv).
   Episode resets are included, random actions are drawn beforehand for every system.
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import subprocess
@@ -117,6 +120,55 @@ def bare_numpy(gross: np.ndarray, B: int, cost: float = 0.001, seed: int = 0):
             np.take(table, row, axis=0, out=obs, mode="clip")      # observation: window + weights
             obs[:, nw:] = w
             info = {"wealth": wealth, "turnover": tc[:, 0], "costs": costs}  # noqa: F841 - as the env's
+            t += 1
+
+    return run
+
+
+def bare_numpy_one(gross: np.ndarray, cost: float = 0.001, seed: int = 0):
+    """`bare_numpy` for one market (B = 1), as fast as numpy allows there: the same work with the
+    per-market quantities (wealth, step, row, costs, factor, reward) as scalars, not (1,) arrays,
+    and finiteness as one sum of squares in float64 (finite iff every entry is); returns run(steps)."""
+    rng = np.random.default_rng(seed)
+    N1 = gross.shape[1]
+    acts = rng.random((64, N1)).astype(np.float32)
+    table = window_table(gross)
+    hi = len(gross) - EPISODE - 1
+    low, high = np.zeros((1, N1)), np.ones((1, N1))
+    ones = np.ones((N1, 1))
+    tc_w = np.stack([np.ones(N1 - 1), np.full(N1 - 1, cost)], axis=1)
+    raw, tgt, hold, diff = np.empty((1, N1)), np.empty((1, N1)), np.empty((1, N1)), np.empty((1, N1 - 1))
+    raw0, nw, one = raw[0], table.shape[1] - N1, np.float64(1.0)
+
+    def run(steps):
+        w = np.zeros((1, N1))
+        w[0, -1] = 1.0
+        wealth = np.float64(1.0)
+        start = int(rng.integers(10, hi))
+        t = 0
+        for k in range(steps):
+            if t == EPISODE:
+                t = 0
+                start = int(rng.integers(10, hi))
+                w[:] = 0.0
+                w[0, -1] = 1.0
+                wealth = np.float64(1.0)
+            np.copyto(raw, acts[k & 63])
+            if not math.isfinite(raw0.dot(raw0)):                  # validation: finite, then clipped
+                raise ValueError("action contains NaN or inf")
+            np.minimum(np.maximum(raw, low, out=raw), high, out=raw)
+            np.divide(raw, raw.dot(ones), out=tgt)
+            row = start + t
+            tc = np.abs(np.subtract(tgt[:, :-1], w[:, :-1], out=diff), out=diff).dot(tc_w)
+            growth = np.multiply(tgt, gross[row], out=hold).dot(ones)
+            np.divide(hold, growth, out=w)
+            costs = tc[0, 1] * wealth
+            factor = (one - tc[0, 1]) * growth[0, 0]
+            wealth = wealth * factor
+            reward = float(np.log(factor))  # noqa: F841 - as the env's
+            obs = table[row].copy()                                  # observation: window + weights
+            obs[nw:] = w[0]
+            info = {"wealth": wealth, "turnover": tc[0, 0], "costs": costs}  # noqa: F841 - as the env's
             t += 1
 
     return run
@@ -307,7 +359,8 @@ def main(argv=None) -> int:
     # (round-robin, best of --repeat) so that each sees the same load on a shared machine. A B=1024
     # trial is one whole episode, so that every trial pays for exactly one reset.
     specs = [
-        ("bare numpy portfolio arithmetic (physical reference)", 1, bare_numpy(gross, 1), 10000, ""),
+        ("bare numpy portfolio arithmetic (physical reference)", 1, bare_numpy_one(gross), 10000,
+         "per-market scalars as numpy scalars"),
         ("ogdata portfolio-sp500, Gymnasium API (ogdata.make_env)", 1, ogdata_single("portfolio-sp500"), 10000,
          "obs 221 floats; validation, info"),
         ("ogdata trading-sp500, Gymnasium API", 1, ogdata_single("trading-sp500"), 10000, "obs 21 floats"),

@@ -306,3 +306,47 @@ def test_bad_actions():
     with np.errstate(over="ignore"):
         env.step(np.full(21, 3e19, dtype=np.float32))
     np.testing.assert_allclose(env.unwrapped.core.weights[0].sum(), 1.0)
+
+
+@pytest.mark.parametrize("env_id", ["portfolio-sp500", "portfolio-synth", "portfolio-ff"])
+def test_single_market_fast_step_is_the_batch_step_bit_for_bit(env_id):
+    """`MarketEnv.step` takes the core's scalar B=1 path for float32 actions of the Box's shape; it must
+    give the batch path's observation bytes, reward, flags and info (values and types) over whole
+    episodes, with all-zero actions, -0.0, out-of-box and huge finite values, and raise on NaN/inf."""
+    _needs_real(env_id)
+    fast, batch = ogdata.make_env(env_id), ogdata.make_env(env_id)
+    assert fast.unwrapped._fast is not None
+    batch.unwrapped._fast = None  # the (1, N+1) batch path through check_actions and _step
+    fast.reset(seed=3)
+    batch.reset(seed=3)
+    rng = np.random.default_rng(1)
+    shape, ends = fast.action_space.shape, 0
+    for k in range(fast.unwrapped.core.max_steps * 2 + 7):
+        a = rng.uniform(-0.5, 1.5, shape).astype(np.float32)
+        if k % 7 == 0:
+            a[:] = 0.0
+        if k % 11 == 0:
+            a[0], a[1] = -0.0, 3e38
+        got, want = fast.step(a), batch.step(a)
+        assert got[0].tobytes() == want[0].tobytes() and got[0].dtype == want[0].dtype == np.float32
+        assert got[1:4] == want[1:4] and [type(x) for x in got[1:4]] == [type(x) for x in want[1:4]]
+        assert got[4] == want[4] and [type(v) for v in got[4].values()] == [type(v) for v in want[4].values()]
+        if got[2] or got[3]:
+            ends += 1
+            fast.reset()
+            batch.reset()
+    assert ends == 2
+    for bad in (np.nan, np.inf, -np.inf):
+        a = np.full(shape, 0.5, dtype=np.float32)
+        a[2] = bad
+        with pytest.raises(InvalidActionError, match="NaN or inf"):
+            fast.step(a)
+
+
+def test_single_market_fast_step_only_where_it_applies():
+    """The general map (leverage, shorting), other rewards, the stock features and B > 1 take `step`."""
+    prices = gbm_prices()
+    assert core_on(prices).single_step() is not None
+    for kw in ({"leverage": 2.0}, {"short": True}, {"reward": "dsr"}, {"augment_stock": True}):
+        assert core_on(prices, **kw).single_step() is None, kw
+    assert core_on(prices, num_envs=2).single_step() is None

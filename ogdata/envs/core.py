@@ -167,6 +167,13 @@ class VectorMarket(ABC):
         return InvalidActionError("action contains NaN or inf; pass finite values (out-of-bounds values are "
                                   f"clipped to [{sp.low.min()}, {sp.high.max()}])")
 
+    def single_step(self):
+        """A family's scalar fast path for one market (B = 1), or None: a function of one action of
+        exactly the Box's dtype and shape returning that market's (obs, reward, terminated, truncated,
+        info), equal bit for bit to `step` on the batch of one. `MarketEnv` uses it; at B = 1 a step is
+        numpy's per-call overhead, and (B,) arrays of one scalar cost a call each."""
+        return None
+
     def state(self) -> np.ndarray:
         """Global state (B, *state_shape) for centralised critics (multi-agent cores)."""
         raise EnvError(f"{type(self).__name__} has no global state")
@@ -252,6 +259,9 @@ class MarketEnv(gymnasium.Env):
         self.observation_space = core.observation_space
         self.action_space = core.action_space
         self.ogdata_id = spec_id
+        sp = core.action_space
+        self._fast = core.single_step()  # taken for actions of exactly the Box's dtype and shape
+        self._fast_dtype, self._fast_shape = getattr(sp, "dtype", None), getattr(sp, "shape", None)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -261,6 +271,9 @@ class MarketEnv(gymnasium.Env):
         return obs[0], _row(info)
 
     def step(self, action):
+        if (self._fast is not None and type(action) is np.ndarray and action.dtype is self._fast_dtype
+                and action.shape == self._fast_shape):
+            return self._fast(action)
         try:
             batch = np.asarray(action)[None]
         except (ValueError, TypeError, OverflowError) as e:

@@ -61,6 +61,8 @@ yearly log growth of each other on every id (both are in references.json).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from gymnasium import spaces
 
@@ -144,6 +146,7 @@ class Portfolio(VectorMarket):
         self.weights = np.zeros((B, N + 1))
         self.wealth = np.ones(B)
         self._raw = np.empty((B, N + 1))
+        self._raw_row = self._raw[0]
         self._target = np.empty((B, N + 1))
         self._hold = np.empty((B, N + 1))
         self._gross = np.empty((B, N + 1))
@@ -152,6 +155,7 @@ class Portfolio(VectorMarket):
         self._ones = np.ones((N + 1, 1))
         self._turnover_cost = np.stack([np.ones(N), np.full(N, self.cost)], axis=1)
         self._unit = np.float64(1.0)
+        self._low64, self._high64 = a_low, np.ones(N + 1)  # the action Box's bounds (exact in float64)
         self._target_risky = self._target[:, :-1]
         self._weights_risky = self.weights[:, :-1]
         self._last = np.full(B, self.n_steps - 1, dtype=np.int64)
@@ -219,6 +223,47 @@ class Portfolio(VectorMarket):
         self._t = self._t + self._one
         info = {"wealth": self.wealth, "turnover": turnover, "costs": costs}
         return self._observe(idx), reward, ruined, self._t >= self._n, info
+
+    def single_step(self):
+        """The B = 1 simplex, log-reward step with the market's scalars as numpy scalars (see
+        `VectorMarket.single_step`); the general map, other rewards and the stock features take `step`."""
+        if self.num_envs != 1 or self._general or self.reward != "log" or self._stock is not None:
+            return None
+        return self._step_one
+
+    def _step_one(self, action: np.ndarray):
+        """`_step` for one market, the same numpy operations on the same (1, N+1) arrays (so the same bits),
+        with the (1,) per-market arrays read and written as scalars."""
+        raw, tgt, w = self._raw, self._target, self.weights
+        np.copyto(raw, action)
+        # finite iff its sum of squares is: one product, which float32 values cannot overflow in float64
+        if not math.isfinite(self._raw_row.dot(self._raw_row)):
+            raise self._nan_error()
+        np.minimum(np.maximum(raw, self._low64, out=raw), self._high64, out=raw)
+        s = raw.dot(self._ones)
+        if s[0, 0] == 0.0:  # an all-zero action means all cash
+            s[0, 0] = 1.0
+            raw[0, -1] = 1.0
+        np.divide(raw, s, out=tgt)
+        t = int(self._t[0])
+        row = min(t, self.n_steps - 1) + int(self._start[0])
+        g = self._returns[min(row, len(self._returns) - 1)]  # clamped as `_step`'s take(mode="clip")
+        tc = np.abs(np.subtract(self._target_risky, self._weights_risky, out=self._diff)).dot(self._turnover_cost)
+        turnover, ccost = tc[0, 0], tc[0, 1]
+        hold = np.multiply(tgt, g, out=self._hold)
+        growth = hold.dot(self._ones)
+        np.divide(hold, growth, out=w)
+        wealth = self.wealth[0]
+        factor = (self._unit - ccost) * growth[0, 0]
+        self.wealth = np.array((wealth * factor,))  # fresh: arrays handed out are never mutated
+        self._t[0] = t + 1  # (reset writes _t in place too; it is never handed out)
+        if self._table is None:
+            obs = np.concatenate((self.paths.windows[row], w[0]), dtype=np.float32)
+        else:
+            obs = self._table[row].copy()
+            obs[self._wn:] = w[0]
+        info = {"wealth": self.wealth[0], "turnover": turnover, "costs": ccost * wealth}
+        return obs, float(np.log(factor)), False, t + 1 >= self.n_steps, info
 
     def _step(self, actions: np.ndarray):
         # Small-batch speed notes: row sums are matrix products (B, N+1)·(N+1, 1), far faster
