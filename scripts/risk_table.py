@@ -48,6 +48,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from ogdata.envs.registry import env_spec  # noqa: E402
 from ogdata.envs.risk import risk_task  # noqa: E402
 
 RUNS = ROOT / "results" / "runs" / "risk"
@@ -473,12 +474,13 @@ def aggregate_suite_ablation(hl_root: Path = HLGAUSS_RUNS, mse_root: Path = SUIT
     under `hl_root`, paired by seed with the suite's own (MSE) runs of it. Per cell both sides' figures and the
     seed-paired difference (HL-Gauss − MSE) of the score, mean return and CVaR_5% with bootstrap intervals; per
     algorithm the IQM of each side over the cells where both have the protocol's seeds, and how many cells'
-    score difference is above, below or across 0."""
+    score difference is above, below or across 0; the same counts and the median difference per algorithm and
+    env family (what helps where)."""
     from baselines.stats import iqm_ci
 
     doc: dict = {"table": "hlgauss-suite", "suite": "v1-lite", "protocol": "v1: final checkpoint on the fixed test markets",
                  "interval": "95 % percentile bootstrap over seeds (rliable); IQM: stratified bootstrap",
-                 "cells": {}, "algorithms": {}}
+                 "cells": {}, "algorithms": {}, "families": {}}
     for algo_dir in sorted(hl_root.glob("*/*")):
         did, algo = algo_dir.parent.name.replace("__", "/"), algo_dir.name
         hl = seed_records(algo_dir, HLGAUSS, f"{algo}+hl_gauss")
@@ -504,6 +506,13 @@ def aggregate_suite_ablation(hl_root: Path = HLGAUSS_RUNS, mse_root: Path = SUIT
                     for side in ("mse", "hl_gauss")}
             entry["iqm"] = {k: dict(zip(("iqm", "low", "high"), v)) for k, v in iqm_ci(mats).items()}
         doc["algorithms"][algo] = entry
+        by_family: dict[str, list[dict]] = {}
+        for did, c in cells.items():
+            by_family.setdefault(env_spec(did.split("/")[0]).family, []).append(c["hl_gauss_minus_mse"]["score"])
+        doc["families"][algo] = {f: {"cells": len(d), "score_up": sum(x["low"] is not None and x["low"] > 0 for x in d),
+                                     "score_down": sum(x["high"] is not None and x["high"] < 0 for x in d),
+                                     "median_score_change": float(np.median([x["mean"] for x in d]))}
+                                 for f, d in sorted(by_family.items())}
     return doc
 
 
@@ -512,6 +521,14 @@ def suite_ablation_markdown(doc: dict) -> str:
     lines = ["MSE vs HL-Gauss critics on the v1-lite suite (5,000 updates, MLP 2×64, batch 256; final checkpoint on "
              "the fixed test markets): the suite's own runs (MSE) against the same runs with `--set value_loss=hl_gauss` "
              "(results/runs/v1-lite-hlgauss), paired by seed. Mean [95 % bootstrap interval]; Δ = HL-Gauss − MSE.", ""]
+    families = sorted({f for fam in doc["families"].values() for f in fam})
+    lines += ["By env family: the cells whose score rose / fell (interval above / below 0) of all, and the median "
+              "Δ score.", "", "| learner | " + " | ".join(families) + " |", "|---|" + "---|" * len(families)]
+    for algo, fam in doc["families"].items():
+        lines.append(f"| {algo} | " + " | ".join(
+            f"{e['score_up']}↑ {e['score_down']}↓ of {e['cells']} ({e['median_score_change']:+.1f})" if (e := fam.get(f))
+            else "—" for f in families) + " |")
+    lines.append("")
     for algo, entry in doc["algorithms"].items():
         summary = (f"**{algo}**: {entry['cells']} dataset{'' if entry['cells'] == 1 else 's'}; the score rose on "
                    f"{entry['score_up']}, fell on "

@@ -465,7 +465,11 @@ def test_suite_hlgauss_ablation_pairs_seeds_and_counts_cells(tmp_path):
     a = doc["algorithms"]["iql"]
     assert (a["cells"], a["full_cells"], a["score_up"], a["score_down"], a["score_across_0"]) == (3, 2, 1, 0, 2)
     assert set(a["iqm"]) == {"mse", "hl_gauss"} and a["iqm"]["hl_gauss"]["iqm"] > a["iqm"]["mse"]["iqm"]
+    # per env family: Δ means 7 (poor), 0.2 (good: ±1 over 5 seeds), −10 (random, one seed) -> median 0.2
+    assert doc["families"]["iql"] == {"execution": {"cells": 3, "score_up": 1, "score_down": 0,
+                                                    "median_score_change": pytest.approx(0.2)}}
     md = rt.suite_ablation_markdown(doc)
+    assert "| learner | execution |" in md and "| iql | 1↑ 0↓ of 3 (+0.2) |" in md
     assert "**iql**: 3 datasets; the score rose on 1, fell on 0, and its interval spans 0 on 2" in md
     assert "| execution-ac/random-v1 (1 seed) |" in md
     bad = record("hl", "execution-ac/medium-v1", "iql", 0, 50.0)  # an MSE run filed among the HL-Gauss ones
