@@ -182,6 +182,17 @@ class QRIQL:
         return out.argmax(-1) if self.spec.discrete else out
 
     @torch.no_grad()
+    def action_utilities(self, obs: torch.Tensor) -> torch.Tensor:
+        """ρ of each discrete action's critic distribution (the twins' minimum) at scaled observations (B, 1, d)
+        -> (B·1, A): how the critic ranks the actions the actor chooses among."""
+        if not self.spec.discrete:
+            raise DataValidationError(f"{self.name}: action utilities are for discrete actions; this critic takes "
+                                      "the action as an input")
+        x, _, ctx, _ = self._inputs({"observations": obs, "next_observations": obs})
+        q = self.critic(x).unflatten(-1, (self.spec.act_dim, self.config.quantiles)).min(0).values  # (M, A, N)
+        return torch.stack([self.rho(q[:, k], ctx) for k in range(self.spec.act_dim)], 1)
+
+    @torch.no_grad()
     def distribution(self, obs: torch.Tensor) -> torch.Tensor:
         """V's quantiles (B, 1, N) at scaled observations (B, 1, d), sorted."""
         x = self._inputs({"observations": obs, "next_observations": obs})[0]

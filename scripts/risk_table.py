@@ -516,20 +516,51 @@ def aggregate_suite_ablation(hl_root: Path = HLGAUSS_RUNS, mse_root: Path = SUIT
     return doc
 
 
-def suite_ablation_markdown(doc: dict) -> str:
-    """Per algorithm: its summary line, then one row per dataset (MSE, HL-Gauss, paired differences)."""
-    lines = ["MSE vs HL-Gauss critics on the v1-lite suite (5,000 updates, MLP 2×64, batch 256; final checkpoint on "
-             "the fixed test markets): the suite's own runs (MSE) against the same runs with `--set value_loss=hl_gauss` "
-             "(results/runs/v1-lite-hlgauss), paired by seed. Mean [95 % bootstrap interval]; Δ = HL-Gauss − MSE.", ""]
+LEARNER_ORDER = ("td3bc", "itd3bc", "matd3bc", "iql", "iiql", "cql", "bcq")  # the actor-critics, then the rest
+
+
+def _learners(doc: dict) -> list[str]:
+    known = [a for a in LEARNER_ORDER if a in doc["algorithms"]]
+    return known + sorted(set(doc["algorithms"]) - set(known))
+
+
+def suite_ablation_summary(doc: dict) -> list[str]:
+    """The two summary tables (README and the top of the markdown): per learner the IQM of each side over its
+    full cells (the better side bold where the intervals are apart) and its cells up / down / across 0; then per
+    learner and env family the cells up / down of all and the median Δ score."""
+    def iqm(e: dict, side: str, other: str) -> str:
+        if "iqm" not in e:
+            return "—"
+        m, o = e["iqm"][side], e["iqm"][other]
+        text = f"{m['iqm']:.1f} [{m['low']:.1f}, {m['high']:.1f}]"
+        return f"**{text}**" if m["low"] > o["high"] else text
+
+    lines = ["| learner | cells | MSE | HL-Gauss | up / down / across 0 |", "|---|---:|---:|---:|---:|"]
+    for algo in _learners(doc):
+        e = doc["algorithms"][algo]
+        lines.append(f"| {algo} | {e['cells']} | {iqm(e, 'mse', 'hl_gauss')} | {iqm(e, 'hl_gauss', 'mse')} "
+                     f"| {e['score_up']} / {e['score_down']} / {e['score_across_0']} |")
     families = sorted({f for fam in doc["families"].values() for f in fam})
-    lines += ["By env family: the cells whose score rose / fell (interval above / below 0) of all, and the median "
-              "Δ score.", "", "| learner | " + " | ".join(families) + " |", "|---|" + "---|" * len(families)]
-    for algo, fam in doc["families"].items():
+    lines += ["", "| learner | " + " | ".join(families) + " |", "|---|" + "---|" * len(families)]
+    for algo in _learners(doc):
+        fam = doc["families"][algo]
         lines.append(f"| {algo} | " + " | ".join(
             f"{e['score_up']}↑ {e['score_down']}↓ of {e['cells']} ({e['median_score_change']:+.1f})" if (e := fam.get(f))
             else "—" for f in families) + " |")
-    lines.append("")
-    for algo, entry in doc["algorithms"].items():
+    return lines
+
+
+def suite_ablation_markdown(doc: dict) -> str:
+    """The summary tables, then per algorithm its summary line and one row per dataset (MSE, HL-Gauss, paired
+    differences)."""
+    lines = ["MSE vs HL-Gauss critics on the v1-lite suite (5,000 updates, MLP 2×64, batch 256; final checkpoint on "
+             "the fixed test markets): the suite's own runs (MSE) against the same runs with `--set value_loss=hl_gauss` "
+             "(results/runs/v1-lite-hlgauss), paired by seed. Mean [95 % bootstrap interval]; Δ = HL-Gauss − MSE.", "",
+             "Per learner: the IQM over its cells with 5 seeds a side [95 % stratified bootstrap]; the cells whose "
+             "seed-paired Δ score is above / below / across 0. Per env family: the cells whose Δ score is above (↑) / "
+             "below (↓) 0, of all, and the median Δ score.", "", *suite_ablation_summary(doc), ""]
+    for algo in _learners(doc):
+        entry = doc["algorithms"][algo]
         summary = (f"**{algo}**: {entry['cells']} dataset{'' if entry['cells'] == 1 else 's'}; the score rose on "
                    f"{entry['score_up']}, fell on "
                    f"{entry['score_down']}, and its interval spans 0 on {entry['score_across_0']}")

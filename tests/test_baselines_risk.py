@@ -8,6 +8,7 @@ from baselines.data import Spec
 from baselines.qriql import QRIQL, Config, quantile_huber_loss, quantile_midpoints, risk_measure
 from baselines.sqriql import SQRIQL
 from baselines.sqriql import Config as SConfig
+from ogdata.errors import DataValidationError
 
 # τ_e near 1: V's quantiles regress on a mixture of the actions' return distributions weighted τ_e : 1 − τ_e,
 # and a CVaR reads the mixture's tail (with 0.9 the worse action's losses leak into V's lower 25 %)
@@ -74,6 +75,11 @@ def test_bandit_cvar_arm_differs_from_mean_arm(risk, arm):
     algo = QRIQL(Spec(1, 1, 0, True, 2), Config(**SMALL, risk=risk, alpha=0.1))
     _batches(_bandit, 600, algo)
     assert algo.act(torch.ones(1, 1, 1)).item() == arm
+    u = algo.action_utilities(torch.ones(1, 1, 1))  # ρ of each arm: the mean's 0.5 / 1.2, CVaR_10%'s 0.5 / −2
+    assert u.shape == (1, 2) and u.argmax(1).item() == arm
+    assert u[0].tolist() == pytest.approx([0.5, 1.2] if risk == "mean" else [0.5, -2.0], abs=0.3)
+    with pytest.raises(DataValidationError, match="discrete"):
+        QRIQL(Spec(1, 1, 0, False, 1), Config(**SMALL)).action_utilities(torch.ones(1, 1, 1))
     q = algo._quantiles(algo.critic, torch.ones(2, 2), torch.tensor([0, 1])).mean(0)  # (2 arms, N)
     assert risk_measure(q, "mean", 0.1).tolist() == pytest.approx([0.5, 1.2], abs=0.15)
     assert risk_measure(q, "cvar", 0.1).tolist() == pytest.approx([0.5, -2.0], abs=0.3)

@@ -7,7 +7,9 @@ import os
 
 import numpy as np
 import pytest
+from conftest import make_flat_episodes
 
+import ogdata
 from ogdata.envs import make_core
 from ogdata.envs.core import stock_from_features
 from ogdata.envs.risk import list_risk_tasks, risk_task
@@ -470,9 +472,35 @@ def test_suite_hlgauss_ablation_pairs_seeds_and_counts_cells(tmp_path):
                                                     "median_score_change": pytest.approx(0.2)}}
     md = rt.suite_ablation_markdown(doc)
     assert "| learner | execution |" in md and "| iql | 1↑ 0↓ of 3 (+0.2) |" in md
+    row = next(line for line in rt.suite_ablation_summary(doc) if line.startswith("| iql |"))
+    m, h = (a["iqm"][side] for side in ("mse", "hl_gauss"))
+    bold = "**" if h["low"] > m["high"] else ""
+    assert row == (f"| iql | 3 | {m['iqm']:.1f} [{m['low']:.1f}, {m['high']:.1f}] | "
+                   f"{bold}{h['iqm']:.1f} [{h['low']:.1f}, {h['high']:.1f}]{bold} | 1 / 0 / 2 |")
     assert "**iql**: 3 datasets; the score rose on 1, fell on 0, and its interval spans 0 on 2" in md
     assert "| execution-ac/random-v1 (1 seed) |" in md
     bad = record("hl", "execution-ac/medium-v1", "iql", 0, 50.0)  # an MSE run filed among the HL-Gauss ones
     record("mse", "execution-ac/medium-v1", "iql", 0, 50.0)
     with pytest.raises(ValueError, match=str(bad)):
         rt.aggregate_suite_ablation(tmp_path / "hl", tmp_path / "mse")
+
+
+def test_sqriql_diagnosis_helpers(tmp_path):
+    """scripts/diagnose_sqriql.py: the tail figures of a sample by hand; the first observation of each episode
+    in the T+1 layout (episode i's first observation is row start_i + i, not start_i); run discovery by glob."""
+    dg = load_script("diagnose_sqriql")
+    f = dg.tail_figures(np.arange(1.0, 21.0))  # 1..20: ⌈5 % · 20⌉ = 1 lowest value
+    assert f == pytest.approx({"mean": 10.5, "cvar": 1.0, "q_low": 1.95, "q_high": 19.05})
+    assert dg.tail_figures(np.arange(1.0, 21.0), alpha=0.1)["cvar"] == pytest.approx(1.5)
+    arrays = make_flat_episodes(np.random.default_rng(0), [5, 7, 4])
+    ds = ogdata.create_dataset(tmp_path / "ds", metadata={"dataset_id": "x/good-v1"}, **arrays)
+    first = dg.initial_observations(ds)
+    assert first.shape == (3, 3) and np.array_equal(first, arrays["observations"][[0, 6, 14]])
+    for did, seed, done in (("trading-sp500/good-v1", 0, True), ("trading-sp500/good-v1", 1, False),
+                            ("execution-ac/poor-v1", 0, True)):
+        d = tmp_path / "runs" / did.replace("/", "__") / "sqriql" / f"seed{seed}"
+        d.mkdir(parents=True)
+        if done:
+            (d / "result.json").write_text("{}")
+    found = dg.runs(tmp_path / "runs", "trading-*/*,execution-ac/*")
+    assert [(did, p.name) for did, p in found] == [("trading-sp500/good-v1", "seed0"), ("execution-ac/poor-v1", "seed0")]
