@@ -116,6 +116,17 @@ def test_risk_task_summary_is_the_records():
     assert readme[at:at + len(printed)] == printed
 
 
+def test_hlgauss_ablation_summary_is_the_records():
+    """The README's MSE vs HL-Gauss tables (per learner, per learner and env family) are `risk_table.py
+    --suite-ablation`'s, printed from its committed record, row for row."""
+    doc = json.loads((ROOT / "results" / "hlgauss_ablation_v1_lite.json").read_text())
+    printed = load_script("risk_table").suite_ablation_summary(doc)
+    readme = README.splitlines()
+    at = readme.index(printed[0])
+    assert readme[at:at + len(printed)] == printed
+    assert len(printed) >= 2 + 6 + 1 + 2 + 6
+
+
 def test_model_gap_rows_are_the_scripts():
     """The README's model-vs-true table (MOPO/LMOPO at three penalties) is scripts/model_gap.py's output, row for row."""
     header = "| dataset | algo | λ | seeds | true (test markets) |"
