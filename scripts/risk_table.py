@@ -497,10 +497,11 @@ def aggregate_suite_ablation(hl_root: Path = HLGAUSS_RUNS, mse_root: Path = SUIT
     for algo, cells in doc["cells"].items():
         full = {d: c for d, c in cells.items() if len(c["seeds"]) >= SETTINGS["seeds"]}
         d = [c["hl_gauss_minus_mse"]["score"] for c in cells.values()]
-        entry = {"cells": len(cells), "full_cells": len(full),
-                 "score_up": sum(x["low"] is not None and x["low"] > 0 for x in d),
-                 "score_down": sum(x["high"] is not None and x["high"] < 0 for x in d)}
+        entry = {"cells": len(cells), "full_cells": len(full), **_up_down(d)}
         entry["score_across_0"] = len(d) - entry["score_up"] - entry["score_down"]
+        moves = [_side(c["hl_gauss_minus_mse"]["return_mean"]) * _side(c["hl_gauss_minus_mse"]["return_cvar5"])
+                 for c in cells.values()]
+        entry["tail_with_mean"], entry["tail_against_mean"] = moves.count(1), moves.count(-1)
         if full:
             mats = {side: [[c["scores"][side][i] for c in full.values()] for i in range(SETTINGS["seeds"])]
                     for side in ("mse", "hl_gauss")}
@@ -509,11 +510,19 @@ def aggregate_suite_ablation(hl_root: Path = HLGAUSS_RUNS, mse_root: Path = SUIT
         by_family: dict[str, list[dict]] = {}
         for did, c in cells.items():
             by_family.setdefault(env_spec(did.split("/")[0]).family, []).append(c["hl_gauss_minus_mse"]["score"])
-        doc["families"][algo] = {f: {"cells": len(d), "score_up": sum(x["low"] is not None and x["low"] > 0 for x in d),
-                                     "score_down": sum(x["high"] is not None and x["high"] < 0 for x in d),
-                                     "median_score_change": float(np.median([x["mean"] for x in d]))}
+        doc["families"][algo] = {f: {"cells": len(d), **_up_down(d), "median_score_change": float(np.median([x["mean"] for x in d]))}
                                  for f, d in sorted(by_family.items())}
     return doc
+
+
+def _side(x: dict) -> int:
+    """+1 / -1 where a difference's interval lies above / below 0, else 0 (across 0, or no interval)."""
+    return 1 if x["low"] is not None and x["low"] > 0 else -1 if x["high"] is not None and x["high"] < 0 else 0
+
+
+def _up_down(diffs: list[dict]) -> dict:
+    sides = [_side(x) for x in diffs]
+    return {"score_up": sides.count(1), "score_down": sides.count(-1)}
 
 
 LEARNER_ORDER = ("td3bc", "itd3bc", "matd3bc", "iql", "iiql", "cql", "bcq")  # the actor-critics, then the rest
@@ -535,11 +544,13 @@ def suite_ablation_summary(doc: dict) -> list[str]:
         text = f"{m['iqm']:.1f} [{m['low']:.1f}, {m['high']:.1f}]"
         return f"**{text}**" if m["low"] > o["high"] else text
 
-    lines = ["| learner | cells | MSE | HL-Gauss | up / down / across 0 |", "|---|---:|---:|---:|---:|"]
+    lines = ["| learner | cells | MSE | HL-Gauss | up / down / across 0 | mean and CVaR 5 %: together / against |",
+             "|---|---:|---:|---:|---:|---:|"]
     for algo in _learners(doc):
         e = doc["algorithms"][algo]
         lines.append(f"| {algo} | {e['cells']} | {iqm(e, 'mse', 'hl_gauss')} | {iqm(e, 'hl_gauss', 'mse')} "
-                     f"| {e['score_up']} / {e['score_down']} / {e['score_across_0']} |")
+                     f"| {e['score_up']} / {e['score_down']} / {e['score_across_0']} "
+                     f"| {e['tail_with_mean']} / {e['tail_against_mean']} |")
     families = sorted({f for fam in doc["families"].values() for f in fam})
     lines += ["", "| learner | " + " | ".join(families) + " |", "|---|" + "---|" * len(families)]
     for algo in _learners(doc):
@@ -557,7 +568,8 @@ def suite_ablation_markdown(doc: dict) -> str:
              "the fixed test markets): the suite's own runs (MSE) against the same runs with `--set value_loss=hl_gauss` "
              "(results/runs/v1-lite-hlgauss), paired by seed. Mean [95 % bootstrap interval]; Δ = HL-Gauss − MSE.", "",
              "Per learner: the IQM over its cells with 5 seeds a side [95 % stratified bootstrap]; the cells whose "
-             "seed-paired Δ score is above / below / across 0. Per env family: the cells whose Δ score is above (↑) / "
+             "seed-paired Δ score is above / below / across 0; the cells whose Δ mean return and Δ CVaR 5 % both lie "
+             "off 0, on the same side (together) or on opposite sides (against). Per env family: the cells whose Δ score is above (↑) / "
              "below (↓) 0, of all, and the median Δ score.", "", *suite_ablation_summary(doc), ""]
     for algo in _learners(doc):
         entry = doc["algorithms"][algo]

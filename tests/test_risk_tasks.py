@@ -435,16 +435,17 @@ def test_task_table_scores_each_tasks_objective_from_the_test_returns(tmp_path):
 def test_suite_hlgauss_ablation_pairs_seeds_and_counts_cells(tmp_path):
     """scripts/risk_table.py --suite-ablation: each HL-Gauss run paired by seed with the suite's MSE run of the
     same dataset and algorithm; the paired differences, the cells whose score rose / fell / spans 0, the IQM of
-    each side over the full cells; a run without the HL-Gauss override in the HL-Gauss directory is refused."""
+    each side over the full cells, the cells whose mean and CVaR moved together or against each other; a run
+    without the HL-Gauss override in the HL-Gauss directory is refused."""
     from baselines.stats import mean_ci
 
     rt = load_script("risk_table")
 
-    def record(root, did, algo, s, score, overrides=None):
+    def record(root, did, algo, s, score, overrides=None, cvar=None):
         d = tmp_path / root / did.replace("/", "__") / algo / f"seed{s}"
         d.mkdir(parents=True)
         final = {"return_mean": score - 400.0, "normalised_score": score,
-                 "finance": {"return_cvar5": score - 700.0, "shortfall_bp_cvar95": 1.0}}
+                 "finance": {"return_cvar5": score - 700.0 if cvar is None else cvar, "shortfall_bp_cvar95": 1.0}}
         (d / "result.json").write_text(json.dumps({"final": final, "settings": {"overrides": overrides or {}}}))
         return d / "result.json"
 
@@ -454,6 +455,8 @@ def test_suite_hlgauss_ablation_pairs_seeds_and_counts_cells(tmp_path):
         record("hl", "execution-ac/poor-v1", "iql", s, 95.0 + 2 * s, hl)      # up by 5 + s: rose
         record("mse", "execution-ac/good-v1", "iql", s, 99.0)
         record("hl", "execution-ac/good-v1", "iql", s, 99.0 + (-1) ** s, hl)  # ±1: spans 0
+        record("mse", "execution-ac-highvol/poor-v1", "iql", s, 80.0, cvar=-600.0)
+        record("hl", "execution-ac-highvol/poor-v1", "iql", s, 85.0 + s, hl, cvar=-650.0 - s)  # mean up, tail down
     record("mse", "execution-ac/random-v1", "iql", 0, 70.0)
     record("hl", "execution-ac/random-v1", "iql", 0, 60.0, hl)               # one seed: counted, not in the IQM
     record("hl", "execution-ac/random-v1", "iql", 1, 60.0, hl)               # no MSE partner: left out
@@ -465,19 +468,20 @@ def test_suite_hlgauss_ablation_pairs_seeds_and_counts_cells(tmp_path):
     assert cells["execution-ac/poor-v1"]["hl_gauss_minus_mse"]["return_cvar5"]["mean"] == pytest.approx(7.0)
     assert cells["execution-ac/random-v1"]["seeds"] == [0]
     a = doc["algorithms"]["iql"]
-    assert (a["cells"], a["full_cells"], a["score_up"], a["score_down"], a["score_across_0"]) == (3, 2, 1, 0, 2)
+    assert (a["cells"], a["full_cells"], a["score_up"], a["score_down"], a["score_across_0"]) == (4, 3, 2, 0, 2)
+    assert (a["tail_with_mean"], a["tail_against_mean"]) == (1, 1)  # poor: both up; highvol poor: mean up, tail down
     assert set(a["iqm"]) == {"mse", "hl_gauss"} and a["iqm"]["hl_gauss"]["iqm"] > a["iqm"]["mse"]["iqm"]
-    # per env family: Δ means 7 (poor), 0.2 (good: ±1 over 5 seeds), −10 (random, one seed) -> median 0.2
-    assert doc["families"]["iql"] == {"execution": {"cells": 3, "score_up": 1, "score_down": 0,
-                                                    "median_score_change": pytest.approx(0.2)}}
+    # per env family: Δ means 7 (poor), 0.2 (good: ±1 over 5 seeds), −10 (random, one seed), 7 (highvol) -> 3.6
+    assert doc["families"]["iql"] == {"execution": {"cells": 4, "score_up": 2, "score_down": 0,
+                                                    "median_score_change": pytest.approx(3.6)}}
     md = rt.suite_ablation_markdown(doc)
-    assert "| learner | execution |" in md and "| iql | 1↑ 0↓ of 3 (+0.2) |" in md
+    assert "| learner | execution |" in md and "| iql | 2↑ 0↓ of 4 (+3.6) |" in md
     row = next(line for line in rt.suite_ablation_summary(doc) if line.startswith("| iql |"))
     m, h = (a["iqm"][side] for side in ("mse", "hl_gauss"))
     bold = "**" if h["low"] > m["high"] else ""
-    assert row == (f"| iql | 3 | {m['iqm']:.1f} [{m['low']:.1f}, {m['high']:.1f}] | "
-                   f"{bold}{h['iqm']:.1f} [{h['low']:.1f}, {h['high']:.1f}]{bold} | 1 / 0 / 2 |")
-    assert "**iql**: 3 datasets; the score rose on 1, fell on 0, and its interval spans 0 on 2" in md
+    assert row == (f"| iql | 4 | {m['iqm']:.1f} [{m['low']:.1f}, {m['high']:.1f}] | "
+                   f"{bold}{h['iqm']:.1f} [{h['low']:.1f}, {h['high']:.1f}]{bold} | 2 / 0 / 2 | 1 / 1 |")
+    assert "**iql**: 4 datasets; the score rose on 2, fell on 0, and its interval spans 0 on 2" in md
     assert "| execution-ac/random-v1 (1 seed) |" in md
     bad = record("hl", "execution-ac/medium-v1", "iql", 0, 50.0)  # an MSE run filed among the HL-Gauss ones
     record("mse", "execution-ac/medium-v1", "iql", 0, 50.0)
