@@ -228,23 +228,34 @@ class AgentBatches:
     `agent_ids` is the (n, n) one-hot identity that parameter-shared networks append.
     A single-agent dataset (for the single-agent torch learners, e.g. qriql) is loaded as one agent:
     the same tensors with n = 1.
+
+    With `n_step` = m > 1 a batch also carries each transition's window of the next k = min(m, steps to its
+    episode's end) transitions, for n-step targets: n_rewards (B, n, m), the rewards r_t .. r_{t+k−1} and
+    0 after them; n_next_observations (B, n, obs_dim), s_{t+k}; n_terminals (B, n), the terminal flag of
+    step t + k − 1; n_steps (B,) int64, k. The indices drawn are the same as with m = 1.
     """
 
     KEYS = ("observations", "next_observations", "actions", "rewards", "terminals", "states", "next_states")
 
     def __init__(self, ds, scaling: Scaling, device: str | torch.device = "cpu", seed: int = 0,
-                 chunk_size: int = 1 << 18):
+                 chunk_size: int = 1 << 18, n_step: int = 1):
+        if int(n_step) < 1:
+            raise DataValidationError(f"n_step must be a positive number of transitions, got {n_step}")
+        self.n_step = int(n_step)
         self.spec = agent_spec(ds, single_agent=True)
         self.scaling = scaling
         one = not ds.multi_agent  # add the agent axis of one
         self.device = torch.device(device)
         keys = [k for k in self.KEYS if self.spec.state_dim or "state" not in k]
         parts: dict[str, list[np.ndarray]] = {k: [] for k in keys}
+        ends: list[np.ndarray] = []
         start = 0
         for chunk in ds.iter_chunks(chunk_size=chunk_size, keys=[*keys, "truncations"]):
             if one:
                 chunk = {k: v if "state" in k else v[:, None] for k, v in chunk.items()}
             check_agents_end_together(chunk["terminals"], chunk["truncations"], start, ds)
+            ends.append(start + np.flatnonzero(np.asarray(chunk["terminals"][:, 0], bool)
+                                               | np.asarray(chunk["truncations"][:, 0], bool)))
             start += len(chunk["terminals"])
             for k in keys:
                 parts[k].append(self._prepare(k, chunk[k]))
@@ -253,6 +264,9 @@ class AgentBatches:
         self.size = len(self.data["actions"])
         if self.size == 0:
             raise DataValidationError("cannot train on an empty dataset")
+        last = np.concatenate([*ends, [self.size - 1]])  # an unflagged last transition ends the data
+        # the index of the last transition of each transition's episode
+        self.episode_end = torch.from_numpy(last[np.searchsorted(last, np.arange(self.size))]).to(self.device)
         n = self.spec.n_agents
         self.agent_ids = torch.eye(n, device=self.device)
         self.generator = torch.Generator(device=self.device)
@@ -274,7 +288,22 @@ class AgentBatches:
 
     def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
         idx = torch.randint(self.size, (int(batch_size),), device=self.device, generator=self.generator)
-        return {k: v.index_select(0, idx) for k, v in self.data.items()}
+        batch = {k: v.index_select(0, idx) for k, v in self.data.items()}
+        if self.n_step > 1:
+            batch.update(self._windows(idx))
+        return batch
+
+    def _windows(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The n-step windows of transitions `idx`, cut at their episodes' ends (see the class docstring)."""
+        end = self.episode_end[idx]
+        k = torch.clamp(end - idx + 1, max=self.n_step)
+        offsets = torch.arange(self.n_step, device=self.device)
+        window = torch.minimum(idx[:, None] + offsets, end[:, None])  # (B, m): past the end, repeat the end
+        inside = (offsets < k[:, None]).to(torch.float32)
+        last = idx + k - 1
+        return {"n_rewards": self.data["rewards"][window].transpose(1, 2) * inside[:, None, :],
+                "n_next_observations": self.data["next_observations"].index_select(0, last),
+                "n_terminals": self.data["terminals"].index_select(0, last), "n_steps": k}
 
     def with_agent_id(self, obs: torch.Tensor) -> torch.Tensor:
         """(B, n, d) -> (B, n, d + n): append each agent's one-hot id (parameter sharing)."""

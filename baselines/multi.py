@@ -61,7 +61,7 @@ class MultiLearner:
                                     **(overrides or {}))
         if hasattr(klass, "fit_config"):  # fields measured on the data (HL-Gauss support, stock ranges)
             config = klass.fit_config(config, ds, scaling)
-        batches = AgentBatches(ds, scaling, device=device, seed=seed)
+        batches = AgentBatches(ds, scaling, device=device, seed=seed, n_step=getattr(config, "n_step", 1))
         return cls(name, klass(spec, config, device), scaling, batches)
 
     def step(self) -> dict[str, torch.Tensor]:

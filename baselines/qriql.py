@@ -13,7 +13,10 @@ In-sample like IQL (Kostrikov et al. 2022): no action outside the data is ever e
        (elementwise), each transition weighted by |τ_e − 1{ρ(θ̄) < ρ(ζ(s))}|: an expectile *in ρ*.
        τ_e → 1 moves V to the return distribution of the data's ρ-best action (a policy's
        distribution, not a quantile-wise maximum); τ_e = 0.5 gives the behaviour's.
-  Z^k  quantile-regresses on the N samples r + γ(1 − d)·ζ_j(s').
+  Z^k  quantile-regresses on the N samples r + γ(1 − d)·ζ_j(s'); with `n_step` = m > 1 on
+       Σ_{i<k} γ^i r_{t+i} + γ^k (1 − d_{t+k−1})·ζ_j(s_{t+k}), k = min(m, steps to the episode's end):
+       the data's own next rewards, so the return reaches s_t in one update instead of m bootstraps on
+       slow (Polyak) targets, at the price of the behaviour's actions inside the window.
   π    advantage-weighted regression, A = ρ(θ̄(s, a)) − ρ(ζ(s)): maximise min(exp(β·A), w_max)·log π(a | s).
 Quantile Huber loss of predictions θ_i against target samples y_j, u_ij = y_j − θ_i:
 
@@ -59,6 +62,7 @@ class Config:
     risk: str = "mean"  # what the policy maximises: "mean", "cvar" or "mean-cvar"
     alpha: float = 0.1  # CVaR_α's tail fraction
     cvar_weight: float = 0.5  # w of "mean-cvar": (1 − w)·mean + w·CVaR_α
+    n_step: int = 1  # transitions per critic target (1: one-step TD; see the docstring)
 
 
 def quantile_midpoints(n: int, device=None) -> torch.Tensor:
@@ -91,6 +95,16 @@ def risk_measure(q: torch.Tensor, risk: str, alpha: float, cvar_weight: float = 
     return cvar if risk == "cvar" else (1.0 - cvar_weight) * mean + cvar_weight * cvar
 
 
+def n_step_batch(batch: dict[str, torch.Tensor], gamma: float) -> dict[str, torch.Tensor]:
+    """A batch with n-step windows (baselines.data.AgentBatches, n_step > 1) as one-step transitions to
+    s_{t+k}: rewards Σ_{i<k} γ^i r_{t+i}, next_observations s_{t+k}, terminals d_{t+k−1}, discounts γ^k."""
+    r = batch["n_rewards"]  # (B, n, m), 0 past the window
+    powers = gamma ** torch.arange(r.shape[-1], device=r.device, dtype=r.dtype)
+    discounts = (gamma ** batch["n_steps"].to(r.dtype))[:, None].expand_as(batch["terminals"])
+    return {**batch, "rewards": (r * powers).sum(-1), "next_observations": batch["n_next_observations"],
+            "terminals": batch["n_terminals"], "discounts": discounts}
+
+
 class QRIQL:
     name = "qriql"
     description = "distributional IQL (quantile critic) for the mean, CVaR or mean-CVaR"
@@ -104,6 +118,8 @@ class QRIQL:
             raise DataValidationError(f"risk must be one of {RISKS}, got {config.risk!r}")
         if not 0.0 < config.alpha <= 1.0:
             raise DataValidationError(f"alpha (CVaR's tail fraction) must be in (0, 1], got {config.alpha}")
+        if int(config.n_step) < 1:
+            raise DataValidationError(f"n_step must be a positive number of transitions, got {config.n_step}")
         self.spec, self.config, self.device = spec, config, torch.device(device)
         d, n, a, h, L, N = self._in_dim(), spec.n_agents, spec.act_dim, config.hidden, config.layers, config.quantiles
         if spec.discrete:  # θ^k(s, ·): N quantiles for every action
@@ -148,12 +164,18 @@ class QRIQL:
         return net(torch.cat([x, a], 1))
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self.config.n_step > 1:
+            if "n_rewards" not in batch:
+                raise DataValidationError(f"{self.name}: n_step = {self.config.n_step} needs batches with n-step "
+                                          "windows (baselines.data.AgentBatches(..., n_step=...))")
+            batch = n_step_batch(batch, self.config.gamma)
         x, x2, ctx, ctx2 = self._inputs(batch)
         a = batch["actions"].flatten() if self.spec.discrete else batch["actions"].flatten(0, 1)
         r, done = batch["rewards"].flatten(), self._done(batch)
+        discount = batch["discounts"].flatten() if "discounts" in batch else torch.full_like(r, self.config.gamma)
 
         value_loss, advantage = self._value_loss(x, a, ctx)
-        q_loss, q = self._q_loss(x, a, r, x2, done)
+        q_loss, q = self._q_loss(x, a, r, x2, done, discount)
         return {**implicit_q_step(self, x, a, value_loss, q_loss, q, advantage),
                 "advantage_mean": advantage.detach().mean()}
 
@@ -166,10 +188,10 @@ class QRIQL:
         weight = torch.abs(self.config.expectile - (advantage < 0).float())
         return quantile_huber_loss(zeta, target, self.taus, self.config.kappa, weight), advantage
 
-    def _q_loss(self, x, a, r, x2, done) -> tuple[torch.Tensor, torch.Tensor]:
-        """Both critics' quantiles onto the samples r + γ(1−d)·ζ_j(s')."""
+    def _q_loss(self, x, a, r, x2, done, discount) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both critics' quantiles onto the samples r + γ^k(1−d)·ζ_j(s') (k = 1 but with n-step windows)."""
         with torch.no_grad():
-            y = r[:, None] + self.config.gamma * (1.0 - done[:, None]) * self.value(x2)  # (M, N)
+            y = r[:, None] + (discount * (1.0 - done))[:, None] * self.value(x2)  # (M, N)
         q = self._quantiles(self.critic, x, a)  # (k, M, N)
         loss = sum(quantile_huber_loss(q[k], y, self.taus, self.config.kappa) for k in range(q.shape[0]))
         return loss, q

@@ -20,9 +20,10 @@ stock c_t = (reward so far) − b: then G = c_t + G_t and the greedy action at (
     ζ = V(s0, c = −b), a grid search over [b_low, b_high] on the initial states met in the batches
     (time left = 1); recomputed before acting when the networks have changed, stored with the weights.
   * the episode ends at time left 0 (d = 1 there), and γ = 1 by default: the objective is the
-    undiscounted episode return. That return reaches the initial states only by bootstrapping on
-    slowly moving (Polyak) targets: on 252-step episodes 5,000 updates leave V(s0) a small fraction of the
-    data's episode returns, on 20-step ones they do not (scripts/diagnose_sqriql.py measures it).
+    undiscounted episode return. With one-step targets that return reaches the initial states only by
+    bootstrapping on slowly moving (Polyak) targets: on 252-step episodes 5,000 updates leave V(s0) a small
+    fraction of the data's episode returns, on 20-step ones they do not (scripts/diagnose_sqriql.py measures
+    it). `n_step` (QRIQL's) sums the data's next rewards into the target; the stock moves by their sum.
 """
 
 from __future__ import annotations

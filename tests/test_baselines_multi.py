@@ -317,3 +317,42 @@ def test_adam_is_fused_unless_turned_off_and_both_take_the_same_step(monkeypatch
     assert not plain_opt.defaults["fused"]
     for a, b in zip(fused, plain):   # the same update, up to float rounding
         torch.testing.assert_close(a, b)
+
+
+def test_n_step_windows_are_the_datas_next_transitions_cut_at_episode_ends(tmp_path):
+    """AgentBatches(n_step=3): every sampled transition's window against a loop over the raw episodes — the
+    rewards of the next k = min(3, steps to the episode's end) transitions (0 after), the observation k steps
+    on, the terminal flag of its last transition; terminated and truncated ends cut it alike. The indices drawn
+    are those of n_step=1; n_step < 1 is refused."""
+    from ogdata.errors import DataValidationError
+
+    lengths = [3, 1, 5, 2]  # the third is truncated, the last ends the data unflagged
+    term = np.zeros(11, bool)
+    trunc = np.zeros(11, bool)
+    term[[2, 3]] = True
+    trunc[8] = True
+    obs = np.arange(11 + 4, dtype=np.float32)[:, None]  # T+1 layout: episode e's observations, then its last
+    ds = ogdata.create_dataset(tmp_path / "chain", observations=obs, actions=np.zeros((11, 1), np.float32),
+                               rewards=(np.arange(11) + 1.0).astype(np.float32), terminations=term,
+                               truncations=trunc, episode_lengths=np.array(lengths),
+                               action_space=spaces.Box(-1, 1, (1,), np.float32))
+    sc = fit_scaling(ds)
+    batches = AgentBatches(ds, sc, seed=3, n_step=3)
+    assert batches.episode_end.tolist() == [2, 2, 2, 3, 8, 8, 8, 8, 8, 10, 10]
+    b = batches.sample(400)
+    one = AgentBatches(ds, sc, seed=3).sample(400)
+    assert torch.equal(b["rewards"], one["rewards"]) and "n_rewards" not in one
+    r = batches.data["rewards"][:, 0].numpy()
+    nxt = batches.data["next_observations"][:, 0].numpy()
+    first = np.concatenate([[0], np.cumsum(lengths)])
+    for row in range(400):
+        t = int(np.flatnonzero(r == b["rewards"][row, 0].item())[0])  # rewards are distinct: they name t
+        e = int(np.searchsorted(first, t, side="right")) - 1
+        k = min(3, first[e + 1] - t)
+        assert b["n_steps"][row].item() == k
+        np.testing.assert_array_equal(b["n_rewards"][row, 0].numpy(), np.r_[r[t:t + k], np.zeros(3 - k)])
+        np.testing.assert_array_equal(b["n_next_observations"][row, 0].numpy(), nxt[t + k - 1])
+        assert b["n_terminals"][row, 0].item() == float(term[t + k - 1])
+    assert set(b["n_steps"].tolist()) == {1, 2, 3}
+    with pytest.raises(DataValidationError, match="n_step"):
+        AgentBatches(ds, sc, n_step=0)

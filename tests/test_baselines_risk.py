@@ -145,3 +145,37 @@ def test_stock_augmented_learner_gambles_when_behind_and_finds_the_threshold():
     assert b == pytest.approx(2.5, abs=0.35)
     step2 = torch.tensor([[[0.0, 1.0, 0.0, 0.5]], [[0.0, 1.0, np.tanh(1.5), 0.5]]], dtype=torch.float32)
     assert algo.act(step2).flatten().tolist() == [1, 0]  # behind: risky; ahead: safe
+
+
+# -- a 40-step chain, one action, reward 1 at the last step, γ = 1: V(s0) = 1 (in the loader's reward units) ----
+def test_n_step_targets_carry_a_long_episodes_return_to_its_start(tmp_path):
+    """One-step targets on Polyak-averaged critics move the return one step back per target refresh, so in
+    300 updates V(s0) stays near 0; 40-step windows give it in one (the diagnosis of sqriql on 252-step
+    episodes, scripts/diagnose_sqriql.py). Windows are refused when the batches lack them."""
+    from gymnasium import spaces
+
+    import ogdata
+    from baselines.data import AgentBatches, fit_scaling
+
+    L, episodes = 40, 100
+    pos = np.tile(np.arange(L + 1), episodes)  # T+1 layout
+    obs = np.eye(L + 1, dtype=np.float32)[pos]
+    rewards = np.tile((np.arange(L) == L - 1).astype(np.float32), episodes)
+    ds = ogdata.create_dataset(tmp_path / "chain", observations=obs, actions=np.zeros(L * episodes, np.int64),
+                               rewards=rewards, terminations=rewards.astype(bool),
+                               truncations=np.zeros(L * episodes, bool), episode_lengths=np.full(episodes, L),
+                               action_space=spaces.Discrete(1))
+    sc = fit_scaling(ds)
+    s0 = torch.from_numpy(sc.obs(obs[:1]))[:, None]
+    v0 = {}
+    for n in (1, L):
+        torch.manual_seed(0)
+        algo = QRIQL(Spec(1, L + 1, 0, True, 1), Config(**SMALL, n_step=n))
+        batches = AgentBatches(ds, sc, seed=0, n_step=n)
+        for _ in range(300):
+            algo.update(batches.sample(256))
+        v0[n] = algo.distribution(s0).mean().item() / sc.reward_scale
+    assert v0[L] == pytest.approx(1.0, abs=0.1)
+    assert abs(v0[1]) < 0.1
+    with pytest.raises(DataValidationError, match="n-step windows"):
+        QRIQL(Spec(1, L + 1, 0, True, 1), Config(**SMALL, n_step=4)).update(AgentBatches(ds, sc).sample(8))
