@@ -272,6 +272,9 @@ SUITE_SOURCES = {
     "bcq": ("v1-lite", "bcq", {}), "qriql-mean": ("v1-lite", "qriql", {}),
     "qriql-cvar5": ("v1-lite-qriql-cvar5", "qriql", {"risk": "cvar", "alpha": ALPHA}),
     "sqriql-cvar5": ("v1-lite-sqriql-cvar5", "sqriql", {"risk": "cvar", "alpha": ALPHA}),
+    "sqriql-cvar10": ("v1-lite-sqriql-cvar10", "sqriql", {"risk": "cvar", "alpha": 0.1}),  # --set alpha=0.1
+    # 32-step critic targets (QRIQL's n_step): --set n_step=32, its own runs directory likewise
+    "sqriql-cvar5-n32": ("v1-lite-sqriql-cvar5-nstep32", "sqriql", {"risk": "cvar", "alpha": ALPHA, "n_step": 32}),
 }
 
 
@@ -371,7 +374,8 @@ def aggregate_tasks(runs_root: Path = SUITE_RUNS, references: Path = OUT / "risk
     checkpoint's returns on the fixed test markets (test_returns.npz, the same markets the references were scored
     on); mean [bootstrap interval] over seeds, beside the task's reference and the v1 expert
     (results/risk_references.json, `scripts/risk_references.py`). None of these learners was trained for the
-    task's objective except where the label says so (qriql-cvar5 and sqriql-cvar5 for the CVaR 5 % tasks)."""
+    task's objective except where the label says so (qriql-cvar5 and sqriql-cvar5(-n32) for the CVaR 5 % tasks,
+    sqriql-cvar10 for the CVaR 10 % ones)."""
     from baselines.finance import task_objective
     from ogdata.envs.risk import TASKS
     from ogdata.ids import TIERS
@@ -561,6 +565,47 @@ def suite_ablation_summary(doc: dict) -> list[str]:
     return lines
 
 
+PLOT_FLOOR = -150.0  # scores below are drawn on the floor (open markers): MSE collapses reach −1,330
+
+
+def suite_ablation_plot(doc: dict, path: Path) -> None:
+    """One panel per learner: each cell's mean score with MSE (x) against HL-Gauss (y), the diagonal, and the
+    cells whose seed-paired difference lies above / below 0 filled green / red (grey: across 0)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    learners = _learners(doc)
+    cols = 4
+    rows = -(-len(learners) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), squeeze=False)
+    colour = {1: "tab:green", -1: "tab:red", 0: "0.6"}
+    for ax, algo in zip(axes.flat, learners):
+        cells = doc["cells"][algo].values()
+        for c in cells:
+            x, y = c["mse"]["score"]["mean"], c["hl_gauss"]["score"]["mean"]
+            floored = min(x, y) < PLOT_FLOOR
+            ax.scatter(max(x, PLOT_FLOOR), max(y, PLOT_FLOOR), s=18, marker="v" if floored else "o",
+                       facecolors="none" if floored else colour[_side(c["hl_gauss_minus_mse"]["score"])],
+                       edgecolors=colour[_side(c["hl_gauss_minus_mse"]["score"])], linewidths=0.8)
+        ax.plot([PLOT_FLOOR, 110], [PLOT_FLOOR, 110], color="0.3", lw=0.6, ls="--")
+        e = doc["algorithms"][algo]
+        ax.set_title(f"{algo}: {e['score_up']} up, {e['score_down']} down of {e['cells']}", fontsize=9)
+        ax.set_xlim(PLOT_FLOOR - 8, 112)
+        ax.set_ylim(PLOT_FLOOR - 8, 112)
+        ax.set_xlabel("score, MSE critic", fontsize=8)
+        ax.set_ylabel("score, HL-Gauss critic", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(learners):]:
+        ax.axis("off")
+    fig.suptitle(f"MSE vs HL-Gauss critics, v1-lite suite (normalised score, mean of 5 seeds per cell; "
+                 f"open triangles: below {PLOT_FLOOR:.0f}, drawn at it)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def suite_ablation_markdown(doc: dict) -> str:
     """The summary tables, then per algorithm its summary line and one row per dataset (MSE, HL-Gauss, paired
     differences)."""
@@ -623,6 +668,9 @@ def main(argv: list[str] | None = None) -> int:
             (OUT / f"{name}.json").write_text(json.dumps(doc, indent=1, sort_keys=True))
             (OUT / f"{name}.md").write_text(render(doc) + "\n")
             print(f"wrote results/{name}.json/.md")
+            if args.suite_ablation:
+                suite_ablation_plot(doc, OUT / f"{name}.png")
+                print(f"wrote results/{name}.png")
             return 0
     SETTINGS["seeds"] = args.seeds
     tables = args.tables.split(",")

@@ -483,6 +483,8 @@ def test_suite_hlgauss_ablation_pairs_seeds_and_counts_cells(tmp_path):
                    f"{bold}{h['iqm']:.1f} [{h['low']:.1f}, {h['high']:.1f}]{bold} | 2 / 0 / 2 | 1 / 1 |")
     assert "**iql**: 4 datasets; the score rose on 2, fell on 0, and its interval spans 0 on 2" in md
     assert "| execution-ac/random-v1 (1 seed) |" in md
+    rt.suite_ablation_plot(doc, tmp_path / "ablation.png")  # a panel per learner
+    assert (tmp_path / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bad = record("hl", "execution-ac/medium-v1", "iql", 0, 50.0)  # an MSE run filed among the HL-Gauss ones
     record("mse", "execution-ac/medium-v1", "iql", 0, 50.0)
     with pytest.raises(ValueError, match=str(bad)):
