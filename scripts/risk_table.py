@@ -586,9 +586,9 @@ def suite_ablation_plot(doc: dict, path: Path) -> None:
         for c in cells:
             x, y = c["mse"]["score"]["mean"], c["hl_gauss"]["score"]["mean"]
             floored = min(x, y) < PLOT_FLOOR
+            edge = colour[_side(c["hl_gauss_minus_mse"]["score"])]
             ax.scatter(max(x, PLOT_FLOOR), max(y, PLOT_FLOOR), s=18, marker="v" if floored else "o",
-                       facecolors="none" if floored else colour[_side(c["hl_gauss_minus_mse"]["score"])],
-                       edgecolors=colour[_side(c["hl_gauss_minus_mse"]["score"])], linewidths=0.8)
+                       facecolors="none" if floored else edge, edgecolors=edge, linewidths=0.8)
         ax.plot([PLOT_FLOOR, 110], [PLOT_FLOOR, 110], color="0.3", lw=0.6, ls="--")
         e = doc["algorithms"][algo]
         ax.set_title(f"{algo}: {e['score_up']} up, {e['score_down']} down of {e['cells']}", fontsize=9)
@@ -599,7 +599,7 @@ def suite_ablation_plot(doc: dict, path: Path) -> None:
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(learners):]:
         ax.axis("off")
-    fig.suptitle(f"MSE vs HL-Gauss critics, v1-lite suite (normalised score, mean of 5 seeds per cell; "
+    fig.suptitle(f"MSE vs HL-Gauss critics, v1-lite suite (normalised score, each cell's mean over its paired seeds; "
                  f"open triangles: below {PLOT_FLOOR:.0f}, drawn at it)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
