@@ -22,7 +22,12 @@ Quantile Huber loss of predictions θ_i against target samples y_j, u_ij = y_j �
 
     L = (1/J) Σ_j Σ_i |τ̂_i − 1{u_ij < 0}| · H_κ(u_ij) / κ,   H_κ the Huber loss (κ = 0: the pinball loss |u|).
 
-Acting: the policy's mean (continuous) or its greedy action (discrete). Per-step greedy CVaR is not
+Acting (`acting`): "policy", the policy's mean (continuous) or its most likely action (discrete); or
+"greedy", the critic's ρ-best action among those the policy supports — discrete: argmax ρ(θ̄(s, a)) over
+{a : π(a | s) ≥ support · max_a' π(a' | s)} (discrete BCQ's filter, Fujimoto et al. 2019, with the AWR policy
+in place of a behaviour model); continuous: the ρ-best of the policy's mean and act_samples − 1 draws from
+it (the choose-among-the-policy's-samples rule of EMaQ / SfBC). The critic is only read where the data
+put weight, and the AWR policy's own imitation of the advantage is bypassed. Per-step greedy CVaR is not
 the CVaR of the episode return (that objective is not Markov in the state): sqriql.py adds the
 reward so far to the state, which makes it so. Single-agent (an agent axis of one, see multi.py).
 """
@@ -36,11 +41,12 @@ import torch
 from torch import nn
 
 from baselines.data import Spec, with_agent_id
-from baselines.iiql import GaussianActor, implicit_q_step
+from baselines.iiql import LOG_STD_MAX, LOG_STD_MIN, GaussianActor, implicit_q_step
 from baselines.networks import Twin, adam, mlp
 from ogdata.errors import DataValidationError
 
 RISKS = ("mean", "cvar", "mean-cvar")
+ACTINGS = ("policy", "greedy")
 
 
 @dataclass
@@ -63,6 +69,9 @@ class Config:
     alpha: float = 0.1  # CVaR_α's tail fraction
     cvar_weight: float = 0.5  # w of "mean-cvar": (1 − w)·mean + w·CVaR_α
     n_step: int = 1  # transitions per critic target (1: one-step TD; see the docstring)
+    acting: str = "policy"  # "policy": the policy's action; "greedy": the critic's ρ-best the policy supports
+    support: float = 0.3  # greedy, discrete: actions with π(a | s) ≥ support · max π(· | s) are candidates
+    act_samples: int = 32  # greedy, continuous: candidates (the policy's mean and draws from it)
 
 
 def quantile_midpoints(n: int, device=None) -> torch.Tensor:
@@ -118,6 +127,11 @@ class QRIQL:
             raise DataValidationError(f"risk must be one of {RISKS}, got {config.risk!r}")
         if not 0.0 < config.alpha <= 1.0:
             raise DataValidationError(f"alpha (CVaR's tail fraction) must be in (0, 1], got {config.alpha}")
+        if config.acting not in ACTINGS:
+            raise DataValidationError(f"acting must be one of {ACTINGS}, got {config.acting!r}")
+        if not 0.0 <= config.support <= 1.0 or int(config.act_samples) < 1:
+            raise DataValidationError(f"greedy acting needs support in [0, 1] and act_samples >= 1, got "
+                                      f"{config.support} and {config.act_samples}")
         if int(config.n_step) < 1:
             raise DataValidationError(f"n_step must be a positive number of transitions, got {config.n_step}")
         self.spec, self.config, self.device = spec, config, torch.device(device)
@@ -135,6 +149,8 @@ class QRIQL:
         self.critic_optim = adam(list(self.critic.parameters()) + list(self.value.parameters()), lr=config.critic_lr)
         self.actor_optim = adam(self.actor.parameters(), lr=config.actor_lr)
         self.taus = quantile_midpoints(N, self.device)
+        self._act_gen = torch.Generator(device=self.device)
+        self._act_gen.manual_seed(0)  # greedy acting's draws: the same candidates for the same run
 
     def _in_dim(self) -> int:
         return self.spec.obs_dim
@@ -198,10 +214,34 @@ class QRIQL:
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> torch.Tensor:
-        """Scaled observations (B, 1, d) -> greedy actions (B, 1) or means (B, 1, a) in [-1, 1]."""
-        x = self._inputs({"observations": obs, "next_observations": obs})[0]
-        out = self.actor(x).unflatten(0, obs.shape[:2])
-        return out.argmax(-1) if self.spec.discrete else out
+        """Scaled observations (B, 1, d) -> actions (B, 1) or (B, 1, a) in [-1, 1], by `config.acting`."""
+        x, _, ctx, _ = self._inputs({"observations": obs, "next_observations": obs})
+        out = self.actor(x)
+        if self.config.acting == "greedy":
+            out = self._greedy(x, ctx, out)
+        elif self.spec.discrete:
+            out = out.argmax(-1)
+        return out.unflatten(0, obs.shape[:2])
+
+    def _greedy(self, x: torch.Tensor, ctx, out: torch.Tensor) -> torch.Tensor:
+        """The critic's ρ-best action among the policy's candidates (see the docstring) -> (M,) or (M, a)."""
+        c = self.config
+        if self.spec.discrete:
+            probs = torch.softmax(out, -1)
+            supported = probs >= c.support * probs.max(-1, keepdim=True).values
+            return self._utilities(x, ctx).masked_fill(~supported, -math.inf).argmax(-1)
+        k, m = int(c.act_samples), len(x)
+        std = torch.exp(self.actor.log_std.clamp(LOG_STD_MIN, LOG_STD_MAX))
+        noise = torch.randn((k - 1, *out.shape), device=self.device, generator=self._act_gen)
+        cand = torch.cat([out[None], (out[None] + std * noise).clamp(-1.0, 1.0)])  # (k, M, a)
+        q = self.critic(torch.cat([x[None].expand(k, -1, -1), cand], -1).flatten(0, 1)).min(0).values  # (k·M, N)
+        u = self.rho(q, None if ctx is None else ctx.repeat(k)).view(k, m)
+        return cand[u.argmax(0), torch.arange(m, device=self.device)]
+
+    def _utilities(self, x: torch.Tensor, ctx) -> torch.Tensor:
+        """ρ of each discrete action's critic distribution (the twins' minimum) at network inputs x -> (M, A)."""
+        q = self.critic(x).unflatten(-1, (self.spec.act_dim, self.config.quantiles)).min(0).values  # (M, A, N)
+        return torch.stack([self.rho(q[:, k], ctx) for k in range(self.spec.act_dim)], 1)
 
     @torch.no_grad()
     def action_utilities(self, obs: torch.Tensor) -> torch.Tensor:
@@ -211,8 +251,7 @@ class QRIQL:
             raise DataValidationError(f"{self.name}: action utilities are for discrete actions; this critic takes "
                                       "the action as an input")
         x, _, ctx, _ = self._inputs({"observations": obs, "next_observations": obs})
-        q = self.critic(x).unflatten(-1, (self.spec.act_dim, self.config.quantiles)).min(0).values  # (M, A, N)
-        return torch.stack([self.rho(q[:, k], ctx) for k in range(self.spec.act_dim)], 1)
+        return self._utilities(x, ctx)
 
     @torch.no_grad()
     def distribution(self, obs: torch.Tensor) -> torch.Tensor:

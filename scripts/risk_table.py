@@ -275,6 +275,9 @@ SUITE_SOURCES = {
     "sqriql-cvar10": ("v1-lite-sqriql-cvar10", "sqriql", {"risk": "cvar", "alpha": 0.1}),  # --set alpha=0.1
     # 32-step critic targets (QRIQL's n_step): --set n_step=32, its own runs directory likewise
     "sqriql-cvar5-n32": ("v1-lite-sqriql-cvar5-nstep32", "sqriql", {"risk": "cvar", "alpha": ALPHA, "n_step": 32}),
+    # and acting greedily on the critic's ρ among the actions the policy supports: --set acting=greedy
+    "sqriql-cvar5-n32-greedy": ("v1-lite-sqriql-cvar5-n32-greedy", "sqriql",
+                                {"risk": "cvar", "alpha": ALPHA, "n_step": 32, "acting": "greedy"}),
 }
 
 
@@ -374,7 +377,7 @@ def aggregate_tasks(runs_root: Path = SUITE_RUNS, references: Path = OUT / "risk
     checkpoint's returns on the fixed test markets (test_returns.npz, the same markets the references were scored
     on); mean [bootstrap interval] over seeds, beside the task's reference and the v1 expert
     (results/risk_references.json, `scripts/risk_references.py`). None of these learners was trained for the
-    task's objective except where the label says so (qriql-cvar5 and sqriql-cvar5(-n32) for the CVaR 5 % tasks,
+    task's objective except where the label says so (qriql-cvar5, sqriql-cvar5(-n32, -n32-greedy) for the CVaR 5 % tasks,
     sqriql-cvar10 for the CVaR 10 % ones)."""
     from baselines.finance import task_objective
     from ogdata.envs.risk import TASKS

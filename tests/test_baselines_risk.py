@@ -85,6 +85,51 @@ def test_bandit_cvar_arm_differs_from_mean_arm(risk, arm):
     assert risk_measure(q, "cvar", 0.1).tolist() == pytest.approx([0.5, -2.0], abs=0.3)
 
 
+def test_greedy_acting_is_the_critics_best_supported_arm():
+    """β = 0: the AWR policy only imitates the uniform behaviour, so acting by it does not find the CVaR arm;
+    greedy acting reads the critic among the arms the policy supports (brute force over random states)."""
+    torch.manual_seed(0)
+    algo = QRIQL(Spec(1, 1, 0, True, 2), Config(**{**SMALL, "beta": 0.0}, risk="cvar", alpha=0.1, acting="greedy"))
+    _batches(_bandit, 600, algo)
+    assert algo.act(torch.ones(1, 1, 1)).item() == 0
+    probs = torch.softmax(algo.actor(algo._inputs({"observations": torch.ones(1, 1, 1),
+                                                   "next_observations": torch.ones(1, 1, 1)})[0]), -1)
+    assert probs.min().item() > 0.4  # the policy is the behaviour's: no help choosing
+    obs = torch.randn(64, 1, 1)
+    x = algo._inputs({"observations": obs, "next_observations": obs})[0]
+    u, p = algo.action_utilities(obs), torch.softmax(algo.actor(x), -1)
+    for support in (0.0, 0.3, 0.99, 1.0):
+        algo.config.support = support
+        want = [max((a for a in range(2) if p[i, a] >= support * p[i].max()), key=lambda a: u[i, a].item())
+                for i in range(64)]
+        assert algo.act(obs).flatten().tolist() == want
+    with pytest.raises(DataValidationError, match="acting"):
+        QRIQL(Spec(1, 1, 0, True, 2), Config(**SMALL, acting="argmax"))
+    with pytest.raises(DataValidationError, match="support"):
+        QRIQL(Spec(1, 1, 0, True, 2), Config(**SMALL, acting="greedy", support=1.5))
+
+
+# -- a continuous bandit: a < 0 pays 0.5 surely; a >= 0 pays +2 (80 %) or −2 (20 %) ---------------------------------
+def _continuous_bandit(rng, n):
+    a = rng.uniform(-1.0, 1.0, n)
+    r = np.where(a < 0, 0.5, np.where(rng.random(n) < 0.8, 2.0, -2.0))
+    obs = np.ones((n, 1, 1), np.float32)
+    return {"observations": obs, "next_observations": obs, "actions": a[:, None, None].astype(np.float32),
+            "rewards": r[:, None].astype(np.float32), "terminals": np.ones((n, 1), np.float32)}
+
+
+@pytest.mark.parametrize("risk", ["mean", "cvar"])
+def test_continuous_greedy_acting_picks_the_risk_side(risk):
+    torch.manual_seed(0)
+    algo = QRIQL(Spec(1, 1, 0, False, 1), Config(**{**SMALL, "beta": 0.0}, risk=risk, alpha=0.1, acting="greedy"))
+    _batches(_continuous_bandit, 600, algo)
+    a = algo.act(torch.ones(8, 1, 1))
+    assert a.shape == (8, 1, 1) and bool((a.abs() <= 1.0).all())
+    assert bool((a < 0).all()) if risk == "cvar" else bool((a >= 0).all())
+    algo.config.acting = "policy"  # the behaviour's mean, near 0 whatever the risk
+    assert abs(algo.act(torch.ones(1, 1, 1)).item()) < 0.3
+
+
 # -- two steps: s0 --a--> s_{1+a} (reward 0); s1: a0 pays 3 or −1 (mean 1), a1 pays 0.5; ------------------------
 # s2: a0 pays 0.8, a1 pays 2 or −3 (mean −0.5). Mean-optimal: a0, a0 (E = 1). CVaR-optimal: a1, a0 (G = 0.8 surely).
 def _two_step(rng, n):
@@ -145,6 +190,8 @@ def test_stock_augmented_learner_gambles_when_behind_and_finds_the_threshold():
     assert b == pytest.approx(2.5, abs=0.35)
     step2 = torch.tensor([[[0.0, 1.0, 0.0, 0.5]], [[0.0, 1.0, np.tanh(1.5), 0.5]]], dtype=torch.float32)
     assert algo.act(step2).flatten().tolist() == [1, 0]  # behind: risky; ahead: safe
+    algo.config.acting = "greedy"  # the critic's ρ_c, read with the same stock, agrees
+    assert algo.act(step2).flatten().tolist() == [1, 0]
 
 
 # -- a 40-step chain, one action, reward 1 at the last step, γ = 1: V(s0) = 1 (in the loader's reward units) ----
