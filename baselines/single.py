@@ -74,6 +74,16 @@ def d3rlpy_device(device: str) -> str:
     return device if ":" in device else f"{device}:0"
 
 
+def hl_gauss_config(cls_name: str):
+    """The d3rlpy config class that takes an HL-Gauss critic in place of `cls_name`, or None where it has no
+    critic (BC): d3rlpy's IQL builds its critics itself, so it gets our subclass."""
+    d3rlpy = import_d3rlpy()
+    from baselines.d3rlpy_hlgauss import HLGaussIQLConfig
+
+    cls = HLGaussIQLConfig if cls_name == "IQLConfig" else getattr(d3rlpy.algos, cls_name)
+    return cls if "q_func_factory" in {f.name for f in dataclasses.fields(cls)} else None
+
+
 def make_config(name: str, kind: str, scaling: Scaling, hidden: int = 256, layers: int = 2,
                 batch_size: int = 256, overrides: dict[str, Any] | None = None):
     """The d3rlpy config of algorithm `name` for `kind` ("discrete"/"continuous") actions."""
@@ -95,11 +105,10 @@ def make_config(name: str, kind: str, scaling: Scaling, hidden: int = 256, layer
     value_loss = hl.pop("value_loss", "mse")
     check_value_loss(value_loss)
     if value_loss == "hl_gauss":
-        from baselines.d3rlpy_hlgauss import HLGaussIQLConfig, HLGaussQFunctionFactory
+        from baselines.d3rlpy_hlgauss import HLGaussQFunctionFactory
 
-        if cls_name == "IQLConfig":
-            cls = HLGaussIQLConfig
-        if "q_func_factory" not in {f.name for f in dataclasses.fields(cls)}:
+        cls = hl_gauss_config(cls_name)
+        if cls is None:
             raise DataValidationError(f"{name} has no critic: value_loss='hl_gauss' is for cql, iql, td3bc and bcq")
         overrides["q_func_factory"] = HLGaussQFunctionFactory(**hl)
     elif hl:

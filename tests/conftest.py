@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# the learner tests train on this device: OGDATA_TEST_DEVICE=cuda runs them on the GPU path (CI runs them on cpu)
+TEST_DEVICE = os.environ.get("OGDATA_TEST_DEVICE", "cpu")
 
 
 @pytest.fixture(autouse=True)

@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import TEST_DEVICE
 from gymnasium import spaces
 
 import ogdata
 from baselines.checkpoint import read_checkpoint, save_checkpoint
 from baselines.data import fit_scaling, scaling_rule
 from baselines.evaluate import Evaluator, heldout
-from baselines.registry import applicable, check
+from baselines.registry import ALGORITHMS, applicable, check
 from baselines.single import D3rlpyLearner, TransitionSampler
 from baselines.train import RunSettings, load_learner, train
 from ogdata.envs.core import VectorMarket
@@ -26,7 +27,7 @@ from ogdata.policies import reference_returns
 from tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
-SMALL = dict(hidden=32, layers=2, batch_size=128)
+SMALL = dict(hidden=32, layers=2, batch_size=128, device=TEST_DEVICE)
 
 
 # -- a contextual bandit: observe x ~ U(-1, 1), act a in [-1, 1], reward 1 − (a − x)²; expert a = x ------------
@@ -252,7 +253,7 @@ def test_d3rlpy_checkpoints_round_trip_exactly(tmp_path, name):
     learner = fit(name, ds, 3)
     save_checkpoint(tmp_path / "run", learner.modules(), learner.config_json())
     assert not list((tmp_path / "run").glob("*.pt")) and not list((tmp_path / "run").glob("*.pkl"))
-    back = load_learner(tmp_path / "run")
+    back = load_learner(tmp_path / "run", device=TEST_DEVICE)
     for m, (k, mod) in zip(back.modules().values(), learner.modules().items()):
         for (pk, a), (_, b) in zip(mod.state_dict().items(), m.state_dict().items()):
             assert torch.equal(a, b), (k, pk)
@@ -348,7 +349,7 @@ def test_train_writes_logs_checkpoint_and_result(tmp_path, toy_env):
     scaling = json.loads((run / "config.json").read_text())["learner"]["scaling"]
     assert scaling["reward_scale"] == pytest.approx(1 / rewards.std(), rel=1e-6) == res["reward_scale"]
     # the checkpoint acts exactly as the result's last evaluation did
-    again = Evaluator("test-toy-bandit", episodes=16, seed=3)(load_learner(run / "checkpoint").policy)
+    again = Evaluator("test-toy-bandit", episodes=16, seed=3)(load_learner(run / "checkpoint", TEST_DEVICE).policy)
     assert again["normalised_score"] == res["last"]["normalised_score"]
 
 
@@ -547,3 +548,19 @@ def test_suite_datasets_follow_the_order_of_comma_separated_globs():
     ids = rep.dataset_ids("trading-synth/*,execution-ac/*,trading-synth/good-v1", ("good", "poor"), 1)
     assert ids == ["trading-synth/good-v1", "trading-synth/poor-v1", "execution-ac/good-v1", "execution-ac/poor-v1"]
     assert rep.dataset_ids("execution-ac/*", ("good",), 1) == ["execution-ac/good-v1"]
+
+
+def test_gpu_check_covers_every_learner_and_each_hl_gauss_critic(capsys):
+    """scripts/gpu_check.py's cases come from the registry: every algorithm on a dataset of each kind it takes (no
+    catalogue env is multi-agent discrete, so icql is left to the learner tests), HL-Gauss where the config takes it."""
+    gpu = load_script("gpu_check")
+    data = {key: f"/data/{env}" for key, env in gpu.ENVS.items()}
+    cases = gpu.cases(None, data)
+    assert {a for a, _, _ in cases} == set(ALGORITHMS) - {"icql"}
+    assert {a for a, loss, _ in cases if loss == "hl_gauss"} == {"cql", "iql", "td3bc", "bcq", "iiql", "itd3bc",
+                                                                 "matd3bc"}
+    assert ("cql", "hl_gauss", "/data/trading-synth") in cases and ("bc", "mse", "/data/execution-ac") in cases
+    assert not gpu.has_hl_gauss("bc") and not gpu.has_hl_gauss("qriql") and gpu.has_hl_gauss("icql")
+    if not torch.cuda.is_available():  # asked for a GPU where there is none: says so, exit status 2
+        assert gpu.main(["--device", "cuda", "--out", "/nonexistent/never-written.json"]) == 2
+        assert "torch sees no GPU here" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from conftest import TEST_DEVICE
 from gymnasium import spaces
 
 import ogdata
@@ -15,7 +16,7 @@ from baselines.native import NativeLearner
 from baselines.train import RunSettings, load_learner, train
 from tests.scripts import load_script
 
-SMALL = dict(hidden=32, layers=2, batch_size=128)
+SMALL = dict(hidden=32, layers=2, batch_size=128, device=TEST_DEVICE)
 
 
 def one_step_dataset(path, obs, actions, rewards, act_space):
@@ -137,7 +138,7 @@ def test_the_model_learns_known_linear_dynamics_and_its_noise(tmp_path):
     a = rng.uniform(-1, 1, (500, 1)).astype(np.float32)
     st, at = torch.from_numpy(sc.obs(s)), torch.from_numpy(sc.action_to_unit(a))
     with torch.no_grad():
-        mean, logvar, done = algo.model(st, at)
+        mean, logvar, done = (t.cpu() for t in algo.model(st.to(TEST_DEVICE), at.to(TEST_DEVICE)))
     s2 = (st + mean[0, :, :1]).numpy() * sc.obs_std[0] + sc.obs_mean[0]
     r = mean[0, :, 1].numpy() / sc.reward_scale
     assert np.abs(s2 - (0.9 * s + 0.5 * a)).max() < 0.05
@@ -160,12 +161,12 @@ def test_the_penalty_lowers_value_where_the_model_is_uncertain(tmp_path):
         lr = learner("lmopo", ds, penalty=lam, rollout_start=100, rollout_every=50, rollout_batch=256, tau=0.02)
         for _ in range(600):
             lr.step()
-        s = torch.from_numpy(lr.scaling.obs(np.array([[-0.5], [0.5]], np.float32)))
-        a = torch.zeros(2, 1)
-        values[lam] = lr.algo.critic(torch.cat([s, a], 1)).squeeze(-1).min(0).values.detach().numpy()
-        u = lr.algo.model_step(s, a)[3].numpy()
+        s = torch.from_numpy(lr.scaling.obs(np.array([[-0.5], [0.5]], np.float32))).to(TEST_DEVICE)
+        a = torch.zeros(2, 1, device=TEST_DEVICE)
+        values[lam] = lr.algo.critic(torch.cat([s, a], 1)).squeeze(-1).min(0).values.detach().cpu().numpy()
+        u = lr.algo.model_step(s, a)[3].cpu().numpy()
         assert u[1] > 5 * u[0]  # the model knows where it is uncertain
-        buf = {k: v[:lr.algo.buf_size, 0] for k, v in lr.algo.buf.items() if k != "actions"}
+        buf = {k: v[:lr.algo.buf_size, 0].cpu() for k, v in lr.algo.buf.items() if k != "actions"}
         wild = buf["observations"] > torch.from_numpy(lr.scaling.obs(np.zeros((1, 1), np.float32)))[0, 0]
         r = buf["rewards"]
         assert abs(r[wild].mean() - r[~wild].mean() + lam * (u[1] - u[0])) < 0.5 * (u[1] - u[0])  # r̃ = 0 − λ·u
@@ -211,7 +212,7 @@ def test_train_writes_a_checkpoint_that_acts_as_trained(tmp_path, algo):
     for _ in range(30):
         trained.step()
     save_checkpoint(tmp_path / "ck", trained.modules(), trained.config_json())
-    back = load_learner(tmp_path / "ck")
+    back = load_learner(tmp_path / "ck", device=TEST_DEVICE)
     x = rng.standard_normal((5, 3)).astype(np.float32)
     assert np.array_equal(back.policy(x), trained.policy(x))
     assert back.policy(x).shape == (5, 2) and np.abs(back.policy(x)).max() <= 1.0

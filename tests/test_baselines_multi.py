@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from conftest import TEST_DEVICE
 from gymnasium import spaces
 
 import ogdata
@@ -13,7 +14,7 @@ from baselines.registry import applicable
 from baselines.train import load_learner
 from ogdata.envs.core import VectorMarket
 
-SMALL = dict(hidden=32, layers=2, batch_size=128)
+SMALL = dict(hidden=32, layers=2, batch_size=128, device=TEST_DEVICE)
 SIGN = np.array([1.0, -1.0], np.float32)  # agent 0 should play +x_0, agent 1 should play −x_1
 
 
@@ -131,7 +132,7 @@ def test_discrete_icql_and_iiql_find_the_best_actions_that_mabc_misses(tasks):
 def test_checkpoints_round_trip_exactly(tasks, tmp_path, name, task):
     learner = fit(name, tasks[task], 4)
     save_checkpoint(tmp_path, learner.modules(), learner.config_json())
-    back = load_learner(tmp_path)
+    back = load_learner(tmp_path, device=TEST_DEVICE)
     assert back.modules().keys() == learner.modules().keys()
     for k, m in learner.modules().items():
         for (pk, a), b in zip(m.state_dict().items(), back.modules()[k].state_dict().values()):
