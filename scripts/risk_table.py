@@ -273,6 +273,8 @@ SUITE_SOURCES = {
     "qriql-cvar5": ("v1-lite-qriql-cvar5", "qriql", {"risk": "cvar", "alpha": ALPHA}),
     "sqriql-cvar5": ("v1-lite-sqriql-cvar5", "sqriql", {"risk": "cvar", "alpha": ALPHA}),
     "sqriql-cvar10": ("v1-lite-sqriql-cvar10", "sqriql", {"risk": "cvar", "alpha": 0.1}),  # --set alpha=0.1
+    # the mean-CVaR task's own objective, ½·mean + ½·CVaR 10 % (cvar_weight's default): --set risk=mean-cvar
+    "sqriql-meancvar10": ("v1-lite-sqriql-meancvar10", "sqriql", {"risk": "mean-cvar", "alpha": 0.1}),
     # 32-step critic targets (QRIQL's n_step): --set n_step=32, its own runs directory likewise
     "sqriql-cvar5-n32": ("v1-lite-sqriql-cvar5-nstep32", "sqriql", {"risk": "cvar", "alpha": ALPHA, "n_step": 32}),
     # and acting greedily on the critic's ρ among the actions the policy supports: --set acting=greedy
@@ -378,7 +380,7 @@ def aggregate_tasks(runs_root: Path = SUITE_RUNS, references: Path = OUT / "risk
     on); mean [bootstrap interval] over seeds, beside the task's reference and the v1 expert
     (results/risk_references.json, `scripts/risk_references.py`). None of these learners was trained for the
     task's objective except where the label says so (qriql-cvar5, sqriql-cvar5(-n32, -n32-greedy) for the CVaR 5 % tasks,
-    sqriql-cvar10 for the CVaR 10 % ones)."""
+    sqriql-cvar10 for the CVaR 10 % ones, sqriql-meancvar10 for the mean-CVaR ones)."""
     from baselines.finance import task_objective
     from ogdata.envs.risk import TASKS
     from ogdata.ids import TIERS

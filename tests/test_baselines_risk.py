@@ -86,8 +86,9 @@ def test_bandit_cvar_arm_differs_from_mean_arm(risk, arm):
 
 
 def test_greedy_acting_is_the_critics_best_supported_arm():
-    """β = 0: the AWR policy only imitates the uniform behaviour, so acting by it does not find the CVaR arm;
-    greedy acting reads the critic among the arms the policy supports (brute force over random states)."""
+    """β = 0: the AWR policy only imitates the uniform behaviour (both arms ≈ ½), so acting by it picks the CVaR
+    arm only by the chance of that imitation; greedy acting reads the critic among the arms the policy supports
+    (brute force over random states)."""
     torch.manual_seed(0)
     algo = QRIQL(Spec(1, 1, 0, True, 2), Config(**{**SMALL, "beta": 0.0}, risk="cvar", alpha=0.1, acting="greedy"))
     _batches(_bandit, 600, algo)
