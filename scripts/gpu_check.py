@@ -7,12 +7,13 @@ observations (discrete: the same action; continuous: within float tolerance) and
 CI has no GPU, so this runs where one is lent (a session's device machine): the learner unit tests run there too
 with `OGDATA_TEST_DEVICE=cuda pytest tests/test_baselines*.py`. Writes one JSON record per (algo, value loss).
 
-    python scripts/gpu_check.py --out results/gpu_check.json            # every algorithm, 300 updates each
+    python scripts/gpu_check.py --out results/gpu_check.json            # every algorithm, 1,000 updates each
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import platform
@@ -26,9 +27,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import torch  # noqa: E402
+
+import ogdata  # noqa: E402
+from baselines import multi, native, single  # noqa: E402
 from baselines.data import with_stock_features  # noqa: E402
 from baselines.registry import ALGORITHMS  # noqa: E402
 from baselines.train import RunSettings, load_learner, train  # noqa: E402
+from ogdata.generate import generate  # noqa: E402
 
 # one env per (multi-agent, action kind); no multi-agent discrete env is in the catalogue, so icql's GPU path is
 # checked by tests/test_baselines_multi.py under OGDATA_TEST_DEVICE=cuda instead
@@ -40,10 +46,6 @@ TRANSITIONS = 20_000
 def has_hl_gauss(name: str) -> bool:
     """Whether `name` takes value_loss="hl_gauss": a d3rlpy config with a critic factory, a torch config with the
     field (what baselines/single.py and the torch files accept)."""
-    import dataclasses
-
-    from baselines import multi, native, single
-
     for a in single.ALGORITHMS:
         if a.name == name:
             return any(single.hl_gauss_config(c) is not None for c in a.configs.values())
@@ -53,8 +55,6 @@ def has_hl_gauss(name: str) -> bool:
 
 def make_datasets(work: Path) -> dict[tuple[bool, str], str]:
     """A small ad-hoc Medium dataset of each env (the catalogue ids would rebuild whole envs, PPO training too)."""
-    from ogdata.generate import generate
-
     out = {}
     for key, env in ENVS.items():
         path = work / "data" / env
@@ -79,8 +79,6 @@ def cases(algos: list[str] | None, datasets: dict[tuple[bool, str], str]) -> lis
 
 
 def check(algo: str, loss: str, did: str, steps: int, device: str, work: Path) -> dict:
-    import ogdata
-
     out = work / f"{algo}-{loss}-{Path(did).name}"
     s = RunSettings(algo=algo, dataset=did, steps=steps, seed=0, device=device, hidden=64, layers=2,
                     batch_size=256, eval_episodes=8, evals=1, out=str(out), progress=False, protocol="v0",
@@ -115,12 +113,10 @@ def check(algo: str, loss: str, did: str, steps: int, device: str, work: Path) -
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda")
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--algos", default=None, help="comma-separated subset (default: all)")
     p.add_argument("--out", default=str(ROOT / "results" / "gpu_check.json"))
     args = p.parse_args(argv)
-    import torch
-
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print(f"--device {args.device}: torch sees no GPU here; run this where one is lent", file=sys.stderr)
         return 2
