@@ -5,7 +5,8 @@ and the checkpoint is read back on the CPU and on the GPU; both must give the sa
 observations (discrete: the same action; continuous: within float tolerance) and the losses must be finite.
 
 CI has no GPU, so this runs where one is lent (a session's device machine): the learner unit tests run there too
-with `OGDATA_TEST_DEVICE=cuda pytest tests/test_baselines*.py`. Writes one JSON record per (algo, value loss).
+with `OGDATA_TEST_DEVICE=cuda pytest tests/test_baselines.py tests/test_baselines_multi.py tests/test_baselines_mb.py`
+(their learners train on that device). Writes one JSON record per (algo, value loss).
 
     python scripts/gpu_check.py --out results/gpu_check.json            # every algorithm, 1,000 updates each
 """

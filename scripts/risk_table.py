@@ -176,8 +176,8 @@ def ci(values) -> dict:
     v = [x for x in values if x is not None]
     if not v:
         return {"mean": None, "low": None, "high": None, "n": 0}
-    m, lo, hi = mean_ci(v)
-    return {"mean": m, "low": lo, "high": hi, "n": len(v)}
+    m, lo, hi = mean_ci(v)  # one value has no interval: None there, so the records stay strict JSON (no NaN)
+    return {"mean": m, "low": lo if len(v) > 1 else None, "high": hi if len(v) > 1 else None, "n": len(v)}
 
 
 def reference_figures(env_id: str) -> dict[str, dict]:
