@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from baselines import multi, native, single
@@ -77,3 +78,13 @@ def check(name: str, ds) -> AlgoInfo:
         raise InvalidIdError(f"{name} ({mine}) cannot train on {ds.dataset_id or ds.path}, a {what} dataset; "
                              f"these can: {', '.join(applicable(ds))}")
     return info
+
+
+def takes_hl_gauss(name: str) -> bool:
+    """Whether algorithm `name` takes `value_loss="hl_gauss"`: a d3rlpy config with a critic factory, or a torch
+    config with the field (what baselines/single.py and the torch files accept)."""
+    for a in single.ALGORITHMS:
+        if a.name == name:
+            return any(single.hl_gauss_config(c) is not None for c in a.configs.values())
+    cls = {**multi.ALGOS, **native.ALGOS}[name]
+    return "value_loss" in {f.name for f in dataclasses.fields(cls.config_class)}

@@ -14,7 +14,6 @@ with `OGDATA_TEST_DEVICE=cuda pytest tests/test_baselines.py tests/test_baseline
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import platform
@@ -31,9 +30,8 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 import ogdata  # noqa: E402
-from baselines import multi, native, single  # noqa: E402
 from baselines.data import with_stock_features  # noqa: E402
-from baselines.registry import ALGORITHMS  # noqa: E402
+from baselines.registry import ALGORITHMS, takes_hl_gauss  # noqa: E402
 from baselines.train import RunSettings, load_learner, train  # noqa: E402
 from ogdata.generate import generate  # noqa: E402
 
@@ -42,16 +40,6 @@ from ogdata.generate import generate  # noqa: E402
 ENVS = {(False, "continuous"): "execution-ac", (False, "discrete"): "trading-synth",
         (True, "continuous"): "joint-execution-2"}
 TRANSITIONS = 20_000
-
-
-def has_hl_gauss(name: str) -> bool:
-    """Whether `name` takes value_loss="hl_gauss": a d3rlpy config with a critic factory, a torch config with the
-    field (what baselines/single.py and the torch files accept)."""
-    for a in single.ALGORITHMS:
-        if a.name == name:
-            return any(single.hl_gauss_config(c) is not None for c in a.configs.values())
-    cls = {**multi.ALGOS, **native.ALGOS}[name]
-    return "value_loss" in {f.name for f in dataclasses.fields(cls.config_class)}
 
 
 def make_datasets(work: Path) -> dict[tuple[bool, str], str]:
@@ -74,7 +62,7 @@ def cases(algos: list[str] | None, datasets: dict[tuple[bool, str], str]) -> lis
             did = datasets.get((info.multi_agent, kind))
             if did is None:
                 continue
-            for loss in ("mse", "hl_gauss") if has_hl_gauss(info.name) else ("mse",):
+            for loss in ("mse", "hl_gauss") if takes_hl_gauss(info.name) else ("mse",):
                 out.append((info.name, loss, did))
     return out
 

@@ -521,7 +521,45 @@ def aggregate_suite_ablation(hl_root: Path = HLGAUSS_RUNS, mse_root: Path = SUIT
             by_family.setdefault(env_spec(did.split("/")[0]).family, []).append(c["hl_gauss_minus_mse"]["score"])
         doc["families"][algo] = {f: {"cells": len(d), **_up_down(d), "median_score_change": float(np.median([x["mean"] for x in d]))}
                                  for f, d in sorted(by_family.items())}
+    doc["not_run"] = ablation_not_run(hl_root, mse_root)
     return doc
+
+
+def ablation_not_run(hl_root: Path, mse_root: Path) -> dict:
+    """What the ablation lacks: the suite's seeds, of each (dataset, learner) whose learner takes an HL-Gauss
+    critic, that have no HL-Gauss run yet. Per tier the cells and runs to go and, per learner, the env ids."""
+    from baselines.registry import ALGORITHMS, takes_hl_gauss
+    from ogdata.ids import TIERS
+
+    out: dict = {"cells": 0, "runs": 0, "tiers": {}}
+    for algo_dir in sorted(mse_root.glob("*/*")):
+        algo, (env, tier) = algo_dir.name, algo_dir.parent.name.split("__")
+        if algo not in ALGORITHMS or not takes_hl_gauss(algo):
+            continue
+        todo = set(seed_dirs(algo_dir, {}, algo)) - set(seed_dirs(hl_root / algo_dir.parent.name / algo, HLGAUSS,
+                                                                  f"{algo}+hl_gauss"))
+        if todo:
+            t = out["tiers"].setdefault(tier.removesuffix("-v1"), {"cells": 0, "runs": 0, "learners": {}})
+            t["cells"], t["runs"] = t["cells"] + 1, t["runs"] + len(todo)
+            t["learners"].setdefault(algo, []).append(env)
+            out["cells"], out["runs"] = out["cells"] + 1, out["runs"] + len(todo)
+    out["tiers"] = dict(sorted(out["tiers"].items(), key=lambda kv: TIERS.index(kv[0])))
+    return out
+
+
+def not_run_lines(doc: dict) -> list[str]:
+    """The markdown of `ablation_not_run`: one line per tier."""
+    nr = doc["not_run"]
+    if not nr["cells"]:
+        return ["Every cell of the suite whose learner takes an HL-Gauss critic has its HL-Gauss runs."]
+    def count(e: dict) -> str:
+        return f"{e['cells']} cell{'s' * (e['cells'] != 1)}, {e['runs']} run{'s' * (e['runs'] != 1)}"
+
+    lines = [f"Not yet run: {count(nr)} (the suite's seeds without an HL-Gauss run):", ""]
+    for tier, t in nr["tiers"].items():
+        who = "; ".join(f"{algo}: {', '.join(envs)}" for algo, envs in sorted(t["learners"].items()))
+        lines.append(f"- {tier}: {count(t)} — {who}")
+    return lines
 
 
 def _side(x: dict) -> int:
@@ -639,7 +677,7 @@ def suite_ablation_markdown(doc: dict) -> str:
             lines.append(f"| {name} | {_fmt(c['mse']['score'])} | {_fmt(c['hl_gauss']['score'])} | {_fmt(dd['score'])} "
                          f"| {_fmt(dd['return_mean'])} | {_fmt(dd['return_cvar5'])} |")
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + not_run_lines(doc))
 
 
 def write(table: str) -> None:

@@ -17,7 +17,7 @@ import ogdata
 from baselines.checkpoint import read_checkpoint, save_checkpoint
 from baselines.data import fit_scaling, scaling_rule
 from baselines.evaluate import Evaluator, heldout
-from baselines.registry import ALGORITHMS, applicable, check
+from baselines.registry import ALGORITHMS, applicable, check, takes_hl_gauss
 from baselines.single import D3rlpyLearner, TransitionSampler
 from baselines.train import RunSettings, load_learner, train
 from ogdata.envs.core import VectorMarket
@@ -560,7 +560,7 @@ def test_gpu_check_covers_every_learner_and_each_hl_gauss_critic(capsys):
     assert {a for a, loss, _ in cases if loss == "hl_gauss"} == {"cql", "iql", "td3bc", "bcq", "iiql", "itd3bc",
                                                                  "matd3bc"}
     assert ("cql", "hl_gauss", "/data/trading-synth") in cases and ("bc", "mse", "/data/execution-ac") in cases
-    assert not gpu.has_hl_gauss("bc") and not gpu.has_hl_gauss("qriql") and gpu.has_hl_gauss("icql")
+    assert not takes_hl_gauss("bc") and not takes_hl_gauss("qriql") and takes_hl_gauss("icql")
     if not torch.cuda.is_available():  # asked for a GPU where there is none: says so, exit status 2
         assert gpu.main(["--device", "cuda", "--out", "/nonexistent/never-written.json"]) == 2
         assert "torch sees no GPU here" in capsys.readouterr().err

@@ -117,14 +117,17 @@ def test_risk_task_summary_is_the_records():
 
 
 def test_hlgauss_ablation_summary_is_the_records():
-    """The README's MSE vs HL-Gauss tables (per learner, per learner and env family) are `risk_table.py
-    --suite-ablation`'s, printed from its committed record, row for row."""
+    """The README's MSE vs HL-Gauss tables (per learner, per learner and env family) and its list of what the
+    ablation has not yet run are `risk_table.py --suite-ablation`'s, printed from its committed record, row for row."""
     doc = json.loads((ROOT / "results" / "hlgauss_ablation_v1_lite.json").read_text())
     printed = load_script("risk_table").suite_ablation_summary(doc)
     readme = README.splitlines()
     at = readme.index(printed[0])
     assert readme[at:at + len(printed)] == printed
     assert len(printed) >= 2 + 6 + 1 + 2 + 6
+    not_run = load_script("risk_table").not_run_lines(doc)  # what the ablation lacks, as the records say
+    at = readme.index(not_run[0])
+    assert readme[at:at + len(not_run)] == not_run
 
 
 def test_model_gap_rows_are_the_scripts():

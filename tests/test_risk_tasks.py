@@ -460,7 +460,16 @@ def test_suite_hlgauss_ablation_pairs_seeds_and_counts_cells(tmp_path):
     record("mse", "execution-ac/random-v1", "iql", 0, 70.0)
     record("hl", "execution-ac/random-v1", "iql", 0, 60.0, hl)               # one seed: counted, not in the IQM
     record("hl", "execution-ac/random-v1", "iql", 1, 60.0, hl)               # no MSE partner: left out
+    for s in range(3):  # the ablation's gaps: 2 of 3 seeds of a Replay cell, a whole TD3+BC cell; BC takes no critic
+        record("mse", "execution-ac/replay-v1", "cql", s, 50.0)
+        record("mse", "execution-ac/replay-v1", "bc", s, 50.0)
+    record("hl", "execution-ac/replay-v1", "cql", 1, 50.0, hl)
+    for s in range(5):
+        record("mse", "execution-ac-highvol/good-v1", "td3bc", s, 50.0)
     doc = rt.aggregate_suite_ablation(tmp_path / "hl", tmp_path / "mse")
+    assert doc["not_run"] == {"cells": 2, "runs": 7, "tiers": {
+        "good": {"cells": 1, "runs": 5, "learners": {"td3bc": ["execution-ac-highvol"]}},
+        "replay": {"cells": 1, "runs": 2, "learners": {"cql": ["execution-ac"]}}}}
     cells = doc["cells"]["iql"]
     assert cells["execution-ac/poor-v1"]["seeds"] == [0, 1, 2, 3, 4]
     m, lo, hi = mean_ci([5.0, 6.0, 7.0, 8.0, 9.0])
@@ -483,6 +492,8 @@ def test_suite_hlgauss_ablation_pairs_seeds_and_counts_cells(tmp_path):
                    f"{bold}{h['iqm']:.1f} [{h['low']:.1f}, {h['high']:.1f}]{bold} | 2 / 0 / 2 | 1 / 1 |")
     assert "**iql**: 4 datasets; the score rose on 2, fell on 0, and its interval spans 0 on 2" in md
     assert "| execution-ac/random-v1 (1 seed) |" in md
+    assert ("Not yet run: 2 cells, 7 runs" in md and "- good: 1 cell, 5 runs — td3bc: execution-ac-highvol" in md
+            and "- replay: 1 cell, 2 runs — cql: execution-ac" in md)
     rt.suite_ablation_plot(doc, tmp_path / "ablation.png")  # a panel per learner
     assert (tmp_path / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bad = record("hl", "execution-ac/medium-v1", "iql", 0, 50.0)  # an MSE run filed among the HL-Gauss ones
