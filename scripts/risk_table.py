@@ -529,7 +529,6 @@ def ablation_not_run(hl_root: Path, mse_root: Path) -> dict:
     """What the ablation lacks: the suite's seeds, of each (dataset, learner) whose learner takes an HL-Gauss
     critic, that have no HL-Gauss run yet. Per tier the cells and runs to go and, per learner, the env ids."""
     from baselines.registry import ALGORITHMS, takes_hl_gauss
-    from ogdata.ids import TIERS
 
     out: dict = {"cells": 0, "runs": 0, "tiers": {}}
     for algo_dir in sorted(mse_root.glob("*/*")):
@@ -543,12 +542,13 @@ def ablation_not_run(hl_root: Path, mse_root: Path) -> dict:
             t["cells"], t["runs"] = t["cells"] + 1, t["runs"] + len(todo)
             t["learners"].setdefault(algo, []).append(env)
             out["cells"], out["runs"] = out["cells"] + 1, out["runs"] + len(todo)
-    out["tiers"] = dict(sorted(out["tiers"].items(), key=lambda kv: TIERS.index(kv[0])))
     return out
 
 
 def not_run_lines(doc: dict) -> list[str]:
-    """The markdown of `ablation_not_run`: one line per tier."""
+    """The markdown of `ablation_not_run`: one line per tier, in catalogue order (a JSON record's keys are sorted)."""
+    from ogdata.ids import TIERS
+
     nr = doc["not_run"]
     if not nr["cells"]:
         return ["Every cell of the suite whose learner takes an HL-Gauss critic has its HL-Gauss runs."]
@@ -556,7 +556,7 @@ def not_run_lines(doc: dict) -> list[str]:
         return f"{e['cells']} cell{'s' * (e['cells'] != 1)}, {e['runs']} run{'s' * (e['runs'] != 1)}"
 
     lines = [f"Not yet run: {count(nr)} (the suite's seeds without an HL-Gauss run):", ""]
-    for tier, t in nr["tiers"].items():
+    for tier, t in sorted(nr["tiers"].items(), key=lambda kv: TIERS.index(kv[0])):
         who = "; ".join(f"{algo}: {', '.join(envs)}" for algo, envs in sorted(t["learners"].items()))
         lines.append(f"- {tier}: {count(t)} — {who}")
     return lines
