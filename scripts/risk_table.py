@@ -14,6 +14,8 @@
     python scripts/risk_table.py --suite-table          # the risk table of the v1-lite suite's own records
     python scripts/risk_table.py --suite-ablation       # MSE vs HL-Gauss across the v1-lite suite (paired by seed)
     python scripts/risk_table.py --task-table           # each risk task's objective for the suite's learners
+    python scripts/risk_table.py --ablation-readme README.md  # rewrite the README's ablation tables, counts and
+                                                        # not-run list from the committed record (no aggregation)
 
 The suite table needs no runs of its own: for the base ids of the risk tasks (`ogdata.envs.risk`) it reads the
 v1-lite suite's records (results/runs/v1-lite: 5,000 updates, 5 seeds, the full 1M-transition datasets, final
@@ -38,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -611,6 +614,55 @@ def suite_ablation_summary(doc: dict) -> list[str]:
 PLOT_FLOOR = -150.0  # scores below are drawn on the floor (open markers): MSE collapses reach −1,330
 
 
+def ablation_counts(doc: dict) -> tuple[int, int]:
+    """(dataset × learner cells, HL-Gauss runs paired with an MSE run) of a suite-ablation record."""
+    cells = [c for by_did in doc["cells"].values() for c in by_did.values()]
+    return len(cells), sum(len(c["seeds"]) for c in cells)
+
+
+COUNTS = re.compile(r"[\d,]+ dataset × learner(\s+)cells, [\d,]+ HL-Gauss runs")
+
+
+def counts_text(doc: dict, sep: str = " ") -> str:
+    cells, runs = ablation_counts(doc)
+    return f"{cells:,} dataset × learner{sep}cells, {runs:,} HL-Gauss runs"
+
+
+def _block_end(lines: list[str], start: int, prefix: str, gaps: int) -> int:
+    """The index after the block at `start`: lines starting with `prefix` (the first line whatever it is), crossing
+    up to `gaps` single blank lines that are followed by more of them."""
+    end = start + 1
+    while True:
+        while end < len(lines) and lines[end].startswith(prefix):
+            end += 1
+        if gaps and end + 1 < len(lines) and not lines[end].strip() and lines[end + 1].startswith(prefix):
+            gaps, end = gaps - 1, end + 1
+            continue
+        return end
+
+
+def update_readme_ablation(text: str, doc: dict) -> tuple[str, int]:
+    """`text` with the suite ablation's summary tables, its not-run list and its cell and run counts rewritten
+    from `doc`, and how many lines changed. A README without them is an error (nothing to rewrite)."""
+    lines = text.split("\n")
+    changed = 0
+    for new, starts, prefix, gaps in ((suite_ablation_summary(doc), ("| learner | cells | MSE | HL-Gauss",), "|", 1),
+                                      (not_run_lines(doc), ("Not yet run:", "Every cell of the suite"), "- ", 1)):
+        at = next((i for i, line in enumerate(lines) if line.startswith(starts)), None)
+        if at is None:
+            raise ValueError(f"the README has no line starting {starts[0]!r}: put the block back (risk_table.py "
+                             "--suite-ablation prints it in results/hlgauss_ablation_v1_lite.md) and run again")
+        end = _block_end(lines, at, prefix, gaps)
+        changed += sum(a != b for a, b in zip(lines[at:end], new)) + abs(end - at - len(new))
+        lines[at:end] = new
+    joined = "\n".join(lines)
+    if not COUNTS.search(joined):
+        raise ValueError("the README does not say '<n> dataset × learner cells, <n> HL-Gauss runs': "
+                         "put the sentence back and run again")
+    out = COUNTS.sub(lambda m: counts_text(doc, m.group(1)), joined)
+    return out, changed + sum(a != b for a, b in zip(joined.split("\n"), out.split("\n")))
+
+
 def suite_ablation_plot(doc: dict, path: Path) -> None:
     """One panel per learner: each cell's mean score with MSE (x) against HL-Gauss (y), the diagonal, and the
     cells whose seed-paired difference lies above / below 0 filled green / red (grey: across 0)."""
@@ -701,7 +753,20 @@ def main(argv: list[str] | None = None) -> int:
                    help="only each risk task's objective for the v1-lite suite's learners, beside its references")
     p.add_argument("--suite-ablation", action="store_true",
                    help="only MSE vs HL-Gauss on the v1-lite suite (results/runs/v1-lite-hlgauss against the suite's runs)")
+    p.add_argument("--ablation-readme", type=Path, metavar="README",
+                   help="rewrite this README's ablation tables, counts and not-run list from the committed "
+                        "results/hlgauss_ablation_v1_lite.json (run --suite-ablation first to refresh it)")
     args = p.parse_args(argv)
+    if args.ablation_readme:
+        doc = json.loads((OUT / "hlgauss_ablation_v1_lite.json").read_text())
+        try:
+            text, changed = update_readme_ablation(args.ablation_readme.read_text(), doc)
+        except ValueError as e:
+            print(f"risk_table: {e}", file=sys.stderr)
+            return 1
+        args.ablation_readme.write_text(text)
+        print(f"{args.ablation_readme}: {changed} lines rewritten from results/hlgauss_ablation_v1_lite.json")
+        return 0
     for flag, name, build, render in ((args.suite_ablation, "hlgauss_ablation_v1_lite", aggregate_suite_ablation,
                                        suite_ablation_markdown),
                                       (args.suite_table, "risk_table_v1_lite", aggregate_suite, suite_markdown),

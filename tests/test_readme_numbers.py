@@ -130,6 +130,29 @@ def test_hlgauss_ablation_summary_is_the_records():
     assert readme[at:at + len(not_run)] == not_run
 
 
+def test_the_ablation_rewriter_restores_a_stale_readme():
+    """`risk_table.py --ablation-readme` leaves the committed README as it is, and rewrites a stale summary row, a
+    stale cell count, a not-run list of the wrong length and a blank-line gap back to the record's; a README
+    without the blocks is an error that says what to put back."""
+    rt = load_script("risk_table")
+    doc = json.loads((ROOT / "results" / "hlgauss_ablation_v1_lite.json").read_text())
+    same, changed = rt.update_readme_ablation(README, doc)
+    assert (same, changed) == (README, 0)
+    cells, runs = rt.ablation_counts(doc)
+    assert rt.counts_text(doc) in " ".join(README.split())  # the prose says the record's counts
+    row = rt.suite_ablation_summary(doc)[2]  # td3bc's IQM row
+    not_run = rt.not_run_lines(doc)
+    stale = (README.replace(row, "| td3bc | 1 | 0.0 [0.0, 0.0] | 0.0 [0.0, 0.0] | 0 / 0 / 1 | 0 / 0 |")
+             .replace(f"{cells:,} dataset × learner", "7 dataset × learner")
+             .replace(f"cells, {runs:,} HL-Gauss runs", "cells, 35 HL-Gauss runs")
+             .replace("\n".join(not_run), "\n".join([not_run[0], "", "- good: 1 cell, 1 run — cql: x", "- nowhere"])))
+    assert stale != README
+    back, changed = rt.update_readme_ablation(stale, doc)
+    assert back == README and changed >= 3
+    with pytest.raises(ValueError, match="no line starting 'Not yet run:'"):
+        rt.update_readme_ablation(README.replace(not_run[0], "Nothing here"), doc)
+
+
 def test_model_gap_rows_are_the_scripts():
     """The README's model-vs-true table (MOPO/LMOPO at three penalties) is scripts/model_gap.py's output, row for row."""
     header = "| dataset | algo | λ | seeds | true (test markets) |"
