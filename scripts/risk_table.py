@@ -53,6 +53,7 @@ sys.path.insert(0, str(ROOT))
 
 from ogdata.envs.registry import env_spec  # noqa: E402
 from ogdata.envs.risk import risk_task  # noqa: E402
+from ogdata.ids import TIERS  # noqa: E402
 
 RUNS = ROOT / "results" / "runs" / "risk"
 OUT = ROOT / "results"
@@ -550,8 +551,6 @@ def ablation_not_run(hl_root: Path, mse_root: Path) -> dict:
 
 def not_run_lines(doc: dict) -> list[str]:
     """The markdown of `ablation_not_run`: one line per tier, in catalogue order (a JSON record's keys are sorted)."""
-    from ogdata.ids import TIERS
-
     nr = doc["not_run"]
     if not nr["cells"]:
         return ["Every cell of the suite whose learner takes an HL-Gauss critic has its HL-Gauss runs."]
