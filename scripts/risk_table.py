@@ -327,7 +327,6 @@ def aggregate_suite(runs_root: Path = SUITE_RUNS) -> dict:
                  "sources": {k: v[0] for k, v in SUITE_SOURCES.items()},
                  "protocol": "v1: final checkpoint on the fixed test markets",
                  "interval": "95 % percentile bootstrap over seeds (rliable)", "datasets": {}}
-    from ogdata.ids import TIERS
 
     for env in envs:
         for run_key in sorted(runs_root.glob(f"{env}__*-v1"), key=lambda d: TIERS.index(d.name.split("__")[1][:-3])):
@@ -387,7 +386,6 @@ def aggregate_tasks(runs_root: Path = SUITE_RUNS, references: Path = OUT / "risk
     sqriql-cvar10 for the CVaR 10 % ones, sqriql-meancvar10 for the mean-CVaR ones)."""
     from baselines.finance import task_objective
     from ogdata.envs.risk import TASKS
-    from ogdata.ids import TIERS
 
     refs = json.loads(references.read_text())["tasks"]
     doc: dict = {"table": "tasks", "suite": "v1-lite", "protocol": "v1: final checkpoint on the fixed test markets",
@@ -427,7 +425,6 @@ def _in_order(doc: dict) -> dict:
     """The task table's entries in catalogue order — tasks as `ogdata.envs.risk.TASKS`, tiers as the catalogue's,
     learners SUITE_SOURCES' first, then by name, references by name — however the JSON was keyed."""
     from ogdata.envs.risk import TASKS
-    from ogdata.ids import TIERS
 
     rank = {t.id: i for i, t in enumerate(TASKS)}
     labels = list(SUITE_SOURCES)
