@@ -494,6 +494,14 @@ def test_suite_hlgauss_ablation_pairs_seeds_and_counts_cells(tmp_path):
     assert "| execution-ac/random-v1 (1 seed) |" in md
     assert ("Not yet run: 2 cells, 7 runs" in md and "- good: 1 cell, 5 runs — td3bc: execution-ac-highvol" in md
             and "- replay: 1 cell, 2 runs — cql: execution-ac" in md)
+    # what the record counts is what it reads once: execution-ac/poor's HL-Gauss seed 4 is on disk, but a record
+    # whose pairing read came before it landed (a chain still running) lists it as not run rather than neither
+    paired = {(d.replace("/", "__"), a): set(c["seeds"]) for a, cs in doc["cells"].items() for d, c in cs.items()}
+    assert rt.ablation_not_run(tmp_path / "mse", paired) == doc["not_run"]
+    paired["execution-ac__poor-v1", "iql"] = {0, 1, 2, 3}
+    nr = rt.ablation_not_run(tmp_path / "mse", paired)
+    assert nr["tiers"]["poor"] == {"cells": 1, "runs": 1, "learners": {"iql": ["execution-ac"]}}
+    assert (nr["cells"], nr["runs"]) == (3, 8)
     rt.suite_ablation_plot(doc, tmp_path / "ablation.png")  # a panel per learner
     assert (tmp_path / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bad = record("hl", "execution-ac/medium-v1", "iql", 0, 50.0)  # an MSE run filed among the HL-Gauss ones
