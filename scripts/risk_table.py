@@ -491,13 +491,11 @@ def aggregate_suite_ablation(hl_root: Path = HLGAUSS_RUNS, mse_root: Path = SUIT
     doc: dict = {"table": "hlgauss-suite", "suite": "v1-lite", "protocol": "v1: final checkpoint on the fixed test markets",
                  "interval": "95 % percentile bootstrap over seeds (rliable); IQM: stratified bootstrap",
                  "cells": {}, "algorithms": {}, "families": {}}
-    paired: dict[tuple[str, str], set[int]] = {}
     for algo_dir in sorted(hl_root.glob("*/*")):
         did, algo = algo_dir.parent.name.replace("__", "/"), algo_dir.name
         hl = seed_records(algo_dir, HLGAUSS, f"{algo}+hl_gauss")
         mse = seed_records(mse_root / algo_dir.parent.name / algo, {}, algo)
         common = sorted(set(hl) & set(mse))
-        paired[algo_dir.parent.name, algo] = set(common)
         if not common:
             continue
         cell = {"seeds": common, "mse": {k: ci([mse[s][k] for s in common]) for k in FIGURES},
@@ -524,15 +522,15 @@ def aggregate_suite_ablation(hl_root: Path = HLGAUSS_RUNS, mse_root: Path = SUIT
             by_family.setdefault(env_spec(did.split("/")[0]).family, []).append(c["hl_gauss_minus_mse"]["score"])
         doc["families"][algo] = {f: {"cells": len(d), **_up_down(d), "median_score_change": float(np.median([x["mean"] for x in d]))}
                                  for f, d in sorted(by_family.items())}
-    doc["not_run"] = ablation_not_run(mse_root, paired)
+    doc["not_run"] = ablation_not_run(mse_root, doc["cells"])
     return doc
 
 
-def ablation_not_run(mse_root: Path, paired: dict[tuple[str, str], set[int]]) -> dict:
+def ablation_not_run(mse_root: Path, cells: dict) -> dict:
     """What the ablation lacks: the suite's seeds, of each (dataset, learner) whose learner takes an HL-Gauss
-    critic, that are not among the cell's `paired` seeds (those the record counts, read once, so that a run
-    finishing while the record is built is either counted or listed here, never neither). Per tier the cells and
-    runs to go and, per learner, the env ids."""
+    critic, that are not among the seeds its record `cells` pairs (not a second read of the HL-Gauss runs: a run
+    finishing while the record is built is then either counted or listed here, never neither). Per tier the cells
+    and runs to go and, per learner, the env ids."""
     from baselines.registry import ALGORITHMS, takes_hl_gauss
 
     out: dict = {"cells": 0, "runs": 0, "tiers": {}}
@@ -540,7 +538,8 @@ def ablation_not_run(mse_root: Path, paired: dict[tuple[str, str], set[int]]) ->
         algo, (env, tier) = algo_dir.name, algo_dir.parent.name.split("__")
         if algo not in ALGORITHMS or not takes_hl_gauss(algo):
             continue
-        todo = set(seed_dirs(algo_dir, {}, algo)) - paired.get((algo_dir.parent.name, algo), set())
+        paired = cells.get(algo, {}).get(f"{env}/{tier}", {}).get("seeds", [])
+        todo = set(seed_dirs(algo_dir, {}, algo)) - set(paired)
         if todo:
             t = out["tiers"].setdefault(tier.removesuffix("-v1"), {"cells": 0, "runs": 0, "learners": {}})
             t["cells"], t["runs"] = t["cells"] + 1, t["runs"] + len(todo)
