@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ogdata.errors import InvalidArgumentError
+
 PAD = 0.1  # the support is the returns-to-go range widened by this fraction of its width on each side
 VALUE_LOSSES = ("mse", "hl_gauss")
 
@@ -94,7 +96,7 @@ def value_support(ds, reward_scale: float, gamma: float, pad: float = PAD) -> tu
 
 def check_value_loss(value_loss: str) -> None:
     if value_loss not in VALUE_LOSSES:
-        raise ValueError(f"value_loss must be one of {VALUE_LOSSES}, got {value_loss!r}")
+        raise InvalidArgumentError(f"value_loss must be one of {VALUE_LOSSES}, got {value_loss!r}")
 
 
 class ValueHead:

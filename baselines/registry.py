@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from baselines import multi, native, single
 from baselines.single import D3rlpyAlgo
-from ogdata.errors import InvalidIdError, closest
+from ogdata.errors import InvalidArgumentError, InvalidIdError, closest
 
 
 @dataclass(frozen=True)
@@ -88,3 +88,37 @@ def takes_hl_gauss(name: str) -> bool:
             return any(single.hl_gauss_config(c) is not None for c in a.configs.values())
     cls = {**multi.ALGOS, **native.ALGOS}[name]
     return "value_loss" in {f.name for f in dataclasses.fields(cls.config_class)}
+
+
+SIZE_FIELDS = ("hidden", "layers", "batch_size")  # set by --hidden/--layers/--batch-size, not by --set
+
+
+def config_fields(name: str, kind: str) -> set[str]:
+    """The config fields `--set KEY=VALUE` may change for algorithm `name` on `kind` ("discrete"/"continuous")
+    actions: the d3rlpy config's fields (with the HL-Gauss ones where it has a critic), else the torch config's."""
+    if name in single.ALGOS:
+        from baselines.console import import_d3rlpy
+
+        cls_name = single.ALGOS[name].configs[kind]
+        fields = {f.name for f in dataclasses.fields(getattr(import_d3rlpy().algos, cls_name))}
+        if single.hl_gauss_config(cls_name) is not None:
+            fields |= set(single.HL_GAUSS_FIELDS)
+        return fields
+    cls = {**multi.ALGOS, **native.ALGOS}[name]
+    return {f.name for f in dataclasses.fields(cls.config_class)} - set(SIZE_FIELDS)
+
+
+def check_overrides(name: str, kind: str, overrides: dict | None) -> None:
+    """A clear error for a `--set` key that algorithm `name` has no field for (rather than a TypeError deep
+    inside its config class), naming the nearest field and, for the HL-Gauss ones, the algorithms that take them."""
+    fields = config_fields(name, kind)
+    for key in sorted(set(overrides or {}) - fields):
+        if key in SIZE_FIELDS:
+            hint = f" Pass it as --{key.replace('_', '-')} instead."
+        elif key in single.HL_GAUSS_FIELDS:
+            hint = (f" {name} has no critic to classify; value_loss='hl_gauss' is for "
+                    f"{', '.join(a for a in ALGORITHMS if takes_hl_gauss(a))}.")
+        else:
+            hint = closest(key, fields)
+        raise InvalidArgumentError(f"--set {key}: {name} has no config field {key!r}.{hint} Its fields: "
+                                   f"{', '.join(sorted(fields))}")

@@ -29,7 +29,7 @@ import numpy as np
 from baselines import native
 from baselines.checkpoint import load_modules, read_checkpoint, save_checkpoint
 from baselines.data import fit_scaling, with_stock_features
-from baselines.registry import check
+from baselines.registry import check, check_overrides, dataset_kind
 from ogdata.progress import Progress
 
 PROTOCOLS = ("v0", "v1", "v1-validation")
@@ -79,6 +79,7 @@ def default_out(dataset_id: str, algo: str, seed: int, root: str = "runs") -> Pa
 def build_learner(algo: str, ds, s: RunSettings):
     """The learner for `algo` on `ds` (d3rlpy's BC/CQL/IQL/TD3+BC/BCQ, else our torch files baselines/*.py)."""
     info = check(algo, ds)
+    check_overrides(algo, dataset_kind(ds)[1], s.overrides)
     scaling = fit_scaling(ds)
     kw = dict(hidden=s.hidden, layers=s.layers, batch_size=s.batch_size, device=s.device, seed=s.seed,
               overrides=s.overrides or None)

@@ -244,3 +244,26 @@ def test_train_cli_set_reads_config_fields():
         "value_loss": "hl_gauss", "alpha": 0.05, "bins": 51, "risk": "cvar"}
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_overrides(["value_loss"])
+
+
+def test_a_set_key_the_algorithm_lacks_is_an_ogdata_error_naming_the_fix(tmp_path):
+    from baselines.train import RunSettings, build_learner
+    from ogdata.errors import InvalidArgumentError
+
+    ds = _bandit(tmp_path / "b", n=100)
+
+    def build(algo, **overrides):
+        return build_learner(algo, ds, RunSettings(algo, str(ds.path), 1, hidden=8, overrides=overrides))
+
+    # arsq's Q is a soft-Q sum with no value head: no HL-Gauss option; the error names the learners that have one
+    with pytest.raises(InvalidArgumentError, match=r"arsq has no config field 'value_loss'.*is for .*cql.*iiql"):
+        build("arsq", value_loss="hl_gauss")
+    with pytest.raises(InvalidArgumentError, match=r"'vlue_loss'\. Did you mean 'value_loss'\?"):
+        build("cql", vlue_loss="hl_gauss")
+    with pytest.raises(InvalidArgumentError, match=r"'hidden'\. Pass it as --hidden instead"):
+        build("mopo", hidden=32)
+    with pytest.raises(InvalidArgumentError, match=r"value_loss must be one of \('mse', 'hl_gauss'\), got 'huber'"):
+        build("iql", value_loss="huber")
+    # fields the algorithm has pass, d3rlpy's own and ours
+    assert build("iql", value_loss="hl_gauss", bins=11, expectile=0.8).algo.config.expectile == 0.8
+    assert build("arsq", conservative=2.0).algo.config.conservative == 2.0
