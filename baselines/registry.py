@@ -86,8 +86,12 @@ def takes_hl_gauss(name: str) -> bool:
     for a in single.ALGORITHMS:
         if a.name == name:
             return any(single.hl_gauss_config(c) is not None for c in a.configs.values())
-    cls = {**multi.ALGOS, **native.ALGOS}[name]
-    return "value_loss" in {f.name for f in dataclasses.fields(cls.config_class)}
+    return "value_loss" in _torch_config_fields(name)
+
+
+def _torch_config_fields(name: str) -> set[str]:
+    """The fields of the config of one of our torch learners (baselines/<name>.py)."""
+    return {f.name for f in dataclasses.fields({**multi.ALGOS, **native.ALGOS}[name].config_class)}
 
 
 SIZE_FIELDS = ("hidden", "layers", "batch_size")  # set by --hidden/--layers/--batch-size, not by --set
@@ -104,8 +108,7 @@ def config_fields(name: str, kind: str) -> set[str]:
         if single.hl_gauss_config(cls_name) is not None:
             fields |= set(single.HL_GAUSS_FIELDS)
         return fields
-    cls = {**multi.ALGOS, **native.ALGOS}[name]
-    return {f.name for f in dataclasses.fields(cls.config_class)} - set(SIZE_FIELDS)
+    return _torch_config_fields(name) - set(SIZE_FIELDS)
 
 
 def check_overrides(name: str, kind: str, overrides: dict | None) -> None:
